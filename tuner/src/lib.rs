@@ -1,0 +1,11 @@
+//! corestream-tune: reads what the kernel is doing to an edge box (probes, diagnose, watch,
+//! softirq) and changes it safely (profile, plan, apply, check, rollback).
+//!
+//! Every probe takes a root directory (`--root`, default `/`) so tests run on a fake tree.
+
+pub mod diagnose;
+pub mod nofile;
+pub mod plan;
+pub mod softirq;
+pub mod sysctl;
+pub mod watch;

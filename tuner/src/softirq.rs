@@ -1,0 +1,9 @@
+//! `corestream-tune softirq` (placeholder until its issue lands).
+use std::path::Path;
+
+#[derive(clap::Args, Debug)]
+pub struct Args {}
+
+pub fn run(_root: &Path, _args: Args) -> anyhow::Result<u8> {
+    anyhow::bail!("softirq is not built yet")
+}
