@@ -1,0 +1,1 @@
+//! Built-in live demo publisher (issue 5).
