@@ -1,3 +1,123 @@
 //! Corestream edge server library: the event loop, HTTP path and live-stream helpers.
+//!
+//! Map: `config` (CLI), `worker` (event loop and response path), `http` (parsing,
+//! conditionals, head writing), `range`, `path` (target to root-relative path), `mime`,
+//! `fsys` (openat2, sendfile), `demo` (built-in live publisher).
 
+pub mod config;
 pub mod demo;
+pub mod fsys;
+pub mod http;
+pub mod mime;
+pub mod path;
+pub mod range;
+pub mod worker;
+
+use config::Config;
+use socket2::{Domain, Protocol, Socket, Type};
+use std::io::{self, Write};
+use std::net::SocketAddr;
+use std::os::fd::AsRawFd;
+use std::sync::Arc;
+
+/// Current (soft, hard) RLIMIT_NOFILE.
+pub fn nofile_limit() -> (u64, u64) {
+    nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE).unwrap_or((0, 0))
+}
+
+/// Raise the soft fd limit to the hard one: every viewer costs a descriptor.
+pub fn raise_nofile() -> (u64, u64) {
+    use nix::sys::resource::{setrlimit, Resource};
+    let (soft, hard) = nofile_limit();
+    if soft < hard {
+        if let Err(e) = setrlimit(Resource::RLIMIT_NOFILE, hard, hard) {
+            eprintln!("corestream: cannot raise the nofile soft limit {soft} to {hard}: {e}");
+        }
+    }
+    nofile_limit()
+}
+
+/// Bind one SO_REUSEPORT listener. Every worker (and every other corestream process of the
+/// same user) binds its own; the kernel spreads new connections across them.
+pub fn bind_listener(addr: SocketAddr, backlog: i32) -> io::Result<std::net::TcpListener> {
+    let s = Socket::new(
+        Domain::for_address(addr),
+        Type::STREAM.cloexec(),
+        Some(Protocol::TCP),
+    )?;
+    s.set_reuse_address(true)?;
+    s.set_reuse_port(true)?;
+    s.set_nonblocking(true)?;
+    s.bind(&addr.into()).map_err(|e| {
+        if e.raw_os_error() == Some(libc::EADDRINUSE) {
+            io::Error::new(
+                e.kind(),
+                format!("{addr} is in use by a process that did not set SO_REUSEPORT or runs as another user ({e})"),
+            )
+        } else {
+            io::Error::new(e.kind(), format!("bind {addr}: {e}"))
+        }
+    })?;
+    s.listen(backlog)?;
+    Ok(s.into())
+}
+
+fn somaxconn() -> Option<i64> {
+    std::fs::read_to_string("/proc/sys/net/core/somaxconn")
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
+}
+
+/// Start the workers and block until one fails.
+pub fn serve(cfg: Config) -> Result<(), String> {
+    let (soft, hard) = raise_nofile();
+    let root = fsys::open_root(&cfg.root)
+        .map_err(|e| format!("cannot open --root {}: {e}", cfg.root.display()))?;
+    if !fsys::openat2_available(root.as_raw_fd()) {
+        return Err("this kernel lacks openat2(2) (Linux 5.6+), which corestream needs to keep requests inside --root".into());
+    }
+    if let Some(max) = somaxconn() {
+        if max < i64::from(cfg.backlog) {
+            eprintln!(
+                "corestream: warning: listen backlog {} is capped by net.core.somaxconn={max}; \
+                 raise it with `sysctl -w net.core.somaxconn={}` (or `corestream-tune apply`)",
+                cfg.backlog, cfg.backlog
+            );
+        }
+    }
+    let first = bind_listener(cfg.listen, cfg.backlog).map_err(|e| e.to_string())?;
+    let addr = first.local_addr().map_err(|e| e.to_string())?;
+    let mut listeners = vec![first];
+    for _ in 1..cfg.workers {
+        // Port 0 picks a port once; the other workers join that one.
+        listeners.push(bind_listener(addr, cfg.backlog).map_err(|e| e.to_string())?);
+    }
+    let workers = cfg.workers;
+    let backlog = cfg.backlog;
+    let root_display = cfg.root.display().to_string();
+    let shared = Arc::new(worker::Shared { cfg, root });
+    let mut handles = Vec::new();
+    for (id, l) in listeners.into_iter().enumerate() {
+        let w = worker::Worker::new(id, shared.clone(), mio::net::TcpListener::from_std(l))
+            .map_err(|e| format!("worker {id}: {e}"))?;
+        let h = std::thread::Builder::new()
+            .name(format!("corestream-w{id}"))
+            .spawn(move || w.run().map_err(|e| format!("worker {id}: {e}")))
+            .map_err(|e| format!("cannot start worker thread: {e}"))?;
+        handles.push(h);
+    }
+    eprintln!("corestream: serving {root_display} with {workers} workers, backlog {backlog}, nofile soft {soft} hard {hard}");
+    let mut stdout = io::stdout();
+    let _ = writeln!(stdout, "corestream: listening on http://{addr}/");
+    let _ = stdout.flush();
+    for h in handles {
+        match h.join() {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => return Err(e),
+            Err(_) => return Err("a worker thread panicked".into()),
+        }
+    }
+    Ok(())
+}

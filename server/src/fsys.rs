@@ -1,0 +1,126 @@
+//! The few syscalls of the file path: open beneath the root (openat2), stat, sendfile, send.
+//! Thin wrappers over libc because nix 0.29 has no openat2 and we want the raw errno to
+//! pick the HTTP status.
+
+use crate::http::FileMeta;
+use std::ffi::CStr;
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::path::Path;
+
+/// Open the media root as an O_PATH directory handle that every lookup is resolved beneath.
+pub fn open_root(path: &Path) -> io::Result<OwnedFd> {
+    use std::os::unix::ffi::OsStrExt;
+    let c = std::ffi::CString::new(path.as_os_str().as_bytes()).map_err(|_| {
+        io::Error::new(io::ErrorKind::InvalidInput, "root path contains a NUL byte")
+    })?;
+    // SAFETY: `c` is a valid NUL-terminated string; open returns a new fd or -1.
+    let fd = unsafe {
+        libc::open(
+            c.as_ptr(),
+            libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC,
+        )
+    };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: fd was just returned by open and is owned by nobody else.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// Open `rel` (NUL-terminated, relative) for reading beneath `root`. The kernel refuses any
+/// resolution that leaves the root (`..`, absolute symlinks, symlinks pointing outside) with
+/// EXDEV, and /proc magic links with ELOOP.
+pub fn open_beneath(root: RawFd, rel: &CStr) -> io::Result<OwnedFd> {
+    // SAFETY: open_how is plain integers; all-zero is its documented "no options" value.
+    let mut how: libc::open_how = unsafe { std::mem::zeroed() };
+    how.flags = (libc::O_RDONLY | libc::O_CLOEXEC | libc::O_NOCTTY | libc::O_NONBLOCK) as u64;
+    how.resolve = libc::RESOLVE_BENEATH | libc::RESOLVE_NO_MAGICLINKS;
+    // SAFETY: arguments match openat2(2): a dirfd, a NUL-terminated path, a pointer to a
+    // properly initialised open_how and its size. The kernel does not keep the pointers.
+    let fd = unsafe {
+        libc::syscall(
+            libc::SYS_openat2,
+            root,
+            rel.as_ptr(),
+            &how as *const libc::open_how,
+            std::mem::size_of::<libc::open_how>(),
+        )
+    };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: openat2 returned a new fd that nothing else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
+}
+
+/// Whether the running kernel has openat2 (Linux 5.6+). Checked once at start so the
+/// server refuses to run rather than serving with weaker containment.
+pub fn openat2_available(root: RawFd) -> bool {
+    match open_beneath(root, c".") {
+        Ok(_) => true,
+        Err(e) => e.raw_os_error() != Some(libc::ENOSYS),
+    }
+}
+
+/// fstat, returning None for anything but a regular file.
+pub fn regular_meta(fd: &OwnedFd) -> io::Result<Option<FileMeta>> {
+    // SAFETY: zeroed is a valid bit pattern for libc::stat (plain integers).
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: fd is open; st is a valid out-pointer.
+    if unsafe { libc::fstat(fd.as_raw_fd(), &mut st) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    if st.st_mode & libc::S_IFMT != libc::S_IFREG {
+        return Ok(None);
+    }
+    Ok(Some(FileMeta {
+        size: st.st_size.max(0) as u64,
+        ino: st.st_ino,
+        mtime_sec: st.st_mtime,
+        mtime_nsec: st.st_mtime_nsec,
+    }))
+}
+
+/// send(2) with MSG_NOSIGNAL, and MSG_MORE when a body follows so the head and the first
+/// body bytes leave in one segment.
+pub fn send(sock: RawFd, buf: &[u8], more: bool) -> io::Result<usize> {
+    let flags = libc::MSG_NOSIGNAL | if more { libc::MSG_MORE } else { 0 };
+    // SAFETY: buf is a valid readable slice for its length.
+    let n = unsafe { libc::send(sock, buf.as_ptr().cast(), buf.len(), flags) };
+    if n < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(n as usize)
+    }
+}
+
+/// recv(2) into the spare capacity of `buf`, at most `max` bytes.
+pub fn recv_into(sock: RawFd, buf: &mut Vec<u8>, max: usize) -> io::Result<usize> {
+    buf.reserve(max);
+    let spare = buf.spare_capacity_mut();
+    let want = spare.len().min(max);
+    // SAFETY: the kernel writes at most `want` bytes into the spare capacity, which is
+    // valid writable memory owned by `buf`.
+    let n = unsafe { libc::recv(sock, spare.as_mut_ptr().cast(), want, 0) };
+    if n < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let n = n as usize;
+    // SAFETY: the kernel initialised exactly n bytes after the current length.
+    unsafe { buf.set_len(buf.len() + n) };
+    Ok(n)
+}
+
+/// sendfile(2) from `file` at `*offset`, advancing it. Returns bytes sent (0 means the file
+/// ended early: it shrank since we opened it).
+pub fn sendfile(sock: RawFd, file: RawFd, offset: &mut u64, count: usize) -> io::Result<usize> {
+    let mut off = *offset as libc::off_t;
+    // SAFETY: both fds are open; `off` is a valid in/out pointer for the call.
+    let n = unsafe { libc::sendfile(sock, file, &mut off, count) };
+    if n < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    *offset = off as u64;
+    Ok(n as usize)
+}
