@@ -1,0 +1,50 @@
+#!/usr/bin/env python3
+"""User-space bytes per idle keep-alive connection of a running server.
+
+Opens N connections to HOST:PORT, makes one request on each (so each has been through a full
+request/response and is now an idle keep-alive connection), then compares the server's RSS
+(summed over the given PIDs) with the RSS before. Usage:
+    idle_memory.py --pid PID [--pid PID...] --url http://127.0.0.1:8080/path --conns 5000
+"""
+import argparse, socket, time, urllib.parse
+
+def rss_kib(pids):
+    total = 0
+    for pid in pids:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    total += int(line.split()[1])
+    return total
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--pid", type=int, action="append", required=True)
+    ap.add_argument("--url", required=True)
+    ap.add_argument("--conns", type=int, default=5000)
+    a = ap.parse_args()
+    u = urllib.parse.urlparse(a.url)
+    req = f"GET {u.path} HTTP/1.1\r\nHost: {u.hostname}\r\n\r\n".encode()
+    # Warm up: one full request so lazily-allocated per-worker state exists.
+    s = socket.create_connection((u.hostname, u.port)); s.sendall(req); s.recv(65536); s.close()
+    time.sleep(0.5)
+    before = rss_kib(a.pid)
+    socks = []
+    for i in range(a.conns):
+        s = socket.create_connection((u.hostname, u.port))
+        s.sendall(req)
+        socks.append(s)
+    for s in socks:
+        data = b""
+        while b"\r\n\r\n" not in data:
+            data += s.recv(65536)
+    time.sleep(1.0)
+    after = rss_kib(a.pid)
+    per = (after - before) * 1024 / a.conns
+    print(f"connections={a.conns} rss_before_kib={before} rss_after_kib={after} "
+          f"user_space_bytes_per_idle_connection={per:.0f}")
+    for s in socks:
+        s.close()
+
+if __name__ == "__main__":
+    main()
