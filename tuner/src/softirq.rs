@@ -1,9 +1,7 @@
-//! `corestream-tune softirq` (placeholder until its issue lands).
+//! placeholder replaced below
 use std::path::Path;
-
 #[derive(clap::Args, Debug)]
 pub struct Args {}
-
 pub fn run(_root: &Path, _args: Args) -> anyhow::Result<u8> {
     anyhow::bail!("softirq is not built yet")
 }

@@ -1,0 +1,128 @@
+//! Probes: one small parser per `/proc` file (text in, typed value out), and [`take`], which reads
+//! them all beneath a root directory into a [`Sample`].
+//!
+//! A probe that cannot read its file does not fail the sample: the gap is recorded in
+//! [`Sample::notes`] so `diagnose` can say what it could not see (containers hide some files).
+
+pub mod fds;
+pub mod listeners;
+pub mod netstat;
+pub mod sockstat;
+pub mod softirqs;
+pub mod softnet;
+pub mod stat;
+pub mod sysctls;
+
+use anyhow::Context;
+use serde::Serialize;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+/// Process name `diagnose` and `watch` look for when no `--pid` is given.
+pub const DEFAULT_PROCESS: &str = "corestream";
+
+/// Path of `rel` (e.g. `proc/net/netstat`) beneath `root`.
+pub fn path(root: &Path, rel: &str) -> PathBuf {
+    root.join(rel.trim_start_matches('/'))
+}
+
+/// Read and parse one file beneath `root`; errors name the full path.
+pub fn read_parse<T>(
+    root: &Path,
+    rel: &str,
+    parse: impl FnOnce(&str) -> anyhow::Result<T>,
+) -> anyhow::Result<T> {
+    let p = path(root, rel);
+    let text =
+        std::fs::read_to_string(&p).with_context(|| format!("cannot read {}", p.display()))?;
+    parse(&text).with_context(|| format!("cannot parse {}", p.display()))
+}
+
+/// Which processes to look at.
+#[derive(Debug, Clone)]
+pub enum Target {
+    Pids(Vec<u32>),
+    Named(String),
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Sample {
+    #[serde(skip)]
+    pub taken: Instant,
+    pub softirqs: Option<softirqs::Softirqs>,
+    pub stat: Option<stat::Stat>,
+    pub softnet: Option<Vec<softnet::SoftnetRow>>,
+    /// `/proc/net/netstat` and `/proc/net/snmp` merged, keyed `Prefix:Name`.
+    pub counters: netstat::Counters,
+    pub sockstat: Option<sockstat::Sockstat>,
+    pub listeners: Option<listeners::Listeners>,
+    pub file_nr: Option<fds::FileNr>,
+    pub processes: Vec<fds::ProcessFds>,
+    pub sysctls: sysctls::Sysctls,
+    /// What could not be read, and why.
+    pub notes: Vec<String>,
+}
+
+fn keep<T>(notes: &mut Vec<String>, r: anyhow::Result<T>) -> Option<T> {
+    match r {
+        Ok(v) => Some(v),
+        Err(e) => {
+            notes.push(format!("{e:#}"));
+            None
+        }
+    }
+}
+
+/// Read every probe once.
+pub fn take(root: &Path, target: &Target) -> Sample {
+    let mut notes = Vec::new();
+    let taken = Instant::now();
+    let softirqs = keep(
+        &mut notes,
+        read_parse(root, "proc/softirqs", softirqs::parse),
+    );
+    let stat = keep(&mut notes, read_parse(root, "proc/stat", stat::parse));
+    let softnet = keep(
+        &mut notes,
+        read_parse(root, "proc/net/softnet_stat", softnet::parse),
+    );
+    let mut counters = netstat::Counters::default();
+    for f in ["proc/net/netstat", "proc/net/snmp"] {
+        if let Some(c) = keep(&mut notes, read_parse(root, f, netstat::parse)) {
+            counters.merge(c);
+        }
+    }
+    let sockstat = keep(
+        &mut notes,
+        read_parse(root, "proc/net/sockstat", sockstat::parse),
+    );
+    let listeners = keep(&mut notes, listeners::probe(root));
+    if let Some(n) = listeners.as_ref().and_then(|l| l.note.clone()) {
+        notes.push(n);
+    }
+    let file_nr = keep(
+        &mut notes,
+        read_parse(root, "proc/sys/fs/file-nr", fds::parse_file_nr),
+    );
+    let pids = match target {
+        Target::Pids(p) => p.clone(),
+        Target::Named(name) => fds::find_by_name(root, name),
+    };
+    let processes = pids
+        .iter()
+        .filter_map(|&pid| keep(&mut notes, fds::process(root, pid)))
+        .collect();
+    Sample {
+        taken,
+        softirqs,
+        stat,
+        softnet,
+        counters,
+        sockstat,
+        listeners,
+        file_nr,
+        processes,
+        sysctls: sysctls::read(root),
+        notes,
+    }
+}
