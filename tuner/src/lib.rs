@@ -3,10 +3,13 @@
 //!
 //! Every probe takes a root directory (`--root`, default `/`) so tests run on a fake tree.
 
+pub mod backup;
 pub mod diagnose;
 pub mod nofile;
 pub mod plan;
 pub mod probe;
+pub mod profile;
+pub mod rps;
 pub mod rules;
 pub mod softirq;
 pub mod sysctl;

@@ -35,6 +35,8 @@ enum Cmd {
     Check(corestream_tune::plan::CheckArgs),
     /// Restore values saved by `apply` and remove the files it wrote.
     Rollback(corestream_tune::plan::RollbackArgs),
+    /// Print the effective profile as a sysctl.d, limits.d or systemd drop-in file.
+    Profile(corestream_tune::plan::ShowArgs),
     /// Raise a running process's RLIMIT_NOFILE with prlimit(2), or explain why not.
     Nofile(corestream_tune::nofile::Args),
 }
@@ -49,6 +51,7 @@ fn main() -> ExitCode {
         Cmd::Apply(a) => corestream_tune::plan::run_apply(&cli.root, a),
         Cmd::Check(a) => corestream_tune::plan::run_check(&cli.root, a),
         Cmd::Rollback(a) => corestream_tune::plan::run_rollback(&cli.root, a),
+        Cmd::Profile(a) => corestream_tune::plan::run_show(&cli.root, a),
         Cmd::Nofile(a) => corestream_tune::nofile::run(&cli.root, a),
     };
     match result {

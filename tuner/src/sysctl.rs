@@ -18,3 +18,19 @@ pub fn read(root: &Path, key: &str) -> io::Result<String> {
     let text = std::fs::read_to_string(path(root, key))?;
     Ok(text.split_whitespace().collect::<Vec<_>>().join(" "))
 }
+
+/// Write a sysctl (or any single-value kernel file) beneath `root` in one `write(2)`, the way
+/// `sysctl -w` does. The file must already exist: a missing key is an error, never a new file.
+pub fn write_file(file: &Path, value: &str) -> io::Result<()> {
+    use std::io::Write;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .truncate(true)
+        .open(file)?;
+    f.write_all(format!("{value}\n").as_bytes())
+}
+
+/// Write a dotted sysctl key beneath `root`.
+pub fn write(root: &Path, key: &str, value: &str) -> io::Result<()> {
+    write_file(&path(root, key), value)
+}
