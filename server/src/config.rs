@@ -3,6 +3,7 @@
 use clap::Parser;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::time::Duration;
 
 #[derive(Parser, Debug, Clone)]
 #[command(
@@ -102,6 +103,75 @@ pub struct Cli {
         value_name = "BYTES"
     )]
     pub max_uri_bytes: usize,
+
+    /// Time allowed to send a complete request head, from accept or from its first byte
+    /// (slowloris clients are closed). Units: ms, s, m.
+    #[arg(long, env = "CORESTREAM_HEADER_TIMEOUT", default_value = "10s", value_parser = parse_duration, value_name = "DURATION")]
+    pub header_timeout: Duration,
+
+    /// How long an idle keep-alive connection is kept open.
+    #[arg(long, env = "CORESTREAM_KEEPALIVE_TIMEOUT", default_value = "60s", value_parser = parse_duration, value_name = "DURATION")]
+    pub keepalive_timeout: Duration,
+
+    /// A response that makes no write progress for this long is abandoned (a viewer that
+    /// stopped reading must not pin a file and memory forever).
+    #[arg(long, env = "CORESTREAM_SEND_TIMEOUT", default_value = "30s", value_parser = parse_duration, value_name = "DURATION")]
+    pub send_timeout: Duration,
+
+    /// On SIGTERM/SIGINT: time allowed for responses in flight before exiting anyway.
+    #[arg(long, env = "CORESTREAM_DRAIN_TIMEOUT", default_value = "30s", value_parser = parse_duration, value_name = "DURATION")]
+    pub drain_timeout: Duration,
+
+    /// Most viewer connections this process holds (split across workers; 0 = no cap). Above
+    /// it a worker stops accepting and the kernel queue holds the rest; it resumes at 90%.
+    #[arg(
+        long,
+        env = "CORESTREAM_MAX_CONNECTIONS",
+        default_value_t = 0,
+        value_name = "N"
+    )]
+    pub max_connections: usize,
+
+    /// Admin listener for /metrics (Prometheus) and /healthz: `PORT` (on 127.0.0.1) or
+    /// `ADDR:PORT`. Never on the viewers' port. Off unless given.
+    #[arg(long, env = "CORESTREAM_ADMIN", value_parser = parse_admin, value_name = "[ADDR:]PORT")]
+    pub admin: Option<SocketAddr>,
+
+    /// Append an access log in combined log format to this file (buffered; reopened on
+    /// SIGHUP for log rotation). Off unless given.
+    #[arg(long, env = "CORESTREAM_ACCESS_LOG", value_name = "PATH")]
+    pub access_log: Option<PathBuf>,
+}
+
+/// Parse `10s`, `500ms`, `2m`, or plain seconds.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let (num, unit) = match s.find(|c: char| !c.is_ascii_digit() && c != '.') {
+        Some(i) => (&s[..i], s[i..].trim()),
+        None => (s, "s"),
+    };
+    let v: f64 = num
+        .parse()
+        .map_err(|_| format!("{s:?} is not a duration: write e.g. 10s, 500ms or 2m"))?;
+    let secs = match unit {
+        "ms" => v / 1000.0,
+        "s" | "sec" => v,
+        "m" | "min" => v * 60.0,
+        "h" => v * 3600.0,
+        _ => return Err(format!("{s:?}: unknown unit {unit:?}; use ms, s, m or h")),
+    };
+    if !secs.is_finite() || secs <= 0.0 || secs > 86_400.0 * 7.0 {
+        return Err(format!("{s:?} must be above zero and at most a week"));
+    }
+    Ok(Duration::from_secs_f64(secs))
+}
+
+fn parse_admin(s: &str) -> Result<SocketAddr, String> {
+    if let Ok(port) = s.parse::<u16>() {
+        return Ok(SocketAddr::from(([127, 0, 0, 1], port)));
+    }
+    s.parse()
+        .map_err(|_| format!("{s:?} is not PORT or ADDR:PORT (e.g. 9180 or 127.0.0.1:9180)"))
 }
 
 /// CORS policy.
@@ -124,6 +194,14 @@ pub struct Config {
     pub cache_other: Vec<u8>,
     pub cache_missing: Vec<u8>,
     pub limits: crate::http::Limits,
+    pub header_timeout: Duration,
+    pub keepalive_timeout: Duration,
+    pub send_timeout: Duration,
+    pub drain_timeout: Duration,
+    /// Per-worker connection cap (0 = none).
+    pub worker_max_connections: usize,
+    pub admin: Option<SocketAddr>,
+    pub access_log: Option<PathBuf>,
 }
 
 fn header_value(name: &str, v: &str) -> Result<Vec<u8>, String> {
@@ -142,6 +220,11 @@ impl Config {
             Some(n) => n,
             None => std::thread::available_parallelism().map_or(1, |n| n.get()),
         };
+        if let Some(a) = cli.admin {
+            if a == cli.listen || (a.port() == cli.listen.port() && a.port() != 0) {
+                return Err("--admin must not share the viewers' port (--listen)".into());
+            }
+        }
         if cli.backlog < 1 {
             return Err("--backlog must be at least 1".into());
         }
@@ -179,6 +262,31 @@ impl Config {
                 max_header_bytes: cli.max_header_bytes,
                 max_uri_bytes: cli.max_uri_bytes,
             },
+            header_timeout: cli.header_timeout,
+            keepalive_timeout: cli.keepalive_timeout,
+            send_timeout: cli.send_timeout,
+            drain_timeout: cli.drain_timeout,
+            worker_max_connections: cli.max_connections.div_ceil(workers),
+            admin: cli.admin,
+            access_log: cli.access_log.clone(),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("10s"), Ok(Duration::from_secs(10)));
+        assert_eq!(parse_duration("10"), Ok(Duration::from_secs(10)));
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+        assert!(parse_duration("0s").is_err());
+        assert!(parse_duration("ten").is_err());
+        assert!(parse_duration("5 parsecs").is_err());
+        assert_eq!(parse_admin("9180"), Ok("127.0.0.1:9180".parse().unwrap()));
+        assert!(parse_admin("localhost").is_err());
     }
 }

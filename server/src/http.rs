@@ -20,6 +20,7 @@ pub enum Method {
 #[derive(Debug, Default)]
 pub struct Request<'a> {
     pub method: Option<Method>,
+    pub method_str: &'a str,
     pub target: &'a [u8],
     /// 0 for HTTP/1.0, 1 for HTTP/1.1.
     pub minor: u8,
@@ -33,6 +34,8 @@ pub struct Request<'a> {
     pub range: Option<&'a [u8]>,
     pub origin: Option<&'a [u8]>,
     pub preflight: bool,
+    pub referer: Option<&'a [u8]>,
+    pub user_agent: Option<&'a [u8]>,
     /// The request announced a body (Content-Length > 0): we never read bodies, so the
     /// connection must close after the response to stay in sync.
     pub has_body: bool,
@@ -200,6 +203,7 @@ pub fn parse<'a>(buf: &'a [u8], limits: Limits) -> Parse<'a> {
             "OPTIONS" => Method::Options,
             _ => Method::Other,
         }),
+        method_str: method,
         target: path.as_bytes(),
         minor,
         ..Request::default()
@@ -219,6 +223,8 @@ pub fn parse<'a>(buf: &'a [u8], limits: Limits) -> Parse<'a> {
             6 if name.eq_ignore_ascii_case(b"origin") => r.origin = Some(v),
             8 if name.eq_ignore_ascii_case(b"if-match") => r.if_match = Some(v),
             8 if name.eq_ignore_ascii_case(b"if-range") => r.if_range = Some(v),
+            7 if name.eq_ignore_ascii_case(b"referer") => r.referer = Some(v),
+            10 if name.eq_ignore_ascii_case(b"user-agent") => r.user_agent = Some(v),
             10 if name.eq_ignore_ascii_case(b"connection") => {
                 conn_close |= has_token(v, b"close");
                 conn_keep |= has_token(v, b"keep-alive");
@@ -487,6 +493,10 @@ impl DateCache {
 
     pub fn get(&self) -> &[u8] {
         &self.text
+    }
+
+    pub fn unix_secs(&self) -> u64 {
+        self.secs
     }
 }
 

@@ -4,10 +4,13 @@
 //! conditionals, head writing), `range`, `path` (target to root-relative path), `mime`,
 //! `fsys` (openat2, sendfile), `demo` (built-in live publisher).
 
+pub mod accesslog;
+pub mod admin;
 pub mod config;
 pub mod demo;
 pub mod fsys;
 pub mod http;
+pub mod metrics;
 pub mod mime;
 pub mod path;
 pub mod range;
@@ -18,6 +21,7 @@ use socket2::{Domain, Protocol, Socket, Type};
 use std::io::{self, Write};
 use std::net::SocketAddr;
 use std::os::fd::AsRawFd;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
 /// Current (soft, hard) RLIMIT_NOFILE.
@@ -96,20 +100,43 @@ pub fn serve(cfg: Config) -> Result<(), String> {
     }
     let workers = cfg.workers;
     let backlog = cfg.backlog;
+    let drain_timeout = cfg.drain_timeout;
+    let admin_addr = cfg.admin;
     let root_display = cfg.root.display().to_string();
-    let shared = Arc::new(worker::Shared { cfg, root });
+    let shared = Arc::new(worker::Shared {
+        stats: (0..workers)
+            .map(|_| metrics::WorkerStats::default())
+            .collect(),
+        cfg,
+        root,
+        draining: AtomicBool::new(false),
+        log_generation: AtomicU64::new(0),
+    });
     let mut handles = Vec::new();
+    let mut wakers = Vec::new();
     for (id, l) in listeners.into_iter().enumerate() {
-        let w = worker::Worker::new(id, shared.clone(), mio::net::TcpListener::from_std(l))
-            .map_err(|e| format!("worker {id}: {e}"))?;
+        let (w, waker) =
+            worker::Worker::new(id, shared.clone(), mio::net::TcpListener::from_std(l))
+                .map_err(|e| format!("worker {id}: {e}"))?;
+        wakers.push(waker);
         let h = std::thread::Builder::new()
             .name(format!("corestream-w{id}"))
             .spawn(move || w.run().map_err(|e| format!("worker {id}: {e}")))
             .map_err(|e| format!("cannot start worker thread: {e}"))?;
         handles.push(h);
     }
-    eprintln!("corestream: serving {root_display} with {workers} workers, backlog {backlog}, nofile soft {soft} hard {hard}");
+    let admin = match admin_addr {
+        Some(a) => Some(admin::start(a, shared.clone()).map_err(|e| e.to_string())?),
+        None => None,
+    };
+    spawn_signal_thread(shared.clone(), wakers, drain_timeout)?;
+    eprintln!(
+        "corestream: serving {root_display} with {workers} workers, backlog {backlog}, nofile soft {soft} hard {hard}"
+    );
     let mut stdout = io::stdout();
+    if let Some(a) = admin {
+        let _ = writeln!(stdout, "corestream: admin on http://{a}/metrics");
+    }
     let _ = writeln!(stdout, "corestream: listening on http://{addr}/");
     let _ = stdout.flush();
     for h in handles {
@@ -119,5 +146,49 @@ pub fn serve(cfg: Config) -> Result<(), String> {
             Err(_) => return Err("a worker thread panicked".into()),
         }
     }
+    eprintln!("corestream: drained, exiting");
+    Ok(())
+}
+
+/// SIGTERM/SIGINT: first one drains (workers stop accepting, finish what is in flight,
+/// exit), a second one exits at once. SIGHUP reopens the access log.
+fn spawn_signal_thread(
+    shared: Arc<worker::Shared>,
+    wakers: Vec<Arc<mio::Waker>>,
+    drain_timeout: std::time::Duration,
+) -> Result<(), String> {
+    use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+    let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT, SIGHUP])
+        .map_err(|e| format!("cannot install signal handlers: {e}"))?;
+    std::thread::Builder::new()
+        .name("corestream-signals".into())
+        .spawn(move || {
+            for sig in signals.forever() {
+                if sig == SIGHUP {
+                    shared.log_generation.fetch_add(1, Ordering::Relaxed);
+                    for w in &wakers {
+                        let _ = w.wake();
+                    }
+                    continue;
+                }
+                if shared.draining.swap(true, Ordering::Relaxed) {
+                    eprintln!("corestream: second signal, exiting now");
+                    std::process::exit(1);
+                }
+                eprintln!(
+                    "corestream: draining: no new connections, finishing responses in flight (up to {} s)",
+                    drain_timeout.as_secs_f64()
+                );
+                for w in &wakers {
+                    let _ = w.wake();
+                }
+                std::thread::spawn(move || {
+                    std::thread::sleep(drain_timeout);
+                    eprintln!("corestream: drain timeout reached, exiting with connections still open");
+                    std::process::exit(0);
+                });
+            }
+        })
+        .map_err(|e| format!("cannot start signal thread: {e}"))?;
     Ok(())
 }

@@ -4,28 +4,45 @@
 //! `CAN_WRITE`) and cleared only when a syscall says WouldBlock. Work per turn is bounded;
 //! a connection that still has work goes back on the ready queue instead of starving others.
 
+use crate::accesslog::AccessLog;
 use crate::config::{Config, Cors};
 use crate::fsys;
 use crate::http::{self, Decision, Method, Parse, Request, Status};
+use crate::metrics::{bump, CloseReason, WorkerStats};
 use crate::mime::{self, Kind};
 use crate::path::{self, PathError};
 use mio::net::{TcpListener, TcpStream};
-use mio::{Events, Interest, Poll, Token};
+use mio::{Events, Interest, Poll, Token, Waker};
 use slab::Slab;
 use std::collections::VecDeque;
 use std::ffi::CStr;
 use std::io::{self, ErrorKind};
 use std::os::fd::{AsRawFd, OwnedFd};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-/// State shared read-only by all workers of a process.
+/// State shared by all workers of a process.
 pub struct Shared {
     pub cfg: Config,
     pub root: OwnedFd,
+    /// Set by the first SIGTERM/SIGINT: stop accepting, finish what is in flight, exit.
+    pub draining: AtomicBool,
+    /// Bumped by SIGHUP: workers reopen the access log.
+    pub log_generation: AtomicU64,
+    /// One per worker, indexed by worker id.
+    pub stats: Box<[WorkerStats]>,
 }
 
 const LISTENER: Token = Token(usize::MAX);
+const WAKER: Token = Token(usize::MAX - 1);
+/// Timer resolution: deadlines fire within one tick after they pass.
+const TICK: Duration = Duration::from_millis(250);
+/// Wheel slots; 1024 x 250 ms = 256 s spans every default timeout in one round. Longer
+/// deadlines stay in their slot for extra rounds.
+const WHEEL_SLOTS: usize = 1024;
+/// How long a closing connection may keep sending us bytes before we close anyway.
+const LINGER_TIMEOUT: Duration = Duration::from_secs(5);
 /// Bytes asked of recv() at a time; a request head is usually well under this.
 const READ_CHUNK: usize = 4096;
 /// Bytes one connection may send per turn before others get theirs.
@@ -49,6 +66,17 @@ const QUEUED: u8 = 4;
 const CLOSE_AFTER: u8 = 8;
 /// Our write side is shut: read and discard until the peer closes.
 const LINGER: u8 = 16;
+/// Accepted but no request byte yet: the header deadline runs from accept.
+const FRESH: u8 = 32;
+
+/// What a connection is waiting for, which decides its timeout.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Phase {
+    Header = 0,
+    Idle = 1,
+    Send = 2,
+    Linger = 3,
+}
 
 struct FileBody {
     file: OwnedFd,
@@ -66,7 +94,26 @@ struct Conn {
     out_pos: usize,
     body: Option<FileBody>,
     flags: u8,
+    phase: Phase,
     lingered: u32,
+    /// Tick when the current phase began (or, while sending, of the last write progress).
+    since: u32,
+    /// Tick of this connection's pending wheel entry, 0 if none.
+    armed: u32,
+}
+
+impl Conn {
+    fn current_phase(&self) -> Phase {
+        if self.flags & LINGER != 0 {
+            Phase::Linger
+        } else if self.out_pos < self.out.len() || self.body.is_some() {
+            Phase::Send
+        } else if !self.rbuf.is_empty() || self.flags & FRESH != 0 {
+            Phase::Header
+        } else {
+            Phase::Idle
+        }
+    }
 }
 
 enum Step {
@@ -74,7 +121,7 @@ enum Step {
     Idle,
     /// Budget used up with work left: go round the ready queue again.
     Yield,
-    Close,
+    Close(CloseReason),
 }
 
 struct Pool(Vec<Vec<u8>>);
@@ -100,7 +147,18 @@ pub struct Worker {
     id: usize,
     shared: Arc<Shared>,
     poll: Poll,
-    listener: TcpListener,
+    /// None once draining: closed so the kernel sends new connections to other listeners.
+    listener: Option<TcpListener>,
+    start: Instant,
+    /// Last tick whose wheel slot has been processed.
+    tick: u32,
+    wheel: Vec<Vec<(u32, u32)>>,
+    /// Ticks per phase timeout, indexed by Phase.
+    timeouts: [u32; 4],
+    draining: bool,
+    /// Stopped accepting at --max-connections.
+    capped: bool,
+    access_log: Option<AccessLog>,
     conns: Slab<Conn>,
     ready: VecDeque<usize>,
     pool: Pool,
@@ -113,15 +171,43 @@ pub struct Worker {
 }
 
 impl Worker {
-    pub fn new(id: usize, shared: Arc<Shared>, mut listener: TcpListener) -> io::Result<Worker> {
+    /// A worker and the waker that interrupts its poll (for shutdown and log reopening).
+    pub fn new(
+        id: usize,
+        shared: Arc<Shared>,
+        mut listener: TcpListener,
+    ) -> io::Result<(Worker, Arc<Waker>)> {
         let poll = Poll::new()?;
         poll.registry()
             .register(&mut listener, LISTENER, Interest::READABLE)?;
-        Ok(Worker {
+        let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
+        let ticks = |d: Duration| (d.as_millis() / TICK.as_millis()).max(1) as u32 + 1;
+        let cfg = &shared.cfg;
+        let timeouts = [
+            ticks(cfg.header_timeout),
+            ticks(cfg.keepalive_timeout),
+            ticks(cfg.send_timeout),
+            ticks(LINGER_TIMEOUT),
+        ];
+        let access_log = match &cfg.access_log {
+            Some(p) => Some(AccessLog::open(
+                p,
+                shared.log_generation.load(Ordering::Relaxed),
+            )?),
+            None => None,
+        };
+        let w = Worker {
             id,
             shared,
             poll,
-            listener,
+            listener: Some(listener),
+            start: Instant::now(),
+            tick: 1,
+            wheel: (0..WHEEL_SLOTS).map(|_| Vec::new()).collect(),
+            timeouts,
+            draining: false,
+            capped: false,
+            access_log,
             conns: Slab::with_capacity(1024),
             ready: VecDeque::with_capacity(1024),
             pool: Pool(Vec::new()),
@@ -130,7 +216,23 @@ impl Worker {
             accept_pending: true,
             accept_paused_until: None,
             last_emfile_log: None,
-        })
+        };
+        Ok((w, waker))
+    }
+
+    fn stats(&self) -> &WorkerStats {
+        &self.shared.stats[self.id]
+    }
+
+    fn now_tick(&self) -> u32 {
+        (self.start.elapsed().as_millis() / TICK.as_millis()) as u32 + 1
+    }
+
+    fn can_accept(&self) -> bool {
+        self.accept_pending
+            && self.accept_paused_until.is_none()
+            && !self.capped
+            && self.listener.is_some()
     }
 
     pub fn run(mut self) -> io::Result<()> {
@@ -145,13 +247,22 @@ impl Worker {
                     self.accept_pending = true;
                 }
             }
-            let timeout = if !self.ready.is_empty()
-                || (self.accept_pending && self.accept_paused_until.is_none())
-            {
+            let timeout = if !self.ready.is_empty() || self.can_accept() {
                 Some(Duration::ZERO)
             } else {
-                self.accept_paused_until
-                    .map(|u| u.saturating_duration_since(now))
+                let mut t = if self.conns.is_empty() {
+                    None
+                } else {
+                    Some(TICK)
+                };
+                if let Some(u) = self.accept_paused_until {
+                    let d = u.saturating_duration_since(now);
+                    t = Some(t.map_or(d, |t| t.min(d)));
+                }
+                if self.access_log.is_some() {
+                    t = Some(t.map_or(Duration::from_secs(1), |t| t.min(Duration::from_secs(1))));
+                }
+                t
             };
             if let Err(e) = self.poll.poll(&mut events, timeout) {
                 if e.kind() == ErrorKind::Interrupted {
@@ -159,10 +270,14 @@ impl Worker {
                 }
                 return Err(e);
             }
-            self.date.update(SystemTime::now());
+            let wall = SystemTime::now();
+            self.date.update(wall);
             for ev in events.iter() {
                 if ev.token() == LISTENER {
                     self.accept_pending = true;
+                    continue;
+                }
+                if ev.token() == WAKER {
                     continue;
                 }
                 let k = ev.token().0;
@@ -180,33 +295,175 @@ impl Worker {
                     self.ready.push_back(k);
                 }
             }
-            if self.accept_pending && self.accept_paused_until.is_none() {
+            if !self.draining && self.shared.draining.load(Ordering::Relaxed) {
+                self.begin_drain();
+            }
+            if self.capped && self.conns.len() <= self.low_water() {
+                self.capped = false;
+            }
+            if self.can_accept() {
                 self.accept();
             }
             for _ in 0..self.ready.len() {
                 let Some(k) = self.ready.pop_front() else {
                     break;
                 };
-                match self.drive(k) {
-                    Step::Idle => {
-                        if let Some(c) = self.conns.get_mut(k) {
-                            c.flags &= !QUEUED;
-                        }
-                    }
-                    Step::Yield => self.ready.push_back(k),
-                    Step::Close => self.close(k),
+                let step = self.drive(k);
+                self.after(k, step);
+            }
+            self.expire_timers();
+            if let Some(log) = self.access_log.as_mut() {
+                log.maybe_reopen(self.shared.log_generation.load(Ordering::Relaxed));
+                log.flush();
+            }
+            if self.draining && self.conns.is_empty() {
+                if let Some(log) = self.access_log.as_mut() {
+                    log.flush();
+                }
+                return Ok(());
+            }
+        }
+    }
+
+    fn low_water(&self) -> usize {
+        let cap = self.shared.cfg.worker_max_connections;
+        cap - cap / 10
+    }
+
+    /// Bookkeeping after a connection's turn: requeue, park, or close; keep its timer.
+    fn after(&mut self, k: usize, step: Step) {
+        match step {
+            Step::Close(reason) => self.close(k, reason),
+            Step::Yield => {
+                self.track_phase(k);
+                self.ready.push_back(k);
+            }
+            Step::Idle => {
+                let draining = self.draining;
+                let phase = self.track_phase(k);
+                if let Some(c) = self.conns.get_mut(k) {
+                    c.flags &= !QUEUED;
+                }
+                if draining && phase == Some(Phase::Idle) {
+                    self.close(k, CloseReason::Shutdown);
                 }
             }
         }
     }
 
+    /// Note phase changes (restarting the phase clock) and make sure a wheel entry exists
+    /// no later than the phase's deadline. Entries are never removed: a stale one is
+    /// recognised when it fires (its tick no longer equals `armed`), so arming and
+    /// cancelling are O(1) and a tick costs O(entries in its slot).
+    fn track_phase(&mut self, k: usize) -> Option<Phase> {
+        let now = self.now_tick();
+        let timeouts = self.timeouts;
+        let c = self.conns.get_mut(k)?;
+        let phase = c.current_phase();
+        if phase != c.phase {
+            c.phase = phase;
+            c.since = now;
+        }
+        let due = c.since.saturating_add(timeouts[phase as usize]);
+        if c.armed == 0 || due < c.armed {
+            c.armed = due.max(self.tick + 1);
+            self.wheel[c.armed as usize % WHEEL_SLOTS].push((k as u32, c.armed));
+        }
+        Some(phase)
+    }
+
+    fn expire_timers(&mut self) {
+        let now = self.now_tick();
+        let mut expired: Vec<(usize, CloseReason)> = Vec::new();
+        let mut rearm: Vec<usize> = Vec::new();
+        while self.tick < now {
+            self.tick += 1;
+            let t = self.tick;
+            let slot = t as usize % WHEEL_SLOTS;
+            let mut entries = std::mem::take(&mut self.wheel[slot]);
+            entries.retain(|&(k, due)| {
+                if due > t {
+                    return true; // a later round
+                }
+                let Some(c) = self.conns.get_mut(k as usize) else {
+                    return false;
+                };
+                if c.armed != due {
+                    return false; // stale: re-armed earlier, or the key was reused
+                }
+                c.armed = 0;
+                let phase = c.current_phase();
+                if phase != c.phase {
+                    rearm.push(k as usize);
+                } else if c.since.saturating_add(self.timeouts[phase as usize]) <= t {
+                    expired.push((
+                        k as usize,
+                        match phase {
+                            Phase::Header => CloseReason::HeaderTimeout,
+                            Phase::Idle => CloseReason::IdleTimeout,
+                            Phase::Send => CloseReason::SendStall,
+                            Phase::Linger => CloseReason::Done,
+                        },
+                    ));
+                } else {
+                    rearm.push(k as usize);
+                }
+                false
+            });
+            // Entries pushed into this slot while it was out stay; keep both.
+            let pushed = std::mem::replace(&mut self.wheel[slot], entries);
+            self.wheel[slot].extend(pushed);
+        }
+        for (k, reason) in expired {
+            self.close(k, reason);
+        }
+        for k in rearm {
+            self.track_phase(k);
+        }
+    }
+
+    /// Stop accepting: take what is already queued on our listener (those clients are
+    /// waiting for an answer), then close it so the kernel sends new connections to the
+    /// other listeners of the port. Idle keep-alive connections are closed; busy ones
+    /// finish their response with `Connection: close`.
+    fn begin_drain(&mut self) {
+        self.draining = true;
+        self.capped = false;
+        self.accept_paused_until = None;
+        self.accept_pending = true;
+        self.accept();
+        if let Some(mut l) = self.listener.take() {
+            let _ = self.poll.registry().deregister(&mut l);
+        }
+        let idle: Vec<usize> = self
+            .conns
+            .iter()
+            .filter(|(_, c)| c.current_phase() == Phase::Idle && c.flags & QUEUED == 0)
+            .map(|(k, _)| k)
+            .collect();
+        for k in idle {
+            self.close(k, CloseReason::Shutdown);
+        }
+    }
+
     fn accept(&mut self) {
+        let cap = self.shared.cfg.worker_max_connections;
         for _ in 0..ACCEPT_BUDGET {
-            match self.listener.accept() {
+            if cap > 0 && self.conns.len() >= cap && !self.draining {
+                // Leave the rest in the kernel's queue until we are below the low-water mark.
+                self.capped = true;
+                bump(&self.stats().max_conn_pauses, 1);
+                return;
+            }
+            let Some(listener) = self.listener.as_ref() else {
+                return;
+            };
+            match listener.accept() {
                 Ok((mut sock, _peer)) => {
                     // Small responses (playlists) must not wait for Nagle; bodies are
                     // coalesced with MSG_MORE instead.
                     let _ = sock.set_nodelay(true);
+                    let now = self.now_tick();
                     let entry = self.conns.vacant_entry();
                     let k = entry.key();
                     if let Err(e) = self.poll.registry().register(
@@ -227,10 +484,16 @@ impl Worker {
                         out_pos: 0,
                         body: None,
                         // A request may already be waiting; try reading at once.
-                        flags: CAN_READ | CAN_WRITE | QUEUED,
+                        flags: CAN_READ | CAN_WRITE | QUEUED | FRESH,
+                        phase: Phase::Header,
                         lingered: 0,
+                        since: now,
+                        armed: 0,
                     });
                     self.ready.push_back(k);
+                    let st = self.stats();
+                    bump(&st.accepted, 1);
+                    bump(&st.active, 1);
                 }
                 Err(e) if e.kind() == ErrorKind::WouldBlock => {
                     self.accept_pending = false;
@@ -239,7 +502,9 @@ impl Worker {
                 Err(e) if e.kind() == ErrorKind::Interrupted => {}
                 Err(e) => {
                     let errno = e.raw_os_error().unwrap_or(0);
+                    self.stats().accept_error(errno);
                     if errno == libc::EMFILE || errno == libc::ENFILE {
+                        bump(&self.stats().listener_pauses, 1);
                         self.accept_paused_until = Some(Instant::now() + ACCEPT_PAUSE);
                         let now = Instant::now();
                         if self
@@ -271,11 +536,14 @@ impl Worker {
         // Budget spent with connections possibly still queued: accept_pending stays set.
     }
 
-    fn close(&mut self, k: usize) {
+    fn close(&mut self, k: usize, reason: CloseReason) {
         if self.conns.contains(k) {
             let c = self.conns.remove(k);
             self.pool.give(c.rbuf);
             self.pool.give(c.out);
+            let st = &self.shared.stats[self.id];
+            st.closed(reason);
+            bump(&st.active, 0u64.wrapping_sub(1));
             // Dropping the socket closes it, which also removes it from the epoll set.
         }
     }
@@ -285,6 +553,7 @@ impl Worker {
             return Step::Idle;
         };
         let fd = conn.sock.as_raw_fd();
+        let stats = &self.shared.stats[self.id];
         let mut requests = 0u32;
         let mut sent = 0usize;
         loop {
@@ -295,7 +564,20 @@ impl Worker {
                 if conn.flags & CAN_WRITE == 0 {
                     return Step::Idle;
                 }
-                match write_response(conn, fd, &mut sent) {
+                let before = sent;
+                let file_before = conn.body.as_ref().map_or(0, |b| b.pos);
+                let result = write_response(conn, fd, &mut sent);
+                if sent > before {
+                    bump(&stats.response_bytes, (sent - before) as u64);
+                    let file_after = conn.body.as_ref().map_or(file_before, |b| b.pos);
+                    bump(
+                        &stats.sendfile_bytes,
+                        file_after.saturating_sub(file_before),
+                    );
+                    // Progress restarts the send-stall clock.
+                    conn.since = (self.start.elapsed().as_millis() / TICK.as_millis()) as u32 + 1;
+                }
+                match result {
                     Ok(true) => {
                         conn.out.clear();
                         conn.out_pos = 0;
@@ -318,10 +600,11 @@ impl Worker {
                         conn.flags &= !CAN_WRITE;
                         return Step::Idle;
                     }
-                    Err(_) => return Step::Close,
+                    Err(_) => return Step::Close(CloseReason::Error),
                 }
             }
             if !conn.rbuf.is_empty() {
+                conn.flags &= !FRESH;
                 if requests >= REQUEST_BUDGET {
                     return Step::Yield;
                 }
@@ -332,16 +615,28 @@ impl Worker {
                         if conn.out.capacity() == 0 {
                             conn.out = self.pool.take();
                         }
-                        let close = respond(
+                        let out = respond(
                             &self.shared,
                             &req,
+                            self.draining,
                             &mut self.path_buf,
                             self.date.get(),
                             &mut conn.out,
                             &mut conn.body,
                         );
-                        if close {
+                        if out.close {
                             conn.flags |= CLOSE_AFTER;
+                        }
+                        stats.request(out.status.code());
+                        if let Some(log) = self.access_log.as_mut() {
+                            let peer = conn.sock.peer_addr().ok().map(|a| a.ip());
+                            log.record(
+                                self.date.unix_secs(),
+                                peer,
+                                Some(&req),
+                                out.status.code(),
+                                out.body_len,
+                            );
                         }
                         Some(len)
                     }
@@ -360,6 +655,12 @@ impl Worker {
                             true,
                         );
                         conn.flags |= CLOSE_AFTER;
+                        stats.request(status.code());
+                        if let Some(log) = self.access_log.as_mut() {
+                            let peer = conn.sock.peer_addr().ok().map(|a| a.ip());
+                            let len = status.error_body().len() as u64;
+                            log.record(self.date.unix_secs(), peer, None, status.code(), len);
+                        }
                         Some(conn.rbuf.len())
                     }
                 };
@@ -380,11 +681,11 @@ impl Worker {
             match fsys::recv_into(fd, &mut conn.rbuf, READ_CHUNK) {
                 // Peer closed. Everything it sent before has been answered (we only read
                 // when no response is pending), so there is nothing left to do.
-                Ok(0) => return Step::Close,
+                Ok(0) => return Step::Close(CloseReason::Peer),
                 Ok(_) => {}
                 Err(e) if e.kind() == ErrorKind::WouldBlock => conn.flags &= !CAN_READ,
                 Err(e) if e.kind() == ErrorKind::Interrupted => {}
-                Err(_) => return Step::Close,
+                Err(_) => return Step::Close(CloseReason::Peer),
             }
         }
     }
@@ -399,20 +700,20 @@ fn linger(conn: &mut Conn, fd: i32) -> Step {
         // SAFETY: scratch is a valid writable buffer of its length.
         let n = unsafe { libc::recv(fd, scratch.as_mut_ptr().cast(), scratch.len(), 0) };
         if n == 0 {
-            return Step::Close;
+            return Step::Close(CloseReason::Done);
         }
         if n < 0 {
             let e = io::Error::last_os_error();
             match e.kind() {
                 ErrorKind::WouldBlock => conn.flags &= !CAN_READ,
                 ErrorKind::Interrupted => {}
-                _ => return Step::Close,
+                _ => return Step::Close(CloseReason::Done),
             }
             continue;
         }
         conn.lingered = conn.lingered.saturating_add(n as u32);
         if conn.lingered as usize > LINGER_LIMIT {
-            return Step::Close;
+            return Step::Close(CloseReason::Done);
         }
     }
 }
@@ -531,21 +832,65 @@ fn write_error(
     }
 }
 
+/// What `respond` decided, for the connection, the metrics and the access log.
+struct Outcome {
+    close: bool,
+    status: Status,
+    body_len: u64,
+}
+
 /// Build the response for one parsed request into `out` (head, small bodies) and `body`
-/// (an open file range). Returns true when the connection must close afterwards.
+/// (an open file range).
 fn respond(
     shared: &Shared,
     req: &Request<'_>,
+    draining: bool,
     path_buf: &mut Vec<u8>,
     date: &[u8],
     out: &mut Vec<u8>,
     body: &mut Option<FileBody>,
+) -> Outcome {
+    let mut status = Status::Ok;
+    let close = respond_inner(
+        shared,
+        req,
+        draining,
+        path_buf,
+        date,
+        out,
+        body,
+        &mut status,
+    );
+    let body_len = match body {
+        Some(b) => b.end - b.pos,
+        None if req.method() == Method::Head => 0,
+        None => status.error_body().len() as u64,
+    };
+    Outcome {
+        close,
+        status,
+        body_len,
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn respond_inner(
+    shared: &Shared,
+    req: &Request<'_>,
+    draining: bool,
+    path_buf: &mut Vec<u8>,
+    date: &[u8],
+    out: &mut Vec<u8>,
+    body: &mut Option<FileBody>,
+    status_out: &mut Status,
 ) -> bool {
     let cfg = &shared.cfg;
-    let keep_alive = req.keep_alive;
+    // While shutting down every response ends its connection.
+    let keep_alive = req.keep_alive && !draining;
     let is_head = req.method() == Method::Head;
     match req.method() {
         Method::Other => {
+            *status_out = Status::MethodNotAllowed;
             write_error(
                 cfg,
                 Status::MethodNotAllowed,
@@ -558,6 +903,7 @@ fn respond(
             return !keep_alive;
         }
         Method::Options => {
+            *status_out = Status::NoContent;
             common_head(out, Status::NoContent, date);
             out.extend_from_slice(b"Allow: GET, HEAD, OPTIONS\r\n");
             cors_headers(cfg, req.origin, out);
@@ -574,7 +920,8 @@ fn respond(
         }
         Method::Get | Method::Head => {}
     }
-    let err = |status: Status, out: &mut Vec<u8>| {
+    let mut err = |status: Status, out: &mut Vec<u8>| {
+        *status_out = status;
         write_error(cfg, status, Some(req), date, keep_alive, out, !is_head);
         !keep_alive
     };
@@ -612,6 +959,7 @@ fn respond(
         Decision::NotModified => (Status::NotModified, 0, 0),
         Decision::PreconditionFailed => return err(Status::PreconditionFailed, out),
         Decision::Unsatisfiable => {
+            *status_out = Status::RangeNotSatisfiable;
             common_head(out, Status::RangeNotSatisfiable, date);
             let msg = Status::RangeNotSatisfiable.error_body();
             out.extend_from_slice(b"Content-Type: text/plain; charset=utf-8\r\nContent-Length: ");
@@ -628,6 +976,7 @@ fn respond(
             return !keep_alive;
         }
     };
+    *status_out = status;
     common_head(out, status, date);
     push_header(out, b"Content-Type", content_type.as_bytes());
     out.extend_from_slice(b"Content-Length: ");

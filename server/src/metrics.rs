@@ -1,0 +1,304 @@
+//! Per-worker counters, summed when `/metrics` is scraped.
+//!
+//! Each worker is the only writer of its own `WorkerStats`, so a counter bump is a relaxed
+//! load and store (a plain `mov` on x86), not a locked read-modify-write; the scraper reads
+//! them relaxed from another thread. Aligned to a cache line so workers never share one.
+
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+
+/// Why a connection ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CloseReason {
+    /// The client closed (or reset) the connection.
+    Peer = 0,
+    /// We closed after `Connection: close`, HTTP/1.0, or an error response.
+    Done,
+    /// Header read deadline passed (slowloris).
+    HeaderTimeout,
+    /// Keep-alive idle timeout.
+    IdleTimeout,
+    /// No write progress for the send-stall timeout.
+    SendStall,
+    /// A socket or file error mid-response (including a file that shrank).
+    Error,
+    /// Closed by shutdown (idle at drain, or drain timeout).
+    Shutdown,
+}
+
+pub const CLOSE_REASONS: [(CloseReason, &str); 7] = [
+    (CloseReason::Peer, "peer"),
+    (CloseReason::Done, "done"),
+    (CloseReason::HeaderTimeout, "header_timeout"),
+    (CloseReason::IdleTimeout, "idle_timeout"),
+    (CloseReason::SendStall, "send_stall"),
+    (CloseReason::Error, "error"),
+    (CloseReason::Shutdown, "shutdown"),
+];
+
+/// Status codes we count individually.
+pub const STATUSES: [u16; 14] = [
+    200, 204, 206, 304, 400, 404, 405, 412, 414, 416, 431, 500, 503, 505,
+];
+
+/// accept(2) errors counted by errno.
+pub const ACCEPT_ERRNOS: [(i32, &str); 4] = [
+    (libc::EMFILE, "EMFILE"),
+    (libc::ENFILE, "ENFILE"),
+    (libc::ECONNABORTED, "ECONNABORTED"),
+    (libc::ENOBUFS, "ENOBUFS"),
+];
+
+#[repr(align(64))]
+#[derive(Default)]
+pub struct WorkerStats {
+    pub active: AtomicU64,
+    pub accepted: AtomicU64,
+    pub closed: [AtomicU64; 7],
+    pub requests: [AtomicU64; 15],
+    pub response_bytes: AtomicU64,
+    pub sendfile_bytes: AtomicU64,
+    /// Indexed like ACCEPT_ERRNOS, plus one slot for any other errno.
+    pub accept_errors: [AtomicU64; 5],
+    pub listener_pauses: AtomicU64,
+    pub max_conn_pauses: AtomicU64,
+}
+
+/// Single-writer increment: only the owning worker calls this.
+#[inline]
+pub fn bump(c: &AtomicU64, n: u64) {
+    c.store(c.load(Relaxed).wrapping_add(n), Relaxed);
+}
+
+impl WorkerStats {
+    pub fn closed(&self, r: CloseReason) {
+        bump(&self.closed[r as usize], 1);
+    }
+
+    pub fn request(&self, status: u16) {
+        let i = STATUSES
+            .iter()
+            .position(|&s| s == status)
+            .unwrap_or(STATUSES.len());
+        bump(&self.requests[i], 1);
+    }
+
+    pub fn accept_error(&self, errno: i32) {
+        let i = ACCEPT_ERRNOS
+            .iter()
+            .position(|&(e, _)| e == errno)
+            .unwrap_or(ACCEPT_ERRNOS.len());
+        bump(&self.accept_errors[i], 1);
+    }
+}
+
+fn sum(stats: &[WorkerStats], f: impl Fn(&WorkerStats) -> &AtomicU64) -> u64 {
+    stats.iter().map(|s| f(s).load(Relaxed)).sum()
+}
+
+fn head(out: &mut String, name: &str, kind: &str, help: &str) {
+    let _ = writeln!(out, "# HELP {name} {help}");
+    let _ = writeln!(out, "# TYPE {name} {kind}");
+}
+
+/// Process-level facts read at scrape time.
+pub struct ProcessFacts {
+    pub open_fds: u64,
+    pub nofile_soft: u64,
+    pub nofile_hard: u64,
+    pub draining: bool,
+}
+
+impl ProcessFacts {
+    pub fn read() -> ProcessFacts {
+        let open_fds = std::fs::read_dir("/proc/self/fd").map_or(0, |d| d.count() as u64);
+        let (soft, hard) = crate::nofile_limit();
+        ProcessFacts {
+            open_fds,
+            nofile_soft: soft,
+            nofile_hard: hard,
+            draining: false,
+        }
+    }
+}
+
+/// Render the Prometheus text exposition format (version 0.0.4).
+pub fn render(stats: &[WorkerStats], p: &ProcessFacts) -> String {
+    let mut o = String::with_capacity(4096);
+    head(
+        &mut o,
+        "corestream_connections_active",
+        "gauge",
+        "Open viewer connections.",
+    );
+    let _ = writeln!(
+        o,
+        "corestream_connections_active {}",
+        sum(stats, |s| &s.active)
+    );
+    head(
+        &mut o,
+        "corestream_worker_connections_active",
+        "gauge",
+        "Open viewer connections per worker.",
+    );
+    for (i, s) in stats.iter().enumerate() {
+        let _ = writeln!(
+            o,
+            "corestream_worker_connections_active{{worker=\"{i}\"}} {}",
+            s.active.load(Relaxed)
+        );
+    }
+    head(
+        &mut o,
+        "corestream_connections_accepted_total",
+        "counter",
+        "Connections accepted.",
+    );
+    let _ = writeln!(
+        o,
+        "corestream_connections_accepted_total {}",
+        sum(stats, |s| &s.accepted)
+    );
+    head(
+        &mut o,
+        "corestream_connections_closed_total",
+        "counter",
+        "Connections closed, by reason.",
+    );
+    for (r, name) in CLOSE_REASONS {
+        let _ = writeln!(
+            o,
+            "corestream_connections_closed_total{{reason=\"{name}\"}} {}",
+            sum(stats, |s| &s.closed[r as usize])
+        );
+    }
+    head(
+        &mut o,
+        "corestream_timeouts_total",
+        "counter",
+        "Connections closed by a timeout, by kind.",
+    );
+    for (r, name) in [
+        (CloseReason::HeaderTimeout, "header"),
+        (CloseReason::IdleTimeout, "keepalive"),
+        (CloseReason::SendStall, "send_stall"),
+    ] {
+        let _ = writeln!(
+            o,
+            "corestream_timeouts_total{{kind=\"{name}\"}} {}",
+            sum(stats, |s| &s.closed[r as usize])
+        );
+    }
+    head(
+        &mut o,
+        "corestream_requests_total",
+        "counter",
+        "Requests answered, by status code.",
+    );
+    for (i, code) in STATUSES.iter().enumerate() {
+        let _ = writeln!(
+            o,
+            "corestream_requests_total{{code=\"{code}\"}} {}",
+            sum(stats, |s| &s.requests[i])
+        );
+    }
+    let _ = writeln!(
+        o,
+        "corestream_requests_total{{code=\"other\"}} {}",
+        sum(stats, |s| &s.requests[STATUSES.len()])
+    );
+    head(
+        &mut o,
+        "corestream_response_bytes_total",
+        "counter",
+        "Bytes written to viewers (heads and bodies).",
+    );
+    let _ = writeln!(
+        o,
+        "corestream_response_bytes_total {}",
+        sum(stats, |s| &s.response_bytes)
+    );
+    head(
+        &mut o,
+        "corestream_sendfile_bytes_total",
+        "counter",
+        "Body bytes sent with sendfile(2).",
+    );
+    let _ = writeln!(
+        o,
+        "corestream_sendfile_bytes_total {}",
+        sum(stats, |s| &s.sendfile_bytes)
+    );
+    head(
+        &mut o,
+        "corestream_accept_errors_total",
+        "counter",
+        "accept(2) failures, by errno.",
+    );
+    for (i, (_, name)) in ACCEPT_ERRNOS.iter().enumerate() {
+        let _ = writeln!(
+            o,
+            "corestream_accept_errors_total{{errno=\"{name}\"}} {}",
+            sum(stats, |s| &s.accept_errors[i])
+        );
+    }
+    let _ = writeln!(
+        o,
+        "corestream_accept_errors_total{{errno=\"other\"}} {}",
+        sum(stats, |s| &s.accept_errors[ACCEPT_ERRNOS.len()])
+    );
+    head(
+        &mut o,
+        "corestream_listener_pauses_total",
+        "counter",
+        "Times a worker paused accepting because it ran out of file descriptors.",
+    );
+    let _ = writeln!(
+        o,
+        "corestream_listener_pauses_total {}",
+        sum(stats, |s| &s.listener_pauses)
+    );
+    head(
+        &mut o,
+        "corestream_max_connections_pauses_total",
+        "counter",
+        "Times a worker stopped accepting at --max-connections.",
+    );
+    let _ = writeln!(
+        o,
+        "corestream_max_connections_pauses_total {}",
+        sum(stats, |s| &s.max_conn_pauses)
+    );
+    head(
+        &mut o,
+        "corestream_open_fds",
+        "gauge",
+        "File descriptors open in this process.",
+    );
+    let _ = writeln!(o, "corestream_open_fds {}", p.open_fds);
+    head(
+        &mut o,
+        "corestream_nofile_limit",
+        "gauge",
+        "RLIMIT_NOFILE of this process.",
+    );
+    let _ = writeln!(
+        o,
+        "corestream_nofile_limit{{kind=\"soft\"}} {}",
+        p.nofile_soft
+    );
+    let _ = writeln!(
+        o,
+        "corestream_nofile_limit{{kind=\"hard\"}} {}",
+        p.nofile_hard
+    );
+    head(
+        &mut o,
+        "corestream_draining",
+        "gauge",
+        "1 while the process is shutting down gracefully.",
+    );
+    let _ = writeln!(o, "corestream_draining {}", u8::from(p.draining));
+    o
+}
