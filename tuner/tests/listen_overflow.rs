@@ -48,9 +48,15 @@ fn diagnose_names_the_overflowing_listener_inside_a_netns() {
     bring_lo_up().expect("bring lo up in the new namespace");
 
     let listener = Socket::new(Domain::IPV4, Type::STREAM, None).expect("socket");
-    listener.bind(&SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 0)).into()).expect("bind");
+    listener
+        .bind(&SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 0)).into())
+        .expect("bind");
     listener.listen(1).expect("listen(1)");
-    let addr = listener.local_addr().expect("local addr").as_socket().expect("inet address");
+    let addr = listener
+        .local_addr()
+        .expect("local addr")
+        .as_socket()
+        .expect("inet address");
     let port = addr.port();
 
     let mut clients = Vec::new();
@@ -74,8 +80,12 @@ fn diagnose_names_the_overflowing_listener_inside_a_netns() {
     drop(clients);
     drop(listener);
     let stdout = String::from_utf8_lossy(&out.stdout);
-    let report: serde_json::Value = serde_json::from_str(&stdout)
-        .unwrap_or_else(|e| panic!("diagnose printed no JSON ({e}); stdout {stdout}; stderr {}", String::from_utf8_lossy(&out.stderr)));
+    let report: serde_json::Value = serde_json::from_str(&stdout).unwrap_or_else(|e| {
+        panic!(
+            "diagnose printed no JSON ({e}); stdout {stdout}; stderr {}",
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
     assert_eq!(report["schema"], "corestream-tune/diagnose/v1");
     assert_eq!(report["listeners"]["source"], "netlink", "{stdout}");
     let findings = report["findings"].as_array().expect("findings array");
@@ -84,16 +94,25 @@ fn diagnose_names_the_overflowing_listener_inside_a_netns() {
         .find(|f| f["rule"] == "listen_overflows")
         .unwrap_or_else(|| panic!("no listen_overflows finding in {stdout}"));
     let needle = format!("127.0.0.1:{port}");
-    assert!(overflow["subject"].as_str().unwrap_or("").contains(&needle), "subject does not name {needle}: {overflow}");
+    assert!(
+        overflow["subject"].as_str().unwrap_or("").contains(&needle),
+        "subject does not name {needle}: {overflow}"
+    );
     assert_eq!(overflow["severity"], "critical", "{overflow}");
     let increase = overflow["evidence"]
         .as_array()
-        .and_then(|e| e.iter().find(|x| x["name"] == "TcpExt:ListenOverflows increase"))
+        .and_then(|e| {
+            e.iter()
+                .find(|x| x["name"] == "TcpExt:ListenOverflows increase")
+        })
         .and_then(|x| x["value"].as_f64())
         .expect("ListenOverflows evidence");
     assert!(increase >= 5.0, "only {increase} overflows measured");
     // The backlog the app asked for (1) is below somaxconn, so the remedy is a code change.
     let remedy = overflow["remedy"].to_string();
-    assert!(remedy.contains("backlog of 1") && remedy.contains(&format!("port {port}")), "{remedy}");
+    assert!(
+        remedy.contains("backlog of 1") && remedy.contains(&format!("port {port}")),
+        "{remedy}"
+    );
     assert_eq!(out.status.code(), Some(2), "critical finding must exit 2");
 }
