@@ -730,6 +730,12 @@ pub fn run_apply(root: &Path, a: ApplyArgs) -> anyhow::Result<u8> {
             }
         }
     }
+    if b.values.is_empty() && b.files.is_empty() {
+        // Nothing took effect: a backup of nothing would only confuse the next rollback.
+        let _ = std::fs::remove_file(&bpath);
+        writeln!(out, "Nothing was changed; backup removed.")?;
+        return Ok(1);
+    }
     backup::save(&bpath, &b)?;
     if file_changes.iter().any(|(rel, _, _)| rel == DROPIN) {
         writeln!(

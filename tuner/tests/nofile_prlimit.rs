@@ -1,0 +1,184 @@
+//! `corestream-tune nofile` against real child processes: lowering, raising the soft limit up to
+//! the hard one, and the refusals (hard limit without CAP_SYS_RESOURCE, fs.nr_open, another
+//! user's process, no such process). CAP_SYS_RESOURCE is dropped from the bounding set when the
+//! test runner has it, so the refusal path is the real kernel's on any machine.
+
+mod fakeroot;
+use fakeroot::BIN;
+use std::process::{Child, Command, Stdio};
+
+struct Sleeper(Child);
+impl Drop for Sleeper {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn sleeper(prefix: &[&str]) -> Sleeper {
+    let mut args: Vec<&str> = prefix.to_vec();
+    args.extend(["sleep", "30"]);
+    let child = Command::new(args[0])
+        .args(&args[1..])
+        .stdin(Stdio::null())
+        .spawn()
+        .expect("spawn sleep");
+    // setpriv execs sleep in place: same pid. Wait until it has become `sleep`.
+    let comm = format!("/proc/{}/comm", child.id());
+    for _ in 0..200 {
+        if std::fs::read_to_string(&comm).is_ok_and(|c| c.trim() == "sleep") {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    Sleeper(child)
+}
+
+fn limits(pid: u32) -> (u64, u64) {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/limits")).unwrap();
+    let line = text
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .unwrap();
+    let f: Vec<&str> = line.split_whitespace().collect();
+    (f[3].parse().unwrap(), f[4].parse().unwrap())
+}
+
+fn have_cap_sys_resource() -> bool {
+    let s = std::fs::read_to_string("/proc/self/status").unwrap();
+    let hex = s
+        .lines()
+        .find_map(|l| l.strip_prefix("CapEff:"))
+        .unwrap()
+        .trim();
+    u64::from_str_radix(hex, 16).unwrap() & (1 << 24) != 0
+}
+
+/// Run the tool without CAP_SYS_RESOURCE.
+fn nofile(args: &[&str]) -> fakeroot::Out {
+    let mut cmd = if have_cap_sys_resource() {
+        let mut c = Command::new("setpriv");
+        c.args([
+            "--bounding-set",
+            "-sys_resource",
+            "--inh-caps",
+            "-sys_resource",
+            BIN,
+        ]);
+        c
+    } else {
+        Command::new(BIN)
+    };
+    cmd.arg("nofile").args(args);
+    fakeroot::run(&mut cmd)
+}
+
+fn nr_open() -> u64 {
+    std::fs::read_to_string("/proc/sys/fs/nr_open")
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+#[test]
+fn lower_then_raise_soft_up_to_hard() {
+    let s = sleeper(&[]);
+    let pid = s.0.id();
+    let (_, hard) = limits(pid);
+    assert!(hard > 1000, "hard limit {hard} too small for this test");
+    let p = pid.to_string();
+    let o = nofile(&["--pid", &p, "--to", "1000"]);
+    assert_eq!(o.code, 0, "{o:?}");
+    assert!(
+        o.stdout.contains(&format!(
+            "pid {pid}: RLIMIT_NOFILE now soft 1000 hard {hard}"
+        )),
+        "{o:?}"
+    );
+    assert!(o.stdout.contains("Lowered"), "{o:?}");
+    assert_eq!(limits(pid), (1000, hard));
+
+    let h = hard.to_string();
+    let o = nofile(&["--pid", &p, "--to", &h]);
+    assert_eq!(o.code, 0, "{o:?}");
+    assert_eq!(limits(pid), (hard, hard));
+    let o = nofile(&["--pid", &p, "--to", &h]);
+    assert_eq!(o.code, 0, "{o:?}");
+    assert!(o.stdout.contains("nothing to do"), "{o:?}");
+}
+
+#[test]
+fn raising_the_hard_limit_without_cap_sys_resource_is_refused_and_explained() {
+    let s = sleeper(&[]);
+    let pid = s.0.id();
+    let before = limits(pid);
+    let cap = nr_open();
+    assert!(
+        before.1 < cap,
+        "hard limit already at fs.nr_open; cannot test the capability refusal"
+    );
+    let to = (before.1 + 1).to_string();
+    let o = nofile(&["--pid", &pid.to_string(), "--to", &to]);
+    assert_eq!(o.code, 2, "{o:?}");
+    assert!(
+        o.stderr.contains(&format!(
+            "raising the hard limit above {} needs CAP_SYS_RESOURCE, which this process does not have",
+            before.1
+        )) && o.stderr.contains(&format!("LimitNOFILE={to}"))
+            && o.stderr.contains(&format!("--to {}", before.1)),
+        "{o:?}"
+    );
+    assert_eq!(limits(pid), before);
+
+    // Above fs.nr_open nobody may go, capability or not.
+    let o = nofile(&["--pid", &pid.to_string(), "--to", &(cap + 1).to_string()]);
+    assert_eq!(o.code, 2, "{o:?}");
+    assert!(
+        o.stderr.contains(&format!("is above fs.nr_open = {cap}")),
+        "{o:?}"
+    );
+    assert_eq!(limits(pid), before);
+}
+
+#[test]
+fn another_users_process_and_missing_processes() {
+    let s = sleeper(&[
+        "setpriv",
+        "--reuid=65534",
+        "--regid=65534",
+        "--clear-groups",
+    ]);
+    let pid = s.0.id();
+    let before = limits(pid);
+    let o = nofile(&["--pid", &pid.to_string(), "--to", "1000"]);
+    assert_eq!(o.code, 2, "{o:?}");
+    assert!(
+        o.stderr
+            .contains("belongs to another user and this process lacks CAP_SYS_RESOURCE"),
+        "{o:?}"
+    );
+    assert_eq!(limits(pid), before);
+
+    let mut gone = Command::new("true").spawn().unwrap();
+    let gone_pid = gone.id();
+    gone.wait().unwrap();
+    let o = nofile(&["--pid", &gone_pid.to_string(), "--to", "1000"]);
+    assert_eq!(o.code, 2, "{o:?}");
+    assert!(
+        o.stderr.contains(&format!("no process {gone_pid}")),
+        "{o:?}"
+    );
+
+    let o = nofile(&["--pid", "0"]);
+    assert_eq!(o.code, 2);
+    assert!(o.stderr.contains("--pid must be a process id"), "{o:?}");
+    let o = nofile(&["--pid", "1", "--to", "0"]);
+    assert!(
+        o.stderr
+            .contains("--to 0 would leave the process unable to open any file"),
+        "{o:?}"
+    );
+    let o = nofile(&["--pid", "abc"]);
+    assert_eq!(o.code, 2);
+}
