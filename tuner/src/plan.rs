@@ -764,11 +764,16 @@ pub fn run_check(root: &Path, a: CheckArgs) -> anyhow::Result<u8> {
         match &r.action {
             Action::Fine | Action::WouldLower | Action::Lower => {}
             Action::Raise | Action::RaiseKeep => drifts.push(format!(
-                "{} [{}]: running {}, profile wants at least {}",
+                "{} [{}]: running {}, profile wants {}",
                 r.key,
                 r.scope.label(),
                 r.current_label(),
-                r.target_label()
+                match r.shape {
+                    Shape::Range => format!("a range covering {}", r.target_label()),
+                    Shape::Mask => format!("at least CPUs {}", r.target_label()),
+                    Shape::Triple => format!("each field at least {}", r.target_label()),
+                    Shape::Int { .. } => format!("at least {}", r.target_label()),
+                }
             )),
             Action::Unavailable(why) => {
                 drifts.push(format!("{} [{}]: {why}", r.key, r.scope.label()))

@@ -99,7 +99,7 @@ fn rps_plan_apply_check_rollback() {
     assert_eq!(o.code, 1, "{o:?}");
     assert!(
         o.stdout
-            .contains("eth0/rx-0 rps_cpus [device]: running 0, profile wants at least f"),
+            .contains("eth0/rx-0 rps_cpus [device]: running 0, profile wants at least CPUs f"),
         "{o:?}"
     );
 }
