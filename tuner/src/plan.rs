@@ -327,6 +327,22 @@ pub fn build_rows(
             ));
         }
     }
+    // Inside a child network namespace (a container, `unshare -n`) the global keys that are
+    // still visible (fs.*) are the host's: writing them from here would change the whole machine
+    // behind the host admin's back, so apply leaves them to the host.
+    if in_child_netns(root) {
+        for r in rows.iter_mut() {
+            if r.scope == Scope::Global && r.write.is_some() {
+                r.write = None;
+                r.action = Action::Unavailable(format!(
+                    "{} is global (one value for the whole machine) and this process runs in a child network \
+                     namespace (a container or `unshare -n`): apply leaves it to the host. Run apply on the host, \
+                     or drop it with `{} = skip` in a --profile file",
+                    r.key, r.key
+                ));
+            }
+        }
+    }
     rows
 }
 

@@ -201,3 +201,29 @@ fn permission_denied_names_the_capability() {
     );
     assert_eq!(r.get("net/core/somaxconn"), "4096");
 }
+
+#[test]
+fn visible_global_keys_are_left_to_the_host_inside_a_child_netns() {
+    let r = FakeRoot::new();
+    for k in [
+        "net/core/netdev_max_backlog",
+        "net/core/netdev_budget",
+        "net/core/netdev_budget_usecs",
+        "net/ipv4/tcp_mem",
+    ] {
+        std::fs::remove_file(r.path(&format!("proc/sys/{k}"))).unwrap();
+    }
+    r.set("fs/file-max", "1000");
+    let o = r.run(&["apply", "--yes"]);
+    assert_eq!(o.code, 1, "{o:?}");
+    assert!(
+        o.stdout.contains("fs.file-max is global (one value for the whole machine) and this process runs in a child network namespace"),
+        "{o:?}"
+    );
+    assert_eq!(
+        r.get("fs/file-max"),
+        "1000",
+        "never written from a child namespace"
+    );
+    assert_eq!(r.get("net/core/somaxconn"), "65535");
+}
