@@ -221,7 +221,7 @@ impl Config {
             None => std::thread::available_parallelism().map_or(1, |n| n.get()),
         };
         if let Some(a) = cli.admin {
-            if a == cli.listen || (a.port() == cli.listen.port() && a.port() != 0) {
+            if a.port() != 0 && a.port() == cli.listen.port() {
                 return Err("--admin must not share the viewers' port (--listen)".into());
             }
         }

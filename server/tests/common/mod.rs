@@ -11,31 +11,107 @@ use std::time::Duration;
 pub struct Server {
     pub child: Child,
     pub addr: SocketAddr,
+    pub admin: Option<SocketAddr>,
+}
+
+fn banner_addr(line: &str) -> SocketAddr {
+    let tail = line.trim().rsplit("http://").next().unwrap_or("");
+    let hostport = tail.split('/').next().unwrap_or("");
+    hostport
+        .parse()
+        .unwrap_or_else(|_| panic!("no address in banner {line:?}"))
 }
 
 impl Server {
+    /// `--listen 127.0.0.1:0 --workers 2` unless `extra` says otherwise.
     pub fn start(root: &Path, extra: &[&str]) -> Server {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_corestream"))
-            .arg("--root")
-            .arg(root)
-            .args(["--listen", "127.0.0.1:0", "--workers", "2"])
-            .args(extra)
+        let mut args: Vec<String> = vec!["--root".into(), root.display().to_string()];
+        if !extra.contains(&"--listen") {
+            args.extend(["--listen".into(), "127.0.0.1:0".into()]);
+        }
+        if !extra.contains(&"--workers") {
+            args.extend(["--workers".into(), "2".into()]);
+        }
+        args.extend(extra.iter().map(|s| s.to_string()));
+        Server::spawn(Command::new(env!("CARGO_BIN_EXE_corestream")).args(&args))
+    }
+
+    /// Spawn a prepared command (e.g. wrapped in prlimit) and wait for its banner.
+    pub fn spawn(cmd: &mut Command) -> Server {
+        let mut child = cmd
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
             .expect("spawn corestream");
         let stdout = child.stdout.take().expect("stdout");
-        let mut line = String::new();
-        BufReader::new(stdout)
-            .read_line(&mut line)
-            .expect("read banner");
-        let addr = line
-            .trim()
-            .rsplit("http://")
-            .next()
-            .and_then(|s| s.trim_end_matches('/').parse().ok())
-            .unwrap_or_else(|| panic!("no address in banner {line:?}"));
-        Server { child, addr }
+        let mut reader = BufReader::new(stdout);
+        let mut admin = None;
+        loop {
+            let mut line = String::new();
+            if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                panic!("corestream exited before listening");
+            }
+            if line.contains("admin on") {
+                admin = Some(banner_addr(&line));
+            } else if line.contains("listening on") {
+                let addr = banner_addr(&line);
+                return Server { child, addr, admin };
+            }
+        }
+    }
+
+    pub fn pid(&self) -> i32 {
+        self.child.id() as i32
+    }
+
+    /// GET an admin path; returns (status, body).
+    pub fn admin_get(&self, path: &str) -> (u16, String) {
+        let addr = self.admin.expect("server started without --admin");
+        let mut s = TcpStream::connect(addr).expect("connect admin");
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        write!(s, "GET {path} HTTP/1.1\r\nHost: a\r\n\r\n").unwrap();
+        let r = read_response(&mut s, false).expect("admin response");
+        (r.status, String::from_utf8_lossy(&r.body).into_owned())
+    }
+
+    /// A metric's value from /metrics (name with labels exactly as exposed).
+    pub fn metric(&self, name: &str) -> f64 {
+        let (_, body) = self.admin_get("/metrics");
+        body.lines()
+            .find_map(|l| l.strip_prefix(name).and_then(|rest| rest.strip_prefix(' ')))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or_else(|| panic!("metric {name} not found"))
+    }
+
+    pub fn signal(&self, sig: i32) {
+        // SAFETY: kill(2) on our own child's pid.
+        unsafe { libc::kill(self.pid(), sig) };
+    }
+
+    /// Wait for exit; None if still running after `limit`.
+    pub fn wait_exit(&mut self, limit: Duration) -> Option<std::process::ExitStatus> {
+        let t = std::time::Instant::now();
+        while t.elapsed() < limit {
+            if let Ok(Some(st)) = self.child.try_wait() {
+                return Some(st);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+
+    /// utime + stime of the server process, in clock ticks.
+    pub fn cpu_ticks(&self) -> u64 {
+        let stat =
+            std::fs::read_to_string(format!("/proc/{}/stat", self.pid())).unwrap_or_default();
+        let after = stat.rsplit(')').next().unwrap_or("");
+        let f: Vec<&str> = after.split_whitespace().collect();
+        f.get(11).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0)
+            + f.get(12).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0)
+    }
+
+    pub fn open_fds(&self) -> usize {
+        std::fs::read_dir(format!("/proc/{}/fd", self.pid())).map_or(0, |d| d.count())
     }
 
     pub fn connect(&self) -> TcpStream {
