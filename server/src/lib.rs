@@ -13,6 +13,8 @@ pub mod http;
 pub mod metrics;
 pub mod mime;
 pub mod path;
+#[cfg(test)]
+mod proptests;
 pub mod range;
 pub mod worker;
 
@@ -21,7 +23,7 @@ use socket2::{Domain, Protocol, Socket, Type};
 use std::io::{self, Write};
 use std::net::SocketAddr;
 use std::os::fd::AsRawFd;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 /// Current (soft, hard) RLIMIT_NOFILE.

@@ -1020,3 +1020,53 @@ fn respond_inner(
     }
     !keep_alive
 }
+
+impl Shared {
+    /// Shared state for a process serving `cfg` (opens nothing but what is given).
+    pub fn new(cfg: Config, root: OwnedFd) -> Shared {
+        Shared {
+            stats: (0..cfg.workers).map(|_| WorkerStats::default()).collect(),
+            cfg,
+            root,
+            draining: AtomicBool::new(false),
+            log_generation: AtomicU64::new(0),
+        }
+    }
+}
+
+/// The request path without sockets: bytes in as one connection would send them (parsing,
+/// routing, range and conditional handling), response heads and small bodies out. File
+/// bodies are represented by their head only. For fuzzing and property tests.
+#[doc(hidden)]
+pub fn process_bytes(shared: &Shared, input: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    let mut path_buf = Vec::new();
+    let date = b"Thu, 01 Jan 2026 00:00:00 GMT";
+    let mut rest = input;
+    while !rest.is_empty() {
+        match http::parse(rest, shared.cfg.limits) {
+            Parse::Complete(req, len) => {
+                let mut body = None;
+                let o = respond(
+                    shared,
+                    &req,
+                    false,
+                    &mut path_buf,
+                    date,
+                    &mut out,
+                    &mut body,
+                );
+                rest = &rest[len..];
+                if o.close {
+                    break;
+                }
+            }
+            Parse::Partial => break,
+            Parse::Error(status) => {
+                write_error(&shared.cfg, status, None, date, false, &mut out, true);
+                break;
+            }
+        }
+    }
+    out
+}

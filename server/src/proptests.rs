@@ -1,0 +1,1 @@
+//! Property tests of the pure request-path pieces (issue 8).
