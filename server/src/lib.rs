@@ -105,15 +105,7 @@ pub fn serve(cfg: Config) -> Result<(), String> {
     let drain_timeout = cfg.drain_timeout;
     let admin_addr = cfg.admin;
     let root_display = cfg.root.display().to_string();
-    let shared = Arc::new(worker::Shared {
-        stats: (0..workers)
-            .map(|_| metrics::WorkerStats::default())
-            .collect(),
-        cfg,
-        root,
-        draining: AtomicBool::new(false),
-        log_generation: AtomicU64::new(0),
-    });
+    let shared = Arc::new(worker::Shared::new(cfg, root));
     let mut handles = Vec::new();
     let mut wakers = Vec::new();
     for (id, l) in listeners.into_iter().enumerate() {
