@@ -48,7 +48,7 @@ fn load(
             let mut n = 0u64;
             while !stop.load(Ordering::Relaxed) {
                 n += 1;
-                let fresh = (n + i as u64) % 2 == 0;
+                let fresh = (n + i as u64).is_multiple_of(2);
                 let mut attempt = 0;
                 loop {
                     attempt += 1;

@@ -49,7 +49,9 @@ impl Server {
         loop {
             let mut line = String::new();
             if reader.read_line(&mut line).unwrap_or(0) == 0 {
-                panic!("corestream exited before listening");
+                let _ = child.kill();
+                let status = child.wait();
+                panic!("corestream exited before listening: {status:?}");
             }
             if line.contains("admin on") {
                 admin = Some(banner_addr(&line));
