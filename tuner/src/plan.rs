@@ -209,9 +209,19 @@ pub fn explain(root: &Path, key: &str, scope: Scope, file: &Path, e: &std::io::E
                 )
             }
         }
-        Some(libc::EINVAL) => format!(
-            "the kernel rejected the value for {key} (EINVAL: out of the range this kernel accepts)"
-        ),
+        Some(libc::EINVAL) => {
+            let hint = match key {
+                "net.ipv4.ip_local_port_range" => {
+                    "; the low end must be at least net.ipv4.ip_unprivileged_port_start (1024 by default) and below the high end"
+                }
+                "net.ipv4.tcp_fin_timeout" => "; it is seconds, converted to jiffies, so huge values overflow",
+                _ => "",
+            };
+            format!(
+                "the kernel rejected the value for {key} (EINVAL: outside what this kernel accepts{hint}); \
+                 fix it in the --profile file"
+            )
+        }
         Some(libc::EISDIR) => format!("{where_} is a directory, not a kernel setting"),
         _ => format!("{where_}: {e}"),
     }
@@ -343,7 +353,52 @@ pub fn build_rows(
             }
         }
     }
+    guard_tcp_mem(root, &mut rows);
     rows
+}
+
+/// A fixed tcp_mem suits boxes of 8 GiB and up; on a small box its ceiling would let TCP
+/// buffers take a large share of RAM. Refuse to raise it past a quarter of MemTotal (the
+/// kernel's own default ceiling is 3/32).
+fn guard_tcp_mem(root: &Path, rows: &mut [Row]) {
+    let Some(row) = rows.iter_mut().find(|r| r.key == "net.ipv4.tcp_mem") else {
+        return;
+    };
+    let (Some(w), Some(cur)) = (&row.write, &row.current) else {
+        return;
+    };
+    let Some(mem_kib) = std::fs::read_to_string(root.join("proc/meminfo"))
+        .ok()
+        .and_then(|t| {
+            t.lines()
+                .find_map(|l| l.strip_prefix("MemTotal:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        })
+    else {
+        return;
+    };
+    // SAFETY: sysconf has no memory-safety preconditions.
+    let page = match unsafe { libc::sysconf(libc::_SC_PAGESIZE) } {
+        n if n > 0 => n as u64,
+        _ => 4096,
+    };
+    let high = w.get(2).copied().unwrap_or(0);
+    let raising = cur.get(2).is_some_and(|&c| high > c);
+    let quarter_pages = mem_kib.saturating_mul(1024) / 4 / page;
+    if raising && high > quarter_pages {
+        let gib = |bytes: u64| bytes as f64 / (1u64 << 30) as f64;
+        row.action = Action::Unavailable(format!(
+            "tcp_mem's ceiling {high} pages ({:.1} GiB) would exceed a quarter of this box's {:.1} GiB RAM: \
+             TCP buffers could starve everything else. Size it for this box in a --profile file (e.g. \
+             `net.ipv4.tcp_mem = {} {} {}`) or leave the kernel default with `net.ipv4.tcp_mem = skip`",
+            gib(high * page),
+            gib(mem_kib * 1024),
+            quarter_pages / 2,
+            quarter_pages * 2 / 3,
+            quarter_pages
+        ));
+        row.write = None;
+    }
 }
 
 /// Running processes named `corestream`: (pid, soft, hard) RLIMIT_NOFILE from /proc/PID/limits.

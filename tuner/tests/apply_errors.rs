@@ -227,3 +227,27 @@ fn visible_global_keys_are_left_to_the_host_inside_a_child_netns() {
     );
     assert_eq!(r.get("net/core/somaxconn"), "65535");
 }
+
+#[test]
+fn tcp_mem_is_not_raised_past_a_quarter_of_ram() {
+    let r = FakeRoot::new();
+    // A 2 GiB box: the kernel's own tcp_mem default is small.
+    r.write(
+        "proc/meminfo",
+        "MemTotal:        2097152 kB\nMemFree:         1000000 kB\n",
+    );
+    r.set("net/ipv4/tcp_mem", "23040\t30720\t46080");
+    let o = r.run(&["apply", "--yes"]);
+    assert_eq!(o.code, 1, "{o:?}");
+    assert!(
+        o.stdout.contains("tcp_mem's ceiling 393216 pages (1.5 GiB) would exceed a quarter of this box's 2.0 GiB RAM")
+            && o.stdout.contains("`net.ipv4.tcp_mem = 65536 87381 131072`"),
+        "{o:?}"
+    );
+    assert_eq!(r.get("net/ipv4/tcp_mem"), "23040 30720 46080");
+    // A 16 GiB box takes the profile.
+    r.write("proc/meminfo", "MemTotal:       16777216 kB\n");
+    let o = r.run(&["apply", "--yes"]);
+    assert_eq!(o.code, 0, "{o:?}");
+    assert_eq!(r.get("net/ipv4/tcp_mem"), "196608 262144 393216");
+}

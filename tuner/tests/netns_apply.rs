@@ -129,3 +129,47 @@ fn apply_check_rollback_in_a_child_netns_leaves_the_host_alone() {
     assert_eq!(host_before, host_after);
     assert_ne!(host_after[0], "65000");
 }
+
+#[test]
+fn a_value_the_kernel_rejects_is_reported_and_nothing_else_breaks() {
+    let host_before = host_values();
+    let host_fin = std::fs::read_to_string("/proc/sys/net/ipv4/tcp_fin_timeout").unwrap();
+    let dir = std::env::temp_dir().join(format!("cstune-netns-einval-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let profile = dir.join("p.conf");
+    // 99999999 s passes the profile's number check but overflows the kernel's jiffies range.
+    std::fs::write(
+        &profile,
+        "base = none\nnet.ipv4.tcp_fin_timeout = 99999999\nnet.core.somaxconn = 65000\n",
+    )
+    .unwrap();
+    let script = r#"
+        "$1" --root / apply --profile "$2" --yes --state-dir "$3"; echo "rc=$?"
+        echo "fin=$(cat /proc/sys/net/ipv4/tcp_fin_timeout) somaxconn=$(cat /proc/sys/net/core/somaxconn)"
+    "#;
+    let o = fakeroot::run(Command::new("unshare").args([
+        "-n",
+        "sh",
+        "-c",
+        script,
+        "sh",
+        BIN,
+        profile.to_str().unwrap(),
+        dir.join("state").to_str().unwrap(),
+    ]));
+    let _ = std::fs::remove_dir_all(&dir);
+    assert_eq!(o.code, 0, "{o:?}");
+    assert!(
+        o.stdout.contains("FAILED  net.ipv4.tcp_fin_timeout [per-netns]: the kernel rejected the value for net.ipv4.tcp_fin_timeout (EINVAL"),
+        "{o:?}"
+    );
+    assert!(o.stdout.contains("rc=1"), "{o:?}");
+    assert!(o.stdout.contains("somaxconn=65000"), "{o:?}");
+    assert!(!o.stdout.contains("fin=99999999"), "{o:?}");
+    assert_eq!(host_values(), host_before);
+    assert_eq!(
+        std::fs::read_to_string("/proc/sys/net/ipv4/tcp_fin_timeout").unwrap(),
+        host_fin
+    );
+}
