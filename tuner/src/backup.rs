@@ -85,6 +85,39 @@ pub fn state_dir(root: &Path, explicit: Option<&Path>) -> PathBuf {
     }
 }
 
+/// Hold an exclusive lock on the state directory while changing anything, so two applies (or
+/// an apply and a rollback, e.g. config management and the boot unit) cannot interleave their
+/// backups and writes. Released when the returned file is dropped.
+pub fn lock(dir: &Path) -> anyhow::Result<std::fs::File> {
+    use std::os::fd::AsRawFd;
+    std::fs::create_dir_all(dir).with_context(|| {
+        format!(
+            "cannot create state directory {} (use --state-dir to choose another)",
+            dir.display()
+        )
+    })?;
+    let path = dir.join("lock");
+    let f = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .with_context(|| format!("cannot open lock file {}", path.display()))?;
+    // SAFETY: flock on a file descriptor we own and keep open for the call's duration.
+    let rc = unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+    if rc != 0 {
+        let e = std::io::Error::last_os_error();
+        if e.raw_os_error() == Some(libc::EWOULDBLOCK) {
+            bail!(
+                "another corestream-tune apply or rollback is running (it holds {}); wait for it and re-run",
+                path.display()
+            );
+        }
+        return Err(e).with_context(|| format!("cannot lock {}", path.display()));
+    }
+    Ok(f)
+}
+
 /// Write `b` to a new file in `dir` (created if needed), fsynced, never overwriting another.
 pub fn create(dir: &Path, b: &Backup) -> anyhow::Result<PathBuf> {
     std::fs::create_dir_all(dir).with_context(|| {

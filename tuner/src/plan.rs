@@ -757,6 +757,7 @@ pub fn run_apply(root: &Path, a: ApplyArgs) -> anyhow::Result<u8> {
             .collect(),
     };
     let dir = backup::state_dir(root, a.state_dir.as_deref());
+    let _lock = backup::lock(&dir)?;
     let bpath = backup::create(&dir, &b)?;
     writeln!(out, "Backup of previous values: {}", bpath.display())?;
 
@@ -1040,6 +1041,8 @@ pub fn run_rollback(root: &Path, a: RollbackArgs) -> anyhow::Result<u8> {
         }
         out = std::io::stdout().lock();
     }
+    // Lock where the backup lives: that is the state directory apply used.
+    let _lock = backup::lock(bpath.parent().unwrap_or(&dir))?;
     let mut failed = 0;
     for s in &steps {
         match s {

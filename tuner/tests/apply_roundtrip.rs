@@ -401,3 +401,31 @@ fn check_flags_a_running_corestream_with_too_few_files() {
         "{o:?}"
     );
 }
+
+#[test]
+fn a_second_concurrent_apply_or_rollback_is_refused() {
+    use std::os::fd::AsRawFd;
+    let r = FakeRoot::new();
+    let dir = r.path("var/lib/corestream-tune");
+    std::fs::create_dir_all(&dir).unwrap();
+    let held = std::fs::File::create(dir.join("lock")).unwrap();
+    // SAFETY: flock on a descriptor this test owns.
+    assert_eq!(unsafe { libc::flock(held.as_raw_fd(), libc::LOCK_EX) }, 0);
+    let o = r.run(&["apply", "--yes"]);
+    assert_eq!(o.code, 2, "{o:?}");
+    assert!(
+        o.stderr
+            .contains("another corestream-tune apply or rollback is running"),
+        "{o:?}"
+    );
+    assert_eq!(r.get("net/core/somaxconn"), "4096");
+    assert!(r.backups().is_empty());
+    drop(held);
+    assert_eq!(r.run(&["apply", "--yes"]).code, 0);
+    let held = std::fs::File::create(dir.join("lock")).unwrap();
+    // SAFETY: as above.
+    assert_eq!(unsafe { libc::flock(held.as_raw_fd(), libc::LOCK_EX) }, 0);
+    let o = r.run(&["rollback", "--yes"]);
+    assert_eq!(o.code, 2, "{o:?}");
+    assert_eq!(r.get("net/core/somaxconn"), "65535");
+}
