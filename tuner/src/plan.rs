@@ -66,6 +66,10 @@ pub struct ApplyArgs {
 pub struct CheckArgs {
     #[command(flatten)]
     pub p: ProfileArgs,
+    /// Print `{"ok", "profile", "root", "keys", "corestream_processes", "drifts": [{"key",
+    /// "scope", "current", "target", "message"}]}` instead of text (same exit status).
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(clap::Args, Debug)]
@@ -828,14 +832,29 @@ pub fn run_apply(root: &Path, a: ApplyArgs) -> anyhow::Result<u8> {
     Ok(if failed + unavailable > 0 { 1 } else { 0 })
 }
 
+/// One way the running system misses the profile (`check --json` prints these).
+#[derive(Debug, serde::Serialize)]
+pub struct Drift {
+    /// Sysctl key, RPS queue name, or `corestream pid N`.
+    pub key: String,
+    /// per-netns, global, device, or process.
+    pub scope: String,
+    /// What runs now (`null` when unreadable).
+    pub current: Option<String>,
+    /// What the profile wants.
+    pub target: String,
+    /// The sentence `check` prints.
+    pub message: String,
+}
+
 pub fn run_check(root: &Path, a: CheckArgs) -> anyhow::Result<u8> {
     let (prof, rps_plan, rows) = load_all(root, &a.p, false)?;
     let mut out = std::io::stdout().lock();
     let mut drifts = Vec::new();
     for r in &rows {
-        match &r.action {
-            Action::Fine | Action::WouldLower | Action::Lower => {}
-            Action::Raise | Action::RaiseKeep => drifts.push(format!(
+        let message = match &r.action {
+            Action::Fine | Action::WouldLower | Action::Lower => continue,
+            Action::Raise | Action::RaiseKeep => format!(
                 "{} [{}]: running {}, profile wants {}",
                 r.key,
                 r.scope.label(),
@@ -846,67 +865,90 @@ pub fn run_check(root: &Path, a: CheckArgs) -> anyhow::Result<u8> {
                     Shape::Triple => format!("each field at least {}", r.target_label()),
                     Shape::Int { .. } => format!("at least {}", r.target_label()),
                 }
-            )),
-            Action::Unavailable(why) => {
-                drifts.push(format!("{} [{}]: {why}", r.key, r.scope.label()))
-            }
-        }
+            ),
+            Action::Unavailable(why) => format!("{} [{}]: {why}", r.key, r.scope.label()),
+        };
+        drifts.push(Drift {
+            key: r.key.clone(),
+            scope: r.scope.label().into(),
+            current: r.current.as_ref().map(|_| r.current_label()),
+            target: r.target_label(),
+            message,
+        });
     }
+    let key_drifts = drifts.len();
     let mut procs = 0;
     if let Some((n, _)) = &prof.nofile {
         for (pid, soft, _) in service_nofile(root) {
             procs += 1;
-            match soft {
-                Some(s) if s >= *n => {}
-                Some(s) => drifts.push(format!(
+            let message = match soft {
+                Some(s) if s >= *n => continue,
+                Some(s) => format!(
                     "corestream pid {pid}: RLIMIT_NOFILE soft {s}, profile wants {n} (LimitNOFILE= in the unit, or corestream-tune nofile --pid {pid})"
-                )),
-                None => drifts.push(format!("corestream pid {pid}: cannot read its open-file limit")),
-            }
+                ),
+                None => format!("corestream pid {pid}: cannot read its open-file limit"),
+            };
+            drifts.push(Drift {
+                key: format!("corestream pid {pid}"),
+                scope: "process".into(),
+                current: soft.map(|s| s.to_string()),
+                target: n.to_string(),
+                message,
+            });
         }
+    }
+    if a.json {
+        let doc = serde_json::json!({
+            "ok": drifts.is_empty(),
+            "profile": prof.name,
+            "root": root.display().to_string(),
+            "keys": rows.len(),
+            "corestream_processes": procs,
+            "drifts": drifts,
+        });
+        writeln!(out, "{}", serde_json::to_string_pretty(&doc)?)?;
+        return Ok(u8::from(!drifts.is_empty()));
     }
     if let Some(rp) = &rps_plan {
         for n in &rp.notes {
             writeln!(out, "rps: {n}")?;
         }
     }
+    let procs_note = if procs > 0 {
+        format!("; {procs} corestream process(es) checked for open files")
+    } else {
+        String::new()
+    };
     if drifts.is_empty() {
         writeln!(
             out,
-            "OK: {} keys meet profile {} beneath {}{}",
+            "OK: {} keys meet profile {} beneath {}{procs_note}",
             rows.len(),
             prof.name,
             root.display(),
-            if procs > 0 {
-                format!("; {procs} corestream process(es) have enough open files")
-            } else {
-                String::new()
-            }
         )?;
-        Ok(0)
-    } else {
-        writeln!(
-            out,
-            "DRIFT: {} of {} keys do not meet profile {} beneath {}:",
-            drifts.len(),
-            rows.len(),
-            prof.name,
-            root.display()
-        )?;
-        for d in &drifts {
-            writeln!(out, "  {d}")?;
-        }
-        writeln!(
-            out,
-            "Fix with: corestream-tune apply{}",
-            if a.p.profile.is_some() {
-                " --profile ..."
-            } else {
-                ""
-            }
-        )?;
-        Ok(1)
+        return Ok(0);
     }
+    writeln!(
+        out,
+        "DRIFT: {key_drifts} of {} keys do not meet profile {} beneath {}{procs_note}:",
+        rows.len(),
+        prof.name,
+        root.display()
+    )?;
+    for d in &drifts {
+        writeln!(out, "  {}", d.message)?;
+    }
+    writeln!(
+        out,
+        "Fix with: corestream-tune apply{}",
+        if a.p.profile.is_some() {
+            " --profile ..."
+        } else {
+            ""
+        }
+    )?;
+    Ok(1)
 }
 
 pub fn run_rollback(root: &Path, a: RollbackArgs) -> anyhow::Result<u8> {

@@ -397,7 +397,7 @@ fn check_flags_a_running_corestream_with_too_few_files() {
     assert_eq!(o.code, 0, "{o:?}");
     assert!(
         o.stdout
-            .contains("1 corestream process(es) have enough open files"),
+            .contains("1 corestream process(es) checked for open files"),
         "{o:?}"
     );
 }
@@ -428,4 +428,44 @@ fn a_second_concurrent_apply_or_rollback_is_refused() {
     let o = r.run(&["rollback", "--yes"]);
     assert_eq!(o.code, 2, "{o:?}");
     assert_eq!(r.get("net/core/somaxconn"), "65535");
+}
+
+#[test]
+fn check_json_lists_drifts_for_config_management() {
+    let r = FakeRoot::new();
+    let o = r.run(&["check", "--json"]);
+    assert_eq!(o.code, 1, "{o:?}");
+    let v: serde_json::Value = serde_json::from_str(&o.stdout).unwrap();
+    assert_eq!(v["ok"], false);
+    assert_eq!(v["keys"], 13);
+    let drifts = v["drifts"].as_array().unwrap();
+    assert_eq!(drifts.len(), 6, "{o:?}");
+    let range = drifts
+        .iter()
+        .find(|d| d["key"] == "net.ipv4.ip_local_port_range")
+        .unwrap();
+    assert_eq!(range["current"], "32768 60999");
+    assert_eq!(range["target"], "15000 65000");
+    assert_eq!(range["scope"], "per-netns");
+    std::fs::remove_file(r.path("proc/sys/net/core/somaxconn")).unwrap();
+    let v: serde_json::Value = serde_json::from_str(&r.run(&["check", "--json"]).stdout).unwrap();
+    let somax = v["drifts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["key"] == "net.core.somaxconn")
+        .unwrap()
+        .clone();
+    assert_eq!(somax["current"], serde_json::Value::Null);
+    assert!(somax["message"]
+        .as_str()
+        .unwrap()
+        .contains("does not exist"));
+    r.set("net/core/somaxconn", "4096");
+    assert_eq!(r.run(&["apply", "--yes"]).code, 0);
+    let o = r.run(&["check", "--json"]);
+    assert_eq!(o.code, 0, "{o:?}");
+    let v: serde_json::Value = serde_json::from_str(&o.stdout).unwrap();
+    assert_eq!(v["ok"], true);
+    assert!(v["drifts"].as_array().unwrap().is_empty());
 }
