@@ -1014,11 +1014,7 @@ pub fn run_rollback(root: &Path, a: RollbackArgs) -> anyhow::Result<u8> {
                 steps.push(Step::Value(v));
             }
             Err(e) => {
-                let scope = if v.scope == "global" {
-                    Scope::Global
-                } else {
-                    Scope::PerNetns
-                };
+                let scope = Scope::from_label(&v.scope);
                 conflicts += 1;
                 writeln!(
                     out,
@@ -1090,11 +1086,7 @@ pub fn run_rollback(root: &Path, a: RollbackArgs) -> anyhow::Result<u8> {
         match s {
             Step::Value(v) => {
                 let file = root.join(&v.path);
-                let scope = if v.scope == "global" {
-                    Scope::Global
-                } else {
-                    Scope::PerNetns
-                };
+                let scope = Scope::from_label(&v.scope);
                 let res = sysctl::write_file(&file, &v.previous)
                     .map_err(|e| explain(root, &v.key, scope, &file, &e))
                     .and_then(|_| {

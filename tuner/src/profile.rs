@@ -31,6 +31,15 @@ pub enum Scope {
 }
 
 impl Scope {
+    /// Inverse of [`Scope::label`] (backups store the label); unknown labels count as per-netns.
+    pub fn from_label(s: &str) -> Scope {
+        match s {
+            "global" => Scope::Global,
+            "device" => Scope::Device,
+            _ => Scope::PerNetns,
+        }
+    }
+
     pub fn label(self) -> &'static str {
         match self {
             Scope::PerNetns => "per-netns",
@@ -465,6 +474,19 @@ pub fn parse(text: &str, origin: &str, base: Profile) -> anyhow::Result<Profile>
             }),
         }
     }
+    let nr_open = profile
+        .sysctls
+        .iter()
+        .find(|e| e.key == "fs.nr_open")
+        .map(|e| e.value[0]);
+    if let (Some((n, _)), Some(cap)) = (&profile.nofile, nr_open) {
+        if *n > cap {
+            bail!(
+                "{origin}: nofile = {n} is above fs.nr_open = {cap}, the kernel's ceiling for any \
+                 process's open-file limit; systemd would fail to start the service. Lower nofile or raise fs.nr_open"
+            );
+        }
+    }
     profile.name = if base_none {
         origin.to_string()
     } else {
@@ -669,6 +691,8 @@ mod tests {
         assert!(err("somaxconn").contains("p.conf:1: expected `key = value`"));
         assert!(err("nofile = 10").contains("out of range"));
         assert!(err("net.core.somaxconn = 1\nbase = none").contains("must come before"));
+        assert!(err("nofile = 2000000").contains("nofile = 2000000 is above fs.nr_open = 1048576"));
+        assert!(parse("fs.nr_open = 4194304\nnofile = 2000000", "p", edge()).is_ok());
     }
 
     #[test]
