@@ -262,8 +262,19 @@ pub fn render(r: &Report) -> String {
         );
     }
     let _ = writeln!(o, "\nsettings");
-    for (k, v) in &r.sysctls.values {
-        let _ = writeln!(o, "  {k} = {v}");
+    for k in probe::sysctls::KEYS {
+        match r.sysctls.get(k) {
+            Some(v) => {
+                let _ = writeln!(o, "  {k} = {v}");
+            }
+            // Global keys such as netdev_max_backlog are hidden inside a child network namespace.
+            None => {
+                let _ = writeln!(
+                    o,
+                    "  {k}: not readable here (absent in this kernel or network namespace)"
+                );
+            }
+        }
     }
     for q in &r.sysctls.rps {
         let _ = writeln!(

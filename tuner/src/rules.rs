@@ -48,127 +48,23 @@ pub struct Threshold {
 }
 
 /// The one thresholds table (in the spirit of Netdata's alarms: tcp_listen, softnet, fds).
+#[rustfmt::skip]
 pub const THRESHOLDS: &[Threshold] = &[
-    Threshold {
-        rule: "listen_overflows",
-        measure: "TcpExt:ListenOverflows increase",
-        unit: "per minute",
-        warn: Some(0.0),
-        crit: Some(5.0),
-        below: false,
-    },
-    Threshold {
-        rule: "accept_queue_full",
-        measure: "listener accept queue / its backlog",
-        unit: "%",
-        warn: Some(99.9),
-        crit: None,
-        below: false,
-    },
-    Threshold {
-        rule: "syn_queue_drops",
-        measure: "TcpExt:TCPReqQFullDrop increase",
-        unit: "per minute",
-        warn: Some(0.0),
-        crit: Some(5.0),
-        below: false,
-    },
-    Threshold {
-        rule: "softnet_dropped",
-        measure: "softnet_stat dropped, all CPUs",
-        unit: "per minute",
-        warn: Some(10.0),
-        crit: Some(600.0),
-        below: false,
-    },
-    Threshold {
-        rule: "softnet_squeezed",
-        measure: "softnet_stat time_squeeze, all CPUs",
-        unit: "per minute",
-        warn: Some(10.0),
-        crit: None,
-        below: false,
-    },
-    Threshold {
-        rule: "net_rx_imbalance",
-        measure: "share of NET_RX softirqs on the busiest CPU",
-        unit: "%",
-        warn: Some(80.0),
-        crit: None,
-        below: false,
-    },
-    Threshold {
-        rule: "net_rx_imbalance_min_rate",
-        measure: "NET_RX softirqs, all CPUs (below this the share is noise)",
-        unit: "per second",
-        warn: Some(500.0),
-        crit: None,
-        below: false,
-    },
-    Threshold {
-        rule: "softirq_cpu",
-        measure: "softirq (si) time of one CPU",
-        unit: "% of that CPU",
-        warn: Some(30.0),
-        crit: Some(60.0),
-        below: false,
-    },
-    Threshold {
-        rule: "process_fds",
-        measure: "open fds / soft RLIMIT_NOFILE",
-        unit: "%",
-        warn: Some(80.0),
-        crit: Some(95.0),
-        below: false,
-    },
-    Threshold {
-        rule: "nofile_soft_low",
-        measure: "soft RLIMIT_NOFILE of the server",
-        unit: "fds",
-        warn: Some(4096.0),
-        crit: None,
-        below: true,
-    },
-    Threshold {
-        rule: "system_fds",
-        measure: "fs.file-nr allocated / fs.file-max",
-        unit: "%",
-        warn: Some(80.0),
-        crit: Some(90.0),
-        below: false,
-    },
-    Threshold {
-        rule: "tcp_memory",
-        measure: "sockstat TCP mem / tcp_mem pressure (warn) and / tcp_mem high (crit)",
-        unit: "%",
-        warn: Some(99.9),
-        crit: Some(90.0),
-        below: false,
-    },
-    Threshold {
-        rule: "tcp_backlog_drops",
-        measure: "TcpExt:TCPBacklogDrop increase",
-        unit: "per minute",
-        warn: Some(10.0),
-        crit: None,
-        below: false,
-    },
-    Threshold {
-        rule: "somaxconn_low",
-        measure: "net.core.somaxconn",
-        unit: "connections",
-        warn: Some(4096.0),
-        crit: None,
-        below: true,
-    },
-    Threshold {
-        rule: "syncookies_off",
-        measure: "net.ipv4.tcp_syncookies",
-        unit: "0/1/2",
-        warn: Some(1.0),
-        crit: None,
-        below: true,
-    },
+    Threshold { rule: "listen_overflows", measure: "TcpExt:ListenOverflows increase", unit: "per minute", warn: Some(0.0), crit: Some(5.0), below: false },
+    Threshold { rule: "accept_queue_full", measure: "listener accept queue / its backlog", unit: "%", warn: Some(99.9), crit: None, below: false },
+    Threshold { rule: "syn_queue_drops", measure: "TcpExt:TCPReqQFullDrop increase", unit: "per minute", warn: Some(0.0), crit: Some(5.0), below: false },
+    Threshold { rule: "softnet_dropped", measure: "softnet_stat dropped, all CPUs", unit: "per minute", warn: Some(10.0), crit: Some(600.0), below: false },
+    Threshold { rule: "softnet_squeezed", measure: "softnet_stat time_squeeze, all CPUs", unit: "per minute", warn: Some(10.0), crit: None, below: false },
+    Threshold { rule: "net_rx_imbalance", measure: "share of NET_RX softirqs on the busiest CPU", unit: "%", warn: Some(80.0), crit: None, below: false },
+    Threshold { rule: "net_rx_imbalance_min_rate", measure: "NET_RX softirqs, all CPUs (below this the share is noise)", unit: "per second", warn: Some(500.0), crit: None, below: false },
+    Threshold { rule: "softirq_cpu", measure: "softirq (si) time of one CPU", unit: "% of that CPU", warn: Some(30.0), crit: Some(60.0), below: false },
+    Threshold { rule: "process_fds", measure: "open fds / soft RLIMIT_NOFILE", unit: "%", warn: Some(80.0), crit: Some(95.0), below: false },
+    Threshold { rule: "nofile_soft_low", measure: "soft RLIMIT_NOFILE of the server", unit: "fds", warn: Some(4096.0), crit: None, below: true },
+    Threshold { rule: "system_fds", measure: "fs.file-nr allocated / fs.file-max", unit: "%", warn: Some(80.0), crit: Some(90.0), below: false },
+    Threshold { rule: "tcp_memory", measure: "sockstat TCP mem / tcp_mem pressure (warn) and / tcp_mem high (crit)", unit: "%", warn: Some(100.0), crit: Some(90.0), below: false },
+    Threshold { rule: "tcp_backlog_drops", measure: "TcpExt:TCPBacklogDrop increase", unit: "per minute", warn: Some(10.0), crit: None, below: false },
+    Threshold { rule: "somaxconn_low", measure: "net.core.somaxconn", unit: "connections", warn: Some(4096.0), crit: None, below: true },
+    Threshold { rule: "syncookies_off", measure: "net.ipv4.tcp_syncookies", unit: "0/1/2", warn: Some(1.0), crit: None, below: true },
 ];
 
 /// The table row for `rule`. Panics only on a misspelt rule name, which tests cover.
@@ -1078,4 +974,27 @@ fn syncookies_off(b: &Sample, f: &mut Vec<Finding>) {
 /// `fmt_num` is used by the text renderers.
 pub fn number(v: f64) -> String {
     fmt_num(v)
+}
+
+/// The thresholds table as Markdown, as printed in docs/sre-diagnose.md (a test keeps them equal).
+pub fn thresholds_markdown() -> String {
+    let mut o = String::from(
+        "| rule | measure | unit | warning | critical |\n| --- | --- | --- | --- | --- |\n",
+    );
+    for t in THRESHOLDS {
+        let cmp = if t.below { "<" } else { ">" };
+        let cell = |v: Option<f64>| {
+            v.map(|x| format!("{cmp} {}", fmt_num(x)))
+                .unwrap_or_else(|| "-".into())
+        };
+        o.push_str(&format!(
+            "| {} | {} | {} | {} | {} |\n",
+            t.rule,
+            t.measure,
+            t.unit,
+            cell(t.warn),
+            cell(t.crit)
+        ));
+    }
+    o
 }

@@ -82,11 +82,25 @@ pub fn tracepoint_id(tracefs: &Path, name: &str) -> anyhow::Result<u64> {
         .with_context(|| format!("{} is not a number: {text:?}", p.display()))
 }
 
-fn find_tracefs(root: &Path) -> Option<PathBuf> {
-    TRACEFS_DIRS
-        .iter()
-        .map(|d| root.join(d))
-        .find(|d| d.join("events/irq/softirq_entry/id").exists())
+/// The tracefs directory holding the softirq tracepoints, `Ok(None)` when none is mounted, or why
+/// a mounted one cannot be used (tracefs is root-only by default).
+fn find_tracefs(root: &Path) -> Result<Option<PathBuf>, String> {
+    for dir in TRACEFS_DIRS.iter().map(|d| root.join(d)) {
+        let id = dir.join("events/irq/softirq_entry/id");
+        match std::fs::File::open(&id) {
+            Ok(_) => return Ok(Some(dir)),
+            Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
+                return Err(format!(
+                    "{} is not readable by this user (uid {}): tracefs is root-only; run as root",
+                    id.display(),
+                    // SAFETY: getuid has no preconditions and cannot fail.
+                    unsafe { libc::getuid() }
+                ));
+            }
+            Err(_) => {}
+        }
+    }
+    Ok(None)
 }
 
 fn own_caps() -> Option<u64> {
@@ -185,7 +199,7 @@ impl PerfCounters {
             ));
         }
         let mut mounted_privately = false;
-        let tracefs = match find_tracefs(root) {
+        let tracefs = match find_tracefs(root)? {
             Some(t) => t,
             None => {
                 let supported = std::fs::read_to_string("/proc/filesystems")
@@ -198,7 +212,7 @@ impl PerfCounters {
                     return Err("tracefs is not mounted (mount -t tracefs nodev /sys/kernel/tracing) and --no-mount was given".into());
                 }
                 match mount_tracefs_privately() {
-                    Ok(t) if find_tracefs(Path::new("/")).is_some() => {
+                    Ok(t) if matches!(find_tracefs(Path::new("/")), Ok(Some(_))) => {
                         mounted_privately = true;
                         t
                     }

@@ -1,0 +1,286 @@
+//! The built binary end to end: diagnose/watch/softirq on the captured fake root, bad input, and
+//! the perf tracepoint path on the real kernel where this machine permits it.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn bin() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_corestream-tune"))
+}
+
+fn fixture_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/linux-6.18")
+}
+
+fn run(args: &[&str]) -> Output {
+    bin().args(args).output().expect("run corestream-tune")
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+#[test]
+fn diagnose_fake_root_healthy_json() {
+    let root = fixture_root();
+    let o = run(&[
+        "--root",
+        root.to_str().expect("utf8"),
+        "diagnose",
+        "--interval",
+        "100ms",
+        "--json",
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_str(&stdout(&o)).expect("json");
+    assert_eq!(v["schema"], "corestream-tune/diagnose/v1");
+    assert_eq!(v["status"], "ok");
+    assert_eq!(v["exit_code"], 0);
+    assert_eq!(v["findings"].as_array().map(Vec::len), Some(0));
+    assert_eq!(v["listeners"]["source"], "proc-net-tcp");
+    assert_eq!(v["listeners"]["sockets"][0]["address"], "0.0.0.0:2024");
+    assert!(v["listeners"]["sockets"][0]["backlog"].is_null());
+    assert_eq!(v["processes"][0]["pid"], 4242);
+    assert_eq!(v["processes"][0]["soft_limit"], 20000);
+    assert_eq!(v["rates"]["cpus"].as_array().map(Vec::len), Some(2));
+    assert_eq!(v["sysctls"]["values"]["net.core.somaxconn"], "4096");
+}
+
+#[test]
+fn diagnose_text_warns_with_exit_1() {
+    // A copy of the capture with somaxconn 128: a warning, exit status 1.
+    let dir =
+        Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("cli-warn-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let status = Command::new("cp")
+        .arg("-r")
+        .arg(fixture_root())
+        .arg(&dir)
+        .status()
+        .expect("cp");
+    assert!(status.success());
+    std::fs::write(dir.join("proc/sys/net/core/somaxconn"), "128\n").expect("write");
+    let o = run(&[
+        "--root",
+        dir.to_str().expect("utf8"),
+        "diagnose",
+        "--interval",
+        "50ms",
+    ]);
+    let _ = std::fs::remove_dir_all(&dir);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    let out = stdout(&o);
+    assert!(out.contains("status: WARNING (1 finding)"), "{out}");
+    assert!(out.contains("[WARNING] somaxconn_low: system"), "{out}");
+    assert!(
+        out.contains("sysctl    net.core.somaxconn = 4096   (in /etc/sysctl.d/60-corestream.conf)"),
+        "{out}"
+    );
+    assert!(
+        out.contains("net.core.somaxconn = 128 connections   (/proc/sys/net/core/somaxconn)"),
+        "{out}"
+    );
+}
+
+#[test]
+fn diagnose_bad_input_says_the_fix() {
+    let root = fixture_root();
+    let r = root.to_str().expect("utf8");
+    let o = run(&["--root", r, "diagnose", "--interval", "soon"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        stderr(&o).contains("use e.g. 5s, 500ms, 1m or plain seconds"),
+        "{}",
+        stderr(&o)
+    );
+    let o = run(&[
+        "--root",
+        r,
+        "diagnose",
+        "--interval",
+        "50ms",
+        "--pid",
+        "999999",
+    ]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        stderr(&o).contains("no process with pid 999999"),
+        "{}",
+        stderr(&o)
+    );
+    let o = run(&[
+        "--root",
+        "/nonexistent-root",
+        "diagnose",
+        "--interval",
+        "50ms",
+        "--json",
+    ]);
+    // Nothing readable: no findings, but every gap is reported.
+    let v: serde_json::Value = serde_json::from_str(&stdout(&o)).expect("json");
+    assert!(v["notes"].as_array().is_some_and(|n| n.len() >= 5), "{v}");
+}
+
+#[test]
+fn watch_plain_lines_when_not_a_tty() {
+    let root = fixture_root();
+    let o = run(&[
+        "--root",
+        root.to_str().expect("utf8"),
+        "watch",
+        "--interval",
+        "50ms",
+        "--count",
+        "3",
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let out = stdout(&o);
+    assert!(!out.contains('\x1b'), "no ANSI escapes in a pipe");
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 3 * 3, "2 CPUs + 1 summary per refresh: {out}");
+    assert!(
+        lines[0].contains(" cpu0 net_rx/s=0.0 net_tx/s=0.0 si%="),
+        "{out}"
+    );
+    assert!(
+        lines[2].contains("listen_overflows/s=0.0") && lines[2].contains("pid4242_fds=12/20000"),
+        "{out}"
+    );
+    let o = run(&[
+        "--root",
+        root.to_str().expect("utf8"),
+        "watch",
+        "--count",
+        "0",
+    ]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("--count must be at least 1"));
+}
+
+#[test]
+fn softirq_falls_back_with_the_reason() {
+    let root = fixture_root();
+    let o = run(&[
+        "--root",
+        root.to_str().expect("utf8"),
+        "softirq",
+        "--interval",
+        "50ms",
+        "--json",
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_str(&stdout(&o)).expect("json");
+    assert_eq!(v["source"], "proc-softirqs");
+    assert!(
+        v["fallback_reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("perf events observe the running kernel")),
+        "{v}"
+    );
+    assert_eq!(v["vectors"].as_array().map(Vec::len), Some(10));
+    let o = run(&["softirq", "--interval", "200ms", "--no-perf"]);
+    let out = stdout(&o);
+    assert!(
+        out.contains("perf events not used: --no-perf given") && out.contains("NET_RX"),
+        "{out}"
+    );
+}
+
+/// Whether this process may count system-wide tracepoints (CAP_PERFMON or CAP_SYS_ADMIN).
+fn perf_allowed() -> Result<(), String> {
+    let status = std::fs::read_to_string("/proc/self/status").map_err(|e| e.to_string())?;
+    let caps = status
+        .lines()
+        .find_map(|l| l.strip_prefix("CapEff:"))
+        .and_then(|h| u64::from_str_radix(h.trim(), 16).ok())
+        .unwrap_or(0);
+    if caps & (1 << 38) == 0 && caps & (1 << 21) == 0 {
+        return Err("no CAP_PERFMON/CAP_SYS_ADMIN".into());
+    }
+    if !std::fs::read_to_string("/proc/filesystems")
+        .unwrap_or_default()
+        .contains("tracefs")
+    {
+        return Err("kernel without tracefs".into());
+    }
+    Ok(())
+}
+
+#[test]
+fn softirq_perf_counts_match_proc_softirqs() {
+    if let Err(why) = perf_allowed() {
+        eprintln!("SKIPPED: perf tracepoint counting not permitted here: {why}");
+        return;
+    }
+    let o = run(&["softirq", "--interval", "1s", "--json"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_str(&stdout(&o)).expect("json");
+    if v["source"] != "perf" {
+        // Containers may forbid perf_event_open or mounts even to root: that must be explained.
+        let why = v["fallback_reason"].as_str().unwrap_or("");
+        assert!(!why.is_empty(), "fallback without a reason: {v}");
+        eprintln!("SKIPPED: perf path unavailable: {why}");
+        return;
+    }
+    let timer = v["vectors"]
+        .as_array()
+        .and_then(|a| a.iter().find(|x| x["name"] == "TIMER"))
+        .expect("TIMER row");
+    let perf = timer["total"].as_f64().expect("total");
+    let proc = timer["proc_softirqs_total"].as_f64().expect("proc total");
+    assert!(perf > 0.0, "timer softirqs always run: {timer}");
+    // Both count the same events over nearly the same window.
+    assert!(
+        (perf - proc).abs() <= 0.2 * proc.max(perf) + 5.0,
+        "perf {perf}/s vs /proc/softirqs {proc}/s"
+    );
+    assert_eq!(
+        v["cpus"].as_array().map(Vec::len),
+        timer["per_cpu"].as_array().map(Vec::len)
+    );
+}
+
+#[test]
+fn softirq_without_privileges_says_why_and_falls_back() {
+    if !Path::new("/usr/bin/setpriv").exists() {
+        eprintln!("SKIPPED: setpriv (util-linux) is not installed, cannot drop privileges");
+        return;
+    }
+    // Run as nobody with every capability dropped: tracefs (root-only), the private mount and
+    // perf_event_open are all refused, and the tool must name the obstacle.
+    let o = Command::new("/usr/bin/setpriv")
+        .args([
+            "--reuid",
+            "65534",
+            "--regid",
+            "65534",
+            "--clear-groups",
+            "--inh-caps=-all",
+            "--bounding-set=-all",
+        ])
+        .arg(env!("CARGO_BIN_EXE_corestream-tune"))
+        .args(["softirq", "--interval", "100ms", "--json"])
+        .output()
+        .expect("run setpriv");
+    if matches!(o.status.code(), Some(126) | Some(127)) || stderr(&o).contains("setpriv:") {
+        eprintln!(
+            "SKIPPED: cannot run the binary as nobody here: {}",
+            stderr(&o)
+        );
+        return;
+    }
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_str(&stdout(&o)).expect("json");
+    assert_eq!(v["source"], "proc-softirqs", "{v}");
+    let why = v["fallback_reason"].as_str().unwrap_or("");
+    assert!(
+        why.contains("not readable by this user")
+            || why.contains("Operation not permitted")
+            || why.contains("perf_event_paranoid"),
+        "reason does not name the obstacle: {why}"
+    );
+}

@@ -1,0 +1,393 @@
+//! Every /proc parser on real captures from this machine (linux-6.18) and on older kernels'
+//! column sets (linux-5.10, linux-4.9, linux-2.6), plus malformed input.
+
+use corestream_tune::probe::{
+    self, fds, listeners, netstat, sockstat, softirqs, softnet, stat, sysctls,
+};
+use std::path::{Path, PathBuf};
+
+fn fixture(rel: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(rel)
+}
+
+fn text(rel: &str) -> String {
+    std::fs::read_to_string(fixture(rel)).unwrap_or_else(|e| panic!("fixture {rel}: {e}"))
+}
+
+#[test]
+fn softirqs_real_capture() {
+    let s = softirqs::parse(&text("linux-6.18/proc/softirqs")).expect("parse");
+    assert_eq!(s.cpus, vec![0, 1]);
+    assert_eq!(s.vectors.len(), 10);
+    assert_eq!(s.get("NET_RX", 1), Some(4171));
+    assert_eq!(s.get("BLOCK", 1), Some(72434));
+    assert_eq!(
+        s.vector("IRQ_POLL").map(|v| v.per_cpu.clone()),
+        Some(vec![0, 0])
+    );
+    assert_eq!(s.get("NET_RX", 2), None);
+}
+
+#[test]
+fn softirqs_old_kernel_and_offline_cpu() {
+    let s = softirqs::parse(&text("linux-4.9/proc/softirqs")).expect("parse");
+    assert_eq!(s.cpus, vec![0, 1, 2, 3]);
+    assert!(
+        s.vector("BLOCK_IOPOLL").is_some(),
+        "pre-4.5 vector name kept"
+    );
+    assert_eq!(s.get("NET_RX", 3), Some(61705));
+    // CPU1 offline: the header skips it, ids come from the header.
+    let s = softirqs::parse("  CPU0 CPU2\n  NET_RX: 5 7\n").expect("parse");
+    assert_eq!(s.cpus, vec![0, 2]);
+    assert_eq!(s.get("NET_RX", 2), Some(7));
+}
+
+#[test]
+fn softirqs_rejects_malformed() {
+    let e = softirqs::parse("CPU0 CPU1\nNET_RX: 1\n")
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("1 counts for 2 CPU columns"), "{e}");
+    assert!(softirqs::parse("").is_err());
+    assert!(softirqs::parse("CPU0\nNET_RX: x\n").is_err());
+    assert!(softirqs::parse("cpu zero\nNET_RX: 1\n").is_err());
+}
+
+#[test]
+fn stat_real_capture_via_procfs() {
+    let s = stat::parse(&text("linux-6.18/proc/stat")).expect("parse");
+    assert_eq!(s.cpus.iter().map(|c| c.0).collect::<Vec<_>>(), vec![0, 1]);
+    let cpu1 = s.cpus[1].1;
+    assert_eq!(
+        (
+            cpu1.user,
+            cpu1.system,
+            cpu1.idle,
+            cpu1.iowait,
+            cpu1.softirq,
+            cpu1.steal
+        ),
+        (3369, 1720, 32065, 623, 31, 6)
+    );
+    assert_eq!(s.total.softirq, 41);
+}
+
+#[test]
+fn stat_old_kernel_and_offline_cpu() {
+    // 2.6.18-era: 8 columns (no guest, guest_nice).
+    let s = stat::parse(&text("linux-2.6/proc/stat")).expect("parse");
+    assert_eq!(s.cpus.len(), 2);
+    assert_eq!(s.cpus[0].1.softirq, 20881);
+    assert_eq!(s.cpus[0].1.irq, 2517);
+    let s = stat::parse("cpu  10 0 10 100 0 0 5 0\ncpu0 5 0 5 50 0 0 2 0\ncpu3 5 0 5 50 0 0 3 0\nctxt 1\nbtime 1\nprocesses 1\n")
+        .expect("parse");
+    assert_eq!(s.cpus.iter().map(|c| c.0).collect::<Vec<_>>(), vec![0, 3]);
+    assert!(stat::parse("cpu  x y\n").is_err());
+}
+
+#[test]
+fn softnet_real_capture_has_cpu_id_column() {
+    let rows = softnet::parse(&text("linux-6.18/proc/net/softnet_stat")).expect("parse");
+    assert_eq!(rows.len(), 2);
+    assert!(rows.iter().all(|r| r.cpu_id_from_kernel));
+    assert_eq!(rows[1].cpu, 1);
+    assert_eq!(rows[1].processed, 6379);
+    assert_eq!(rows[1].backlog_len, Some(0));
+}
+
+#[test]
+fn softnet_5_10_skips_offline_cpu() {
+    let rows = softnet::parse(&text("linux-5.10/proc/net/softnet_stat")).expect("parse");
+    assert_eq!(
+        rows.iter().map(|r| r.cpu).collect::<Vec<_>>(),
+        vec![0, 2, 3]
+    );
+    assert_eq!(rows[0].time_squeeze, 5);
+    assert_eq!(rows[1].dropped, 2);
+}
+
+#[test]
+fn softnet_4_9_eleven_columns_without_cpu_id() {
+    let rows = softnet::parse(&text("linux-4.9/proc/net/softnet_stat")).expect("parse");
+    assert_eq!(
+        rows.iter()
+            .map(|r| (r.cpu, r.cpu_id_from_kernel))
+            .collect::<Vec<_>>(),
+        vec![(0, false), (1, false)]
+    );
+    assert_eq!((rows[0].dropped, rows[0].time_squeeze), (0x10, 0x2f));
+    assert_eq!(
+        (
+            rows[0].received_rps,
+            rows[0].flow_limit_count,
+            rows[0].backlog_len
+        ),
+        (Some(0x4d2), Some(3), None)
+    );
+    // Oldest layout: 9 columns, no RPS counters.
+    let rows = softnet::parse(
+        "0000002a 00000001 00000002 00000000 00000000 00000000 00000000 00000000 00000000\n",
+    )
+    .expect("parse");
+    assert_eq!((rows[0].processed, rows[0].received_rps), (42, None));
+}
+
+#[test]
+fn softnet_rejects_malformed() {
+    assert!(softnet::parse("zz 00 00\n").is_err());
+    assert!(softnet::parse("0001 0002\n").is_err());
+    assert!(softnet::parse("\n").is_err());
+}
+
+#[test]
+fn netstat_by_name_on_new_and_old_column_sets() {
+    let new = netstat::parse(&text("linux-6.18/proc/net/netstat")).expect("parse 6.18");
+    let old = netstat::parse(&text("linux-4.9/proc/net/netstat")).expect("parse 4.9");
+    for c in [&new, &old] {
+        assert!(c.get("TcpExt:ListenOverflows").is_some());
+        assert!(c.get("TcpExt:TCPReqQFullDrop").is_some());
+        assert!(c.get("TcpExt:TCPBacklogDrop").is_some());
+    }
+    assert_eq!(new.get("TcpExt:TW"), Some(10));
+    assert!(new.get("TcpExt:TCPMigrateReqSuccess").is_some());
+    assert!(
+        old.get("TcpExt:TCPMigrateReqSuccess").is_none(),
+        "4.9 has no tcp_migrate_req counters"
+    );
+    assert!(old.get("MPTcpExt:MPCapableSYNRX").is_none());
+}
+
+#[test]
+fn snmp_by_name_where_procfs_needs_every_field() {
+    use procfs_core::FromRead;
+    let new_text = text("linux-6.18/proc/net/snmp");
+    let old_text = text("linux-4.9/proc/net/snmp");
+    let new = netstat::parse(&new_text).expect("parse 6.18");
+    assert_eq!(new.get("Tcp:MaxConn"), Some(-1));
+    assert_eq!(new.get("Tcp:ActiveOpens"), Some(42));
+    let old = netstat::parse(&old_text).expect("parse 4.9");
+    assert_eq!(old.get("Tcp:RetransSegs"), new.get("Tcp:RetransSegs"));
+    assert!(old.get("Tcp:InCsumErrors").is_none());
+    // Why the by-name parser: procfs's fixed-field Snmp reads the new file but not the old one.
+    let p =
+        procfs_core::net::Snmp::from_read(new_text.as_bytes()).expect("procfs parses 6.18 snmp");
+    assert_eq!(p.tcp_active_opens, 42);
+    assert!(procfs_core::net::Snmp::from_read(old_text.as_bytes()).is_err());
+}
+
+#[test]
+fn netstat_rejects_malformed() {
+    let e = netstat::parse("TcpExt: A B\nTcpExt: 1\n")
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("2 names but 1 values"), "{e}");
+    assert!(netstat::parse("TcpExt: A\nIpExt: 1\n").is_err());
+    assert!(netstat::parse("TcpExt: A\n").is_err());
+    assert!(netstat::parse("TcpExt: A\nTcpExt: x\n").is_err());
+}
+
+#[test]
+fn sockstat_real_capture() {
+    let s = sockstat::parse(&text("linux-6.18/proc/net/sockstat")).expect("parse");
+    assert_eq!(
+        (
+            s.tcp_inuse,
+            s.tcp_orphan,
+            s.tcp_tw,
+            s.tcp_alloc,
+            s.tcp_mem_pages
+        ),
+        (1, 0, 0, 1, 373)
+    );
+    assert_eq!(s.sockets_used, Some(12));
+    assert!(sockstat::parse("UDP: inuse 0 mem 0\n").is_err());
+    assert!(sockstat::parse("TCP: inuse 1 orphan\n").is_err());
+    assert!(sockstat::parse("TCP: inuse x orphan 0 tw 0 alloc 0 mem 0\n").is_err());
+}
+
+#[test]
+fn fds_parsers() {
+    let nr = fds::parse_file_nr(&text("linux-6.18/proc/sys/fs/file-nr")).expect("file-nr");
+    assert_eq!((nr.allocated, nr.unused, nr.max), (413, 0, 2466183));
+    assert!(fds::parse_file_nr("1 2").is_err());
+    assert!(fds::parse_file_nr("a b c").is_err());
+    let (soft, hard) = fds::parse_nofile(&text("linux-6.18/proc/4242/limits")).expect("limits");
+    assert_eq!((soft, hard), (Some(20000), Some(20000)));
+    // CAP_SYS_RESOURCE (bit 24) is missing from this machine's root: 0x...fe ffffff.
+    assert!(!fds::parse_cap_sys_resource(&text("linux-6.18/proc/4242/status")).expect("status"));
+    assert!(fds::parse_cap_sys_resource("CapEff:\t000001ffffffffff\n").expect("caps"));
+    assert!(fds::parse_cap_sys_resource("Name: x\n").is_err());
+}
+
+#[test]
+fn fds_process_beneath_root() {
+    let root = fixture("linux-6.18");
+    assert_eq!(fds::find_by_name(&root, "corestream"), vec![4242]);
+    assert!(fds::find_by_name(&root, "nginx").is_empty());
+    let p = fds::process(&root, 4242).expect("process");
+    assert_eq!(
+        (
+            p.pid,
+            p.comm.as_str(),
+            p.open_fds,
+            p.soft_limit,
+            p.cap_sys_resource
+        ),
+        (4242, "corestream", 12, Some(20000), Some(false))
+    );
+    let e = fds::process(&root, 999_999).unwrap_err().to_string();
+    assert!(e.contains("no process 999999"), "{e}");
+}
+
+#[test]
+fn listeners_from_ss_captures() {
+    let l = listeners::parse_ss(&text("ss/overflow.txt")).expect("parse");
+    assert_eq!(l.len(), 2);
+    assert_eq!(l[0].address.to_string(), "127.0.0.1:8080");
+    assert_eq!((l[0].accept_queue, l[0].backlog), (2, Some(1)));
+    assert!(l[0].is_full());
+    assert_eq!(l[1].address.to_string(), "[::1]:8443");
+    assert!(!l[1].is_full());
+    let l = listeners::parse_ss(&text("ss/idle.txt")).expect("parse");
+    assert_eq!((l[0].port(), l[0].backlog), (2024, Some(128)));
+    // Other address forms ss prints, with its header line.
+    let l = listeners::parse_ss(
+        "State Recv-Q Send-Q Local Address:Port Peer Address:Port\nLISTEN 0 4096 127.0.0.53%lo:53 0.0.0.0:*\nLISTEN 0 128 *:22 *:*\nLISTEN 0 511 [fe80::1]%eth0:80 [::]:*\n",
+    )
+    .expect("parse");
+    assert_eq!(
+        l.iter().map(|x| x.address.to_string()).collect::<Vec<_>>(),
+        vec!["127.0.0.53:53", "0.0.0.0:22", "[fe80::1]:80"]
+    );
+    assert!(listeners::parse_ss("LISTEN 0\n").is_err());
+    assert!(listeners::parse_ss("LISTEN x 1 1.2.3.4:5 *:*\n").is_err());
+    assert!(listeners::parse_ss("LISTEN 0 1 1.2.3.4 *:*\n").is_err());
+}
+
+#[test]
+fn listeners_from_proc_net_tcp_have_no_maximum() {
+    let l = listeners::parse_proc_net_tcp(&text("linux-6.18/proc/net/tcp")).expect("parse");
+    assert_eq!(l.len(), 1);
+    assert_eq!(
+        (
+            l[0].address.to_string().as_str(),
+            l[0].accept_queue,
+            l[0].backlog
+        ),
+        ("0.0.0.0:2024", 0, None)
+    );
+    assert!(!l[0].is_full());
+    // A fake root without a fixture file reads /proc/net/tcp beneath it.
+    let got = listeners::probe(&fixture("linux-6.18")).expect("probe");
+    assert_eq!(got.source, listeners::Source::ProcNetTcp);
+    assert_eq!(got.sockets, l);
+}
+
+#[test]
+fn listeners_netlink_sees_a_real_socket_backlog_and_queue() {
+    use socket2::{Domain, Socket, Type};
+    let s = Socket::new(Domain::IPV4, Type::STREAM, None).expect("socket");
+    s.bind(
+        &"127.0.0.1:0"
+            .parse::<std::net::SocketAddr>()
+            .expect("addr")
+            .into(),
+    )
+    .expect("bind");
+    s.listen(7).expect("listen");
+    let addr = s.local_addr().expect("addr").as_socket().expect("inet");
+    let clients: Vec<_> = (0..3)
+        .map(|_| std::net::TcpStream::connect(addr).expect("connect"))
+        .collect();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+    loop {
+        let all = listeners::netlink_dump().expect("netlink dump");
+        let me = all
+            .iter()
+            .find(|l| l.address == addr)
+            .expect("our listener in the dump");
+        assert_eq!(me.backlog, Some(7));
+        if me.accept_queue == 3 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "accept queue stayed at {}",
+            me.accept_queue
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    drop(clients);
+}
+
+#[test]
+fn sysctls_and_rps_beneath_root() {
+    let s = sysctls::read(&fixture("linux-6.18"));
+    assert_eq!(s.int("net.core.somaxconn"), Some(4096));
+    assert_eq!(s.ints("net.ipv4.tcp_mem").map(|v| v.len()), Some(3));
+    assert_eq!(s.get("net.ipv4.ip_local_port_range"), Some("32768 60999"));
+    assert_eq!(s.rps.len(), 1);
+    assert_eq!(
+        (
+            s.rps[0].device.as_str(),
+            s.rps[0].queue.as_str(),
+            s.rps[0].enabled()
+        ),
+        ("eth0", "rx-0", false)
+    );
+    let empty = sysctls::read(Path::new("/nonexistent-root"));
+    assert!(empty.values.is_empty() && empty.rps.is_empty());
+}
+
+#[test]
+fn sample_beneath_root_and_missing_files_become_notes() {
+    let s = probe::take(
+        &fixture("linux-6.18"),
+        &probe::Target::Named("corestream".into()),
+    );
+    assert!(
+        s.softirqs.is_some() && s.stat.is_some() && s.softnet.is_some() && s.sockstat.is_some()
+    );
+    assert_eq!(s.counters.get("TcpExt:ListenOverflows"), Some(0));
+    assert_eq!(s.processes.len(), 1);
+    assert!(s.notes.is_empty(), "{:?}", s.notes);
+    // linux-4.9 has no /proc/stat capture: the gap is a note, the rest is read.
+    let s = probe::take(
+        &fixture("linux-4.9"),
+        &probe::Target::Named("corestream".into()),
+    );
+    assert!(s.stat.is_none() && s.softirqs.is_some());
+    assert!(
+        s.notes.iter().any(|n| n.contains("proc/stat")),
+        "{:?}",
+        s.notes
+    );
+}
+
+#[test]
+fn softirq_vector_names_from_tracefs_format() {
+    let v = corestream_tune::softirq::parse_vector_names(&text("tracefs/softirq_entry.format"))
+        .expect("parse");
+    assert_eq!(v.len(), 10);
+    assert_eq!(v[3], (3, "NET_RX".to_string()));
+    assert_eq!(v[9], (9, "RCU".to_string()));
+    assert!(corestream_tune::softirq::parse_vector_names("print fmt: \"vec=%u\"").is_err());
+}
+
+#[test]
+fn intervals() {
+    use corestream_tune::diagnose::parse_interval;
+    use std::time::Duration;
+    assert_eq!(parse_interval("5s"), Ok(Duration::from_secs(5)));
+    assert_eq!(parse_interval("500ms"), Ok(Duration::from_millis(500)));
+    assert_eq!(parse_interval("2"), Ok(Duration::from_secs(2)));
+    assert_eq!(parse_interval("1m"), Ok(Duration::from_secs(60)));
+    assert_eq!(parse_interval("0.5"), Ok(Duration::from_millis(500)));
+    for bad in ["", "fast", "0s", "-1s", "2h", "5ms", "NaN"] {
+        let e = parse_interval(bad).unwrap_err();
+        assert!(e.contains("duration") || e.contains("range"), "{bad}: {e}");
+    }
+}
