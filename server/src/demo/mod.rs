@@ -206,6 +206,13 @@ impl Publisher {
         let mut renditions = Vec::new();
         for src in clip::sources() {
             let clip = Clip::index(&src)?;
+            // Rewrite every chunk once up front: the publishing thread then cannot meet a
+            // packet it fails to parse.
+            let mut scratch = Vec::new();
+            for c in &clip.chunks {
+                ts::rewrite_into(c.data, 0, &mut ContinuityCounters::default(), &mut scratch)?;
+                scratch.clear();
+            }
             if clip.chunks.iter().any(|c| c.duration != CHUNK_TICKS) {
                 return Err(io::Error::new(
                     io::ErrorKind::InvalidData,
@@ -345,7 +352,6 @@ impl Publisher {
                     ts::rewrite_into(c.data, offset, &mut r.cc, &mut bytes)?;
                 }
                 if self.low_latency {
-                    write_atomic(&r.dir, &part_uri, &bytes)?;
                     r.pending_parts.push(Part {
                         uri: part_uri.clone(),
                         duration: self.unit_ticks,
@@ -353,22 +359,28 @@ impl Publisher {
                     });
                 }
                 r.pending_bytes.extend_from_slice(&bytes);
-                if completes_segment {
-                    let data = std::mem::take(&mut r.pending_bytes);
-                    let parts = std::mem::take(&mut r.pending_parts);
-                    let seg = Segment {
+                let segment_data = completes_segment.then(|| {
+                    r.segments.push_back(Segment {
                         msn,
                         uri: segment_uri.clone(),
                         duration: self.seg_chunks * CHUNK_TICKS,
-                        parts,
+                        parts: std::mem::take(&mut r.pending_parts),
                         program_date_ms: self
                             .origin_ms
                             .map(|o| o + (seg_start_chunk * CHUNK_TICKS / 90) as i64),
-                    };
-                    r.segments.push_back(seg);
-                    write_atomic(&r.dir, &segment_uri, &data)?;
+                    });
+                    std::mem::take(&mut r.pending_bytes)
+                });
+                // Files after the bookkeeping: a failed write costs players that one file (a
+                // 404), never the timing or the contents of the segments that follow.
+                let mut written = Ok(());
+                if self.low_latency {
+                    written = write_atomic(&r.dir, &part_uri, &bytes);
                 }
-                Ok(())
+                if let Some(data) = segment_data {
+                    written = written.and(write_atomic(&r.dir, &segment_uri, &data));
+                }
+                written
             })();
             if let Err(e) = result {
                 failed[i] = true;
@@ -478,6 +490,10 @@ impl Publisher {
         let start = Instant::now();
         let mut last_error: Option<(String, Instant)> = None;
         loop {
+            // Checked on every unit too, so a long catch-up burst still stops promptly.
+            if !matches!(stop.try_recv(), Err(mpsc::TryRecvError::Empty)) {
+                break;
+            }
             let due = self.deadline(start, self.next_unit);
             let now = Instant::now();
             if due > now {
