@@ -486,7 +486,8 @@ impl DateCache {
             self.secs = s;
             self.text.clear();
             self.text.extend_from_slice(
-                httpdate::fmt_http_date(UNIX_EPOCH + Duration::from_secs(s)).as_bytes(),
+                httpdate::fmt_http_date(UNIX_EPOCH + Duration::from_secs(s.min(LAST_HTTP_DATE)))
+                    .as_bytes(),
             );
         }
     }
@@ -500,8 +501,15 @@ impl DateCache {
     }
 }
 
+/// 9999-12-31T23:59:59Z, the last instant an HTTP-date can carry. httpdate panics beyond
+/// it, and a file's mtime is input: tmpfs and XFS accept mtimes far past year 9999.
+pub const LAST_HTTP_DATE: u64 = 253_402_300_799;
+
+/// Append `t` as an IMF-fixdate; times before 1970 or after year 9999 are clamped to the
+/// nearest representable date.
 pub fn push_http_date(out: &mut Vec<u8>, t: SystemTime) {
     use std::io::Write;
+    let t = UNIX_EPOCH + Duration::from_secs(secs(t).min(LAST_HTTP_DATE));
     // Writing into a Vec cannot fail.
     let _ = write!(out, "{}", httpdate::HttpDate::from(t));
 }
