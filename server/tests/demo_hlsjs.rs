@@ -1,0 +1,245 @@
+//! hls.js in headless Chromium plays the demo stream (plain and Low-Latency) without an error.
+//!
+//! Opt-in because it needs a browser and hls.js, which CI does not have by default:
+//!   apt-get install -y chromium && npm install --prefix /opt/hlsjs hls.js@1
+//!   CORESTREAM_HLSJS=/opt/hlsjs/node_modules/hls.js/dist/hls.min.js cargo test -p corestream --test demo_hlsjs
+//! Without them the tests print SKIPPED and pass. The files are served by a minimal HTTP
+//! server inside the test, so this checks the media and playlists, not Corestream's server.
+
+use std::fs;
+use std::io::{BufRead, BufReader, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::{self, sleep};
+use std::time::{Duration, Instant};
+
+use corestream::demo::{Demo, DemoConfig};
+
+const PAGE: &str = r#"<!doctype html><html><body><video id=v muted autoplay playsinline></video>
+<script src="/hls.js"></script><script>
+const ll = location.search.includes('ll=1');
+const report = (kind, data) => fetch('/report?' + kind + '=' + encodeURIComponent(JSON.stringify(data)));
+const v = document.getElementById('v');
+let errors = 0;
+const hls = new Hls({lowLatencyMode: ll});
+hls.on(Hls.Events.ERROR, (e, d) => { errors++; report('error', {details: d.details, fatal: d.fatal, url: d.frag && d.frag.url}); });
+hls.loadSource('/live/master.m3u8');
+hls.attachMedia(v);
+setInterval(() => {
+  const q = v.getVideoPlaybackQuality();
+  report('tick', {t: v.currentTime, ranges: v.buffered.length, frames: q.totalVideoFrames, errors, latency: hls.latency});
+}, 1000);
+</script></body></html>"#;
+
+fn browser() -> Option<&'static str> {
+    ["chromium", "chromium-browser", "google-chrome"]
+        .into_iter()
+        .find(|b| {
+            Command::new(b)
+                .arg("--version")
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status()
+                .is_ok_and(|s| s.success())
+        })
+}
+
+/// Serves `/` (the page), `/hls.js`, `/report?...` (recorded) and `/live/...` from `root`.
+fn serve(listener: TcpListener, root: PathBuf, hlsjs: PathBuf, reports: Arc<Mutex<Vec<String>>>) {
+    for conn in listener.incoming() {
+        let Ok(conn) = conn else { return };
+        let (root, hlsjs, reports) = (root.clone(), hlsjs.clone(), reports.clone());
+        thread::spawn(move || {
+            let _ = answer(conn, &root, &hlsjs, &reports);
+        });
+    }
+}
+
+fn answer(
+    mut conn: TcpStream,
+    root: &Path,
+    hlsjs: &Path,
+    reports: &Mutex<Vec<String>>,
+) -> std::io::Result<()> {
+    let mut line = String::new();
+    let mut reader = BufReader::new(conn.try_clone()?);
+    reader.read_line(&mut line)?;
+    loop {
+        let mut h = String::new();
+        if reader.read_line(&mut h)? == 0 || h == "\r\n" {
+            break;
+        }
+    }
+    let target = line.split(' ').nth(1).unwrap_or("/").to_string();
+    let (path, query) = target.split_once('?').unwrap_or((&target, ""));
+    let (status, kind, body) = if path == "/" {
+        ("200 OK", "text/html", PAGE.as_bytes().to_vec())
+    } else if path == "/hls.js" {
+        ("200 OK", "text/javascript", fs::read(hlsjs)?)
+    } else if path == "/report" {
+        if let Ok(mut r) = reports.lock() {
+            r.push(query.to_string());
+        }
+        ("204 No Content", "text/plain", Vec::new())
+    } else if let Some(rel) = path.strip_prefix("/live/").filter(|p| !p.contains("..")) {
+        let kind = if rel.ends_with(".m3u8") {
+            "application/vnd.apple.mpegurl"
+        } else {
+            "video/mp2t"
+        };
+        match fs::read(root.join(rel)) {
+            Ok(b) => ("200 OK", kind, b),
+            Err(_) => ("404 Not Found", "text/plain", Vec::new()),
+        }
+    } else {
+        ("404 Not Found", "text/plain", Vec::new())
+    };
+    write!(
+        conn,
+        "HTTP/1.1 {status}\r\nContent-Type: {kind}\r\nContent-Length: {}\r\nCache-Control: no-cache\r\nConnection: close\r\n\r\n",
+        body.len()
+    )?;
+    conn.write_all(&body)
+}
+
+/// Decodes the `%XX` escapes of encodeURIComponent.
+fn unescape(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' && i + 2 < b.len() {
+            if let Ok(v) = u8::from_str_radix(&s[i + 1..i + 3], 16) {
+                out.push(v);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(b[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// A number field of the JSON a report carries (the page writes flat objects).
+fn field(json: &str, name: &str) -> Option<f64> {
+    let at = json.find(&format!("\"{name}\":"))? + name.len() + 3;
+    json[at..].split([',', '}']).next()?.parse().ok()
+}
+
+fn play(low_latency: bool) {
+    let Some(browser) = browser() else {
+        eprintln!("SKIPPED: no chromium (apt-get install -y chromium)");
+        return;
+    };
+    let Some(hlsjs) = std::env::var_os("CORESTREAM_HLSJS").map(PathBuf::from) else {
+        eprintln!("SKIPPED: set CORESTREAM_HLSJS to hls.js or hls.min.js (npm install hls.js@1)");
+        return;
+    };
+    static N: AtomicUsize = AtomicUsize::new(0);
+    let n = N.fetch_add(1, Ordering::Relaxed);
+    let base = std::env::temp_dir().join(format!("corestream-hlsjs-{}-{n}", std::process::id()));
+    let _ = fs::remove_dir_all(&base);
+    let live = base.join("live");
+    let demo = Demo::start(DemoConfig {
+        dir: live.clone(),
+        low_latency,
+        ..DemoConfig::default()
+    })
+    .unwrap();
+
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let reports = Arc::new(Mutex::new(Vec::new()));
+    {
+        let (live, reports) = (live.clone(), reports.clone());
+        thread::spawn(move || serve(listener, live, hlsjs, reports));
+    }
+    let mut child = Command::new(browser)
+        .args([
+            "--headless=new",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--mute-audio",
+            "--autoplay-policy=no-user-gesture-required",
+        ])
+        .arg(format!(
+            "--user-data-dir={}",
+            base.join("profile").display()
+        ))
+        .arg(format!(
+            "http://127.0.0.1:{port}/?ll={}",
+            u8::from(low_latency)
+        ))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let played = Duration::from_secs(16);
+    let start = Instant::now();
+    while start.elapsed() < played {
+        sleep(Duration::from_millis(200));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    demo.stop();
+    let _ = fs::remove_dir_all(&base);
+
+    let reports = reports.lock().unwrap().clone();
+    let errors: Vec<String> = reports
+        .iter()
+        .filter(|r| r.starts_with("error="))
+        .map(|r| unescape(r))
+        .collect();
+    assert!(errors.is_empty(), "hls.js errors: {errors:?}");
+    let ticks: Vec<String> = reports
+        .iter()
+        .filter_map(|r| r.strip_prefix("tick="))
+        .map(unescape)
+        .collect();
+    let times: Vec<f64> = ticks.iter().filter_map(|t| field(t, "t")).collect();
+    let (first, last) = (times.first().copied(), times.last().copied());
+    let (Some(first), Some(last)) = (first, last) else {
+        panic!("the page never reported: {reports:?}");
+    };
+    // Playing means the clock moved about as much as the wall clock over the last reports.
+    let moving: Vec<&f64> = times.iter().filter(|t| **t > 0.0).collect();
+    assert!(
+        moving.len() >= 8,
+        "playback started late or stalled: {ticks:?}"
+    );
+    let span = (moving.len() - 1) as f64;
+    let advanced = last - **moving.first().unwrap();
+    assert!(
+        advanced >= span - 1.5,
+        "stalled: {advanced:.2}s in {span}s: {ticks:?}"
+    );
+    assert!(last > first);
+    let final_tick = ticks.last().unwrap();
+    assert_eq!(
+        field(final_tick, "ranges"),
+        Some(1.0),
+        "one buffered range: {final_tick}"
+    );
+    assert!(
+        field(final_tick, "frames").unwrap_or(0.0) > 100.0,
+        "{final_tick}"
+    );
+    if low_latency {
+        let latency = field(final_tick, "latency").unwrap_or(f64::MAX);
+        assert!(latency < 4.0, "LL-HLS latency {latency}: {final_tick}");
+    }
+}
+
+#[test]
+fn hlsjs_plays_the_demo() {
+    play(false);
+}
+
+#[test]
+fn hlsjs_plays_the_low_latency_demo() {
+    play(true);
+}
