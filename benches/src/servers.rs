@@ -1,0 +1,353 @@
+//! Starting and stopping the servers under test: N corestream processes sharing one port
+//! (SO_REUSEPORT) and one nginx master with its workers, from `nginx.conf.in`.
+
+use std::fs;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::procstat;
+
+pub const NGINX_TEMPLATE: &str = include_str!("../nginx.conf.in");
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Kind {
+    Corestream,
+    Nginx,
+}
+
+impl Kind {
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::Corestream => "corestream",
+            Kind::Nginx => "nginx",
+        }
+    }
+}
+
+/// How a server is laid out for one connection level.
+#[derive(Debug, Clone, Copy)]
+pub struct Layout {
+    /// corestream processes on the port (nginx always has one master).
+    pub processes: usize,
+    /// Workers per corestream process; nginx gets processes * workers worker processes.
+    pub workers: usize,
+    /// nginx worker_connections.
+    pub worker_connections: usize,
+}
+
+impl Layout {
+    pub fn total_workers(&self) -> usize {
+        self.processes * self.workers
+    }
+}
+
+/// Stays below the 20000 per-process fd ceiling with room for listeners, logs and files.
+pub const FDS_PER_PROCESS: usize = 18_000;
+
+/// Server layout for `conns` connections on `cpus` CPUs: one corestream process with a
+/// worker per CPU while it fits one fd table, otherwise enough single-worker processes that
+/// each holds at most ~13.5k (kernel reuseport hashing is not perfectly even); nginx gets
+/// the same total worker count.
+pub fn layout_for(conns: usize, cpus: usize) -> Layout {
+    let need = (conns * 4 / 3).div_ceil(FDS_PER_PROCESS).max(1);
+    if need == 1 {
+        Layout {
+            processes: 1,
+            workers: cpus.max(1),
+            worker_connections: 19_000,
+        }
+    } else {
+        Layout {
+            processes: need.max(cpus),
+            workers: 1,
+            worker_connections: 19_000,
+        }
+    }
+}
+
+pub struct Server {
+    pub kind: Kind,
+    pub port: u16,
+    children: Vec<Child>,
+    pub describe: String,
+}
+
+fn wait_http(port: u16, path: &str, deadline: Instant) -> Result<(), String> {
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    while Instant::now() < deadline {
+        if let Ok(mut s) = TcpStream::connect_timeout(&addr, Duration::from_millis(200)) {
+            let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
+            let req =
+                format!("HEAD {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n");
+            if s.write_all(req.as_bytes()).is_ok() {
+                let mut buf = Vec::new();
+                let _ = s.read_to_end(&mut buf);
+                if buf.starts_with(b"HTTP/1.1 200") {
+                    return Ok(());
+                }
+            }
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Err(format!(
+        "nothing answered 200 for {path} on 127.0.0.1:{port}"
+    ))
+}
+
+impl Server {
+    /// Start `layout.processes` corestream processes on 0.0.0.0:port and wait until each
+    /// prints its "listening" line.
+    pub fn corestream(
+        bin: &Path,
+        root: &Path,
+        port: u16,
+        layout: Layout,
+        logdir: &Path,
+    ) -> Result<Server, String> {
+        let mut s = Server {
+            kind: Kind::Corestream,
+            port,
+            children: Vec::new(),
+            describe: format!(
+                "corestream: {} process(es) x {} worker(s) on 0.0.0.0:{port} (SO_REUSEPORT)",
+                layout.processes, layout.workers
+            ),
+        };
+        let mut outs = Vec::new();
+        for i in 0..layout.processes {
+            let out = logdir.join(format!("corestream-{port}-{i}.out"));
+            let err = logdir.join(format!("corestream-{port}-{i}.err"));
+            let child = Command::new(bin)
+                .arg("--root")
+                .arg(root)
+                .arg("--listen")
+                .arg(format!("0.0.0.0:{port}"))
+                .arg("--workers")
+                .arg(layout.workers.to_string())
+                .stdin(Stdio::null())
+                .stdout(fs::File::create(&out).map_err(|e| format!("{}: {e}", out.display()))?)
+                .stderr(fs::File::create(&err).map_err(|e| format!("{}: {e}", err.display()))?)
+                .spawn()
+                .map_err(|e| format!("cannot start {}: {e}", bin.display()))?;
+            s.children.push(child);
+            outs.push((out, err));
+        }
+        let deadline = Instant::now() + Duration::from_secs(15);
+        for (i, (out, err)) in outs.iter().enumerate() {
+            loop {
+                if fs::read_to_string(out).is_ok_and(|t| t.contains("listening on")) {
+                    break;
+                }
+                if let Ok(Some(st)) = s.children[i].try_wait() {
+                    let e = fs::read_to_string(err).unwrap_or_default();
+                    return Err(format!("corestream exited ({st}): {e}"));
+                }
+                if Instant::now() > deadline {
+                    return Err(format!(
+                        "corestream process {i} did not report listening in 15 s"
+                    ));
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+        wait_http(port, "/master.m3u8", deadline)?;
+        Ok(s)
+    }
+
+    /// Start nginx (one master, `total_workers` workers) from the template.
+    pub fn nginx(root: &Path, port: u16, layout: Layout, prefix: &Path) -> Result<Server, String> {
+        fs::create_dir_all(prefix).map_err(|e| format!("{}: {e}", prefix.display()))?;
+        let conf = render_nginx(
+            NGINX_TEMPLATE,
+            layout.total_workers(),
+            layout.worker_connections,
+            prefix,
+            root,
+            &format!("0.0.0.0:{port}"),
+        );
+        let conf_path = prefix.join("nginx.conf");
+        fs::write(&conf_path, conf).map_err(|e| format!("{}: {e}", conf_path.display()))?;
+        let err = prefix.join("stderr.log");
+        let child = Command::new("nginx")
+            .arg("-p")
+            .arg(prefix)
+            .arg("-c")
+            .arg(&conf_path)
+            .arg("-e")
+            .arg(prefix.join("error.log"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(fs::File::create(&err).map_err(|e| format!("{}: {e}", err.display()))?)
+            .spawn()
+            .map_err(|e| {
+                format!("cannot start nginx ({e}); install it: apt-get install -y nginx")
+            })?;
+        let mut s = Server {
+            kind: Kind::Nginx,
+            port,
+            children: vec![child],
+            describe: format!(
+                "nginx: 1 master + {} worker(s) on 0.0.0.0:{port} (reuseport, worker_rlimit_nofile 19999, worker_connections {})",
+                layout.total_workers(),
+                layout.worker_connections
+            ),
+        };
+        let deadline = Instant::now() + Duration::from_secs(15);
+        if let Err(e) = wait_http(port, "/master.m3u8", deadline) {
+            let log = fs::read_to_string(prefix.join("error.log")).unwrap_or_default();
+            let se = fs::read_to_string(&err).unwrap_or_default();
+            s.stop();
+            return Err(format!("nginx did not start: {e}\n{se}{log}"));
+        }
+        while s.pids().len() < 1 + layout.total_workers() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Ok(s)
+    }
+
+    /// Every process of this server (nginx: master and workers).
+    pub fn pids(&self) -> Vec<i32> {
+        let mut v: Vec<i32> = self.children.iter().map(|c| c.id() as i32).collect();
+        if self.kind == Kind::Nginx {
+            let kids: Vec<i32> = v.iter().flat_map(|&p| procstat::children(p)).collect();
+            v.extend(kids);
+        }
+        v
+    }
+
+    pub fn alive(&mut self) -> bool {
+        self.children
+            .iter_mut()
+            .all(|c| matches!(c.try_wait(), Ok(None)))
+    }
+
+    pub fn stop(&mut self) {
+        for c in &mut self.children {
+            // SAFETY: kill(2) on our own child's pid; it has not been reaped yet.
+            unsafe {
+                libc::kill(c.id() as i32, libc::SIGTERM);
+            }
+        }
+        for c in &mut self.children {
+            let deadline = Instant::now() + Duration::from_secs(5);
+            loop {
+                match c.try_wait() {
+                    Ok(Some(_)) | Err(_) => break,
+                    Ok(None) if Instant::now() > deadline => {
+                        let _ = c.kill();
+                        let _ = c.wait();
+                        break;
+                    }
+                    Ok(None) => std::thread::sleep(Duration::from_millis(20)),
+                }
+            }
+        }
+        self.children.clear();
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+pub fn render_nginx(
+    template: &str,
+    workers: usize,
+    worker_connections: usize,
+    prefix: &Path,
+    root: &Path,
+    listen: &str,
+) -> String {
+    let user = std::env::var("USER")
+        .ok()
+        .filter(|u| !u.is_empty())
+        .unwrap_or_else(|| "root".into());
+    template
+        .replace("@WORKERS@", &workers.to_string())
+        .replace("@NOFILE@", "19999")
+        .replace("@CONNS@", &worker_connections.to_string())
+        .replace("@PREFIX@", &prefix.display().to_string())
+        .replace("@USER@", &user)
+        .replace("@LISTEN@", listen)
+        .replace("@ROOT@", &root.display().to_string())
+}
+
+/// The corestream binary next to this one, built first with cargo when `build` is set.
+pub fn corestream_binary(build: bool) -> Result<PathBuf, String> {
+    let exe = std::env::current_exe().map_err(|e| format!("cannot find own executable: {e}"))?;
+    let dir = exe
+        .parent()
+        .ok_or("own executable has no directory")?
+        .to_path_buf();
+    if build {
+        let target = dir
+            .parent()
+            .ok_or("own executable is not in a cargo target dir")?;
+        let ws = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .parent()
+            .ok_or("no workspace dir")?;
+        eprintln!("== cargo build --release -p corestream");
+        let st = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+            .args(["build", "--release", "-q", "-p", "corestream"])
+            .env("CARGO_TARGET_DIR", target)
+            .current_dir(ws)
+            .status()
+            .map_err(|e| format!("cannot run cargo: {e}"))?;
+        if !st.success() {
+            return Err("cargo build --release -p corestream failed".into());
+        }
+    }
+    let bin = dir.join("corestream");
+    if !bin.exists() {
+        return Err(format!(
+            "{} not found; build it (cargo build --release -p corestream) or pass --corestream-bin",
+            bin.display()
+        ));
+    }
+    Ok(bin)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn layouts_respect_fd_ceiling() {
+        let l = layout_for(100, 2);
+        assert_eq!((l.processes, l.workers), (1, 2));
+        let l = layout_for(10_000, 2);
+        assert_eq!((l.processes, l.workers), (1, 2));
+        let l = layout_for(50_000, 2);
+        assert!(l.processes >= 4 && l.workers == 1);
+        assert!(50_000 / l.processes < FDS_PER_PROCESS * 3 / 4 + 1);
+    }
+
+    #[test]
+    fn template_fully_rendered() {
+        let c = render_nginx(
+            NGINX_TEMPLATE,
+            4,
+            19000,
+            Path::new("/tmp/p"),
+            Path::new("/tmp/r"),
+            "0.0.0.0:1",
+        );
+        assert!(!c.contains('@'), "{c}");
+        assert!(c.contains("worker_processes 4;"));
+        assert!(c.contains("listen 0.0.0.0:1 reuseport"));
+        for must in [
+            "sendfile on;",
+            "tcp_nopush on;",
+            "keepalive_requests 1000000;",
+            "access_log off;",
+            "open_file_cache off;",
+        ] {
+            assert!(c.contains(must), "{must}");
+        }
+    }
+}
