@@ -1,20 +1,25 @@
-//! `corestream-tune softirq`: how many softirqs of each vector (NET_RX, TIMER, ...) each CPU runs.
+//! `corestream-tune softirq`: how many softirqs of each vector (NET_RX, TIMER, ...) each CPU runs,
+//! and how much time they take.
 //!
-//! Preferred source: perf_event_open counting the `irq:softirq_entry` tracepoint, one counter per
+//! Counts: perf_event_open counting the `irq:softirq_entry` tracepoint, one counter per
 //! (CPU, vector) with a kernel filter `vec == N` (PERF_EVENT_IOC_SET_FILTER). That counts every
-//! entry exactly, on every online CPU, with no sampling overhead. When perf events are not
-//! permitted (`kernel.perf_event_paranoid`, missing CAP_PERFMON, no tracefs, or `--root` is not
-//! `/`) it says why and falls back to deltas of `/proc/softirqs`, which count the same events.
+//! entry exactly, on every online CPU, with no sampling.
 //!
-//! Time per vector is not measured: counters cannot pair entry with exit, and recording every
-//! entry/exit pair would cost more than the softirqs being measured on a busy box. The softirq
-//! share of each CPU (`si`, from `/proc/stat`) is printed beside the counts instead.
+//! Time: `softirq_entry` and `softirq_exit` sampled on every event (period 1) with their
+//! timestamps into one ring buffer per CPU (PERF_EVENT_IOC_SET_OUTPUT), drained every 50 ms.
+//! Softirqs do not nest on a CPU, so each exit closes the entry before it on the same CPU.
+//! Lost records (a ring overrun on a very busy CPU) are counted and reported.
+//!
+//! When perf events are not permitted (`kernel.perf_event_paranoid`, missing CAP_PERFMON, no
+//! tracefs, or `--root` is not `/`) it says why and falls back to deltas of `/proc/softirqs`,
+//! which count the same events; the softirq share of each CPU (`si`, from `/proc/stat`) is
+//! printed beside the counts in every mode.
 
 use crate::diagnose::parse_interval;
 use crate::probe::{self, softirqs::Softirqs, stat::Stat};
 use anyhow::Context;
 use perf_event::events::Tracepoint;
-use perf_event::{Builder, Counter};
+use perf_event::{Builder, Counter, SampleFlag, Sampler};
 use serde::Serialize;
 use std::ffi::CString;
 use std::os::fd::AsRawFd;
@@ -41,6 +46,9 @@ pub struct Args {
     /// Do not mount tracefs privately when it is not mounted.
     #[arg(long)]
     pub no_mount: bool,
+    /// Count only; do not record entry/exit timestamps (time per vector).
+    #[arg(long)]
+    pub no_time: bool,
     /// Print JSON (schema in docs/sre-diagnose.md).
     #[arg(long)]
     pub json: bool,
@@ -297,6 +305,175 @@ impl PerfCounters {
     }
 }
 
+/// Byte offset of the `vec` field in the raw tracepoint record, from the `format` file
+/// (`field:unsigned int vec;\toffset:8;\tsize:4;`).
+pub fn parse_vec_offset(format: &str) -> anyhow::Result<usize> {
+    let line = format
+        .lines()
+        .find(|l| l.contains(" vec;"))
+        .context("format has no `vec` field")?;
+    let off = line
+        .split(';')
+        .find_map(|f| f.trim().strip_prefix("offset:"))
+        .context("`vec` field has no offset")?;
+    off.trim()
+        .parse()
+        .with_context(|| format!("bad vec offset {off:?}"))
+}
+
+/// Entry/exit timestamps per CPU, paired into time per vector.
+pub struct TimeSampler {
+    entry_id: u64,
+    exit_id: u64,
+    vec_offset: usize,
+    /// vector number -> column in the report
+    columns: Vec<u32>,
+    /// One ring per CPU, fed by that CPU's entry (owner) and exit (redirected) events.
+    rings: Vec<(Sampler, Counter)>,
+}
+
+/// What the timestamps added up to.
+#[derive(Debug, Clone, Default)]
+pub struct Timing {
+    /// ns[cpu_index][vector column]
+    pub ns: Vec<Vec<u64>>,
+    open: Vec<Option<(usize, u64)>>,
+    pub lost: u64,
+    pub unpaired: u64,
+}
+
+/// Per-CPU ring sizes to try: 4 MiB holds about 50,000 softirqs (entry + exit records, 80 bytes),
+/// a million per second per CPU at the 50 ms drain period. Without CAP_IPC_LOCK the kernel limits
+/// locked perf buffers (`kernel.perf_event_mlock_kb`), so smaller rings are tried next.
+const RING_BYTES: &[usize] = &[4 << 20, 1 << 20, 256 << 10];
+
+impl TimeSampler {
+    pub fn open(p: &PerfCounters) -> Result<TimeSampler, String> {
+        let exit_id = tracepoint_id(&p.tracefs, "softirq_exit").map_err(|e| format!("{e:#}"))?;
+        let format_path = p.tracefs.join("events/irq/softirq_entry/format");
+        let vec_offset = std::fs::read_to_string(&format_path)
+            .map_err(anyhow::Error::from)
+            .and_then(|f| parse_vec_offset(&f))
+            .map_err(|e| format!("{}: {e:#}", format_path.display()))?;
+        let mut rings = Vec::with_capacity(p.cpus.len());
+        for &cpu in &p.cpus {
+            let build = |id: u64| {
+                Builder::new(Tracepoint::with_id(id))
+                    .one_cpu(cpu as usize)
+                    .any_pid()
+                    .include_kernel()
+                    .sample(SampleFlag::TIME | SampleFlag::RAW)
+                    .sample_period(1)
+                    .build()
+            };
+            let mut entry = None;
+            let mut last_err = None;
+            for &bytes in RING_BYTES {
+                match build(p.tracepoint_id).and_then(|c| c.sampled(bytes)) {
+                    Ok(s) => {
+                        entry = Some(s);
+                        break;
+                    }
+                    Err(e) => last_err = Some(e),
+                }
+            }
+            let entry = entry.ok_or_else(|| {
+                format!(
+                    "sampling softirq_entry on cpu {cpu}: {}",
+                    last_err.map(|e| e.to_string()).unwrap_or_default()
+                )
+            })?;
+            let exit =
+                build(exit_id).map_err(|e| format!("sampling softirq_exit on cpu {cpu}: {e}"))?;
+            // SAFETY: both fds are open perf events on the same CPU with the same sample layout,
+            // which is what PERF_EVENT_IOC_SET_OUTPUT requires; no memory is passed.
+            let rc = unsafe {
+                perf_event_open_sys::ioctls::SET_OUTPUT(exit.as_raw_fd(), entry.as_raw_fd())
+            };
+            if rc != 0 {
+                return Err(format!(
+                    "PERF_EVENT_IOC_SET_OUTPUT on cpu {cpu}: {}",
+                    std::io::Error::last_os_error()
+                ));
+            }
+            rings.push((entry, exit));
+        }
+        Ok(TimeSampler {
+            entry_id: p.tracepoint_id,
+            exit_id,
+            vec_offset,
+            columns: p.vectors.iter().map(|v| v.0).collect(),
+            rings,
+        })
+    }
+
+    pub fn enable(&mut self) -> std::io::Result<()> {
+        for (entry, exit) in &mut self.rings {
+            entry.enable()?;
+            exit.enable()?;
+        }
+        Ok(())
+    }
+
+    pub fn disable(&mut self) -> std::io::Result<()> {
+        for (entry, exit) in &mut self.rings {
+            entry.disable()?;
+            exit.disable()?;
+        }
+        Ok(())
+    }
+
+    /// Read every record now in the rings into `t`.
+    pub fn drain(&mut self, t: &mut Timing) {
+        let ncpu = self.rings.len();
+        if t.ns.len() != ncpu {
+            t.ns = vec![vec![0; self.columns.len()]; ncpu];
+            t.open = vec![None; ncpu];
+        }
+        for (ci, (ring, _)) in self.rings.iter_mut().enumerate() {
+            while let Some(rec) = ring.next_record() {
+                match rec.parse_record() {
+                    Ok(perf_event::data::Record::Sample(sample)) => {
+                        let (Some(time), Some(raw)) = (sample.time(), sample.raw()) else {
+                            continue;
+                        };
+                        let field = |off: usize, len: usize| raw.get(off..off + len);
+                        let Some(ty) =
+                            field(0, 2).map(|b| u64::from(u16::from_ne_bytes([b[0], b[1]])))
+                        else {
+                            continue;
+                        };
+                        let Some(vec) = field(self.vec_offset, 4)
+                            .map(|b| u32::from_ne_bytes([b[0], b[1], b[2], b[3]]))
+                        else {
+                            continue;
+                        };
+                        let Some(col) = self.columns.iter().position(|&n| n == vec) else {
+                            continue;
+                        };
+                        if ty == self.entry_id {
+                            t.open[ci] = Some((col, time));
+                        } else if ty == self.exit_id {
+                            match t.open[ci].take() {
+                                Some((c, start)) if c == col && time >= start => {
+                                    t.ns[ci][col] += time - start;
+                                }
+                                _ => t.unpaired += 1,
+                            }
+                        }
+                    }
+                    Ok(perf_event::data::Record::Lost(l)) => {
+                        t.lost += l.lost;
+                        // The entry matching the next exit may be among the lost ones.
+                        t.open[ci] = None;
+                    }
+                    _ => {}
+                }
+            }
+        }
+    }
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct VectorRates {
     pub name: String,
@@ -305,6 +482,8 @@ pub struct VectorRates {
     pub total: f64,
     /// Same interval from `/proc/softirqs`, as a cross-check of the perf counts.
     pub proc_softirqs_total: Option<f64>,
+    /// Share of each CPU's time spent in this vector (entry to exit), when measured.
+    pub time_pct_per_cpu: Option<Vec<f64>>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -321,7 +500,10 @@ pub struct Report {
     pub vectors: Vec<VectorRates>,
     /// softirq share of each CPU over the interval, from `/proc/stat`.
     pub si_pct: Vec<Option<f64>>,
-    pub time_per_vector: &'static str,
+    /// How time per vector was measured, or why it was not.
+    pub time_per_vector: String,
+    /// Entry/exit records the kernel dropped (ring overrun); the times are then a lower bound.
+    pub records_lost: u64,
 }
 
 fn si_pct(a: &Option<Stat>, b: &Option<Stat>, cpu: u32) -> Option<f64> {
@@ -352,6 +534,7 @@ pub fn proc_rates(a: &Softirqs, b: &Softirqs, secs: f64) -> Vec<VectorRates> {
                 per_cpu,
                 total,
                 proc_softirqs_total: Some(total),
+                time_pct_per_cpu: None,
             }
         })
         .collect()
@@ -367,26 +550,62 @@ pub fn measure(root: &Path, args: &Args) -> anyhow::Result<Report> {
     } else {
         PerfCounters::open(root, &cpus, !args.no_mount)
     };
+    let mut timer = match (&perf, args.no_time) {
+        (Ok(_), true) => Err("not measured: --no-time given".to_string()),
+        (Ok(p), false) => TimeSampler::open(p).map_err(|e| format!("not measured: {e}")),
+        (Err(_), _) => Err(
+            "not measured: needs the perf tracepoints; see si% (softirq share of each CPU)"
+                .to_string(),
+        ),
+    };
     if let Ok(p) = perf.as_mut() {
         if let Err(e) = p.enable() {
             perf = Err(format!("enabling the counters failed: {e}"));
         }
     }
+    if let Ok(t) = timer.as_mut() {
+        if let Err(e) = t.enable() {
+            timer = Err(format!("not measured: enabling the samplers failed: {e}"));
+        }
+    }
     let stat_a = read_stat();
     let a = read_softirqs()?;
     let start = Instant::now();
-    std::thread::sleep(args.interval);
+    let mut timing = Timing::default();
+    match timer.as_mut() {
+        // Drain often enough that a busy CPU does not overrun its ring.
+        Ok(t) => {
+            while start.elapsed() < args.interval {
+                let left = args.interval.saturating_sub(start.elapsed());
+                std::thread::sleep(left.min(Duration::from_millis(50)));
+                t.drain(&mut timing);
+            }
+        }
+        Err(_) => std::thread::sleep(args.interval),
+    }
     let counts = match perf.as_mut() {
         Ok(p) => Some(p.finish().context("reading perf counters")?),
         Err(_) => None,
     };
+    if let Ok(t) = timer.as_mut() {
+        t.disable().context("stopping the samplers")?;
+        t.drain(&mut timing);
+    }
     let secs = start.elapsed().as_secs_f64();
     let b = read_softirqs()?;
     let stat_b = read_stat();
     let proc = proc_rates(&a, &b, secs);
     let si = cpus.iter().map(|&c| si_pct(&stat_a, &stat_b, c)).collect();
-    let time_note =
-        "not measured: counting cannot pair entry with exit; see si% (softirq share of each CPU)";
+    let (time_note, lost) = match &timer {
+        Ok(_) => (
+            format!(
+                "measured from irq:softirq_entry/softirq_exit timestamps ({} records lost, {} exits without their entry)",
+                timing.lost, timing.unpaired
+            ),
+            timing.lost,
+        ),
+        Err(why) => (why.clone(), 0),
+    };
     Ok(match (perf, counts) {
         (Ok(p), Some(counts)) => {
             let vectors = p
@@ -396,11 +615,21 @@ pub fn measure(root: &Path, args: &Args) -> anyhow::Result<Report> {
                 .map(|(vi, (_, name))| {
                     let per_cpu: Vec<f64> =
                         counts.iter().map(|row| row[vi] as f64 / secs).collect();
+                    let time_pct_per_cpu = timer.is_ok().then(|| {
+                        timing
+                            .ns
+                            .iter()
+                            .map(|row| {
+                                100.0 * row.get(vi).copied().unwrap_or(0) as f64 / (secs * 1e9)
+                            })
+                            .collect()
+                    });
                     VectorRates {
                         name: name.clone(),
                         total: per_cpu.iter().sum(),
                         per_cpu,
                         proc_softirqs_total: proc.iter().find(|v| &v.name == name).map(|v| v.total),
+                        time_pct_per_cpu,
                     }
                 })
                 .collect();
@@ -420,6 +649,7 @@ pub fn measure(root: &Path, args: &Args) -> anyhow::Result<Report> {
                 vectors,
                 si_pct: si,
                 time_per_vector: time_note,
+                records_lost: lost,
             }
         }
         (perf, _) => Report {
@@ -433,6 +663,7 @@ pub fn measure(root: &Path, args: &Args) -> anyhow::Result<Report> {
             vectors: proc,
             si_pct: si,
             time_per_vector: time_note,
+            records_lost: 0,
         },
     })
 }
@@ -484,6 +715,19 @@ pub fn render(r: &Report) -> String {
             let _ = write!(o, "{p:>16}");
         }
         let _ = writeln!(o);
+    }
+    if r.vectors.iter().any(|v| v.time_pct_per_cpu.is_some()) {
+        let _ = writeln!(o, "time in softirq, % of each CPU (entry to exit)");
+        for v in &r.vectors {
+            let Some(t) = &v.time_pct_per_cpu else {
+                continue;
+            };
+            let _ = write!(o, "{:<13}", v.name);
+            for x in t {
+                let _ = write!(o, "{x:>11.3}");
+            }
+            let _ = writeln!(o, "{:>11.3}", t.iter().sum::<f64>());
+        }
     }
     let _ = write!(o, "{:<13}", "si% (stat)");
     for s in &r.si_pct {

@@ -242,6 +242,32 @@ fn softirq_perf_counts_match_proc_softirqs() {
         v["cpus"].as_array().map(Vec::len),
         timer["per_cpu"].as_array().map(Vec::len)
     );
+    // Time per vector from entry/exit timestamps: timers run every tick, so some time, and no
+    // vector can take more than the whole CPU.
+    let note = v["time_per_vector"].as_str().unwrap_or("");
+    if note.starts_with("measured") {
+        let pct: Vec<f64> = timer["time_pct_per_cpu"]
+            .as_array()
+            .expect("time_pct_per_cpu")
+            .iter()
+            .filter_map(|x| x.as_f64())
+            .collect();
+        assert!(pct.iter().sum::<f64>() > 0.0, "{timer}");
+        for vec in v["vectors"].as_array().expect("vectors") {
+            for x in vec["time_pct_per_cpu"].as_array().expect("per cpu") {
+                let x = x.as_f64().expect("number");
+                assert!((0.0..=100.0).contains(&x), "{vec}");
+            }
+        }
+    } else {
+        eprintln!("time per vector not measured here: {note}");
+    }
+    // --no-time keeps the exact counts and says why there is no time.
+    let o = run(&["softirq", "--interval", "200ms", "--no-time", "--json"]);
+    let v: serde_json::Value = serde_json::from_str(&stdout(&o)).expect("json");
+    assert_eq!(v["source"], "perf");
+    assert_eq!(v["time_per_vector"], "not measured: --no-time given");
+    assert!(v["vectors"][0]["time_pct_per_cpu"].is_null());
 }
 
 #[test]
