@@ -713,7 +713,7 @@ fn net_rx_imbalance(r: &Rates, b: &Sample, f: &mut Vec<Finding>) {
         subject: format!("cpu{}", top.0),
         summary: format!("cpu{} handles {share:.0}% of NET_RX ({:.0}/s of {total:.0}/s)", top.0, top.1),
         evidence,
-        cause: "All receive processing lands on the CPU that takes the NIC interrupt, so it saturates while the other CPUs idle.".into(),
+        cause: "Receive processing runs on the CPU that takes the NIC interrupt (for loopback, the sending CPU), so that CPU saturates while the others idle.".into(),
         remedy,
     });
 }

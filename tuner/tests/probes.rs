@@ -391,3 +391,11 @@ fn intervals() {
         assert!(e.contains("duration") || e.contains("range"), "{bad}: {e}");
     }
 }
+
+#[test]
+fn rps_lists_hardware_nics_only() {
+    // The capture has eth0 (virtio, with a `device` link) and ifb0 (virtual, without one).
+    let s = sysctls::read(&fixture("linux-6.18"));
+    let devs: Vec<&str> = s.rps.iter().map(|q| q.device.as_str()).collect();
+    assert_eq!(devs, vec!["eth0"]);
+}

@@ -79,7 +79,8 @@ pub fn read(root: &Path) -> Sysctls {
     }
 }
 
-/// RPS masks of every RX queue of every NIC except loopback (RPS on `lo` means nothing).
+/// RPS masks of every RX queue of every hardware NIC. Virtual devices (lo, ifb, veth, bridges)
+/// have no `device` link and take no interrupt, so spreading their receive work is not the fix.
 pub fn read_rps(root: &Path) -> Vec<RpsQueue> {
     let mut out = Vec::new();
     let Ok(devs) = std::fs::read_dir(root.join("sys/class/net")) else {
@@ -90,7 +91,11 @@ pub fn read_rps(root: &Path) -> Vec<RpsQueue> {
         .map(|d| d.file_name().to_string_lossy().into_owned())
         .collect();
     devs.sort();
-    for dev in devs.into_iter().filter(|d| d != "lo") {
+    let net = root.join("sys/class/net");
+    for dev in devs
+        .into_iter()
+        .filter(|d| net.join(d).join("device").exists())
+    {
         let qdir = root.join("sys/class/net").join(&dev).join("queues");
         let Ok(queues) = std::fs::read_dir(&qdir) else {
             continue;
