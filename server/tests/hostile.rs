@@ -371,11 +371,19 @@ fn pipelining(s: &Server) {
     assert!(got < 2 * BIG, "got {got} bytes from a stalled pipeline");
 }
 
+/// (Range value, status, Content-Range, expected body as a slice of the file)
+type RangeCase = (
+    String,
+    u16,
+    Option<&'static str>,
+    Option<std::ops::Range<usize>>,
+);
+
 fn ranges(s: &Server) {
     let range = |spec: &str| format!("GET /x.ts HTTP/1.1\r\nHost: t\r\nRange: {spec}\r\n\r\n");
     let full = pattern(1000);
     // (Range value, status, Content-Range, body slice)
-    let cases: Vec<(String, u16, Option<&str>, Option<std::ops::Range<usize>>)> = vec![
+    let cases: Vec<RangeCase> = vec![
         ("bytes=-0".into(), 416, Some("bytes */1000"), None),
         ("bytes=0-0".into(), 206, Some("bytes 0-0/1000"), Some(0..1)),
         (
@@ -690,8 +698,10 @@ fn rss_kib(pid: i32) -> u64 {
         .unwrap_or(0)
 }
 
+type Step = fn(&Server);
+
 fn round(s: &Server) {
-    let steps: &[(&str, fn(&Server))] = &[
+    let steps: &[(&str, Step)] = &[
         ("garbage and smuggling shapes", garbage),
         ("oversized and endless heads", oversized),
         ("pipelining floods", pipelining),
