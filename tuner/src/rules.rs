@@ -683,11 +683,7 @@ fn net_rx_imbalance(r: &Rates, b: &Sample, f: &mut Vec<Finding>) {
         }
     }
     let ncpu = r.cpus.len();
-    let mask = if ncpu >= 64 {
-        "ffffffff,ffffffff".to_string()
-    } else {
-        format!("{:x}", (1u64 << ncpu) - 1)
-    };
+    let mask = rps_mask(ncpu);
     let mut remedy = Vec::new();
     let queues: Vec<_> = b.sysctls.rps.iter().filter(|q| !q.enabled()).collect();
     if queues.is_empty() {
@@ -969,6 +965,30 @@ fn syncookies_off(b: &Sample, f: &mut Vec<Finding>) {
         cause: "Without SYN cookies a full SYN queue drops new connections instead of answering them statelessly.".into(),
         remedy: vec![Remedy::sysctl("net.ipv4.tcp_syncookies", 1)],
     });
+}
+
+/// The `rps_cpus` mask selecting CPUs 0..ncpu, in the kernel's format: hex, comma-separated
+/// 32-bit groups, most significant first (`3`, `ffffffff,ffffffff`, `f,ffffffff`).
+pub fn rps_mask(ncpu: usize) -> String {
+    let ncpu = ncpu.max(1);
+    let groups = ncpu.div_ceil(32);
+    (0..groups)
+        .rev()
+        .map(|g| {
+            let bits = (ncpu - g * 32).min(32);
+            let word: u32 = if bits == 32 {
+                u32::MAX
+            } else {
+                (1u32 << bits) - 1
+            };
+            if g == groups - 1 {
+                format!("{word:x}")
+            } else {
+                format!("{word:08x}")
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 /// `fmt_num` is used by the text renderers.

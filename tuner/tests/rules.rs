@@ -562,3 +562,13 @@ fn docs_print_the_same_thresholds_table() {
         "docs/sre-diagnose.md must contain this table (rules::thresholds_markdown()):\n{table}"
     );
 }
+
+#[test]
+fn rps_masks_in_kernel_format() {
+    assert_eq!(rules::rps_mask(2), "3");
+    assert_eq!(rules::rps_mask(8), "ff");
+    assert_eq!(rules::rps_mask(32), "ffffffff");
+    assert_eq!(rules::rps_mask(36), "f,ffffffff");
+    assert_eq!(rules::rps_mask(64), "ffffffff,ffffffff");
+    assert_eq!(rules::rps_mask(96), "ffffffff,ffffffff,ffffffff");
+}
