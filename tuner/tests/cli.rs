@@ -310,3 +310,86 @@ fn softirq_without_privileges_says_why_and_falls_back() {
         "reason does not name the obstacle: {why}"
     );
 }
+
+#[test]
+fn watch_redraws_in_place_on_a_terminal() {
+    if !Path::new("/usr/bin/script").exists() {
+        eprintln!("SKIPPED: script (util-linux) is not installed, no pseudo-terminal to test with");
+        return;
+    }
+    let root = fixture_root();
+    let cmd = format!(
+        "{} --root {} watch --interval 50ms --count 2",
+        env!("CARGO_BIN_EXE_corestream-tune"),
+        root.display()
+    );
+    // script(1) gives the command a pseudo-terminal as stdout.
+    let o = Command::new("/usr/bin/script")
+        .args(["-qec", &cmd, "/dev/null"])
+        .output()
+        .expect("run script");
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let out = stdout(&o);
+    assert_eq!(
+        out.matches("\x1b[H\x1b[2J").count(),
+        2,
+        "one home+clear per frame: {out:?}"
+    );
+    assert_eq!(out.matches("corestream-tune watch ").count(), 2, "{out}");
+    assert!(
+        out.contains("NET_RX/s") && out.contains("pid 4242 fds 12/20000"),
+        "{out}"
+    );
+}
+
+#[test]
+fn diagnose_json_top_level_fields_are_stable() {
+    let root = fixture_root();
+    let o = run(&[
+        "--root",
+        root.to_str().expect("utf8"),
+        "diagnose",
+        "--interval",
+        "50ms",
+        "--json",
+    ]);
+    let v: serde_json::Value = serde_json::from_str(&stdout(&o)).expect("json");
+    let mut keys: Vec<&str> = v
+        .as_object()
+        .expect("object")
+        .keys()
+        .map(String::as_str)
+        .collect();
+    keys.sort_unstable();
+    // Documented in docs/sre-diagnose.md; removing or renaming one needs a new schema version.
+    let mut documented = vec![
+        "schema",
+        "root",
+        "interval_seconds",
+        "status",
+        "exit_code",
+        "findings",
+        "rates",
+        "listeners",
+        "processes",
+        "file_nr",
+        "sysctls",
+        "sockstat",
+        "notes",
+    ];
+    documented.sort_unstable();
+    assert_eq!(keys, documented);
+    let cpu = v["rates"]["cpus"][0].as_object().expect("cpu object");
+    for k in [
+        "cpu",
+        "net_rx_per_s",
+        "net_tx_per_s",
+        "si_pct",
+        "irq_pct",
+        "busy_pct",
+        "softnet_dropped_per_s",
+        "softnet_squeezed_per_s",
+    ] {
+        assert!(cpu.contains_key(k), "rates.cpus[] lacks {k}");
+    }
+}
