@@ -14,17 +14,30 @@ pub fn start(addr: SocketAddr, shared: Arc<Shared>) -> std::io::Result<SocketAdd
     let listener = TcpListener::bind(addr)
         .map_err(|e| std::io::Error::new(e.kind(), format!("admin listener {addr}: {e}")))?;
     let local = listener.local_addr()?;
+    // A descriptor held in reserve: when the process is out of fds (exactly when an SRE
+    // wants /metrics), give it up to accept the scrape, then take it back.
+    let mut spare = std::fs::File::open("/dev/null").ok();
     std::thread::Builder::new()
         .name("corestream-admin".into())
-        .spawn(move || {
-            for stream in listener.incoming() {
-                match stream {
-                    Ok(s) => handle(s, &shared),
-                    Err(e) => {
-                        eprintln!("corestream: admin accept: {e}");
-                        std::thread::sleep(Duration::from_millis(100));
+        .spawn(move || loop {
+            match listener.accept() {
+                Ok((s, _)) => handle(s, &shared),
+                Err(e)
+                    if matches!(e.raw_os_error(), Some(libc::EMFILE | libc::ENFILE))
+                        && spare.is_some() =>
+                {
+                    spare = None;
+                    if let Ok((s, _)) = listener.accept() {
+                        handle(s, &shared);
                     }
                 }
+                Err(e) => {
+                    eprintln!("corestream: admin accept: {e}");
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+            }
+            if spare.is_none() {
+                spare = std::fs::File::open("/dev/null").ok();
             }
         })?;
     Ok(local)

@@ -141,6 +141,16 @@ pub struct Cli {
     /// SIGHUP for log rotation). Off unless given.
     #[arg(long, env = "CORESTREAM_ACCESS_LOG", value_name = "PATH")]
     pub access_log: Option<PathBuf>,
+
+    /// File-name suffixes of files still being written (a packager's temporary names),
+    /// comma-separated: never served, 404 until renamed into place.
+    #[arg(
+        long,
+        env = "CORESTREAM_HIDDEN_SUFFIXES",
+        default_value = ".tmp",
+        value_name = "LIST"
+    )]
+    pub hidden_suffixes: String,
 }
 
 /// Parse `10s`, `500ms`, `2m`, or plain seconds.
@@ -202,6 +212,7 @@ pub struct Config {
     pub worker_max_connections: usize,
     pub admin: Option<SocketAddr>,
     pub access_log: Option<PathBuf>,
+    pub hidden_suffixes: Vec<Vec<u8>>,
 }
 
 fn header_value(name: &str, v: &str) -> Result<Vec<u8>, String> {
@@ -269,6 +280,13 @@ impl Config {
             worker_max_connections: cli.max_connections.div_ceil(workers),
             admin: cli.admin,
             access_log: cli.access_log.clone(),
+            hidden_suffixes: cli
+                .hidden_suffixes
+                .split(',')
+                .map(str::trim)
+                .filter(|x| !x.is_empty())
+                .map(|x| x.as_bytes().to_vec())
+                .collect(),
         })
     }
 }

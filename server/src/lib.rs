@@ -6,10 +6,12 @@
 
 pub mod accesslog;
 pub mod admin;
+pub mod cache;
 pub mod config;
 pub mod demo;
 pub mod fsys;
 pub mod http;
+pub mod live;
 pub mod metrics;
 pub mod mime;
 pub mod path;
@@ -105,7 +107,21 @@ pub fn serve(cfg: Config) -> Result<(), String> {
     let drain_timeout = cfg.drain_timeout;
     let admin_addr = cfg.admin;
     let root_display = cfg.root.display().to_string();
-    let shared = Arc::new(worker::Shared::new(cfg, root));
+    let mut shared = worker::Shared::new(cfg, root);
+    match live::Watcher::new(shared.root.as_raw_fd()) {
+        Ok(w) => {
+            let w2 = w.clone();
+            std::thread::Builder::new()
+                .name("corestream-inotify".into())
+                .spawn(move || w2.run())
+                .map_err(|e| format!("cannot start inotify thread: {e}"))?;
+            shared.watcher = Some(w);
+        }
+        Err(e) => eprintln!(
+            "corestream: inotify unavailable ({e}): playlist changes are checked once a second instead"
+        ),
+    }
+    let shared = Arc::new(shared);
     let mut handles = Vec::new();
     let mut wakers = Vec::new();
     for (id, l) in listeners.into_iter().enumerate() {

@@ -5,16 +5,18 @@
 //! a connection that still has work goes back on the ready queue instead of starving others.
 
 use crate::accesslog::AccessLog;
+use crate::cache::{Miss, PlaylistCache};
 use crate::config::{Config, Cors};
 use crate::fsys;
-use crate::http::{self, Decision, Method, Parse, Request, Status};
+use crate::http::{self, Decision, FileMeta, Method, Parse, Request, Status};
+use crate::live;
 use crate::metrics::{bump, CloseReason, WorkerStats};
 use crate::mime::{self, Kind};
 use crate::path::{self, PathError};
 use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token, Waker};
 use slab::Slab;
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::ffi::CStr;
 use std::io::{self, ErrorKind};
 use std::os::fd::{AsRawFd, OwnedFd};
@@ -32,6 +34,9 @@ pub struct Shared {
     pub log_generation: AtomicU64,
     /// One per worker, indexed by worker id.
     pub stats: Box<[WorkerStats]>,
+    /// inotify on served playlist directories (None if inotify is unavailable: parked
+    /// requests are then re-checked every second instead).
+    pub watcher: Option<Arc<live::Watcher>>,
 }
 
 const LISTENER: Token = Token(usize::MAX);
@@ -76,6 +81,7 @@ enum Phase {
     Idle = 1,
     Send = 2,
     Linger = 3,
+    Parked = 4,
 }
 
 struct FileBody {
@@ -95,11 +101,13 @@ struct Conn {
     body: Option<FileBody>,
     flags: u8,
     phase: Phase,
+    /// Lingering: bytes drained so far. Sending: the last SIOCOUTQ reading.
     lingered: u32,
     /// Tick when the current phase began (or, while sending, of the last write progress).
     since: u32,
     /// Tick of this connection's pending wheel entry, 0 if none.
     armed: u32,
+    parked: Option<Box<Parked>>,
 }
 
 impl Conn {
@@ -108,6 +116,8 @@ impl Conn {
             Phase::Linger
         } else if self.out_pos < self.out.len() || self.body.is_some() {
             Phase::Send
+        } else if self.parked.is_some() {
+            Phase::Parked
         } else if !self.rbuf.is_empty() || self.flags & FRESH != 0 {
             Phase::Header
         } else {
@@ -154,11 +164,17 @@ pub struct Worker {
     tick: u32,
     wheel: Vec<Vec<(u32, u32)>>,
     /// Ticks per phase timeout, indexed by Phase.
-    timeouts: [u32; 4],
+    timeouts: [u32; 5],
     draining: bool,
     /// Stopped accepting at --max-connections.
     capped: bool,
     access_log: Option<AccessLog>,
+    cache: PlaylistCache,
+    /// Parked requests by the path that wakes them. Entries go stale when a connection is
+    /// answered or closed; they are skipped and dropped when the key is next processed.
+    parked: HashMap<Box<[u8]>, Vec<usize>>,
+    inbox: Arc<live::Inbox>,
+    last_parked_sweep: u32,
     conns: Slab<Conn>,
     ready: VecDeque<usize>,
     pool: Pool,
@@ -181,6 +197,13 @@ impl Worker {
         poll.registry()
             .register(&mut listener, LISTENER, Interest::READABLE)?;
         let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
+        let inbox = Arc::new(live::Inbox {
+            paths: std::sync::Mutex::new(Vec::new()),
+            waker: waker.clone(),
+        });
+        if let Some(w) = &shared.watcher {
+            w.subscribe(inbox.clone());
+        }
         let ticks = |d: Duration| (d.as_millis() / TICK.as_millis()).max(1) as u32 + 1;
         let cfg = &shared.cfg;
         let timeouts = [
@@ -188,6 +211,8 @@ impl Worker {
             ticks(cfg.keepalive_timeout),
             ticks(cfg.send_timeout),
             ticks(LINGER_TIMEOUT),
+            // Parked requests carry their own deadline.
+            u32::MAX,
         ];
         let access_log = match &cfg.access_log {
             Some(p) => Some(AccessLog::open(
@@ -208,6 +233,10 @@ impl Worker {
             draining: false,
             capped: false,
             access_log,
+            cache: PlaylistCache::default(),
+            parked: HashMap::new(),
+            inbox: inbox.clone(),
+            last_parked_sweep: 0,
             conns: Slab::with_capacity(1024),
             ready: VecDeque::with_capacity(1024),
             pool: Pool(Vec::new()),
@@ -295,6 +324,7 @@ impl Worker {
                     self.ready.push_back(k);
                 }
             }
+            self.handle_changes();
             if !self.draining && self.shared.draining.load(Ordering::Relaxed) {
                 self.begin_drain();
             }
@@ -363,8 +393,14 @@ impl Worker {
         if phase != c.phase {
             c.phase = phase;
             c.since = now;
+            if phase == Phase::Send {
+                c.lingered = u32::MAX;
+            }
         }
-        let due = c.since.saturating_add(timeouts[phase as usize]);
+        let due = match &c.parked {
+            Some(p) if phase == Phase::Parked => p.deadline,
+            _ => c.since.saturating_add(timeouts[phase as usize]),
+        };
         if c.armed == 0 || due < c.armed {
             c.armed = due.max(self.tick + 1);
             self.wheel[c.armed as usize % WHEEL_SLOTS].push((k as u32, c.armed));
@@ -376,6 +412,7 @@ impl Worker {
         let now = self.now_tick();
         let mut expired: Vec<(usize, CloseReason)> = Vec::new();
         let mut rearm: Vec<usize> = Vec::new();
+        let mut park_expired: Vec<usize> = Vec::new();
         while self.tick < now {
             self.tick += 1;
             let t = self.tick;
@@ -393,16 +430,27 @@ impl Worker {
                 }
                 c.armed = 0;
                 let phase = c.current_phase();
+                let due_now = match &c.parked {
+                    Some(p) if phase == Phase::Parked => p.deadline,
+                    _ => c.since.saturating_add(self.timeouts[phase as usize]),
+                };
                 if phase != c.phase {
                     rearm.push(k as usize);
-                } else if c.since.saturating_add(self.timeouts[phase as usize]) <= t {
+                } else if phase == Phase::Parked && due_now <= t {
+                    park_expired.push(k as usize);
+                } else if phase == Phase::Send && due_now <= t && unsent_shrank(c) {
+                    // The client is still taking bytes out of a full socket buffer: it is
+                    // slow, not stalled.
+                    c.since = t;
+                    rearm.push(k as usize);
+                } else if due_now <= t {
                     expired.push((
                         k as usize,
                         match phase {
                             Phase::Header => CloseReason::HeaderTimeout,
                             Phase::Idle => CloseReason::IdleTimeout,
                             Phase::Send => CloseReason::SendStall,
-                            Phase::Linger => CloseReason::Done,
+                            Phase::Linger | Phase::Parked => CloseReason::Done,
                         },
                     ));
                 } else {
@@ -419,6 +467,109 @@ impl Worker {
         }
         for k in rearm {
             self.track_phase(k);
+        }
+        for k in park_expired {
+            self.rerun_parked(k, true);
+        }
+    }
+
+    /// Paths the watcher reported changed: drop their cache entries and re-run the requests
+    /// parked on them. Once a second every parked request is re-run as well, so a missed or
+    /// unavailable inotify event only delays an answer.
+    fn handle_changes(&mut self) {
+        let changed = match self.inbox.paths.lock() {
+            Ok(mut q) if !q.is_empty() => std::mem::take(&mut *q),
+            _ => Vec::new(),
+        };
+        for path in &changed {
+            self.cache.remove(path);
+        }
+        let mut keys: Vec<Box<[u8]>> = Vec::new();
+        for path in changed {
+            if self.parked.contains_key(path.as_slice()) && !keys.iter().any(|k| **k == *path) {
+                keys.push(path.into());
+            }
+        }
+        let now = self.now_tick();
+        if !self.parked.is_empty() && now >= self.last_parked_sweep + 4 {
+            self.last_parked_sweep = now;
+            keys = self.parked.keys().cloned().collect();
+        }
+        for key in keys {
+            let Some(list) = self.parked.remove(&key) else {
+                continue;
+            };
+            for k in list {
+                let still = self
+                    .conns
+                    .get(k)
+                    .and_then(|c| c.parked.as_ref())
+                    .is_some_and(|p| p.key == key);
+                if still {
+                    self.rerun_parked(k, false);
+                }
+            }
+        }
+    }
+
+    /// Run a parked request again. If it still has to wait it stays parked (same deadline);
+    /// otherwise its response is queued for writing.
+    fn rerun_parked(&mut self, k: usize, expired: bool) {
+        let tick = self.now_tick();
+        let Some(conn) = self.conns.get_mut(k) else {
+            return;
+        };
+        let Some(p) = conn.parked.take() else { return };
+        let req = Request {
+            method: Some(if p.head { Method::Head } else { Method::Get }),
+            method_str: if p.head { "HEAD" } else { "GET" },
+            target: &p.target,
+            minor: p.minor,
+            keep_alive: p.keep_alive,
+            host_count: 1,
+            origin: p.origin.as_deref(),
+            ..Request::default()
+        };
+        if conn.out.capacity() == 0 {
+            conn.out = self.pool.take();
+        }
+        let mut ctx = Ctx {
+            shared: &self.shared,
+            draining: self.draining,
+            date: self.date.get(),
+            path_buf: &mut self.path_buf,
+            cache: &mut self.cache,
+            tick,
+            expired,
+        };
+        let o = respond(&mut ctx, &req, &mut conn.out, &mut conn.body);
+        if let Some(mut again) = o.park {
+            again.deadline = p.deadline;
+            let key = again.key.clone();
+            conn.parked = Some(again);
+            if conn.out.is_empty() {
+                self.pool.give(std::mem::take(&mut conn.out));
+            }
+            self.parked.entry(key).or_default().push(k);
+            return;
+        }
+        if o.close {
+            conn.flags |= CLOSE_AFTER;
+        }
+        self.shared.stats[self.id].request(o.status.code());
+        if let Some(log) = self.access_log.as_mut() {
+            let peer = conn.sock.peer_addr().ok().map(|a| a.ip());
+            log.record(
+                self.date.unix_secs(),
+                peer,
+                Some(&req),
+                o.status.code(),
+                o.body_len,
+            );
+        }
+        if conn.flags & QUEUED == 0 {
+            conn.flags |= QUEUED;
+            self.ready.push_back(k);
         }
     }
 
@@ -489,6 +640,7 @@ impl Worker {
                         lingered: 0,
                         since: now,
                         armed: 0,
+                        parked: None,
                     });
                     self.ready.push_back(k);
                     let st = self.stats();
@@ -549,6 +701,7 @@ impl Worker {
     }
 
     fn drive(&mut self, k: usize) -> Step {
+        let tick = self.now_tick();
         let Some(conn) = self.conns.get_mut(k) else {
             return Step::Idle;
         };
@@ -591,6 +744,7 @@ impl Worker {
                             // not turn our close into a reset that destroys the response.
                             let _ = conn.sock.shutdown(std::net::Shutdown::Write);
                             conn.flags |= LINGER;
+                            conn.lingered = 0;
                             conn.rbuf.clear();
                         }
                         continue;
@@ -602,6 +756,11 @@ impl Worker {
                     }
                     Err(_) => return Step::Close(CloseReason::Error),
                 }
+            }
+            if conn.parked.is_some() {
+                // Held for LL-HLS: only notice the peer leaving; keep (bounded) pipelined
+                // bytes for after the answer.
+                return parked_read(conn, fd, self.shared.cfg.limits.max_header_bytes);
             }
             if !conn.rbuf.is_empty() {
                 conn.flags &= !FRESH;
@@ -615,15 +774,22 @@ impl Worker {
                         if conn.out.capacity() == 0 {
                             conn.out = self.pool.take();
                         }
-                        let out = respond(
-                            &self.shared,
-                            &req,
-                            self.draining,
-                            &mut self.path_buf,
-                            self.date.get(),
-                            &mut conn.out,
-                            &mut conn.body,
-                        );
+                        let mut ctx = Ctx {
+                            shared: &self.shared,
+                            draining: self.draining,
+                            date: self.date.get(),
+                            path_buf: &mut self.path_buf,
+                            cache: &mut self.cache,
+                            tick,
+                            expired: false,
+                        };
+                        let out = respond(&mut ctx, &req, &mut conn.out, &mut conn.body);
+                        if let Some(p) = out.park {
+                            self.parked.entry(p.key.clone()).or_default().push(k);
+                            conn.parked = Some(p);
+                            conn.rbuf.drain(..len);
+                            continue;
+                        }
                         if out.close {
                             conn.flags |= CLOSE_AFTER;
                         }
@@ -687,6 +853,38 @@ impl Worker {
                 Err(e) if e.kind() == ErrorKind::Interrupted => {}
                 Err(_) => return Step::Close(CloseReason::Peer),
             }
+        }
+    }
+}
+
+/// Whether the bytes queued in the kernel for this socket decreased since the last check
+/// (SIOCOUTQ); remembers the new level. `lingered` holds it while sending.
+fn unsent_shrank(c: &mut Conn) -> bool {
+    let mut outq: libc::c_int = 0;
+    // SAFETY: TIOCOUTQ (== SIOCOUTQ) writes one int through the valid pointer.
+    if unsafe { libc::ioctl(c.sock.as_raw_fd(), libc::TIOCOUTQ, &mut outq) } < 0 {
+        return false;
+    }
+    let outq = outq.max(0) as u32;
+    let shrank = outq < c.lingered;
+    c.lingered = outq;
+    shrank
+}
+
+fn parked_read(conn: &mut Conn, fd: i32, cap: usize) -> Step {
+    loop {
+        if conn.flags & CAN_READ == 0 || conn.rbuf.len() > cap {
+            return Step::Idle;
+        }
+        if conn.rbuf.capacity() == 0 {
+            conn.rbuf = Vec::with_capacity(READ_CHUNK);
+        }
+        match fsys::recv_into(fd, &mut conn.rbuf, READ_CHUNK) {
+            Ok(0) => return Step::Close(CloseReason::Peer),
+            Ok(_) => {}
+            Err(e) if e.kind() == ErrorKind::WouldBlock => conn.flags &= !CAN_READ,
+            Err(e) if e.kind() == ErrorKind::Interrupted => {}
+            Err(_) => return Step::Close(CloseReason::Peer),
         }
     }
 }
@@ -837,56 +1035,174 @@ struct Outcome {
     close: bool,
     status: Status,
     body_len: u64,
+    /// Hold the request (LL-HLS blocking reload or a preload-hinted part not there yet).
+    park: Option<Box<Parked>>,
+}
+
+/// A request held until a playlist or part changes: no read buffer, no file, just what is
+/// needed to run it again.
+struct Parked {
+    /// Root-relative path whose change wakes it (the playlist, or the hinted file).
+    key: Box<[u8]>,
+    /// The original request target, to run the request again on wake.
+    target: Box<[u8]>,
+    head: bool,
+    keep_alive: bool,
+    minor: u8,
+    origin: Option<Box<[u8]>>,
+    /// Tick after which the wait ends (503 for playlists, 404 for parts).
+    deadline: u32,
+}
+
+/// Per-request context the response path borrows from its worker.
+struct Ctx<'a> {
+    shared: &'a Shared,
+    draining: bool,
+    date: &'a [u8],
+    path_buf: &'a mut Vec<u8>,
+    cache: &'a mut PlaylistCache,
+    /// Current tick, and ticks per second, for park deadlines.
+    tick: u32,
+    /// True when running a parked request again: never park a second time on the same
+    /// wake, answer the timeout instead.
+    expired: bool,
 }
 
 /// Build the response for one parsed request into `out` (head, small bodies) and `body`
 /// (an open file range).
 fn respond(
-    shared: &Shared,
+    ctx: &mut Ctx<'_>,
     req: &Request<'_>,
-    draining: bool,
-    path_buf: &mut Vec<u8>,
-    date: &[u8],
     out: &mut Vec<u8>,
     body: &mut Option<FileBody>,
 ) -> Outcome {
     let mut status = Status::Ok;
-    let close = respond_inner(
-        shared,
-        req,
-        draining,
-        path_buf,
-        date,
-        out,
-        body,
-        &mut status,
-    );
-    let body_len = match body {
-        Some(b) => b.end - b.pos,
-        None if req.method() == Method::Head => 0,
-        None => status.error_body().len() as u64,
-    };
+    let mut park = None;
+    let mut body_len = 0u64;
+    let close = respond_inner(ctx, req, out, body, &mut status, &mut park, &mut body_len);
+    if let Some(b) = body {
+        body_len = b.end - b.pos;
+    }
     Outcome {
         close,
         status,
         body_len,
+        park,
     }
+}
+
+/// Head of a 200/206/304 for a file or cached playlist.
+#[allow(clippy::too_many_arguments)]
+fn entity_head(
+    cfg: &Config,
+    req: &Request<'_>,
+    keep_alive: bool,
+    status: Status,
+    date: &[u8],
+    content_type: &str,
+    kind: Kind,
+    meta: &FileMeta,
+    len: u64,
+    range: Option<(u64, u64)>,
+    etag: bool,
+    out: &mut Vec<u8>,
+) {
+    common_head(out, status, date);
+    push_header(out, b"Content-Type", content_type.as_bytes());
+    out.extend_from_slice(b"Content-Length: ");
+    http::push_u64(out, len);
+    out.extend_from_slice(b"\r\nLast-Modified: ");
+    http::push_http_date(out, meta.mtime());
+    if etag {
+        out.extend_from_slice(b"\r\nETag: ");
+        meta.write_etag(out);
+    }
+    out.extend_from_slice(b"\r\nAccept-Ranges: bytes\r\nCache-Control: ");
+    out.extend_from_slice(match kind {
+        Kind::Playlist => &cfg.cache_playlist,
+        Kind::Segment => &cfg.cache_segment,
+        Kind::Other => &cfg.cache_other,
+    });
+    out.extend_from_slice(b"\r\n");
+    if let Some((start, end)) = range {
+        out.extend_from_slice(b"Content-Range: bytes ");
+        http::push_u64(out, start);
+        out.push(b'-');
+        http::push_u64(out, end - 1);
+        out.push(b'/');
+        http::push_u64(out, meta.size);
+        out.extend_from_slice(b"\r\n");
+    }
+    cors_headers(cfg, req.origin, out);
+    connection_header(out, keep_alive, req.minor);
+    out.extend_from_slice(b"\r\n");
+}
+
+fn unsatisfiable(
+    cfg: &Config,
+    req: &Request<'_>,
+    keep_alive: bool,
+    date: &[u8],
+    size: u64,
+    out: &mut Vec<u8>,
+) -> u64 {
+    let is_head = req.method() == Method::Head;
+    common_head(out, Status::RangeNotSatisfiable, date);
+    let msg = Status::RangeNotSatisfiable.error_body();
+    out.extend_from_slice(b"Content-Type: text/plain; charset=utf-8\r\nContent-Length: ");
+    http::push_u64(out, msg.len() as u64);
+    out.extend_from_slice(b"\r\nContent-Range: bytes */");
+    http::push_u64(out, size);
+    out.extend_from_slice(b"\r\nCache-Control: no-store\r\n");
+    cors_headers(cfg, req.origin, out);
+    connection_header(out, keep_alive, req.minor);
+    out.extend_from_slice(b"\r\n");
+    if is_head {
+        0
+    } else {
+        out.extend_from_slice(msg);
+        msg.len() as u64
+    }
+}
+
+fn park_for(
+    ctx: &Ctx<'_>,
+    req: &Request<'_>,
+    keep_alive: bool,
+    key: &[u8],
+    secs: f64,
+) -> Box<Parked> {
+    let ticks = (secs * 1000.0 / TICK.as_millis() as f64).ceil().max(1.0) as u32;
+    let origin = match &ctx.shared.cfg.cors {
+        Cors::Any => None,
+        Cors::List(_) => req.origin.map(Into::into),
+    };
+    Box::new(Parked {
+        key: key.into(),
+        target: req.target.into(),
+        head: req.method() == Method::Head,
+        keep_alive,
+        minor: req.minor,
+        origin,
+        deadline: ctx.tick.saturating_add(ticks),
+    })
 }
 
 #[allow(clippy::too_many_arguments)]
 fn respond_inner(
-    shared: &Shared,
+    ctx: &mut Ctx<'_>,
     req: &Request<'_>,
-    draining: bool,
-    path_buf: &mut Vec<u8>,
-    date: &[u8],
     out: &mut Vec<u8>,
     body: &mut Option<FileBody>,
     status_out: &mut Status,
+    park: &mut Option<Box<Parked>>,
+    body_len: &mut u64,
 ) -> bool {
+    let shared = ctx.shared;
     let cfg = &shared.cfg;
+    let date = ctx.date;
     // While shutting down every response ends its connection.
-    let keep_alive = req.keep_alive && !draining;
+    let keep_alive = req.keep_alive && !ctx.draining;
     let is_head = req.method() == Method::Head;
     match req.method() {
         Method::Other => {
@@ -900,6 +1216,7 @@ fn respond_inner(
                 out,
                 true,
             );
+            *body_len = Status::MethodNotAllowed.error_body().len() as u64;
             return !keep_alive;
         }
         Method::Options => {
@@ -920,97 +1237,194 @@ fn respond_inner(
         }
         Method::Get | Method::Head => {}
     }
-    let mut err = |status: Status, out: &mut Vec<u8>| {
+    let mut err = |status: Status, out: &mut Vec<u8>, body_len: &mut u64| {
         *status_out = status;
         write_error(cfg, status, Some(req), date, keep_alive, out, !is_head);
+        if !is_head {
+            *body_len = status.error_body().len() as u64;
+        }
         !keep_alive
     };
-    match path::decode(req.target, path_buf) {
+    match path::decode(req.target, ctx.path_buf) {
         Ok(()) => {}
-        Err(PathError::Bad) => return err(Status::BadRequest, out),
-        Err(PathError::Hidden) => return err(Status::NotFound, out),
+        Err(PathError::Bad) => return err(Status::BadRequest, out, body_len),
+        Err(PathError::Hidden) => return err(Status::NotFound, out, body_len),
     }
-    let (content_type, kind) = mime::lookup(path_buf);
-    path_buf.push(0);
-    let Ok(cpath) = CStr::from_bytes_with_nul(path_buf) else {
-        return err(Status::BadRequest, out);
+    if cfg
+        .hidden_suffixes
+        .iter()
+        .any(|s| ctx.path_buf.ends_with(s))
+    {
+        // Not renamed into place yet: never serve a half-written file.
+        return err(Status::NotFound, out, body_len);
+    }
+    let (content_type, kind) = mime::lookup(ctx.path_buf);
+    let path_len = ctx.path_buf.len();
+    ctx.path_buf.push(0);
+    let Ok(cpath) = CStr::from_bytes_with_nul(ctx.path_buf) else {
+        return err(Status::BadRequest, out, body_len);
     };
-    let file = match fsys::open_beneath(shared.root.as_raw_fd(), cpath) {
+    let root = shared.root.as_raw_fd();
+    let query = req
+        .target
+        .iter()
+        .position(|&b| b == b'?')
+        .map_or(&b""[..], |i| &req.target[i + 1..]);
+
+    if kind == Kind::Playlist {
+        let path = &ctx.path_buf[..path_len];
+        match ctx.cache.get(root, path, cpath, shared.watcher.as_deref()) {
+            Ok(c) => {
+                let mut delta: Option<Vec<u8>> = None;
+                if let Some(info) = &c.info {
+                    if query.windows(5).any(|w| w == b"_HLS_") {
+                        let Ok(d) = live::directives(query) else {
+                            return err(Status::BadRequest, out, body_len);
+                        };
+                        match live::blocking(info, &d) {
+                            live::Block::Bad => return err(Status::BadRequest, out, body_len),
+                            live::Block::Wait(_) if ctx.expired => {
+                                return err(Status::ServiceUnavailable, out, body_len);
+                            }
+                            live::Block::Wait(secs) => {
+                                *park = Some(park_for(ctx, req, keep_alive, path, secs));
+                                return false;
+                            }
+                            live::Block::Now => {}
+                        }
+                        if d.skip {
+                            let mut v = Vec::new();
+                            let text = std::str::from_utf8(&c.body).unwrap_or("");
+                            if live::delta_update(text, info, &mut v) {
+                                delta = Some(v);
+                            }
+                        }
+                    }
+                }
+                let full: &[u8] = delta.as_deref().unwrap_or(&c.body);
+                // A delta update is its own representation: no validators of the full one.
+                let decision = if delta.is_some() {
+                    Decision::Full
+                } else {
+                    http::decide(req, &c.meta)
+                };
+                let (status, start, end) = match decision {
+                    Decision::Full => (Status::Ok, 0, full.len() as u64),
+                    Decision::Partial { start, end } => (Status::PartialContent, start, end + 1),
+                    Decision::NotModified => (Status::NotModified, 0, 0),
+                    Decision::PreconditionFailed => {
+                        return err(Status::PreconditionFailed, out, body_len)
+                    }
+                    Decision::Unsatisfiable => {
+                        *status_out = Status::RangeNotSatisfiable;
+                        *body_len = unsatisfiable(cfg, req, keep_alive, date, c.meta.size, out);
+                        return !keep_alive;
+                    }
+                };
+                *status_out = status;
+                let len = if status == Status::NotModified {
+                    c.meta.size
+                } else {
+                    end - start
+                };
+                let range = (status == Status::PartialContent).then_some((start, end));
+                entity_head(
+                    cfg,
+                    req,
+                    keep_alive,
+                    status,
+                    date,
+                    content_type,
+                    kind,
+                    &c.meta,
+                    len,
+                    range,
+                    delta.is_none(),
+                    out,
+                );
+                if !is_head && status != Status::NotModified {
+                    out.extend_from_slice(&full[start as usize..end as usize]);
+                    *body_len = end - start;
+                }
+                return !keep_alive;
+            }
+            Err(Miss::TooLarge) => {}
+            Err(Miss::NotFound) => return err(Status::NotFound, out, body_len),
+            Err(Miss::Io(e)) => {
+                let st = match e.raw_os_error() {
+                    Some(libc::EMFILE | libc::ENFILE | libc::ENOMEM) => Status::ServiceUnavailable,
+                    _ => Status::InternalError,
+                };
+                return err(st, out, body_len);
+            }
+        }
+    }
+
+    let file = match fsys::open_beneath(root, cpath) {
         Ok(f) => f,
         Err(e) => {
             let status = match e.raw_os_error() {
                 Some(libc::EMFILE | libc::ENFILE | libc::ENOMEM) => Status::ServiceUnavailable,
                 Some(libc::EIO) => Status::InternalError,
-                // ENOENT, ENOTDIR, EXDEV (escapes the root), ELOOP, EACCES, ENAMETOOLONG...:
-                // all look the same from outside, which reveals nothing about the layout.
+                Some(libc::ENOENT) => {
+                    // A part named by a preload hint (or listed but not yet renamed into
+                    // place) is held until it is complete instead of answered 404.
+                    let path = &ctx.path_buf[..path_len];
+                    if let Some(secs) = hinted_wait(ctx.cache, path) {
+                        if !ctx.expired {
+                            if let Some(w) = shared.watcher.as_deref() {
+                                w.watch_dir_of(path);
+                            }
+                            *park = Some(park_for(ctx, req, keep_alive, path, secs));
+                            return false;
+                        }
+                    }
+                    Status::NotFound
+                }
+                // ENOTDIR, EXDEV (escapes the root), ELOOP, EACCES, ENAMETOOLONG...: all
+                // look the same from outside, which reveals nothing about the layout.
                 _ => Status::NotFound,
             };
-            return err(status, out);
+            return err(status, out, body_len);
         }
     };
     let meta = match fsys::regular_meta(&file) {
         Ok(Some(m)) => m,
-        Ok(None) => return err(Status::NotFound, out),
-        Err(_) => return err(Status::InternalError, out),
+        Ok(None) => return err(Status::NotFound, out, body_len),
+        Err(_) => return err(Status::InternalError, out, body_len),
     };
     let (status, start, end) = match http::decide(req, &meta) {
         Decision::Full => (Status::Ok, 0, meta.size),
         Decision::Partial { start, end } => (Status::PartialContent, start, end + 1),
         Decision::NotModified => (Status::NotModified, 0, 0),
-        Decision::PreconditionFailed => return err(Status::PreconditionFailed, out),
+        Decision::PreconditionFailed => return err(Status::PreconditionFailed, out, body_len),
         Decision::Unsatisfiable => {
             *status_out = Status::RangeNotSatisfiable;
-            common_head(out, Status::RangeNotSatisfiable, date);
-            let msg = Status::RangeNotSatisfiable.error_body();
-            out.extend_from_slice(b"Content-Type: text/plain; charset=utf-8\r\nContent-Length: ");
-            http::push_u64(out, if is_head { 0 } else { msg.len() as u64 });
-            out.extend_from_slice(b"\r\nContent-Range: bytes */");
-            http::push_u64(out, meta.size);
-            out.extend_from_slice(b"\r\nCache-Control: no-store\r\n");
-            cors_headers(cfg, req.origin, out);
-            connection_header(out, keep_alive, req.minor);
-            out.extend_from_slice(b"\r\n");
-            if !is_head {
-                out.extend_from_slice(msg);
-            }
+            *body_len = unsatisfiable(cfg, req, keep_alive, date, meta.size, out);
             return !keep_alive;
         }
     };
     *status_out = status;
-    common_head(out, status, date);
-    push_header(out, b"Content-Type", content_type.as_bytes());
-    out.extend_from_slice(b"Content-Length: ");
-    http::push_u64(
+    let len = if status == Status::NotModified {
+        meta.size
+    } else {
+        end - start
+    };
+    let range = (status == Status::PartialContent).then_some((start, end));
+    entity_head(
+        cfg,
+        req,
+        keep_alive,
+        status,
+        date,
+        content_type,
+        kind,
+        &meta,
+        len,
+        range,
+        true,
         out,
-        if status == Status::NotModified {
-            meta.size
-        } else {
-            end - start
-        },
     );
-    out.extend_from_slice(b"\r\nLast-Modified: ");
-    http::push_http_date(out, meta.mtime());
-    out.extend_from_slice(b"\r\nETag: ");
-    meta.write_etag(out);
-    out.extend_from_slice(b"\r\nAccept-Ranges: bytes\r\nCache-Control: ");
-    out.extend_from_slice(match kind {
-        Kind::Playlist => &cfg.cache_playlist,
-        Kind::Segment => &cfg.cache_segment,
-        Kind::Other => &cfg.cache_other,
-    });
-    out.extend_from_slice(b"\r\n");
-    if status == Status::PartialContent {
-        out.extend_from_slice(b"Content-Range: bytes ");
-        http::push_u64(out, start);
-        out.push(b'-');
-        http::push_u64(out, end - 1);
-        out.push(b'/');
-        http::push_u64(out, meta.size);
-        out.extend_from_slice(b"\r\n");
-    }
-    cors_headers(cfg, req.origin, out);
-    connection_header(out, keep_alive, req.minor);
-    out.extend_from_slice(b"\r\n");
     if !is_head && status != Status::NotModified && end > start {
         *body = Some(FileBody {
             file,
@@ -1019,6 +1433,27 @@ fn respond_inner(
         });
     }
     !keep_alive
+}
+
+/// If a cached live playlist in the same directory names `path` as its preload hint or as
+/// one of its parts, how long to wait for it (three part targets, at least one second).
+fn hinted_wait(cache: &PlaylistCache, path: &[u8]) -> Option<f64> {
+    for (pl_path, c) in cache.siblings(path) {
+        let Some(info) = &c.info else { continue };
+        if info.endlist {
+            continue;
+        }
+        let named = info
+            .preload_hint
+            .iter()
+            .chain(info.part_uris.iter().rev().take(8))
+            .any(|u| live::resolve(pl_path, u).is_some_and(|r| r == path));
+        if named {
+            let part = info.part_target.unwrap_or(info.target_duration.max(1.0));
+            return Some((3.0 * part).max(1.0));
+        }
+    }
+    None
 }
 
 impl Shared {
@@ -1030,6 +1465,7 @@ impl Shared {
             root,
             draining: AtomicBool::new(false),
             log_generation: AtomicU64::new(0),
+            watcher: None,
         }
     }
 }
@@ -1041,21 +1477,24 @@ impl Shared {
 pub fn process_bytes(shared: &Shared, input: &[u8]) -> Vec<u8> {
     let mut out = Vec::new();
     let mut path_buf = Vec::new();
+    let mut cache = PlaylistCache::default();
     let date = b"Thu, 01 Jan 2026 00:00:00 GMT";
     let mut rest = input;
     while !rest.is_empty() {
         match http::parse(rest, shared.cfg.limits) {
             Parse::Complete(req, len) => {
                 let mut body = None;
-                let o = respond(
+                let mut ctx = Ctx {
                     shared,
-                    &req,
-                    false,
-                    &mut path_buf,
+                    draining: false,
                     date,
-                    &mut out,
-                    &mut body,
-                );
+                    path_buf: &mut path_buf,
+                    cache: &mut cache,
+                    tick: 1,
+                    // A request that would be held is answered as its timeout would be.
+                    expired: true,
+                };
+                let o = respond(&mut ctx, &req, &mut out, &mut body);
                 rest = &rest[len..];
                 if o.close {
                     break;
