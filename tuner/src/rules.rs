@@ -698,10 +698,20 @@ fn net_rx_imbalance(r: &Rates, b: &Sample, f: &mut Vec<Finding>) {
         )));
     }
     remedy.push(Remedy::sysctl("net.core.rps_sock_flow_entries", 32768));
-    remedy.push(Remedy::command(format!(
-        "echo {} > /sys/class/net/<nic>/queues/rx-<n>/rps_flow_cnt   (RFS: rps_sock_flow_entries / number of RX queues)",
-        32768 / b.sysctls.rps.len().max(1)
-    )));
+    let flow_cnt = 32768 / b.sysctls.rps.len().max(1);
+    if b.sysctls.rps.is_empty() {
+        remedy.push(Remedy::command(format!(
+            "echo {flow_cnt} > /sys/class/net/<nic>/queues/rx-<n>/rps_flow_cnt   (RFS: rps_sock_flow_entries / number of RX queues)"
+        )));
+    }
+    for q in &b.sysctls.rps {
+        remedy.push(Remedy::command(format!(
+            "echo {flow_cnt} > /sys/class/net/{}/queues/{}/rps_flow_cnt   (RFS: rps_sock_flow_entries / {} RX queues)",
+            q.device,
+            q.queue,
+            b.sysctls.rps.len()
+        )));
+    }
     remedy.push(Remedy::command("systemctl enable --now irqbalance   (spread NIC interrupts when the NIC has several queues)".into()));
     f.push(Finding {
         rule: "net_rx_imbalance",
@@ -709,7 +719,7 @@ fn net_rx_imbalance(r: &Rates, b: &Sample, f: &mut Vec<Finding>) {
         subject: format!("cpu{}", top.0),
         summary: format!("cpu{} handles {share:.0}% of NET_RX ({:.0}/s of {total:.0}/s)", top.0, top.1),
         evidence,
-        cause: "Receive processing runs on the CPU that takes the NIC interrupt (for loopback, the sending CPU), so that CPU saturates while the others idle.".into(),
+        cause: "Receive processing runs on the CPU that takes the NIC interrupt (for loopback, the sending CPU), so that CPU saturates first while the others do little of it.".into(),
         remedy,
     });
 }
