@@ -190,11 +190,16 @@ impl Publisher {
                 cfg.part_duration, cfg.segment_duration
             )));
         }
-        // RFC 8216 6.2.2: the playlist must stay at least three target durations long.
-        if !(3..=10_000).contains(&cfg.window) {
+        // RFC 8216 6.2.2: a live playlist must stay at least three target durations long.
+        let target = playlist::target_duration(seg_chunks * CHUNK_TICKS);
+        let min_window = (3 * target * CLOCK_HZ)
+            .div_ceil(seg_chunks * CHUNK_TICKS)
+            .max(3);
+        if !(min_window..=10_000).contains(&(cfg.window as u64)) {
             return Err(invalid(format!(
-                "demo window {} is not supported: use 3 to 10000 segments",
-                cfg.window
+                "demo window {} is not supported with {:?} segments: use {min_window} to 10000 \
+                 segments (the playlist must span three target durations)",
+                cfg.window, cfg.segment_duration
             )));
         }
         if !(cfg.time_scale.is_finite() && cfg.time_scale > 0.0 && cfg.time_scale <= 1000.0) {
@@ -249,7 +254,7 @@ impl Publisher {
             low_latency: cfg.low_latency,
             seg_chunks,
             unit_chunks,
-            target_duration: playlist::target_duration(seg_chunks * CHUNK_TICKS),
+            target_duration: target,
             run: format!("{:x}", now.as_millis()),
             prefill_units,
             next_unit: 0,
@@ -578,6 +583,11 @@ mod tests {
                 ..base.clone()
             },
             DemoConfig {
+                segment_duration: Duration::from_millis(500),
+                window: 5,
+                ..base.clone()
+            },
+            DemoConfig {
                 segment_duration: Duration::from_millis(1700),
                 ..base.clone()
             },
@@ -626,6 +636,12 @@ mod tests {
         let start = Instant::now();
         assert_eq!(p.deadline(start, 24), start + Duration::from_millis(500));
         assert_eq!(p.deadline(start, 27), start + Duration::from_secs(2));
+        let short = DemoConfig {
+            segment_duration: Duration::from_millis(500),
+            window: 6,
+            ..DemoConfig::default()
+        };
+        assert_eq!(Publisher::new(&short).unwrap().target_duration, 1);
         let plain = Publisher::new(&DemoConfig::default()).unwrap();
         assert_eq!(plain.prefill_units, 6);
         assert_eq!(plain.unit_position(6), (6, 0));
