@@ -14,8 +14,20 @@ use std::time::Duration;
 )]
 pub struct Cli {
     /// Directory of media to serve (playlists, segments). Nothing outside it is ever served.
-    #[arg(long, env = "CORESTREAM_ROOT", value_name = "DIR")]
-    pub root: PathBuf,
+    /// Required unless --demo/--demo-ll, which publish into it (or into a fresh temporary
+    /// directory when it is not given).
+    #[arg(long, env = "CORESTREAM_ROOT", value_name = "DIR", required_unless_present_any = ["demo", "demo_ll"])]
+    pub root: Option<PathBuf>,
+
+    /// Publish a built-in live HLS stream (three renditions, 2 s segments, sliding window of
+    /// 6) and serve it: the quickest way to try a player against a moving live stream.
+    #[arg(long, env = "CORESTREAM_DEMO")]
+    pub demo: bool,
+
+    /// Like --demo, but Low-Latency HLS: 0.5 s parts, preload hints, blocking reloads and
+    /// delta updates.
+    #[arg(long, env = "CORESTREAM_DEMO_LL", conflicts_with = "demo")]
+    pub demo_ll: bool,
 
     /// Address and port for viewers. Several corestream processes may listen on the same one
     /// (SO_REUSEPORT).
@@ -213,6 +225,8 @@ pub struct Config {
     pub admin: Option<SocketAddr>,
     pub access_log: Option<PathBuf>,
     pub hidden_suffixes: Vec<Vec<u8>>,
+    /// URL path printed at start (the demo's master playlist).
+    pub announce: Option<String>,
 }
 
 fn header_value(name: &str, v: &str) -> Result<Vec<u8>, String> {
@@ -260,7 +274,12 @@ impl Config {
             Cors::List(origins.iter().map(|o| o.as_bytes().to_vec()).collect())
         };
         Ok(Config {
-            root: cli.root.clone(),
+            root: match &cli.root {
+                Some(r) => r.clone(),
+                None => {
+                    std::env::temp_dir().join(format!("corestream-demo-{}", std::process::id()))
+                }
+            },
             listen: cli.listen,
             workers,
             backlog: cli.backlog,
@@ -280,6 +299,7 @@ impl Config {
             worker_max_connections: cli.max_connections.div_ceil(workers),
             admin: cli.admin,
             access_log: cli.access_log.clone(),
+            announce: None,
             hidden_suffixes: cli
                 .hidden_suffixes
                 .split(',')

@@ -106,6 +106,7 @@ pub fn serve(cfg: Config) -> Result<(), String> {
     let backlog = cfg.backlog;
     let drain_timeout = cfg.drain_timeout;
     let admin_addr = cfg.admin;
+    let announce = cfg.announce.clone();
     let root_display = cfg.root.display().to_string();
     let mut shared = worker::Shared::new(cfg, root);
     match live::Watcher::new(shared.root.as_raw_fd()) {
@@ -148,6 +149,23 @@ pub fn serve(cfg: Config) -> Result<(), String> {
         let _ = writeln!(stdout, "corestream: admin on http://{a}/metrics");
     }
     let _ = writeln!(stdout, "corestream: listening on http://{addr}/");
+    if let Some(path) = &announce {
+        let host = if addr.ip().is_unspecified() {
+            "127.0.0.1".to_string()
+        } else {
+            addr.ip().to_string()
+        };
+        let host = if addr.is_ipv6() && !addr.ip().is_unspecified() {
+            format!("[{host}]")
+        } else {
+            host
+        };
+        let _ = writeln!(
+            stdout,
+            "corestream: live demo stream at http://{host}:{}/{path}",
+            addr.port()
+        );
+    }
     let _ = stdout.flush();
     for h in handles {
         match h.join() {

@@ -1,17 +1,50 @@
 use clap::Parser;
 use corestream::config::{Cli, Config};
+use corestream::demo::{Demo, DemoConfig};
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let cfg = match Config::from_cli(&cli) {
+    let mut cfg = match Config::from_cli(&cli) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("corestream: {e}");
             return ExitCode::from(2);
         }
     };
-    match corestream::serve(cfg) {
+    // The demo publishes into --root, or a temporary directory removed at exit.
+    let demo = if cli.demo || cli.demo_ll {
+        let created = cli.root.is_none();
+        let dc = DemoConfig {
+            dir: cfg.root.clone(),
+            low_latency: cli.demo_ll,
+            ..DemoConfig::default()
+        };
+        match Demo::start(dc) {
+            Ok(d) => {
+                cfg.announce = Some(d.master_path().to_string());
+                Some((d, created))
+            }
+            Err(e) => {
+                eprintln!(
+                    "corestream: cannot start the demo stream in {}: {e}",
+                    cfg.root.display()
+                );
+                return ExitCode::FAILURE;
+            }
+        }
+    } else {
+        None
+    };
+    let root = cfg.root.clone();
+    let result = corestream::serve(cfg);
+    if let Some((d, created)) = demo {
+        d.stop();
+        if created {
+            let _ = std::fs::remove_dir_all(&root);
+        }
+    }
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("corestream: {e}");
