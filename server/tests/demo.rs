@@ -527,6 +527,21 @@ fn restart_in_the_same_directory_uses_new_names_and_clears_old_files() {
 }
 
 #[test]
+fn a_directory_with_other_content_is_refused_and_left_alone() {
+    let tmp = TempDir::new();
+    fs::create_dir(tmp.0.join("720p")).unwrap();
+    fs::write(tmp.0.join("720p/index.m3u8"), b"#EXTM3U\nmine\n").unwrap();
+    let err = Demo::start(cfg(&tmp.0, false, 1.0)).err().expect("refused");
+    assert_eq!(err.kind(), std::io::ErrorKind::InvalidInput);
+    assert!(err.to_string().contains("not empty"), "{err}");
+    assert_eq!(
+        fs::read(tmp.0.join("720p/index.m3u8")).unwrap(),
+        b"#EXTM3U\nmine\n"
+    );
+    assert!(!tmp.0.join("master.m3u8").exists());
+}
+
+#[test]
 fn a_directory_that_cannot_be_created_is_an_error() {
     let tmp = TempDir::new();
     let file = tmp.0.join("not-a-dir");

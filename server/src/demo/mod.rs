@@ -31,14 +31,17 @@ use ts::{ContinuityCounters, CLOCK_HZ};
 
 /// Name of the master playlist inside [`DemoConfig::dir`].
 pub const MASTER: &str = "master.m3u8";
+/// Marks a directory as the demo's own, so a later run may clean it up and reuse it.
+const MARKER: &str = ".corestream-demo";
 /// Name of each rendition's media playlist inside its directory.
 pub const MEDIA_PLAYLIST: &str = "index.m3u8";
 
 /// Settings of the demo publisher.
 #[derive(Debug, Clone)]
 pub struct DemoConfig {
-    /// Directory to publish into (created if missing). Files from an earlier demo run there are
-    /// removed at start.
+    /// Directory to publish into: new or empty (it is created if missing), or one an earlier
+    /// demo run published into, whose files are then removed at start. A directory with other
+    /// content is refused rather than overwritten.
     pub dir: PathBuf,
     /// Complete segments listed in each media playlist (at least 3).
     pub window: usize,
@@ -265,8 +268,23 @@ impl Publisher {
     }
 
     /// Creates the directories and removes what an earlier run left there (only names this
-    /// publisher writes: `seg-*.ts`, `.*.tmp`, the playlists).
+    /// publisher writes: `seg-*.ts`, `.*.tmp`, the playlists). Refuses a directory that holds
+    /// anything not written by a demo, since the demo overwrites `master.m3u8` and the
+    /// renditions' `index.m3u8`: pointing it at real content must not destroy that content.
     fn prepare_dir(&self) -> io::Result<()> {
+        fs::create_dir_all(&self.root).map_err(|e| with_path(e, &self.root))?;
+        let marker = self.root.join(MARKER);
+        if !marker.exists() {
+            let mut entries = fs::read_dir(&self.root).map_err(|e| with_path(e, &self.root))?;
+            if entries.next().is_some() {
+                return Err(invalid(format!(
+                    "{} is not empty and was not made by the demo; publish the demo into a new or empty directory",
+                    self.root.display()
+                )));
+            }
+            fs::write(&marker, b"written by the corestream demo publisher\n")
+                .map_err(|e| with_path(e, &marker))?;
+        }
         for r in &self.renditions {
             fs::create_dir_all(&r.dir).map_err(|e| with_path(e, &r.dir))?;
             for entry in fs::read_dir(&r.dir).map_err(|e| with_path(e, &r.dir))? {
