@@ -393,3 +393,78 @@ fn diagnose_json_top_level_fields_are_stable() {
         assert!(cpu.contains_key(k), "rates.cpus[] lacks {k}");
     }
 }
+
+#[test]
+fn hostile_proc_files_are_notes_not_panics() {
+    let files = [
+        "proc/softirqs",
+        "proc/stat",
+        "proc/net/softnet_stat",
+        "proc/net/netstat",
+        "proc/net/snmp",
+        "proc/net/sockstat",
+        "proc/net/tcp",
+        "proc/sys/fs/file-nr",
+        "proc/sys/net/core/somaxconn",
+        "proc/sys/net/ipv4/tcp_mem",
+        "proc/4242/limits",
+        "proc/4242/status",
+        "proc/4242/comm",
+        "corestream-fixtures/listeners",
+    ];
+    let garbage: [&[u8]; 6] = [
+        b"",
+        b"\xff\xfe\x00binary\x00",
+        b"CPU0 CPU1\nNET_RX: 99999999999999999999999 1\n",
+        b"cpu0 1 2\ncpu 3\nTcpExt: a b c\nTcpExt: 1\nLISTEN 1 2 [::1:80 x\n",
+        b"   \n\n\t\n",
+        b"TCP: inuse\nMax open files x y\nCapEff: zz\n0 0 0 0 0 0 0 0 0 0 0 0 fffffffffffffff\n",
+    ];
+    for (n, g) in garbage.iter().enumerate() {
+        let dir = Path::new(env!("CARGO_TARGET_TMPDIR"))
+            .join(format!("hostile-{}-{n}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        for f in files {
+            let p = dir.join(f);
+            std::fs::create_dir_all(p.parent().expect("parent")).expect("mkdir");
+            std::fs::write(&p, g).expect("write");
+        }
+        std::fs::create_dir_all(dir.join("proc/4242/fd")).expect("mkdir fd");
+        let r = dir.to_str().expect("utf8");
+        for args in [
+            vec!["--root", r, "diagnose", "--interval", "10ms"],
+            vec![
+                "--root",
+                r,
+                "diagnose",
+                "--interval",
+                "10ms",
+                "--json",
+                "--pid",
+                "4242",
+            ],
+            vec!["--root", r, "watch", "--interval", "10ms", "--count", "1"],
+        ] {
+            let o = run(&args);
+            assert!(
+                matches!(o.status.code(), Some(0..=2)),
+                "garbage #{n} {args:?}: status {:?}, stderr {}",
+                o.status,
+                stderr(&o)
+            );
+            assert!(
+                !stderr(&o).contains("panicked"),
+                "garbage #{n} {args:?}: {}",
+                stderr(&o)
+            );
+        }
+        let o = run(&["--root", r, "softirq", "--interval", "10ms"]);
+        assert!(
+            matches!(o.status.code(), Some(0) | Some(2)),
+            "softirq on garbage #{n}: {}",
+            stderr(&o)
+        );
+        assert!(!stderr(&o).contains("panicked"), "{}", stderr(&o));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}

@@ -399,3 +399,34 @@ fn rps_lists_hardware_nics_only() {
     let devs: Vec<&str> = s.rps.iter().map(|q| q.device.as_str()).collect();
     assert_eq!(devs, vec!["eth0"]);
 }
+
+#[test]
+fn procfs_backed_parsers_reject_short_lines_without_panicking() {
+    for t in [
+        "cpu0\n",
+        "cpu  1\ncpu0 1\n",
+        "cpu  1 2 3 4\ncpu0 x\n",
+        "cpu0 1 2 3 4\n",
+        "cpux 1 2 3 4\n",
+    ] {
+        let _ = stat::parse(t);
+    }
+    for t in [
+        "sl local\n0:\n",
+        "sl local\n0: 0100007F:0050\n",
+        "sl local\n0: 0100007F:0050 00000000:0000 0A\n",
+        "sl local\n0: 0100007F:0050 00000000:0000 0A 00000000:00000000 00:00000000 00000000 0 0\n",
+        "sl local\n0: 7F:0050 00000000:0000 0A 00000000:00000000 00:00000000 00000000 0 0 1 1\n",
+        "sl local\n0: 0100007F:0050 00000000:0000 FF 00000000:00000000 00:00000000 00000000 0 0 1 1\n",
+    ] {
+        assert!(listeners::parse_proc_net_tcp(t).is_err(), "{t:?}");
+    }
+    for t in [
+        "\n\n",
+        "Max open files\n",
+        "Max open files 1\n",
+        "Limit Soft Hard Units\n",
+    ] {
+        assert!(fds::parse_nofile(t).is_err(), "{t:?}");
+    }
+}

@@ -60,7 +60,24 @@ fn limit(v: &LimitValue) -> Option<u64> {
 
 /// (soft, hard) RLIMIT_NOFILE from the text of `/proc/PID/limits`.
 pub fn parse_nofile(limits_text: &str) -> anyhow::Result<(Option<u64>, Option<u64>)> {
-    let l = Limits::from_read(limits_text.as_bytes())
+    // procfs-core indexes `words - 3` without checking, which overflows (a panic in debug builds)
+    // on a short or blank line; every real line has a name, soft, hard (and units), so blank
+    // lines are dropped and short ones rejected before procfs sees the text.
+    let mut clean = String::with_capacity(limits_text.len());
+    for (i, line) in limits_text.lines().enumerate() {
+        match line.split_whitespace().count() {
+            0 => continue,
+            1 | 2 => bail!(
+                "line {}: {line:?} is not a `Name Soft Hard Units` limits line",
+                i + 1
+            ),
+            _ => {
+                clean.push_str(line);
+                clean.push('\n');
+            }
+        }
+    }
+    let l = Limits::from_read(clean.as_bytes())
         .map_err(|e| anyhow::anyhow!("{e}"))
         .context("procfs could not parse /proc/PID/limits")?;
     Ok((
