@@ -351,7 +351,7 @@ fn backlog_remedies(l: Option<&Listener>, somax: Option<i64>) -> Vec<Remedy> {
             "the process listening{port} asked listen() for a backlog of {backlog}; raise it to {s} (net.core.somaxconn caps it), e.g. socket2 Socket::listen({s}), then restart the listener"
         ))),
         (_, Some(s)) => {
-            let target = (s * 2).max(4096);
+            let target = s.saturating_mul(2).max(4096);
             out.push(Remedy::sysctl("net.core.somaxconn", target));
             out.push(Remedy::code(format!(
                 "listen(){port} with a backlog of {target} too (the backlog is fixed when listen() is called: restart the listener)"
@@ -536,7 +536,7 @@ fn syn_queue_drops(a: &Sample, b: &Sample, r: &Rates, f: &mut Vec<Finding>) {
     }
     remedy.push(Remedy::sysctl(
         "net.ipv4.tcp_max_syn_backlog",
-        (syn_backlog.unwrap_or(1024) * 2).max(8192),
+        syn_backlog.unwrap_or(1024).saturating_mul(2).max(8192),
     ));
     remedy.push(Remedy::code(
         "raise the listen() backlog too: the SYN queue is also bounded by it".into(),
@@ -590,7 +590,7 @@ fn softnet(r: &Rates, b: &Sample, f: &mut Vec<Finding>) {
             summary: format!("{total:.1} packets/min dropped at the per-CPU input backlog"),
             evidence,
             cause: "Packets arrived faster than NET_RX processed them and the per-CPU backlog (netdev_max_backlog) overflowed.".into(),
-            remedy: vec![Remedy::sysctl("net.core.netdev_max_backlog", (cur.unwrap_or(1000) * 2).max(2000))],
+            remedy: vec![Remedy::sysctl("net.core.netdev_max_backlog", cur.unwrap_or(1000).saturating_mul(2).max(2000))],
         });
     }
     let squeezed = per_cpu(|c| c.softnet_squeezed_per_s);
@@ -628,10 +628,13 @@ fn softnet(r: &Rates, b: &Sample, f: &mut Vec<Finding>) {
         }
         let mut remedy = vec![Remedy::sysctl(
             "net.core.netdev_budget",
-            budget.unwrap_or(300) + 100,
+            budget.unwrap_or(300).saturating_add(100),
         )];
         if let Some(u) = usecs {
-            remedy.push(Remedy::sysctl("net.core.netdev_budget_usecs", u + 2000));
+            remedy.push(Remedy::sysctl(
+                "net.core.netdev_budget_usecs",
+                u.saturating_add(2000),
+            ));
         }
         f.push(Finding {
             rule: "softnet_squeezed",
@@ -773,7 +776,14 @@ fn limit_text(l: Option<u64>) -> String {
 }
 
 fn nofile_remedies(p: &ProcessFds, want: u64) -> Vec<Remedy> {
-    let mut out = vec![Remedy::unit(format!("LimitNOFILE={want}"))];
+    let mut out = Vec::new();
+    let mut want = want;
+    // fs.nr_open caps every RLIMIT_NOFILE: when it leaves no room, it has to go up first.
+    if p.soft_limit.is_some_and(|s| want <= s) {
+        want = p.soft_limit.unwrap_or(0).saturating_mul(4).max(1_048_576);
+        out.push(Remedy::sysctl("fs.nr_open", want));
+    }
+    out.push(Remedy::unit(format!("LimitNOFILE={want}")));
     if p.soft_limit < p.hard_limit || p.hard_limit.is_none() {
         out.push(Remedy::command(format!(
             "corestream-tune nofile --pid {}   (raise the running process's soft limit up to its hard limit {} now)",
@@ -809,10 +819,12 @@ fn process_fds(b: &Sample, f: &mut Vec<Finding>) {
                     evidence: vec![
                         ev("open fds", p.open_fds as f64, "fds", &format!("/proc/{}/fd", p.pid)),
                         ev("soft RLIMIT_NOFILE", soft as f64, "fds", &limits_src),
-                        ev("hard RLIMIT_NOFILE", p.hard_limit.map(|h| h as f64).unwrap_or(f64::INFINITY), "fds", &limits_src),
-                    ],
+                    ]
+                    .into_iter()
+                    .chain(p.hard_limit.map(|h| ev("hard RLIMIT_NOFILE", h as f64, "fds", &limits_src)))
+                    .collect(),
                     cause: "The process is close to its open-file limit; at the limit accept() fails with EMFILE and new viewers are refused.".into(),
-                    remedy: nofile_remedies(p, (soft * 4).clamp(65536, nr_open)),
+                    remedy: nofile_remedies(p, soft.saturating_mul(4).max(65536).min(nr_open.max(soft))),
                 });
             }
             // A soft limit that low is a misconfiguration on an edge server before it is a crisis.
@@ -912,7 +924,7 @@ fn tcp_memory(a: &Sample, b: &Sample, f: &mut Vec<Finding>) {
         ],
         cause: "Socket buffers of all TCP connections approach tcp_mem, so the kernel shrinks windows (pressure) and at the high mark aborts connections.".into(),
         remedy: vec![
-            Remedy::sysctl("net.ipv4.tcp_mem", format!("{} {} {}", mem[0] * 2, mem[1] * 2, mem[2] * 2)),
+            Remedy::sysctl("net.ipv4.tcp_mem", format!("{} {} {}", mem[0].saturating_mul(2), mem[1].saturating_mul(2), mem[2].saturating_mul(2))),
             Remedy::sysctl("net.ipv4.tcp_wmem", "4096 16384 4194304   (cap per-socket send buffers; 16 MiB x 50k sockets exceeds any RAM)"),
         ],
     });
@@ -955,7 +967,7 @@ fn somaxconn_low(b: &Sample, f: &mut Vec<Finding>) {
         summary: format!("net.core.somaxconn is {s}: every listen backlog is capped at {s}"),
         evidence: vec![ev("net.core.somaxconn", s as f64, "connections", "/proc/sys/net/core/somaxconn")],
         cause: "The kernel silently caps every listen() backlog at somaxconn, so a burst of viewers overflows the accept queue.".into(),
-        remedy: vec![Remedy::sysctl("net.core.somaxconn", 4096.max(s * 2))],
+        remedy: vec![Remedy::sysctl("net.core.somaxconn", s.saturating_mul(2).max(4096))],
     });
 }
 

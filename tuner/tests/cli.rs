@@ -412,7 +412,9 @@ fn hostile_proc_files_are_notes_not_panics() {
         "proc/4242/comm",
         "corestream-fixtures/listeners",
     ];
-    let garbage: [&[u8]; 6] = [
+    let garbage: [&[u8]; 8] = [
+        b"9223372036854775807 9223372036854775807 9223372036854775807\n",
+        b"-5 -5 -5\n",
         b"",
         b"\xff\xfe\x00binary\x00",
         b"CPU0 CPU1\nNET_RX: 99999999999999999999999 1\n",

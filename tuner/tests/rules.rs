@@ -572,3 +572,33 @@ fn rps_masks_in_kernel_format() {
     assert_eq!(rules::rps_mask(64), "ffffffff,ffffffff");
     assert_eq!(rules::rps_mask(96), "ffffffff,ffffffff,ffffffff");
 }
+
+#[test]
+fn extreme_settings_do_not_overflow() {
+    let (a, b) = (Tree::real(), Tree::real());
+    b.edit("proc/4242/limits", |t| limits_with(t, "1024", "1024"));
+    b.write("proc/sys/fs/nr_open", "1024\n");
+    b.write("proc/sys/net/core/somaxconn", "-9223372036854775807\n");
+    b.write(
+        "proc/sys/net/ipv4/tcp_mem",
+        "9223372036854775807 9223372036854775807 9223372036854775807\n",
+    );
+    b.write("proc/sys/net/core/netdev_budget", "9223372036854775807\n");
+    b.edit("proc/net/softnet_stat", |t| bump_softnet(t, 0, 2, 40));
+    let f = eval(&a, &b);
+    let low = find(&f, "nofile_soft_low").expect("1024 is low");
+    // nr_open caps what LimitNOFILE can be: with no room left, raise it first.
+    assert!(
+        low.remedy.iter().any(|r| r.text == "fs.nr_open = 1048576"),
+        "{:?}",
+        low.remedy
+    );
+    assert!(
+        low.remedy.iter().any(|r| r.text == "LimitNOFILE=1048576"),
+        "{:?}",
+        low.remedy
+    );
+    assert!(find(&f, "somaxconn_low").is_some());
+    assert!(find(&f, "softnet_squeezed")
+        .is_some_and(|x| x.remedy[0].text == "net.core.netdev_budget = 9223372036854775807"));
+}
