@@ -72,20 +72,6 @@ impl PlaylistCache {
         self.map.is_empty()
     }
 
-    /// Cached entries in the same directory as `path` (for preload-hint lookups).
-    pub fn siblings<'a>(
-        &'a self,
-        path: &'a [u8],
-    ) -> impl Iterator<Item = (&'a [u8], &'a Arc<Cached>)> + 'a {
-        let dir_len = path.iter().rposition(|&b| b == b'/').map_or(0, |i| i + 1);
-        let dir = &path[..dir_len];
-        self.map.iter().filter_map(move |(k, v)| {
-            let k: &[u8] = k;
-            let kd = k.iter().rposition(|&b| b == b'/').map_or(0, |i| i + 1);
-            (kd == dir_len && &k[..kd] == dir).then_some((k, v))
-        })
-    }
-
     /// The current version of the playlist at `path` (`cpath` is the same, NUL-terminated).
     pub fn get(
         &mut self,
@@ -93,6 +79,7 @@ impl PlaylistCache {
         path: &[u8],
         cpath: &CStr,
         watcher: Option<&live::Watcher>,
+        hints: &live::Hints,
     ) -> Result<Arc<Cached>, Miss> {
         let now = match stat_at(root, cpath) {
             Ok(m) => m,
@@ -136,6 +123,9 @@ impl PlaylistCache {
         };
         if let Some(w) = watcher {
             w.watch_dir_of(path);
+        }
+        if let Some(i) = &info {
+            hints.update(path, i);
         }
         let entry = Arc::new(Cached { meta, body, info });
         if self.map.len() >= MAX_ENTRIES {

@@ -159,30 +159,34 @@ pub struct Directives {
     pub skip: bool,
 }
 
+/// A directive whose value is malformed (answered 400).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BadDirective;
+
 /// Parse `_HLS_msn`, `_HLS_part`, `_HLS_skip` from a query string. Err for values that are
 /// not numbers (400).
-pub fn directives(query: &[u8]) -> Result<Directives, ()> {
+pub fn directives(query: &[u8]) -> Result<Directives, BadDirective> {
     let mut d = Directives::default();
     for pair in query.split(|&b| b == b'&') {
         let (k, v) = match pair.iter().position(|&b| b == b'=') {
             Some(i) => (&pair[..i], &pair[i + 1..]),
             None => (pair, &b""[..]),
         };
-        let num = |v: &[u8]| -> Result<u64, ()> {
+        let num = |v: &[u8]| -> Result<u64, BadDirective> {
             if v.is_empty() || v.len() > 19 || !v.iter().all(u8::is_ascii_digit) {
-                return Err(());
+                return Err(BadDirective);
             }
             std::str::from_utf8(v)
-                .map_err(|_| ())?
+                .map_err(|_| BadDirective)?
                 .parse()
-                .map_err(|_| ())
+                .map_err(|_| BadDirective)
         };
         match k {
             b"_HLS_msn" => d.msn = Some(num(v)?),
-            b"_HLS_part" => d.part = Some(u32::try_from(num(v)?).map_err(|_| ())?),
+            b"_HLS_part" => d.part = Some(u32::try_from(num(v)?).map_err(|_| BadDirective)?),
             b"_HLS_skip" => match v {
                 b"YES" | b"v2" => d.skip = true,
-                _ => return Err(()),
+                _ => return Err(BadDirective),
             },
             _ => {}
         }
@@ -314,6 +318,48 @@ pub fn resolve(playlist: &[u8], uri: &str) -> Option<Vec<u8>> {
     let mut out = Vec::new();
     crate::path::decode(std::mem::take(&mut target).as_bytes(), &mut out).ok()?;
     Some(out)
+}
+
+/// Parts that live playlists announce (preload hints and recent EXT-X-PART URIs), shared by
+/// all workers: a player often fetches the playlist on one connection and the hinted part on
+/// another, which may land on another worker. Touched only when a playlist is re-read and
+/// when a request would otherwise be a 404.
+/// Part paths a playlist announces, and how long to wait for one (seconds).
+type Announced = (Vec<Vec<u8>>, f64);
+
+#[derive(Default)]
+pub struct Hints {
+    /// playlist path -> (announced part paths, how long to wait for one, in seconds)
+    by_playlist: Mutex<HashMap<Vec<u8>, Announced>>,
+}
+
+impl Hints {
+    /// Record what a freshly read playlist announces (replacing its previous version's).
+    pub fn update(&self, playlist: &[u8], info: &PlaylistInfo) {
+        let Ok(mut m) = self.by_playlist.lock() else {
+            return;
+        };
+        if info.endlist || (info.preload_hint.is_none() && info.part_uris.is_empty()) {
+            m.remove(playlist);
+            return;
+        }
+        let paths: Vec<Vec<u8>> = info
+            .preload_hint
+            .iter()
+            .chain(info.part_uris.iter().rev().take(8))
+            .filter_map(|u| resolve(playlist, u))
+            .collect();
+        let part = info.part_target.unwrap_or(info.target_duration.max(1.0));
+        m.insert(playlist.to_vec(), (paths, (3.0 * part).max(1.0)));
+    }
+
+    /// How long to hold a request for `path` if a live playlist announces it.
+    pub fn wait_for(&self, path: &[u8]) -> Option<f64> {
+        let m = self.by_playlist.lock().ok()?;
+        m.values()
+            .find(|(paths, _)| paths.iter().any(|p| p == path))
+            .map(|(_, secs)| *secs)
+    }
 }
 
 /// Paths (root-relative) that changed, delivered to each worker by the watcher thread.

@@ -37,6 +37,8 @@ pub struct Shared {
     /// inotify on served playlist directories (None if inotify is unavailable: parked
     /// requests are then re-checked every second instead).
     pub watcher: Option<Arc<live::Watcher>>,
+    /// Parts announced by live playlists, for holding requests instead of 404.
+    pub hints: live::Hints,
 }
 
 const LISTENER: Token = Token(usize::MAX);
@@ -1273,7 +1275,10 @@ fn respond_inner(
 
     if kind == Kind::Playlist {
         let path = &ctx.path_buf[..path_len];
-        match ctx.cache.get(root, path, cpath, shared.watcher.as_deref()) {
+        match ctx
+            .cache
+            .get(root, path, cpath, shared.watcher.as_deref(), &shared.hints)
+        {
             Ok(c) => {
                 let mut delta: Option<Vec<u8>> = None;
                 if let Some(info) = &c.info {
@@ -1370,7 +1375,7 @@ fn respond_inner(
                     // A part named by a preload hint (or listed but not yet renamed into
                     // place) is held until it is complete instead of answered 404.
                     let path = &ctx.path_buf[..path_len];
-                    if let Some(secs) = hinted_wait(ctx.cache, path) {
+                    if let Some(secs) = shared.hints.wait_for(path) {
                         if !ctx.expired {
                             if let Some(w) = shared.watcher.as_deref() {
                                 w.watch_dir_of(path);
@@ -1435,27 +1440,6 @@ fn respond_inner(
     !keep_alive
 }
 
-/// If a cached live playlist in the same directory names `path` as its preload hint or as
-/// one of its parts, how long to wait for it (three part targets, at least one second).
-fn hinted_wait(cache: &PlaylistCache, path: &[u8]) -> Option<f64> {
-    for (pl_path, c) in cache.siblings(path) {
-        let Some(info) = &c.info else { continue };
-        if info.endlist {
-            continue;
-        }
-        let named = info
-            .preload_hint
-            .iter()
-            .chain(info.part_uris.iter().rev().take(8))
-            .any(|u| live::resolve(pl_path, u).is_some_and(|r| r == path));
-        if named {
-            let part = info.part_target.unwrap_or(info.target_duration.max(1.0));
-            return Some((3.0 * part).max(1.0));
-        }
-    }
-    None
-}
-
 impl Shared {
     /// Shared state for a process serving `cfg` (opens nothing but what is given).
     pub fn new(cfg: Config, root: OwnedFd) -> Shared {
@@ -1466,6 +1450,7 @@ impl Shared {
             draining: AtomicBool::new(false),
             log_generation: AtomicU64::new(0),
             watcher: None,
+            hints: live::Hints::default(),
         }
     }
 }

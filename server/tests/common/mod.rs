@@ -37,6 +37,8 @@ impl Server {
     }
 
     /// Spawn a prepared command (e.g. wrapped in prlimit) and wait for its banner.
+    // The child is owned by the returned Server, whose Drop kills and waits for it.
+    #[allow(clippy::zombie_processes)]
     pub fn spawn(cmd: &mut Command) -> Server {
         let mut child = cmd
             .stdout(Stdio::piped())
