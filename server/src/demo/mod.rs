@@ -640,6 +640,66 @@ mod tests {
         assert!(!base.dir.exists(), "nothing created for a bad config");
     }
 
+    fn scratch_dir(tag: &str) -> PathBuf {
+        let d =
+            std::env::temp_dir().join(format!("corestream-demo-unit-{tag}-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&d);
+        d
+    }
+
+    #[test]
+    fn atomic_write_cleans_up_its_temporary_file_on_failure() {
+        let d = scratch_dir("atomic");
+        fs::create_dir_all(d.join("taken")).unwrap();
+        // Renaming a file over a directory fails: the error names the target, no .tmp stays.
+        let err = write_atomic(&d, "taken", b"x").unwrap_err();
+        assert!(err.to_string().contains("taken"), "{err}");
+        assert!(!d.join(".taken.tmp").exists());
+        write_atomic(&d, "ok.m3u8", b"#EXTM3U\n").unwrap();
+        assert_eq!(fs::read(d.join("ok.m3u8")).unwrap(), b"#EXTM3U\n");
+        assert!(!d.join(".ok.m3u8.tmp").exists());
+        fs::remove_dir_all(&d).unwrap();
+    }
+
+    #[test]
+    fn an_io_error_costs_one_file_not_the_timeline() {
+        let d = scratch_dir("ioerr");
+        let cfg = DemoConfig {
+            dir: d.clone(),
+            window: 3,
+            ..DemoConfig::default()
+        };
+        let mut p = Publisher::new(&cfg).unwrap();
+        p.prepare_dir().unwrap();
+        for _ in 0..3 {
+            p.publish_next().unwrap();
+        }
+        fs::remove_dir_all(d.join("480p")).unwrap();
+        let err = p.publish_next().unwrap_err();
+        assert!(err.to_string().contains("480p"), "{err}");
+        // The other renditions went on; 480p resumes once its directory is back.
+        assert!(fs::read_to_string(d.join("720p/index.m3u8"))
+            .unwrap()
+            .contains("-3.ts"));
+        fs::create_dir_all(d.join("480p")).unwrap();
+        p.publish_next().unwrap();
+        let text = fs::read_to_string(d.join("480p/index.m3u8")).unwrap();
+        assert!(text.contains("#EXT-X-MEDIA-SEQUENCE:2\n"), "{text}");
+        assert!(text.contains("-3.ts") && text.contains("-4.ts"), "{text}");
+        // Timestamps kept running through the failure: segment 4 starts 8 s after segment 0.
+        let first_pts = |data: &[u8]| {
+            ts::packets(data)
+                .unwrap()
+                .enumerate()
+                .find_map(|(i, pkt)| ts::pes_pts(pkt, i).unwrap())
+                .unwrap()
+        };
+        let seg4 = fs::read(d.join("480p").join(p.segment_uri(4))).unwrap();
+        let clip_start = first_pts(p.renditions[2].clip.chunks[0].data);
+        assert_eq!(first_pts(&seg4) - clip_start, 8 * CLOCK_HZ);
+        fs::remove_dir_all(&d).unwrap();
+    }
+
     #[test]
     fn units_map_to_segments_and_parts() {
         let cfg = DemoConfig {
