@@ -7,15 +7,15 @@
 //! - `publish`: a zero-CPU live HLS publisher to point servers and the swarm at.
 
 mod compare;
-// Used by the swarm (next commit); until then only by tests.
-#[allow(dead_code)]
 mod hls;
 mod idle;
 mod media;
 mod plot;
 mod procstat;
+mod publish;
 mod servers;
 mod stats;
+mod swarm;
 mod wrk;
 
 use clap::{Parser, Subcommand};
@@ -84,6 +84,77 @@ enum Cmd {
         #[arg(long, default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/results"))]
         out: PathBuf,
     },
+    /// Simulated HLS viewers on a constant clock against a live HLS URL (http://HOST:PORT/PATH,
+    /// a master or media playlist). Prints per-kind latency percentiles, segment download
+    /// time / duration, stalls and errors.
+    Swarm {
+        /// Simulated viewers (one keep-alive connection each).
+        #[arg(long)]
+        viewers: usize,
+        /// Seconds to run.
+        #[arg(long, default_value_t = 60.0)]
+        duration: f64,
+        /// Seconds over which viewers join (evenly spread).
+        #[arg(long, default_value_t = 10.0)]
+        ramp: f64,
+        /// Share of viewers per variant, variants ordered by bandwidth high to low
+        /// (e.g. 30,50,20). Empty: equal shares.
+        #[arg(long, default_value = "")]
+        rendition_mix: String,
+        /// Seconds before an unanswered request counts as a timeout.
+        #[arg(long, default_value_t = 10.0)]
+        timeout: f64,
+        /// Viewers per process at most (each costs a descriptor; the ceiling is 20000).
+        #[arg(long, default_value_t = 15000)]
+        per_process: usize,
+        /// Spread over at least this many processes (e.g. one per CPU).
+        #[arg(long)]
+        processes: Option<usize>,
+        /// Also write the report (markdown) to this file.
+        #[arg(long)]
+        report: Option<PathBuf>,
+        /// Name for the server under test in the report (e.g. corestream, nginx).
+        #[arg(long)]
+        label: Option<String>,
+        url: String,
+    },
+    /// Internal: one swarm process; prints counters and V2-serialized histograms.
+    #[command(hide = true)]
+    SwarmWorker {
+        #[arg(long)]
+        viewers: usize,
+        #[arg(long, default_value_t = 0)]
+        id_offset: usize,
+        #[arg(long)]
+        duration: f64,
+        #[arg(long)]
+        ramp: f64,
+        #[arg(long)]
+        timeout: f64,
+        #[arg(long, default_value = "")]
+        rendition_mix: String,
+        #[arg(long)]
+        bind: Option<std::net::IpAddr>,
+        url: String,
+    },
+    /// Write a live HLS stream (master + renditions, sliding window, write-then-rename)
+    /// into DIR for --duration seconds, without an encoder.
+    Publish {
+        #[arg(long)]
+        dir: PathBuf,
+        /// Segment duration in seconds.
+        #[arg(long, default_value_t = 2.0)]
+        segment_seconds: f64,
+        /// Rendition bitrates in kbit/s, comma-separated.
+        #[arg(long, value_delimiter = ',', default_value = "5000,2500,1000")]
+        renditions: Vec<u64>,
+        /// Segments listed in each media playlist.
+        #[arg(long, default_value_t = 6)]
+        window: u64,
+        /// Seconds to publish, then exit.
+        #[arg(long, default_value_t = 600.0)]
+        duration: f64,
+    },
     /// Internal: hold N idle TCP connections until stdin closes (used by compare and
     /// idle-scaling to keep client ends out of the measuring process's fd table).
     #[command(hide = true)]
@@ -96,6 +167,16 @@ enum Cmd {
         #[arg(long)]
         request: Option<String>,
     },
+}
+
+fn secs(v: f64, what: &str) -> Result<std::time::Duration, String> {
+    if v.is_finite() && (0.0..=86_400.0).contains(&v) {
+        Ok(std::time::Duration::from_secs_f64(v))
+    } else {
+        Err(format!(
+            "{what} must be a number of seconds between 0 and 86400"
+        ))
+    }
 }
 
 fn main() -> ExitCode {
@@ -157,6 +238,72 @@ fn main() -> ExitCode {
                 })
             }
         }
+        Cmd::Swarm {
+            viewers,
+            duration,
+            ramp,
+            rendition_mix,
+            timeout,
+            per_process,
+            processes,
+            report,
+            label,
+            url,
+        } => (|| {
+            let mix = swarm::parse_mix(&rendition_mix)?;
+            if viewers == 0 {
+                return Err("--viewers must be at least 1".to_string());
+            }
+            swarm::run(swarm::Opts {
+                url,
+                viewers,
+                duration: secs(duration, "--duration")?,
+                ramp: secs(ramp, "--ramp")?,
+                mix,
+                timeout: secs(timeout, "--timeout")?,
+                per_process: per_process.max(1),
+                processes,
+                report,
+                label,
+                command_line,
+            })
+        })(),
+        Cmd::SwarmWorker {
+            viewers,
+            id_offset,
+            duration,
+            ramp,
+            timeout,
+            rendition_mix,
+            bind,
+            url,
+        } => (|| {
+            swarm::worker(swarm::EngineOpts {
+                target: swarm::parse_url(&url)?,
+                viewers,
+                id_offset,
+                duration: secs(duration, "--duration")?,
+                ramp: secs(ramp, "--ramp")?,
+                mix: swarm::parse_mix(&rendition_mix)?,
+                timeout: secs(timeout, "--timeout")?,
+                bind,
+            })
+        })(),
+        Cmd::Publish {
+            dir,
+            segment_seconds,
+            renditions,
+            window,
+            duration,
+        } => (|| {
+            publish::run(publish::Opts {
+                dir,
+                segment_seconds,
+                renditions,
+                window,
+                duration: secs(duration, "--duration")?,
+            })
+        })(),
         Cmd::IdleHolder {
             connect,
             count,
