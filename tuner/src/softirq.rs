@@ -347,6 +347,15 @@ pub struct Timing {
 /// locked perf buffers (`kernel.perf_event_mlock_kb`), so smaller rings are tried next.
 const RING_BYTES: &[usize] = &[4 << 20, 1 << 20, 256 << 10];
 
+/// Locked memory all rings together may take, so a many-CPU box does not pin gigabytes.
+const RING_BUDGET: usize = 64 << 20;
+
+/// Ring sizes to try on a box with `ncpu` CPUs: the list above, capped by the shared budget.
+pub fn ring_sizes(ncpu: usize) -> Vec<usize> {
+    let cap = (RING_BUDGET / ncpu.max(1)).max(RING_BYTES[RING_BYTES.len() - 1]);
+    RING_BYTES.iter().copied().filter(|&b| b <= cap).collect()
+}
+
 impl TimeSampler {
     pub fn open(p: &PerfCounters) -> Result<TimeSampler, String> {
         let exit_id = tracepoint_id(&p.tracefs, "softirq_exit").map_err(|e| format!("{e:#}"))?;
@@ -368,7 +377,7 @@ impl TimeSampler {
             };
             let mut entry = None;
             let mut last_err = None;
-            for &bytes in RING_BYTES {
+            for bytes in ring_sizes(p.cpus.len()) {
                 match build(p.tracepoint_id).and_then(|c| c.sampled(bytes)) {
                     Ok(s) => {
                         entry = Some(s);

@@ -430,3 +430,11 @@ fn procfs_backed_parsers_reject_short_lines_without_panicking() {
         assert!(fds::parse_nofile(t).is_err(), "{t:?}");
     }
 }
+
+#[test]
+fn softirq_rings_fit_the_memory_budget() {
+    use corestream_tune::softirq::ring_sizes;
+    assert_eq!(ring_sizes(2), vec![4 << 20, 1 << 20, 256 << 10]);
+    assert_eq!(ring_sizes(64), vec![1 << 20, 256 << 10]);
+    assert_eq!(ring_sizes(1024), vec![256 << 10]);
+}
