@@ -542,6 +542,19 @@ fn a_directory_with_other_content_is_refused_and_left_alone() {
 }
 
 #[test]
+fn a_second_publisher_in_the_same_directory_is_refused() {
+    let tmp = TempDir::new();
+    let first = Demo::start(cfg(&tmp.0, false, 1.0)).unwrap();
+    let before = fs::read(tmp.0.join("720p/index.m3u8")).unwrap();
+    let err = Demo::start(cfg(&tmp.0, true, 1.0)).err().expect("refused");
+    assert!(err.to_string().contains("already writing"), "{err}");
+    assert_eq!(fs::read(tmp.0.join("720p/index.m3u8")).unwrap(), before);
+    first.stop();
+    // Once the first one stopped, the directory can be published into again.
+    Demo::start(cfg(&tmp.0, true, 1.0)).unwrap().stop();
+}
+
+#[test]
 fn a_directory_that_cannot_be_created_is_an_error() {
     let tmp = TempDir::new();
     let file = tmp.0.join("not-a-dir");

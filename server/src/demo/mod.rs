@@ -26,6 +26,8 @@ use std::thread;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use clip::Clip;
+use nix::errno::Errno;
+use nix::fcntl::{Flock, FlockArg};
 use playlist::{LowLatency, Part, Segment, Variant};
 use ts::{ContinuityCounters, CLOCK_HZ};
 
@@ -181,6 +183,8 @@ struct Publisher {
     origin_ms: Option<i64>,
     time_scale: f64,
     unit_ticks: u64,
+    /// Exclusive lock on the directory's marker file, held while publishing.
+    lock: Option<Flock<fs::File>>,
 }
 
 impl Publisher {
@@ -264,6 +268,7 @@ impl Publisher {
             origin_ms: cfg.program_date_time.then_some(now_ms - prefill_ms),
             time_scale: cfg.time_scale,
             unit_ticks: unit_chunks * CHUNK_TICKS,
+            lock: None,
         })
     }
 
@@ -271,7 +276,7 @@ impl Publisher {
     /// publisher writes: `seg-*.ts`, `.*.tmp`, the playlists). Refuses a directory that holds
     /// anything not written by a demo, since the demo overwrites `master.m3u8` and the
     /// renditions' `index.m3u8`: pointing it at real content must not destroy that content.
-    fn prepare_dir(&self) -> io::Result<()> {
+    fn prepare_dir(&mut self) -> io::Result<()> {
         fs::create_dir_all(&self.root).map_err(|e| with_path(e, &self.root))?;
         let marker = self.root.join(MARKER);
         if !marker.exists() {
@@ -285,6 +290,24 @@ impl Publisher {
             fs::write(&marker, b"written by the corestream demo publisher\n")
                 .map_err(|e| with_path(e, &marker))?;
         }
+        // Two publishers in one directory (say, two server processes sharing a port, both
+        // started with the demo) would overwrite each other's playlists: the first one holds
+        // an exclusive lock on the marker for as long as it runs.
+        let file = fs::File::open(&marker).map_err(|e| with_path(e, &marker))?;
+        let lock = Flock::lock(file, FlockArg::LockExclusiveNonblock).map_err(|(_, errno)| {
+            if errno == Errno::EWOULDBLOCK {
+                io::Error::new(
+                    io::ErrorKind::AddrInUse,
+                    format!(
+                        "another demo publisher is already writing into {}; give each its own directory",
+                        self.root.display()
+                    ),
+                )
+            } else {
+                with_path(errno.into(), &marker)
+            }
+        })?;
+        self.lock = Some(lock);
         for r in &self.renditions {
             fs::create_dir_all(&r.dir).map_err(|e| with_path(e, &r.dir))?;
             for entry in fs::read_dir(&r.dir).map_err(|e| with_path(e, &r.dir))? {
