@@ -648,6 +648,51 @@ mod tests {
         assert_eq!(ccs[8..11], [15, 0, 1]);
     }
 
+    proptest::proptest! {
+        /// Whatever the bytes, the parsers answer with a value or an error, never a panic, and
+        /// a failed rewrite leaves the output untouched.
+        #[test]
+        fn arbitrary_bytes_never_panic(
+            data in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..1200),
+            sync in proptest::prelude::any::<bool>(),
+            offset in proptest::prelude::any::<u64>(),
+        ) {
+            let mut data = data;
+            if sync {
+                // Mostly valid-looking packets, so the deeper branches run too.
+                for p in data.chunks_mut(PACKET_LEN) {
+                    p[0] = SYNC_BYTE;
+                }
+            }
+            let mut out = vec![1, 2, 3];
+            let mut cc = ContinuityCounters::default();
+            if rewrite_into(&data, offset, &mut cc, &mut out).is_err() {
+                proptest::prop_assert_eq!(&out, &vec![1, 2, 3]);
+            } else {
+                proptest::prop_assert_eq!(out.len(), 3 + data.len());
+            }
+            let _ = program_streams(&data);
+            let _ = first_pes_payload(&data, 256);
+            let _ = annexb_nal_units(&data);
+            for (i, p) in data.chunks(PACKET_LEN).enumerate() {
+                let _ = pes_pts(p, i);
+                let mut p = p.to_vec();
+                let _ = shift_packet(&mut p, offset, i);
+            }
+        }
+
+        /// Shifting by a then by b is shifting by a + b, modulo 2^33.
+        #[test]
+        fn shifts_compose(pts in 0..TS_WRAP, pcr in 0..TS_WRAP, a in 0..TS_WRAP, b in 0..TS_WRAP) {
+            let mut p1 = pes_packet(256, 0, Some(pcr), pts, Some(pts));
+            let mut p2 = p1.clone();
+            shift_packet(&mut p1, a, 0).unwrap();
+            shift_packet(&mut p1, b, 0).unwrap();
+            shift_packet(&mut p2, (a + b) % TS_WRAP, 0).unwrap();
+            proptest::prop_assert_eq!(p1, p2);
+        }
+    }
+
     #[test]
     fn nal_units_split_on_3_and_4_byte_start_codes() {
         let es = [
