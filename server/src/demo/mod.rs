@@ -497,7 +497,10 @@ impl Publisher {
             let parts_per_seg = self.seg_chunks / self.unit_chunks;
             let last = match (r.pending_parts.len(), r.segments.back()) {
                 (0, Some(seg)) => (seg.msn, parts_per_seg - 1),
-                (n, _) => (self.unit_position(self.next_unit - 1).0, n as u64 - 1),
+                (n, _) => (
+                    self.unit_position(self.next_unit.saturating_sub(1)).0,
+                    (n as u64).saturating_sub(1),
+                ),
             };
             let reports: Vec<(String, u64, u64)> = self
                 .renditions
