@@ -666,30 +666,40 @@ mod tests {
         assert!(!base.dir.exists(), "nothing created for a bad config");
     }
 
-    fn scratch_dir(tag: &str) -> PathBuf {
+    /// A scratch directory removed when the test ends, passed or failed.
+    struct Scratch(PathBuf);
+
+    impl Drop for Scratch {
+        fn drop(&mut self) {
+            let _ = fs::remove_dir_all(&self.0);
+        }
+    }
+
+    fn scratch_dir(tag: &str) -> Scratch {
         let d =
             std::env::temp_dir().join(format!("corestream-demo-unit-{tag}-{}", std::process::id()));
         let _ = fs::remove_dir_all(&d);
-        d
+        Scratch(d)
     }
 
     #[test]
     fn atomic_write_cleans_up_its_temporary_file_on_failure() {
-        let d = scratch_dir("atomic");
+        let scratch = scratch_dir("atomic");
+        let d = &scratch.0;
         fs::create_dir_all(d.join("taken")).unwrap();
         // Renaming a file over a directory fails: the error names the target, no .tmp stays.
-        let err = write_atomic(&d, "taken", b"x").unwrap_err();
+        let err = write_atomic(d, "taken", b"x").unwrap_err();
         assert!(err.to_string().contains("taken"), "{err}");
         assert!(!d.join(".taken.tmp").exists());
-        write_atomic(&d, "ok.m3u8", b"#EXTM3U\n").unwrap();
+        write_atomic(d, "ok.m3u8", b"#EXTM3U\n").unwrap();
         assert_eq!(fs::read(d.join("ok.m3u8")).unwrap(), b"#EXTM3U\n");
         assert!(!d.join(".ok.m3u8.tmp").exists());
-        fs::remove_dir_all(&d).unwrap();
     }
 
     #[test]
     fn an_io_error_costs_one_file_not_the_timeline() {
-        let d = scratch_dir("ioerr");
+        let scratch = scratch_dir("ioerr");
+        let d = &scratch.0;
         let cfg = DemoConfig {
             dir: d.clone(),
             window: 3,
@@ -723,7 +733,6 @@ mod tests {
         let seg4 = fs::read(d.join("480p").join(p.segment_uri(4))).unwrap();
         let clip_start = first_pts(p.renditions[2].clip.chunks[0].data);
         assert_eq!(first_pts(&seg4) - clip_start, 8 * CLOCK_HZ);
-        fs::remove_dir_all(&d).unwrap();
     }
 
     #[test]
