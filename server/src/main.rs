@@ -18,6 +18,8 @@ fn main() -> ExitCode {
         let dc = DemoConfig {
             dir: cfg.root.clone(),
             low_latency: cli.demo_ll,
+            // Longer than CAN-SKIP-UNTIL (12 s), so delta updates have segments to skip.
+            window: if cli.demo_ll { 10 } else { 6 },
             ..DemoConfig::default()
         };
         match Demo::start(dc) {
