@@ -1,10 +1,16 @@
-//! hls.js in headless Chromium plays the demo stream (plain and Low-Latency) without an error.
+//! hls.js in headless Chromium plays the demo stream (plain and Low-Latency) from the real
+//! `corestream --demo` / `--demo-ll` server, without an error.
 //!
-//! Opt-in because it needs a browser and hls.js, which CI does not have by default:
+//! The page and hls.js come from a minimal HTTP server inside the test, on another port, so
+//! the stream is fetched cross-origin: this also checks Corestream's CORS headers, and in
+//! low-latency mode its blocking playlist reloads and preload-hint waits.
+//!
+//! Needs a browser and hls.js (`.ci/run` installs both):
 //!   apt-get install -y chromium && npm install --prefix /opt/hlsjs hls.js@1
 //!   CORESTREAM_HLSJS=/opt/hlsjs/node_modules/hls.js/dist/hls.min.js cargo test -p corestream --test demo_hlsjs
-//! Without them the tests print SKIPPED and pass. The files are served by a minimal HTTP
-//! server inside the test, so this checks the media and playlists, not Corestream's server.
+//! Without them the tests print SKIPPED and pass.
+
+mod common;
 
 use std::fs;
 use std::io::{BufRead, BufReader, Write};
@@ -16,8 +22,6 @@ use std::sync::{Arc, Mutex};
 use std::thread::{self, sleep};
 use std::time::{Duration, Instant};
 
-use corestream::demo::{Demo, DemoConfig};
-
 const PAGE: &str = r#"<!doctype html><html><body><video id=v muted autoplay playsinline></video>
 <script src="/hls.js"></script><script>
 const ll = location.search.includes('ll=1');
@@ -26,7 +30,7 @@ const v = document.getElementById('v');
 let errors = 0;
 const hls = new Hls({lowLatencyMode: ll});
 hls.on(Hls.Events.ERROR, (e, d) => { errors++; report('error', {details: d.details, fatal: d.fatal, url: d.frag && d.frag.url}); });
-hls.loadSource('/live/master.m3u8');
+hls.loadSource(new URLSearchParams(location.search).get('src'));
 hls.attachMedia(v);
 setInterval(() => {
   const q = v.getVideoPlaybackQuality();
@@ -48,22 +52,17 @@ fn browser() -> Option<&'static str> {
 }
 
 /// Serves `/` (the page), `/hls.js`, `/report?...` (recorded) and `/live/...` from `root`.
-fn serve(listener: TcpListener, root: PathBuf, hlsjs: PathBuf, reports: Arc<Mutex<Vec<String>>>) {
+fn serve(listener: TcpListener, hlsjs: PathBuf, reports: Arc<Mutex<Vec<String>>>) {
     for conn in listener.incoming() {
         let Ok(conn) = conn else { return };
-        let (root, hlsjs, reports) = (root.clone(), hlsjs.clone(), reports.clone());
+        let (hlsjs, reports) = (hlsjs.clone(), reports.clone());
         thread::spawn(move || {
-            let _ = answer(conn, &root, &hlsjs, &reports);
+            let _ = answer(conn, &hlsjs, &reports);
         });
     }
 }
 
-fn answer(
-    mut conn: TcpStream,
-    root: &Path,
-    hlsjs: &Path,
-    reports: &Mutex<Vec<String>>,
-) -> std::io::Result<()> {
+fn answer(mut conn: TcpStream, hlsjs: &Path, reports: &Mutex<Vec<String>>) -> std::io::Result<()> {
     let mut line = String::new();
     let mut reader = BufReader::new(conn.try_clone()?);
     reader.read_line(&mut line)?;
@@ -84,16 +83,6 @@ fn answer(
             r.push(query.to_string());
         }
         ("204 No Content", "text/plain", Vec::new())
-    } else if let Some(rel) = path.strip_prefix("/live/").filter(|p| !p.contains("..")) {
-        let kind = if rel.ends_with(".m3u8") {
-            "application/vnd.apple.mpegurl"
-        } else {
-            "video/mp2t"
-        };
-        match fs::read(root.join(rel)) {
-            Ok(b) => ("200 OK", kind, b),
-            Err(_) => ("404 Not Found", "text/plain", Vec::new()),
-        }
     } else {
         ("404 Not Found", "text/plain", Vec::new())
     };
@@ -143,20 +132,21 @@ fn play(low_latency: bool) {
     let n = N.fetch_add(1, Ordering::Relaxed);
     let base = std::env::temp_dir().join(format!("corestream-hlsjs-{}-{n}", std::process::id()));
     let _ = fs::remove_dir_all(&base);
-    let live = base.join("live");
-    let demo = Demo::start(DemoConfig {
-        dir: live.clone(),
-        low_latency,
-        ..DemoConfig::default()
-    })
-    .unwrap();
+    let server = common::Server::spawn(Command::new(env!("CARGO_BIN_EXE_corestream")).args([
+        if low_latency { "--demo-ll" } else { "--demo" },
+        "--listen",
+        "127.0.0.1:0",
+        "--workers",
+        "2",
+    ]));
+    let src = format!("http://{}/master.m3u8", server.addr);
 
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
     let reports = Arc::new(Mutex::new(Vec::new()));
     {
-        let (live, reports) = (live.clone(), reports.clone());
-        thread::spawn(move || serve(listener, live, hlsjs, reports));
+        let reports = reports.clone();
+        thread::spawn(move || serve(listener, hlsjs, reports));
     }
     let mut child = Command::new(browser)
         .args([
@@ -171,7 +161,7 @@ fn play(low_latency: bool) {
             base.join("profile").display()
         ))
         .arg(format!(
-            "http://127.0.0.1:{port}/?ll={}",
+            "http://127.0.0.1:{port}/?ll={}&src={src}",
             u8::from(low_latency)
         ))
         .stdout(Stdio::null())
@@ -185,7 +175,7 @@ fn play(low_latency: bool) {
     }
     let _ = child.kill();
     let _ = child.wait();
-    demo.stop();
+    drop(server);
     let _ = fs::remove_dir_all(&base);
 
     let reports = reports.lock().unwrap().clone();
