@@ -760,8 +760,14 @@ impl Worker {
                 }
             }
             if conn.parked.is_some() {
-                // Held for LL-HLS: only notice the peer leaving; keep (bounded) pipelined
-                // bytes for after the answer.
+                // Held for LL-HLS with no buffer: only notice the peer leaving; keep
+                // (bounded) pipelined bytes for after the answer.
+                if conn.out.is_empty() {
+                    self.pool.give(std::mem::take(&mut conn.out));
+                }
+                if conn.rbuf.is_empty() {
+                    self.pool.give(std::mem::take(&mut conn.rbuf));
+                }
                 return parked_read(conn, fd, self.shared.cfg.limits.max_header_bytes);
             }
             if !conn.rbuf.is_empty() {
