@@ -6,7 +6,10 @@ use crate::http::FileMeta;
 use std::ffi::CStr;
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicI32, AtomicU64, Ordering};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 /// Open the media root as an O_PATH directory handle that every lookup is resolved beneath.
 pub fn open_root(path: &Path) -> io::Result<OwnedFd> {
@@ -123,4 +126,122 @@ pub fn sendfile(sock: RawFd, file: RawFd, offset: &mut u64, count: usize) -> io:
     }
     *offset = off as u64;
     Ok(n as usize)
+}
+
+/// How often a worker may look whether the root directory was deleted (one fstat).
+const ROOT_CHECK_EVERY: Duration = Duration::from_millis(250);
+
+/// The media root as a handle that follows the path when the directory is deleted and
+/// recreated (a packager's `rm -rf ROOT && mkdir ROOT`). An O_PATH fd keeps naming the
+/// deleted directory forever, so without this every request would be 404 until a restart.
+pub struct Root {
+    path: PathBuf,
+    current: AtomicI32,
+    /// Every handle ever opened stays open: a worker may be resolving beneath an old one
+    /// right now, and closing it could hand its number to an unrelated file. One fd per
+    /// recreation of the root, which is rare.
+    handles: Mutex<Vec<OwnedFd>>,
+    born: Instant,
+    /// Milliseconds after `born` of the last check, shared by all workers.
+    last_check_ms: AtomicU64,
+}
+
+impl Root {
+    pub fn new(path: PathBuf, fd: OwnedFd) -> Root {
+        let current = AtomicI32::new(fd.as_raw_fd());
+        Root {
+            path,
+            current,
+            handles: Mutex::new(vec![fd]),
+            born: Instant::now(),
+            last_check_ms: AtomicU64::new(0),
+        }
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Cheap enough for every event-loop turn: at most one fstat per 250 ms across all
+    /// workers. If the current directory has been deleted and a directory exists at the
+    /// path again, switch to it and return true.
+    pub fn refresh_if_deleted(&self) -> bool {
+        let now = self.born.elapsed().as_millis() as u64;
+        let last = self.last_check_ms.load(Ordering::Relaxed);
+        if now < last + ROOT_CHECK_EVERY.as_millis() as u64
+            || self
+                .last_check_ms
+                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+                .is_err()
+        {
+            return false;
+        }
+        self.reopen_if_deleted()
+    }
+
+    /// The check itself, without rate limit.
+    pub fn reopen_if_deleted(&self) -> bool {
+        // SAFETY: zeroed is a valid bit pattern for libc::stat (plain integers).
+        let mut st: libc::stat = unsafe { std::mem::zeroed() };
+        // SAFETY: the fd is open (every handle is kept for the life of Root); st is a
+        // valid out-pointer.
+        if unsafe { libc::fstat(self.as_raw_fd(), &mut st) } < 0 || st.st_nlink > 0 {
+            return false;
+        }
+        let Ok(fd) = open_root(&self.path) else {
+            return false; // Not back yet.
+        };
+        let Ok(mut handles) = self.handles.lock() else {
+            return false;
+        };
+        self.current.store(fd.as_raw_fd(), Ordering::Release);
+        handles.push(fd);
+        eprintln!(
+            "corestream: --root {} was deleted and recreated; serving the new directory",
+            self.path.display()
+        );
+        true
+    }
+}
+
+impl AsRawFd for Root {
+    fn as_raw_fd(&self) -> RawFd {
+        self.current.load(Ordering::Acquire)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn root_follows_a_deleted_and_recreated_directory() {
+        let dir = std::env::temp_dir().join(format!("corestream-fsys-root-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("a.ts"), b"old").unwrap();
+        let root = Root::new(dir.clone(), open_root(&dir).unwrap());
+        let first = root.as_raw_fd();
+        assert!(open_beneath(root.as_raw_fd(), c"a.ts").is_ok());
+        assert!(!root.reopen_if_deleted(), "a live root is kept");
+        std::fs::remove_dir_all(&dir).unwrap();
+        assert!(!root.reopen_if_deleted(), "nothing to switch to yet");
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("a.ts"), b"new").unwrap();
+        // The rate limit: a check right after construction is skipped.
+        assert!(!root.refresh_if_deleted());
+        std::thread::sleep(ROOT_CHECK_EVERY);
+        assert!(root.refresh_if_deleted());
+        assert_ne!(root.as_raw_fd(), first);
+        let f = open_beneath(root.as_raw_fd(), c"a.ts").unwrap();
+        let mut buf = [0u8; 3];
+        // SAFETY: f is open; buf is valid for 3 bytes.
+        let n = unsafe { libc::read(f.as_raw_fd(), buf.as_mut_ptr().cast(), 3) };
+        assert_eq!(n, 3);
+        assert_eq!(&buf, b"new");
+        // The old handle stays open (no fd reuse under a worker's feet).
+        // SAFETY: fcntl F_GETFD on a number we expect to be open.
+        assert!(unsafe { libc::fcntl(first, libc::F_GETFD) } >= 0);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }
