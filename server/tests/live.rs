@@ -155,7 +155,10 @@ fn blocking_reload_waits_for_the_segment_then_sends_the_whole_playlist() {
     let body = String::from_utf8(r.body.clone()).unwrap();
     assert!(body.contains("s6.ts\n"), "{body}");
     assert!(body.starts_with("#EXTM3U"), "the whole playlist is sent");
-    assert!(answered >= published, "answered before the segment was published");
+    assert!(
+        answered >= published,
+        "answered before the segment was published"
+    );
     assert!(
         answered - published < Duration::from_millis(500),
         "woken late: {:?}",
