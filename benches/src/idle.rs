@@ -391,7 +391,7 @@ pub fn run(opts: Opts) -> Result<(), String> {
     let png = format!("{}-{}-idle-scaling.png", today(), host.trim());
     let datn = format!("{}-{}-idle-scaling.dat", today(), host.trim());
     let script = format!(
-        "set terminal pngcairo size 900,500\nset output '{png}'\nset title 'Cost of one event-loop iteration, {} active connections'\nset xlabel 'idle connections'\nset ylabel 'microseconds per iteration (median)'\nset grid\nset key top left\nplot '{datn}' u 1:2 w lp lw 2 title 'poll(2)', '{datn}' u 1:4 w lp lw 2 title 'epoll_wait(2), edge-triggered'\n",
+        "set terminal pngcairo size 900,500 noenhanced\nset output '{png}'\nset title 'Cost of one event-loop iteration, {} active connections'\nset xlabel 'idle connections'\nset ylabel 'microseconds per iteration (median)'\nset grid\nset key top left\nplot '{datn}' u 1:2 w lp lw 2 title 'poll(2)', '{datn}' u 1:4 w lp lw 2 title 'epoll_wait(2), edge-triggered'\n",
         opts.active
     );
     let note = match plot::gnuplot(&stem, &dat, &script) {

@@ -47,12 +47,14 @@ impl Layout {
 /// Stays below the 20000 per-process fd ceiling with room for listeners, logs and files.
 pub const FDS_PER_PROCESS: usize = 18_000;
 
-/// Server layout for `conns` connections on `cpus` CPUs: one corestream process with a
-/// worker per CPU while it fits one fd table, otherwise enough single-worker processes that
-/// each holds at most ~13.5k (kernel reuseport hashing is not perfectly even); nginx gets
-/// the same total worker count.
+/// Server layout for `conns` connections on `cpus` CPUs. A connection that is downloading a
+/// file costs two descriptors (socket + open file, for corestream's sendfile and nginx's
+/// alike), and the kernel's reuseport hashing is not perfectly even, so each process is given
+/// at most FDS_PER_PROCESS / (2 x 1.125) connections: one corestream process with a worker
+/// per CPU while that fits, otherwise that many single-worker processes on the port; nginx
+/// gets the same total worker count.
 pub fn layout_for(conns: usize, cpus: usize) -> Layout {
-    let need = (conns * 4 / 3).div_ceil(FDS_PER_PROCESS).max(1);
+    let need = (conns * 9 / 4).div_ceil(FDS_PER_PROCESS).max(1);
     if need == 1 {
         Layout {
             processes: 1,
@@ -320,11 +322,18 @@ mod tests {
     fn layouts_respect_fd_ceiling() {
         let l = layout_for(100, 2);
         assert_eq!((l.processes, l.workers), (1, 2));
-        let l = layout_for(10_000, 2);
+        let l = layout_for(1_000, 2);
         assert_eq!((l.processes, l.workers), (1, 2));
-        let l = layout_for(50_000, 2);
-        assert!(l.processes >= 4 && l.workers == 1);
-        assert!(50_000 / l.processes < FDS_PER_PROCESS * 3 / 4 + 1);
+        // Socket + open file per downloading connection must fit each process's fd table.
+        for conns in [10_000, 50_000] {
+            let l = layout_for(conns, 2);
+            assert_eq!(l.workers, 1);
+            assert!(
+                2 * conns.div_ceil(l.processes) * 9 / 8 <= FDS_PER_PROCESS,
+                "{conns} {l:?}"
+            );
+        }
+        assert_eq!(layout_for(50_000, 2).processes, 7);
     }
 
     #[test]

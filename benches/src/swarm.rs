@@ -148,10 +148,13 @@ pub struct Counters {
     pub stalled_viewers: u64,
     pub playing_viewers: u64,
     pub reconnects: u64,
+    /// Requests still queued or in flight when the run ended, and the oldest one's wait.
+    pub unfinished: u64,
+    pub unfinished_oldest_ms_max: u64,
 }
 
 impl Counters {
-    fn fields(&mut self) -> [(&'static str, &mut u64); 14] {
+    fn fields(&mut self) -> [(&'static str, &mut u64); 16] {
         let [m, p, s] = &mut self.requests;
         [
             ("viewers", &mut self.viewers),
@@ -168,6 +171,11 @@ impl Counters {
             ("stalled_viewers", &mut self.stalled_viewers),
             ("playing_viewers", &mut self.playing_viewers),
             ("reconnects", &mut self.reconnects),
+            ("unfinished", &mut self.unfinished),
+            (
+                "unfinished_oldest_ms_max",
+                &mut self.unfinished_oldest_ms_max,
+            ),
         ]
     }
 }
@@ -393,8 +401,8 @@ impl Engine {
                 if *at > now {
                     break;
                 }
-                if let Some(Reverse((_, v, t))) = self.timers.pop() {
-                    self.on_timer(v, t, now);
+                if let Some(Reverse((at, v, t))) = self.timers.pop() {
+                    self.on_timer(v, t, at, now);
                 }
             }
             let next = self
@@ -417,6 +425,11 @@ impl Engine {
         // Viewers whose buffer ran dry before the end and never got the next segment.
         let end = self.end;
         for v in &mut self.viewers {
+            for r in v.inflight.iter().chain(v.queue.iter()) {
+                self.c.unfinished += 1;
+                let age = end.saturating_duration_since(r.intended).as_millis() as u64;
+                self.c.unfinished_oldest_ms_max = self.c.unfinished_oldest_ms_max.max(age);
+            }
             if let Some(be) = v.buffer_end {
                 self.c.playing_viewers += 1;
                 if be + Duration::from_secs_f64(v.target.max(1.0)) < end {
@@ -431,14 +444,15 @@ impl Engine {
         Ok((self.c, self.hist))
     }
 
-    fn on_timer(&mut self, v: usize, t: Timer, now: Instant) {
+    fn on_timer(&mut self, v: usize, t: Timer, at: Instant, now: Instant) {
         match t {
             Timer::Start => {
                 let path = self.o.target.path.clone();
+                // From the scheduled join time: a late loop must not hide its lateness.
                 self.viewers[v].queue.push_back(Req {
                     kind: Kind::Master,
                     path,
-                    intended: now,
+                    intended: at,
                     seg_duration: 0.0,
                 });
                 self.issue(v, now);
@@ -562,11 +576,9 @@ impl Engine {
     fn backoff(&mut self, v: usize, now: Instant) {
         let at = now + Duration::from_millis(500);
         let vw = &mut self.viewers[v];
+        // The request stays queued and is sent when a connect succeeds; its latency keeps
+        // counting from its intended time.
         vw.connect_backoff_until = Some(at);
-        // The failed request is lost, as a player's would be; later ones retry the connect.
-        if let Some(r) = vw.queue.pop_front() {
-            drop(r);
-        }
         self.timers.push(Reverse((at, v, Timer::Retry)));
     }
 
@@ -953,7 +965,12 @@ pub fn read_results(text: &str, c: &mut Counters, h: &mut Hists) -> Result<(), S
                 };
                 for (name, slot) in c.fields() {
                     if name == k {
-                        *slot += v;
+                        // `_max` counters merge as the maximum, the rest add up.
+                        if name.ends_with("_max") {
+                            *slot = (*slot).max(v);
+                        } else {
+                            *slot += v;
+                        }
                     }
                 }
             }
@@ -1196,6 +1213,11 @@ fn render(o: &Opts, c: &Counters, h: &Hists, wall: f64, layout: &str, t: &Target
     );
     let _ = writeln!(
         s,
+        "Unfinished at the end (queued or in flight, not in the percentiles above): {} requests, the oldest waiting {:.0} ms.\n",
+        c.unfinished, c.unfinished_oldest_ms_max as f64
+    );
+    let _ = writeln!(
+        s,
         "Errors: connect {}, read/reset {}, timeout {}, non-2xx {}, malformed response/playlist {}. Requests resent once after the server closed an idle keep-alive connection: {}.",
         c.err_connect, c.err_read, c.err_timeout, c.err_status, c.err_parse, c.reconnects
     );
@@ -1387,6 +1409,7 @@ mod tests {
             viewers: 10,
             requests: [1, 3, 2],
             err_timeout: 4,
+            unfinished_oldest_ms_max: 7,
             ..Counters::default()
         };
         let mut out = Vec::new();
@@ -1398,6 +1421,10 @@ mod tests {
         assert_eq!(c2.viewers, 20);
         assert_eq!(c2.requests, [2, 6, 4]);
         assert_eq!(c2.err_timeout, 8);
+        assert_eq!(
+            c2.unfinished_oldest_ms_max, 7,
+            "maxima merge as max, not sum"
+        );
         assert_eq!(h2.latency[1].len(), 6);
         assert_eq!(h2.latency[1].max(), h.latency[1].max());
         assert!(read_results("COUNTER viewers 1\n", &mut c2, &mut h2).is_err());
