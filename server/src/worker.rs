@@ -698,6 +698,12 @@ impl Worker {
             let st = &self.shared.stats[self.id];
             st.closed(reason);
             bump(&st.active, 0u64.wrapping_sub(1));
+            // Resume accepting here, not at the next wake-up: with no connections left the
+            // loop would otherwise sleep with no timeout while the kernel queue holds clients
+            // (edge-triggered: the listener will not be reported readable again for them).
+            if self.capped && self.conns.len() <= self.low_water() {
+                self.capped = false;
+            }
             // Dropping the socket closes it, which also removes it from the epoll set.
         }
     }
