@@ -35,9 +35,22 @@ def main():
         s.sendall(req)
         socks.append(s)
     for s in socks:
+        # Read the whole response, so the connection really is idle (nothing left to send).
         data = b""
         while b"\r\n\r\n" not in data:
             data += s.recv(65536)
+        head, _, body = data.partition(b"\r\n\r\n")
+        length = 0
+        for line in head.split(b"\r\n")[1:]:
+            name, _, value = line.partition(b":")
+            if name.strip().lower() == b"content-length":
+                length = int(value)
+        while len(body) < length:
+            chunk = s.recv(1 << 20)
+            if not chunk:
+                raise SystemExit("server closed a connection before its response was read; "
+                                 "use a small file (a playlist) or fewer connections")
+            body += chunk
     time.sleep(1.0)
     after = rss_kib(a.pid)
     per = (after - before) * 1024 / a.conns
