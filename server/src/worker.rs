@@ -1202,6 +1202,88 @@ fn park_for(
     })
 }
 
+/// A representation about to be answered: a file, a cached playlist or a delta update.
+struct Entity<'a> {
+    content_type: &'a str,
+    kind: Kind,
+    meta: &'a FileMeta,
+    /// Bytes of this representation (a delta is shorter than the file).
+    len: u64,
+    /// Send ETag (not for a delta update, which is not the file's representation).
+    etag: bool,
+}
+
+/// Write the head for a GET/HEAD of `what` after conditional and Range evaluation
+/// (`decision`), and return the byte range the body must carry, if any: the caller sends
+/// it from memory or with sendfile. Error answers (412, 416) are written whole here.
+#[allow(clippy::too_many_arguments)]
+fn answer_entity(
+    cfg: &Config,
+    req: &Request<'_>,
+    keep_alive: bool,
+    date: &[u8],
+    what: &Entity<'_>,
+    decision: Decision,
+    out: &mut Vec<u8>,
+    status_out: &mut Status,
+    body_len: &mut u64,
+) -> Option<(u64, u64)> {
+    let is_head = req.method() == Method::Head;
+    let (status, start, end) = match decision {
+        Decision::Full => (Status::Ok, 0, what.len),
+        Decision::Partial { start, end } => (Status::PartialContent, start, end + 1),
+        Decision::NotModified => (Status::NotModified, 0, 0),
+        Decision::PreconditionFailed => {
+            *status_out = Status::PreconditionFailed;
+            write_error(
+                cfg,
+                Status::PreconditionFailed,
+                Some(req),
+                date,
+                keep_alive,
+                out,
+                !is_head,
+            );
+            if !is_head {
+                *body_len = Status::PreconditionFailed.error_body().len() as u64;
+            }
+            return None;
+        }
+        Decision::Unsatisfiable => {
+            *status_out = Status::RangeNotSatisfiable;
+            *body_len = unsatisfiable(cfg, req, keep_alive, date, what.len, out);
+            return None;
+        }
+    };
+    *status_out = status;
+    // A 304 may state the length the 200 would have (RFC 9110 8.6).
+    let len = if status == Status::NotModified {
+        what.len
+    } else {
+        end - start
+    };
+    let range = (status == Status::PartialContent).then_some((start, end));
+    entity_head(
+        cfg,
+        req,
+        keep_alive,
+        status,
+        date,
+        what.content_type,
+        what.kind,
+        what.meta,
+        len,
+        range,
+        what.etag,
+        out,
+    );
+    if is_head || status == Status::NotModified || end <= start {
+        return None;
+    }
+    *body_len = end - start;
+    Some((start, end))
+}
+
 #[allow(clippy::too_many_arguments)]
 fn respond_inner(
     ctx: &mut Ctx<'_>,
@@ -1320,48 +1402,23 @@ fn respond_inner(
                 }
                 let full: &[u8] = delta.as_deref().unwrap_or(&c.body);
                 // A delta update is its own representation: no validators of the full one.
+                // A delta update is its own representation: no validators of the full one.
                 let decision = if delta.is_some() {
                     Decision::Full
                 } else {
                     http::decide(req, &c.meta)
                 };
-                let (status, start, end) = match decision {
-                    Decision::Full => (Status::Ok, 0, full.len() as u64),
-                    Decision::Partial { start, end } => (Status::PartialContent, start, end + 1),
-                    Decision::NotModified => (Status::NotModified, 0, 0),
-                    Decision::PreconditionFailed => {
-                        return err(Status::PreconditionFailed, out, body_len)
-                    }
-                    Decision::Unsatisfiable => {
-                        *status_out = Status::RangeNotSatisfiable;
-                        *body_len = unsatisfiable(cfg, req, keep_alive, date, c.meta.size, out);
-                        return !keep_alive;
-                    }
-                };
-                *status_out = status;
-                let len = if status == Status::NotModified {
-                    c.meta.size
-                } else {
-                    end - start
-                };
-                let range = (status == Status::PartialContent).then_some((start, end));
-                entity_head(
-                    cfg,
-                    req,
-                    keep_alive,
-                    status,
-                    date,
+                let what = Entity {
                     content_type,
                     kind,
-                    &c.meta,
-                    len,
-                    range,
-                    delta.is_none(),
-                    out,
-                );
-                if !is_head && status != Status::NotModified {
+                    meta: &c.meta,
+                    len: full.len() as u64,
+                    etag: delta.is_none(),
+                };
+                if let Some((start, end)) = answer_entity(
+                    cfg, req, keep_alive, date, &what, decision, out, status_out, body_len,
+                ) {
                     out.extend_from_slice(&full[start as usize..end as usize]);
-                    *body_len = end - start;
                 }
                 return !keep_alive;
             }
@@ -1410,39 +1467,17 @@ fn respond_inner(
         Ok(None) => return err(Status::NotFound, out, body_len),
         Err(_) => return err(Status::InternalError, out, body_len),
     };
-    let (status, start, end) = match http::decide(req, &meta) {
-        Decision::Full => (Status::Ok, 0, meta.size),
-        Decision::Partial { start, end } => (Status::PartialContent, start, end + 1),
-        Decision::NotModified => (Status::NotModified, 0, 0),
-        Decision::PreconditionFailed => return err(Status::PreconditionFailed, out, body_len),
-        Decision::Unsatisfiable => {
-            *status_out = Status::RangeNotSatisfiable;
-            *body_len = unsatisfiable(cfg, req, keep_alive, date, meta.size, out);
-            return !keep_alive;
-        }
-    };
-    *status_out = status;
-    let len = if status == Status::NotModified {
-        meta.size
-    } else {
-        end - start
-    };
-    let range = (status == Status::PartialContent).then_some((start, end));
-    entity_head(
-        cfg,
-        req,
-        keep_alive,
-        status,
-        date,
+    let decision = http::decide(req, &meta);
+    let what = Entity {
         content_type,
         kind,
-        &meta,
-        len,
-        range,
-        true,
-        out,
-    );
-    if !is_head && status != Status::NotModified && end > start {
+        meta: &meta,
+        len: meta.size,
+        etag: true,
+    };
+    if let Some((start, end)) = answer_entity(
+        cfg, req, keep_alive, date, &what, decision, out, status_out, body_len,
+    ) {
         *body = Some(FileBody {
             file,
             pos: start,
