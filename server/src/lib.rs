@@ -109,7 +109,7 @@ pub fn serve(cfg: Config) -> Result<(), String> {
     let announce = cfg.announce.clone();
     let root_display = cfg.root.display().to_string();
     let mut shared = worker::Shared::new(cfg, root);
-    match live::Watcher::new(shared.root.as_raw_fd()) {
+    match live::Watcher::new(shared.root.clone()) {
         Ok(w) => {
             let w2 = w.clone();
             std::thread::Builder::new()

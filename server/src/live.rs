@@ -373,7 +373,8 @@ pub struct Inbox {
 /// become root-relative paths pushed to every worker's inbox.
 pub struct Watcher {
     inotify: nix::sys::inotify::Inotify,
-    root: RawFd,
+    /// Read at every new watch: the root may have been recreated since start.
+    root: Arc<crate::fsys::Root>,
     /// Watched directories; None where adding the watch failed (not retried).
     dirs: Mutex<HashMap<Vec<u8>, Option<nix::sys::inotify::WatchDescriptor>>>,
     by_wd: Mutex<HashMap<nix::sys::inotify::WatchDescriptor, Vec<u8>>>,
@@ -381,7 +382,7 @@ pub struct Watcher {
 }
 
 impl Watcher {
-    pub fn new(root: RawFd) -> std::io::Result<Arc<Watcher>> {
+    pub fn new(root: Arc<crate::fsys::Root>) -> std::io::Result<Arc<Watcher>> {
         use nix::sys::inotify::{InitFlags, Inotify};
         let inotify = Inotify::init(InitFlags::IN_CLOEXEC).map_err(std::io::Error::from)?;
         Ok(Arc::new(Watcher {
@@ -414,7 +415,7 @@ impl Watcher {
         }
         // The directory is reached through our root fd, so a renamed or re-mounted root
         // does not redirect the watch elsewhere.
-        let mut path = format!("/proc/self/fd/{}", self.root).into_bytes();
+        let mut path = format!("/proc/self/fd/{}", self.root.as_raw_fd()).into_bytes();
         if !dir.is_empty() {
             path.push(b'/');
             path.extend_from_slice(&dir);

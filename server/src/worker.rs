@@ -27,7 +27,8 @@ use std::time::{Duration, Instant, SystemTime};
 /// State shared by all workers of a process.
 pub struct Shared {
     pub cfg: Config,
-    pub root: OwnedFd,
+    /// The media root; follows the path if the directory is deleted and recreated.
+    pub root: Arc<crate::fsys::Root>,
     /// Set by the first SIGTERM/SIGINT: stop accepting, finish what is in flight, exit.
     pub draining: AtomicBool,
     /// Bumped by SIGHUP: workers reopen the access log.
@@ -301,6 +302,9 @@ impl Worker {
                 }
                 return Err(e);
             }
+            // Before any request of this turn: a root deleted and recreated is picked up
+            // (at most one fstat per 250 ms across workers).
+            self.shared.root.refresh_if_deleted();
             let wall = SystemTime::now();
             self.date.update(wall);
             for ev in events.iter() {
@@ -1492,8 +1496,8 @@ impl Shared {
     pub fn new(cfg: Config, root: OwnedFd) -> Shared {
         Shared {
             stats: (0..cfg.workers).map(|_| WorkerStats::default()).collect(),
+            root: Arc::new(crate::fsys::Root::new(cfg.root.clone(), root)),
             cfg,
-            root,
             draining: AtomicBool::new(false),
             log_generation: AtomicU64::new(0),
             watcher: None,

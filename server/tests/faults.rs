@@ -290,7 +290,6 @@ fn media_root_emptied_and_refilled() {
 /// O_PATH fd opened once at start, which keeps pointing at the deleted directory; it must
 /// notice and reopen the path, or it serves 404 forever.
 #[test]
-#[ignore = "needs /work/patches/root-reopen.patch"]
 fn media_root_deleted_and_recreated() {
     let root = media_root("faults-root");
     std::fs::write(root.join("index.m3u8"), "#EXTM3U\n").unwrap();
