@@ -188,7 +188,7 @@ fn spawn_wrk(
     script: &Path,
     url: &str,
 ) -> Result<Child, String> {
-    Command::new("wrk")
+    servers::die_with_parent(&mut Command::new("wrk"))
         .arg(format!("-t{threads}"))
         .arg(format!("-c{conns}"))
         .arg(format!("-d{duration_s}s"))
@@ -658,7 +658,7 @@ fn plot_files(
         plots_p.push(format!("'{datn}' u 1:{} {style}", 3 + 2 * i));
     }
     let script = format!(
-        "set terminal pngcairo size 1200,500 noenhanced\nset output '{pngn}'\nset multiplot layout 1,2 title 'corestream (solid) vs nginx (dashed), {}'\nset logscale x\nset xlabel 'connections'\nset grid\nset key top left font ',8'\nset ylabel 'requests/s'\nplot {}\nset logscale y\nset ylabel 'p99 latency (ms)'\nplot {}\nunset multiplot\n",
+        "set terminal pngcairo size 1200,500 noenhanced\nset output '{pngn}'\nset multiplot layout 1,2 title 'corestream (solid) vs nginx (dashed), {}'\nset logscale x\nset xlabel 'connections'\nset grid\nset key bottom left font ',8'\nset logscale y\nset ylabel 'ok requests/s (log)'\nplot {}\nset key top left font ',8'\nset ylabel 'p99 latency (ms)'\nplot {}\nunset multiplot\n",
         host(),
         plots_t.join(", "),
         plots_p.join(", ")

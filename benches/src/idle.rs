@@ -103,6 +103,7 @@ impl Holder {
     pub fn spawn(addr: SocketAddr, count: usize, request: Option<&str>) -> Result<Holder, String> {
         let exe = std::env::current_exe().map_err(|e| format!("own executable: {e}"))?;
         let mut cmd = Command::new(exe);
+        crate::servers::die_with_parent(&mut cmd);
         cmd.arg("idle-holder")
             .arg("--connect")
             .arg(addr.to_string())

@@ -12,6 +12,27 @@ use crate::procstat;
 
 pub const NGINX_TEMPLATE: &str = include_str!("../nginx.conf.in");
 
+/// Make a load-test child die with the harness: if the harness is killed (not just
+/// interrupted from a terminal, which signals the whole process group), its servers, wrk and
+/// holder processes get SIGTERM instead of running on.
+pub fn die_with_parent(cmd: &mut Command) -> &mut Command {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: the closure runs in the forked child before exec and only calls prctl(2) and
+    // getppid(2), both async-signal-safe; it touches no memory shared with the parent.
+    unsafe {
+        cmd.pre_exec(|| {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            // The parent may have died between fork and prctl.
+            if libc::getppid() == 1 {
+                return Err(std::io::Error::other("harness exited"));
+            }
+            Ok(())
+        })
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Kind {
     Corestream,
@@ -122,7 +143,7 @@ impl Server {
         for i in 0..layout.processes {
             let out = logdir.join(format!("corestream-{port}-{i}.out"));
             let err = logdir.join(format!("corestream-{port}-{i}.err"));
-            let child = Command::new(bin)
+            let child = die_with_parent(&mut Command::new(bin))
                 .arg("--root")
                 .arg(root)
                 .arg("--listen")
@@ -173,7 +194,7 @@ impl Server {
         let conf_path = prefix.join("nginx.conf");
         fs::write(&conf_path, conf).map_err(|e| format!("{}: {e}", conf_path.display()))?;
         let err = prefix.join("stderr.log");
-        let child = Command::new("nginx")
+        let child = die_with_parent(&mut Command::new("nginx"))
             .arg("-p")
             .arg(prefix)
             .arg("-c")

@@ -1060,6 +1060,7 @@ pub fn run(o: Opts) -> Result<(), String> {
         for k in 0..procs {
             let n = o.viewers / procs + usize::from(k < o.viewers % procs);
             let mut cmd = Command::new(&exe);
+            crate::servers::die_with_parent(&mut cmd);
             cmd.arg("swarm-worker")
                 .arg("--viewers")
                 .arg(n.to_string())

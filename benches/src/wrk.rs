@@ -267,12 +267,13 @@ pub fn merge(parts: &[WrkResult]) -> WrkResult {
         m.quantiles_ms = parts[0].quantiles_ms.clone();
         return m;
     }
+    // A process that completed no request has an all-zero grid, not a fast one: leave it out.
     let curves: Vec<(f64, Vec<(f64, f64)>)> = parts
         .iter()
-        .filter(|p| !p.quantiles_ms.is_empty())
+        .filter(|p| !p.quantiles_ms.is_empty() && p.requests > 0)
         .map(|p| {
             (
-                p.requests.max(1) as f64,
+                p.requests as f64,
                 p.quantiles_ms
                     .iter()
                     .map(|(k, v)| (k.as_f64(), *v))
@@ -410,6 +411,17 @@ Transfer/sec:     43.85MB
         for (k, v) in &m.quantiles_ms {
             assert!((v - k.as_f64() / 10.0).abs() < 1e-6, "{k:?} {v}");
         }
+    }
+
+    #[test]
+    fn merge_ignores_parts_without_requests() {
+        let mut idle = grid(0.0, 0);
+        idle.req_per_s = 0.0;
+        let m = merge(&[grid(1.0, 100), idle.clone(), idle]);
+        let p50 = m.quantiles_ms[&Pct::from_f64(50.0)];
+        assert!((p50 - 5.0).abs() < 1e-3, "{p50}");
+        let none = merge(&[grid(0.0, 0), grid(0.0, 0)]);
+        assert!(none.quantiles_ms.is_empty());
     }
 
     #[test]
