@@ -25,7 +25,8 @@ pub struct Cli {
     pub demo: bool,
 
     /// Like --demo, but Low-Latency HLS: 0.5 s parts, preload hints, blocking reloads and
-    /// delta updates.
+    /// delta updates, with a window of 10 segments (longer than CAN-SKIP-UNTIL, so delta
+    /// updates skip something).
     #[arg(long, env = "CORESTREAM_DEMO_LL", conflicts_with = "demo")]
     pub demo_ll: bool,
 
