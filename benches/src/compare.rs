@@ -144,7 +144,13 @@ fn summarize(runs: &[Run]) -> Summary {
             m(&|r| r.wrk.errors.status as f64),
         ],
         cpu_s: m(&|r| r.cpu_s),
-        cpu_us_per_req: m(&|r| r.cpu_s * 1e6 / (r.wrk.requests.max(1) as f64)),
+        cpu_us_per_req: m(&|r| {
+            if r.wrk.requests == 0 {
+                f64::NAN
+            } else {
+                r.cpu_s * 1e6 / r.wrk.requests as f64
+            }
+        }),
         rss_peak: m(&|r| r.rss_peak as f64),
         bytes_per_conn: m(&|r| r.bytes_per_conn()),
         rounds: runs.len(),
@@ -491,6 +497,14 @@ fn f2(x: f64) -> String {
     }
 }
 
+fn f1(x: f64) -> String {
+    if x.is_finite() {
+        format!("{x:.1}")
+    } else {
+        "-".into()
+    }
+}
+
 fn ratio(a: f64, b: f64) -> String {
     if b.abs() > 0.0 && a.is_finite() && b.is_finite() {
         format!("{:.2}x", a / b)
@@ -535,7 +549,7 @@ fn render(
     for ((level, sc, name), m) in results {
         let _ = writeln!(
             s,
-            "| {level} | {} | {name}{} | {:.0} | {:.1} | {} | {} | {} | {:.0}/{:.0}/{:.0}/{:.0}/{:.0} | {:.2} | {:.1} | {:.1} | {:.0} |",
+            "| {level} | {} | {name}{} | {:.0} | {:.1} | {} | {} | {} | {:.0}/{:.0}/{:.0}/{:.0}/{:.0} | {:.2} | {} | {:.1} | {:.0} |",
             sc.name(),
             if m.died { " (DIED)" } else { "" },
             m.req_s,
@@ -549,7 +563,7 @@ fn render(
             m.errors[3],
             m.errors[4],
             m.cpu_s,
-            m.cpu_us_per_req,
+            f1(m.cpu_us_per_req),
             m.rss_peak / 1e6,
             m.bytes_per_conn
         );
