@@ -27,8 +27,12 @@ pub fn start(addr: SocketAddr, shared: Arc<Shared>) -> std::io::Result<SocketAdd
                         && spare.is_some() =>
                 {
                     spare = None;
-                    if let Ok((s, _)) = listener.accept() {
-                        handle(s, &shared);
+                    match listener.accept() {
+                        Ok((s, _)) => handle(s, &shared),
+                        // Still no descriptor (ENFILE, or a worker took the one we freed):
+                        // back off like any other error instead of spinning on a
+                        // listener that stays readable.
+                        Err(_) => std::thread::sleep(Duration::from_millis(100)),
                     }
                 }
                 Err(e) => {

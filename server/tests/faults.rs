@@ -583,6 +583,118 @@ fn emfile_on_file_open_answers_503_then_recovers() {
     let _ = std::fs::remove_dir_all(&root);
 }
 
+/// Build the LD_PRELOAD shim in `tests/shim/enfile.c` (needs a C compiler: `apt-get
+/// install gcc`).
+fn build_enfile_shim(dir: &Path) -> PathBuf {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/shim/enfile.c");
+    let out = dir.join("enfile.so");
+    let cc = std::env::var("CC").unwrap_or_else(|_| "cc".into());
+    let st = Command::new(&cc)
+        .args(["-shared", "-fPIC", "-O2", "-Wall", "-Werror", "-o"])
+        .arg(&out)
+        .arg(&src)
+        .arg("-ldl")
+        .status()
+        .unwrap_or_else(|e| {
+            panic!("cannot run {cc} to build the ENFILE shim (apt-get install gcc): {e}")
+        });
+    assert!(st.success(), "{cc} failed on {}", src.display());
+    out
+}
+
+/// ENFILE (the system-wide file table is full) while clients keep coming: an LD_PRELOAD
+/// shim makes accept4 and openat2 fail with ENFILE while a flag file exists, which is what
+/// the process sees when fs.file-max is reached (a global setting tests never touch).
+/// Requests on open connections get 503 + Retry-After and keep their connection; new
+/// connections wait in the kernel queue while accept pauses (no spinning, also not in
+/// the admin thread); once the storm ends, everyone is served.
+#[test]
+fn enfile_storm_refuses_new_work_then_recovers() {
+    let root = media_root("faults-enfile");
+    std::fs::write(root.join("x.ts"), pattern(5000, 6)).unwrap();
+    let shim = build_enfile_shim(&root);
+    let flag = root.join("storm.flag");
+    let s = Server::spawn(
+        Command::new(env!("CARGO_BIN_EXE_corestream"))
+            .env("LD_PRELOAD", &shim)
+            .env("CORESTREAM_FAULT_ENFILE", &flag)
+            .args(["--root", root.to_str().unwrap()])
+            .args(["--listen", "127.0.0.1:0", "--workers", "2"])
+            .args(["--admin", "127.0.0.1:0"]),
+    );
+    let mut before: Vec<TcpStream> = (0..8).map(|_| s.connect()).collect();
+    for c in before.iter_mut() {
+        c.write_all(get("/x.ts").as_bytes()).unwrap();
+        assert_eq!(read_response(c, false).unwrap().body, pattern(5000, 6));
+    }
+    std::fs::write(&flag, b"").unwrap();
+    // Open connections: the file cannot be opened, the answer says come back in a second.
+    for c in before.iter_mut() {
+        c.write_all(get("/x.ts").as_bytes()).unwrap();
+        let r = read_response(c, false).expect("an answer during ENFILE, not a hang");
+        assert_eq!(r.status, 503);
+        assert_eq!(r.header("retry-after"), Some("1"));
+        assert_eq!(r.header("connection"), None, "503 keeps the connection");
+    }
+    // New connections complete the handshake in the kernel but are not accepted.
+    let mut queued: Vec<TcpStream> = (0..50).map(|_| s.connect()).collect();
+    for c in queued.iter_mut() {
+        c.write_all(get("/x.ts").as_bytes()).unwrap();
+    }
+    // An admin scrape queues as well; its thread must back off, not spin on accept.
+    let mut scrape = TcpStream::connect(s.admin.unwrap()).unwrap();
+    scrape
+        .write_all(b"GET /metrics HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    let ticks0 = s.cpu_ticks();
+    std::thread::sleep(Duration::from_millis(2000));
+    let spent = s.cpu_ticks() - ticks0;
+    assert!(
+        spent < 40,
+        "server spun during ENFILE: {spent} ticks in 2 s"
+    );
+    queued[0]
+        .set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    let mut b = [0u8; 1];
+    assert!(
+        matches!(queued[0].read(&mut b), Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut)),
+        "a connection was accepted during the storm"
+    );
+    queued[0]
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    std::fs::remove_file(&flag).unwrap();
+    let t = Instant::now();
+    for (i, c) in queued.iter_mut().enumerate() {
+        let r = read_response(c, false).unwrap_or_else(|| panic!("queued {i}: no answer"));
+        assert_eq!(r.body, pattern(5000, 6), "queued {i}");
+    }
+    assert!(
+        t.elapsed() < Duration::from_secs(3),
+        "the queue drained in {:?}",
+        t.elapsed()
+    );
+    for c in before.iter_mut() {
+        c.write_all(get("/x.ts").as_bytes()).unwrap();
+        assert_eq!(read_response(c, false).unwrap().status, 200);
+    }
+    let mut m = String::new();
+    scrape
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    scrape.read_to_string(&mut m).unwrap();
+    assert!(
+        m.starts_with("HTTP/1.1 200"),
+        "the queued scrape is answered: {m:.40}"
+    );
+    assert!(s.metric("corestream_accept_errors_total{errno=\"ENFILE\"}") >= 1.0);
+    assert!(s.metric("corestream_listener_pauses_total") >= 1.0);
+    assert!(s.metric("corestream_requests_total{code=\"503\"}") >= 8.0);
+    let _ = std::fs::remove_dir_all(&root);
+}
+
 fn vm_size_kib(pid: i32) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .unwrap_or_default()
