@@ -100,7 +100,11 @@ pub fn send(sock: RawFd, buf: &[u8], more: bool) -> io::Result<usize> {
 
 /// recv(2) into the spare capacity of `buf`, at most `max` bytes.
 pub fn recv_into(sock: RawFd, buf: &mut Vec<u8>, max: usize) -> io::Result<usize> {
-    buf.reserve(max);
+    // Grow only when little room is left: reserving `max` on every call would double a
+    // pooled 4 KiB buffer the moment a partial head sits in it.
+    if buf.capacity() - buf.len() < max / 4 {
+        buf.reserve(max);
+    }
     let spare = buf.spare_capacity_mut();
     let want = spare.len().min(max);
     // SAFETY: the kernel writes at most `want` bytes into the spare capacity, which is

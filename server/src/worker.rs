@@ -66,6 +66,19 @@ const ACCEPT_PAUSE: Duration = Duration::from_millis(100);
 const LINGER_LIMIT: usize = 64 * 1024;
 /// Buffers kept for reuse; beyond this they are freed.
 const POOL_MAX: usize = 1024;
+/// Bytes freed by one pool trim above which the allocator is asked to hand free pages back
+/// to the kernel (after a surge, so RSS follows the load down).
+const RETURN_TO_OS: usize = 1 << 20;
+
+/// Ask glibc to release free heap pages (madvise) instead of keeping them for later.
+fn return_free_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only walks the allocator's own free lists; it is thread-safe and
+    // takes no pointers.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
 
 const CAN_READ: u8 = 1;
 const CAN_WRITE: u8 = 2;
@@ -137,22 +150,47 @@ enum Step {
     Close(CloseReason),
 }
 
-struct Pool(Vec<Vec<u8>>);
+/// Request and response-head buffers kept for reuse, so a busy connection does not cost a
+/// malloc/free pair per request. Sized to recent demand: buffers no request needed for a
+/// whole trim interval are freed, so a surge of in-flight requests does not leave its peak
+/// behind for good.
+struct Pool {
+    bufs: Vec<Vec<u8>>,
+    /// Fewest buffers in the pool since the last trim: that many went unused.
+    low: usize,
+}
+
+/// Pool trim interval, in ticks (1 s).
+const POOL_TRIM_TICKS: u32 = 4;
 
 impl Pool {
     fn take(&mut self) -> Vec<u8> {
-        self.0
+        let v = self
+            .bufs
             .pop()
-            .unwrap_or_else(|| Vec::with_capacity(READ_CHUNK))
+            .unwrap_or_else(|| Vec::with_capacity(READ_CHUNK));
+        self.low = self.low.min(self.bufs.len());
+        v
     }
     fn give(&mut self, mut v: Vec<u8>) {
         if v.capacity() == 0 {
             return;
         }
-        if self.0.len() < POOL_MAX && v.capacity() <= 4 * READ_CHUNK {
+        if self.bufs.len() < POOL_MAX && v.capacity() <= 4 * READ_CHUNK {
             v.clear();
-            self.0.push(v);
+            self.bufs.push(v);
         }
+    }
+    /// Free the buffers that sat unused since the last trim (the bottom of the stack: the
+    /// top is what take() hands out). Returns the bytes freed.
+    fn trim(&mut self) -> usize {
+        let idle = self.low.min(self.bufs.len());
+        let freed = self.bufs.drain(..idle).map(|b| b.capacity()).sum();
+        if self.bufs.capacity() > 2 * self.bufs.len().max(64) {
+            self.bufs.shrink_to_fit();
+        }
+        self.low = self.bufs.len();
+        freed
     }
 }
 
@@ -242,7 +280,10 @@ impl Worker {
             last_parked_sweep: 0,
             conns: Slab::with_capacity(1024),
             ready: VecDeque::with_capacity(1024),
-            pool: Pool(Vec::new()),
+            pool: Pool {
+                bufs: Vec::new(),
+                low: 0,
+            },
             date: http::DateCache::default(),
             path_buf: Vec::with_capacity(256),
             accept_pending: true,
@@ -282,7 +323,8 @@ impl Worker {
             let timeout = if !self.ready.is_empty() || self.can_accept() {
                 Some(Duration::ZERO)
             } else {
-                let mut t = if self.conns.is_empty() {
+                // Idle with buffers pooled: wake to trim them (then sleep for good).
+                let mut t = if self.conns.is_empty() && self.pool.bufs.is_empty() {
                     None
                 } else {
                     Some(TICK)
@@ -467,6 +509,16 @@ impl Worker {
             // Entries pushed into this slot while it was out stay; keep both.
             let pushed = std::mem::replace(&mut self.wheel[slot], entries);
             self.wheel[slot].extend(pushed);
+            // A processed slot is usually empty until its next round: give its memory
+            // back instead of keeping every slot at its busiest size (1024 slots at
+            // 19k connections would otherwise hold megabytes of stale capacity).
+            let kept = &mut self.wheel[slot];
+            if kept.capacity() > 2 * kept.len().max(16) {
+                kept.shrink_to_fit();
+            }
+            if t.is_multiple_of(POOL_TRIM_TICKS) && self.pool.trim() >= RETURN_TO_OS {
+                return_free_memory();
+            }
         }
         for (k, reason) in expired {
             self.close(k, reason);
@@ -764,6 +816,17 @@ impl Worker {
                     Ok(false) if sent >= WRITE_BUDGET => return Step::Yield,
                     Ok(false) => {
                         conn.flags &= !CAN_WRITE;
+                        // Waiting on a slow reader (every viewer at once when a segment
+                        // is published): hold no buffer while the kernel drains the
+                        // socket. The head is out once only the file body remains.
+                        if conn.rbuf.is_empty() {
+                            self.pool.give(std::mem::take(&mut conn.rbuf));
+                        }
+                        if conn.out_pos >= conn.out.len() {
+                            conn.out.clear();
+                            conn.out_pos = 0;
+                            self.pool.give(std::mem::take(&mut conn.out));
+                        }
                         return Step::Idle;
                     }
                     Err(_) => return Step::Close(CloseReason::Error),
