@@ -148,13 +148,16 @@ pub struct Counters {
     pub stalled_viewers: u64,
     pub playing_viewers: u64,
     pub reconnects: u64,
+    /// Playlist reloads not queued because the previous one was still waiting: a player
+    /// never has two reloads of one playlist outstanding.
+    pub reloads_skipped: u64,
     /// Requests still queued or in flight when the run ended, and the oldest one's wait.
     pub unfinished: u64,
     pub unfinished_oldest_ms_max: u64,
 }
 
 impl Counters {
-    fn fields(&mut self) -> [(&'static str, &mut u64); 16] {
+    fn fields(&mut self) -> [(&'static str, &mut u64); 17] {
         let [m, p, s] = &mut self.requests;
         [
             ("viewers", &mut self.viewers),
@@ -171,6 +174,7 @@ impl Counters {
             ("stalled_viewers", &mut self.stalled_viewers),
             ("playing_viewers", &mut self.playing_viewers),
             ("reconnects", &mut self.reconnects),
+            ("reloads_skipped", &mut self.reloads_skipped),
             ("unfinished", &mut self.unfinished),
             (
                 "unfinished_oldest_ms_max",
@@ -465,12 +469,24 @@ impl Engine {
                 let (Some(at), Some(path)) = (vw.next_reload, vw.media_path.clone()) else {
                     return;
                 };
-                vw.queue.push_back(Req {
-                    kind: Kind::Playlist,
-                    path,
-                    intended: at,
-                    seg_duration: 0.0,
-                });
+                // Like a player, never queue a second reload behind one not yet answered:
+                // the waiting one keeps its intended time, so its latency still shows
+                // how late the server is.
+                let waiting = vw.queue.iter().any(|r| r.kind == Kind::Playlist)
+                    || vw
+                        .inflight
+                        .as_ref()
+                        .is_some_and(|r| r.kind == Kind::Playlist);
+                if waiting {
+                    self.c.reloads_skipped += 1;
+                } else {
+                    vw.queue.push_back(Req {
+                        kind: Kind::Playlist,
+                        path,
+                        intended: at,
+                        seg_duration: 0.0,
+                    });
+                }
                 let next = at + Duration::from_secs_f64(vw.target.max(0.1));
                 vw.next_reload = Some(next);
                 self.timers.push(Reverse((next, v, Timer::Reload)));
@@ -1219,8 +1235,8 @@ fn render(o: &Opts, c: &Counters, h: &Hists, wall: f64, layout: &str, t: &Target
     );
     let _ = writeln!(
         s,
-        "Errors: connect {}, read/reset {}, timeout {}, non-2xx {}, malformed response/playlist {}. Requests resent once after the server closed an idle keep-alive connection: {}.",
-        c.err_connect, c.err_read, c.err_timeout, c.err_status, c.err_parse, c.reconnects
+        "Errors: connect {}, read/reset {}, timeout {}, non-2xx {}, malformed response/playlist {}. Requests resent once after the server closed an idle keep-alive connection: {}. Reloads skipped because the previous one was still unanswered (the viewer was behind): {}.",
+        c.err_connect, c.err_read, c.err_timeout, c.err_status, c.err_parse, c.reconnects, c.reloads_skipped
     );
     s
 }
@@ -1301,6 +1317,67 @@ mod tests {
             }
         });
         addr
+    }
+
+    /// A live media playlist whose reloads after the first take 2.5 s (target duration 1 s):
+    /// the viewer keeps one reload outstanding, as players do, instead of queueing one per
+    /// second and then fetching a backlog of stale playlists.
+    #[test]
+    fn reloads_do_not_pile_up_behind_a_slow_answer() {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = l.local_addr().unwrap();
+        std::thread::spawn(move || {
+            let mut playlists = 0;
+            for s in l.incoming() {
+                let Ok(mut s) = s else { return };
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 4096];
+                loop {
+                    let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") else {
+                        match s.read(&mut chunk) {
+                            Ok(0) | Err(_) => break,
+                            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                        }
+                        continue;
+                    };
+                    let head = String::from_utf8_lossy(&buf[..end]).to_string();
+                    buf.drain(..end + 4);
+                    let body: &[u8] = if head.contains(".m3u8") {
+                        playlists += 1;
+                        if playlists > 1 {
+                            std::thread::sleep(Duration::from_millis(2500));
+                        }
+                        b"#EXTM3U\n#EXT-X-TARGETDURATION:1\n#EXT-X-MEDIA-SEQUENCE:7\n#EXTINF:1.0,\nseg7.ts\n"
+                    } else {
+                        b"0123456789"
+                    };
+                    let mut r =
+                        format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n", body.len())
+                            .into_bytes();
+                    r.extend_from_slice(body);
+                    if s.write_all(&r).is_err() {
+                        break;
+                    }
+                }
+            }
+        });
+        let (c, _) = run_engine(EngineOpts {
+            target: parse_url(&format!("http://{addr}/live/index.m3u8")).unwrap(),
+            viewers: 1,
+            id_offset: 0,
+            duration: Duration::from_secs(6),
+            ramp: Duration::from_millis(10),
+            mix: vec![],
+            timeout: Duration::from_secs(5),
+            bind: None,
+        })
+        .unwrap();
+        // First answer at once, then one 2.5 s reload at a time: 3 answered in 6 s. A
+        // queue per tick would also leave several stale reloads waiting at the end.
+        assert!(c.requests[1] <= 3, "{c:?}");
+        assert!(c.reloads_skipped >= 2, "{c:?}");
+        assert!(c.unfinished <= 1, "{c:?}");
+        assert_eq!(c.err_status + c.err_timeout + c.err_read, 0, "{c:?}");
     }
 
     #[test]
