@@ -20,25 +20,13 @@ RLIMIT_NOFILE above --conns for this script (it raises its soft limit to the har
 """
 import argparse, resource, socket, time, urllib.parse
 
-
-def rss_kib(pids):
-    total = 0
-    for pid in pids:
-        with open(f"/proc/{pid}/status") as f:
-            for line in f:
-                if line.startswith("VmRSS:"):
-                    total += int(line.split()[1])
-    return total
+from idle_memory import rss_kib  # same directory: RSS summed over PIDs
 
 
 def settle(pids, seconds):
-    """RSS after `seconds`, sampled until it stops moving (the server trims once a second)."""
-    end = time.time() + seconds
-    last = rss_kib(pids)
-    while time.time() < end:
-        time.sleep(0.5)
-        last = rss_kib(pids)
-    return last
+    """RSS after `seconds` (the server trims its buffer pool once a second)."""
+    time.sleep(seconds)
+    return rss_kib(pids)
 
 
 def main():
@@ -78,7 +66,7 @@ def main():
                 else:
                     s.sendall(full[: len(full) // 2])
                 socks.append(s)
-            held = settle(a.pid, 2.0)
+            held = settle(a.pid, 3.0)
             for s in socks:
                 s.close()
             after = settle(a.pid, 3.0)

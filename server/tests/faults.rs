@@ -695,6 +695,26 @@ fn enfile_storm_refuses_new_work_then_recovers() {
     let _ = std::fs::remove_dir_all(&root);
 }
 
+/// 3000 connections against `--max-connections 2000`, a third of them asking for `/x.ts`:
+/// waits until the cap has stopped accepting and checks it held. Returns the connections.
+fn storm_past_the_cap(s: &Server) -> Vec<TcpStream> {
+    let mut conns = Vec::new();
+    for _ in 0..3000 {
+        match TcpStream::connect(s.addr) {
+            Ok(c) => conns.push(c),
+            Err(_) => break,
+        }
+    }
+    for c in conns.iter_mut().step_by(3) {
+        let _ = c.write_all(get("/x.ts").as_bytes());
+    }
+    wait_until("the cap to bite", Duration::from_secs(10), || {
+        s.metric("corestream_max_connections_pauses_total") > 0.0
+    });
+    assert!(s.metric("corestream_connections_active") <= 2000.0);
+    conns
+}
+
 fn vm_size_kib(pid: i32) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .unwrap_or_default()
@@ -733,20 +753,7 @@ fn tight_address_space_degrades_by_refusing_not_crashing() {
                 "2000",
             ]),
     );
-    let mut conns = Vec::new();
-    for _ in 0..3000 {
-        match TcpStream::connect(s.addr) {
-            Ok(c) => conns.push(c),
-            Err(_) => break,
-        }
-    }
-    for c in conns.iter_mut().step_by(3) {
-        let _ = c.write_all(get("/x.ts").as_bytes());
-    }
-    wait_until("the cap to bite", Duration::from_secs(10), || {
-        s.metric("corestream_max_connections_pauses_total") > 0.0
-    });
-    assert!(s.metric("corestream_connections_active") <= 2000.0);
+    let conns = storm_past_the_cap(&s);
     assert!(
         s.child.try_wait().unwrap().is_none(),
         "server died under RLIMIT_AS"
@@ -931,20 +938,7 @@ fn memory_cgroup_limit_degrades_by_refusing_not_crashing() {
             })
         })
         .collect();
-    let mut conns = Vec::new();
-    for _ in 0..3000 {
-        match TcpStream::connect(s.addr) {
-            Ok(c) => conns.push(c),
-            Err(_) => break,
-        }
-    }
-    for c in conns.iter_mut().step_by(3) {
-        let _ = c.write_all(get("/x.ts").as_bytes());
-    }
-    wait_until("the cap to bite", Duration::from_secs(10), || {
-        s.metric("corestream_max_connections_pauses_total") > 0.0
-    });
-    assert!(s.metric("corestream_connections_active") <= 2000.0);
+    let conns = storm_past_the_cap(&s);
     for d in downloads {
         let (status, body) = d.join().unwrap().expect("the download completes");
         assert_eq!(status, 200);
