@@ -919,6 +919,12 @@ impl Worker {
             if conn.flags & CAN_READ == 0 {
                 if conn.rbuf.is_empty() {
                     self.pool.give(std::mem::take(&mut conn.rbuf));
+                } else if conn.rbuf.capacity() - conn.rbuf.len() > READ_CHUNK / 2 {
+                    // Part of a head, waiting for the rest (a slow link, or a slowloris
+                    // client holding thousands of these): keep only the bytes it holds
+                    // and put the read buffer back. Whole heads never come here.
+                    let part = conn.rbuf.to_vec();
+                    self.pool.give(std::mem::replace(&mut conn.rbuf, part));
                 }
                 return Step::Idle;
             }
