@@ -9,6 +9,7 @@ pub mod admin;
 pub mod cache;
 pub mod config;
 pub mod demo;
+pub mod fixture;
 pub mod fsys;
 pub mod http;
 pub mod live;

@@ -4,12 +4,10 @@
 //! against an independent oracle (arithmetic, a civil-calendar conversion, or the
 //! filesystem), not the implementation restated.
 
-use crate::config::{Cli, Config};
 use crate::http::{self, Decision, FileMeta, Method, Request};
 use crate::path::{self, PathError};
 use crate::range::{self, RangeResult};
 use crate::worker::{process_bytes, Shared};
-use clap::Parser;
 use proptest::prelude::*;
 use std::path::PathBuf;
 use std::sync::OnceLock;
@@ -120,7 +118,8 @@ proptest! {
 
 // ------------------------------------------- the server's head for a Range
 
-/// A media root holding `f<N>.ts` files of N bytes, built once per test binary.
+/// The shared origin (`crate::fixture`) plus `f<N>.ts` files of N bytes, built once per test
+/// binary.
 fn fixture() -> &'static (PathBuf, Shared) {
     static F: OnceLock<(PathBuf, Shared)> = OnceLock::new();
     F.get_or_init(|| {
@@ -131,23 +130,10 @@ fn fixture() -> &'static (PathBuf, Shared) {
             let bytes: Vec<u8> = (0..n).map(|i| (i % 251) as u8).collect();
             std::fs::write(dir.join(format!("root/live/f{n}.ts")), bytes).expect("write");
         }
-        // Outside the root, with a size no inside file has: it must never be answered.
-        std::fs::write(dir.join("secret.ts"), vec![b's'; 7777]).expect("write");
-        std::os::unix::fs::symlink(dir.join("secret.ts"), dir.join("root/live/out.ts"))
-            .expect("symlink");
-        std::os::unix::fs::symlink("../../secret.ts", dir.join("root/live/rel.ts"))
-            .expect("symlink");
-        let root = dir.join("root");
-        let cli = Cli::parse_from([
-            "corestream",
-            "--root",
-            root.to_str().expect("utf8 temp dir"),
-            "--workers",
-            "1",
-        ]);
-        let cfg = Config::from_cli(&cli).expect("config");
-        let fd = crate::fsys::open_root(&root).expect("open root");
-        (dir, Shared::new(cfg, fd))
+        // The shared origin adds its files and `secret.ts` outside the root, reachable only
+        // through the `out.ts` and `rel.ts` symlinks.
+        let shared = crate::fixture::origin(&dir).expect("fixture origin");
+        (dir, shared)
     })
 }
 
@@ -348,7 +334,7 @@ proptest! {
     }
 
     /// Against the real filesystem: no target, however encoded, yields the file outside
-    /// the root (7777 bytes), directly or through the symlinks that point at it.
+    /// the root (`fixture::OUTSIDE_LEN` bytes), directly or through the symlinks that point at it.
     #[test]
     fn no_target_reaches_outside_the_root(pieces in proptest::collection::vec(hostile_piece(), 1..12)) {
         let (_, shared) = fixture();
@@ -360,7 +346,7 @@ proptest! {
         let req = format!("GET {target} HTTP/1.1\r\nHost: t\r\n\r\n");
         let out = process_bytes(shared, req.as_bytes());
         for h in heads(&out, false) {
-            prop_assert!(h.status != 200 || h.get("content-length") != Some("7777"), "{target} served the outside file");
+            prop_assert!(h.status != 200 || h.get("content-length") != Some(&crate::fixture::OUTSIDE_LEN.to_string()), "{target} served the outside file");
             prop_assert!(matches!(h.status, 200 | 400 | 404), "{target}: {}", h.status);
         }
         let mut decoded = Vec::new();

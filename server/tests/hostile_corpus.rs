@@ -3,41 +3,9 @@
 //! (fuzz/regressions/request/) through the request path on each `cargo test`, so CI keeps
 //! them fixed without running the fuzzer.
 
-use clap::Parser;
-use corestream::config::{Cli, Config};
-use corestream::worker::{process_bytes, Shared};
+use corestream::fixture::{self, OUTSIDE_LEN};
+use corestream::worker::process_bytes;
 use std::path::{Path, PathBuf};
-
-fn shared(dir: &Path) -> Shared {
-    let root = dir.join("root");
-    let files: &[(&str, &[u8])] = &[
-        ("live/index.m3u8", b"#EXTM3U\n#EXT-X-STREAM-INF:BANDWIDTH=2500000\n720p/index.m3u8\n"),
-        ("live/720p/index.m3u8", b"#EXTM3U\n#EXT-X-VERSION:6\n#EXT-X-TARGETDURATION:2\n#EXT-X-MEDIA-SEQUENCE:10\n#EXTINF:2.0,\nseg10.ts\n#EXTINF:2.0,\nseg11.ts\n"),
-        ("live/720p/seg10.ts", &[0x47; 188 * 20]),
-        ("live/720p/seg11.ts", &[0x47; 188 * 3]),
-        ("live/manifest.mpd", b"<?xml version=\"1.0\"?><MPD/>"),
-        ("live/init.m4s", b"\0\0\0\x18ftypiso6"),
-        ("live/chunk-1.m4s", &[1; 4096]),
-        ("live/sub.vtt", b"WEBVTT\n"),
-        ("empty.ts", b""),
-    ];
-    for (name, data) in files {
-        let p = root.join(name);
-        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
-        std::fs::write(&p, data).unwrap();
-    }
-    std::fs::write(dir.join("secret.ts"), vec![b's'; 7777]).unwrap();
-    std::os::unix::fs::symlink(dir.join("secret.ts"), root.join("live/out.ts")).unwrap();
-    let cli = Cli::parse_from([
-        "corestream",
-        "--root",
-        root.to_str().unwrap(),
-        "--workers",
-        "1",
-    ]);
-    let cfg = Config::from_cli(&cli).unwrap();
-    Shared::new(cfg, corestream::fsys::open_root(&root).unwrap())
-}
 
 /// (status, Content-Length) of each response head in `out`.
 fn heads(mut rest: &[u8]) -> Vec<(u16, usize)> {
@@ -85,7 +53,7 @@ fn seed_corpus_and_fuzz_regressions_replay_cleanly() {
     let tmp = std::env::temp_dir().join(format!("corestream-corpus-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&tmp);
     std::fs::create_dir_all(&tmp).unwrap();
-    let s = shared(&tmp);
+    let s = fixture::origin(&tmp).unwrap();
     let fuzz = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz");
     let seeds = inputs(&fuzz.join("seeds/request"));
     assert!(seeds.len() >= 30, "seed corpus missing: {}", seeds.len());
@@ -95,7 +63,7 @@ fn seed_corpus_and_fuzz_regressions_replay_cleanly() {
         let hs = heads(&out);
         assert!(!hs.is_empty(), "{}: no answer", path.display());
         assert!(
-            !hs.iter().any(|&(c, l)| c == 200 && l == 7777),
+            !hs.iter().any(|&(c, l)| c == 200 && l == OUTSIDE_LEN),
             "{}: served the file outside the root",
             path.display()
         );
