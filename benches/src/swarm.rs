@@ -1273,14 +1273,16 @@ pub fn worker(o: EngineOpts) -> Result<(), String> {
 mod tests {
     use super::*;
 
-    /// Minimal keep-alive static file server for the test (GET only, Content-Length).
-    fn serve_dir(root: std::path::PathBuf) -> SocketAddr {
+    /// Minimal keep-alive HTTP server for the tests: one thread per connection, GET heads
+    /// only; `respond` gets the request path and returns the whole response.
+    fn serve(respond: impl Fn(&str) -> Vec<u8> + Send + Sync + 'static) -> SocketAddr {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = l.local_addr().unwrap();
+        let respond = std::sync::Arc::new(respond);
         std::thread::spawn(move || {
             for s in l.incoming() {
                 let Ok(mut s) = s else { return };
-                let root = root.clone();
+                let respond = respond.clone();
                 std::thread::spawn(move || {
                     let mut buf = Vec::new();
                     let mut chunk = [0u8; 4096];
@@ -1294,22 +1296,8 @@ mod tests {
                         };
                         let head = String::from_utf8_lossy(&buf[..end]).to_string();
                         buf.drain(..end + 4);
-                        let path = head.split_whitespace().nth(1).unwrap_or("/").to_string();
-                        let resp = match fs::read(root.join(path.trim_start_matches('/'))) {
-                            Ok(body) => {
-                                let mut r = format!(
-                                    "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n",
-                                    body.len()
-                                )
-                                .into_bytes();
-                                r.extend_from_slice(&body);
-                                r
-                            }
-                            Err(_) => {
-                                b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n".to_vec()
-                            }
-                        };
-                        if s.write_all(&resp).is_err() {
+                        let path = head.split_whitespace().nth(1).unwrap_or("/");
+                        if s.write_all(&respond(path)).is_err() {
                             return;
                         }
                     }
@@ -1319,47 +1307,37 @@ mod tests {
         addr
     }
 
+    fn ok(body: &[u8]) -> Vec<u8> {
+        let mut r =
+            format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n", body.len()).into_bytes();
+        r.extend_from_slice(body);
+        r
+    }
+
+    /// Static files from `root` (404 for anything missing).
+    fn serve_dir(root: std::path::PathBuf) -> SocketAddr {
+        serve(
+            move |path| match fs::read(root.join(path.trim_start_matches('/'))) {
+                Ok(body) => ok(&body),
+                Err(_) => b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n".to_vec(),
+            },
+        )
+    }
+
     /// A live media playlist whose reloads after the first take 2.5 s (target duration 1 s):
     /// the viewer keeps one reload outstanding, as players do, instead of queueing one per
     /// second and then fetching a backlog of stale playlists.
     #[test]
     fn reloads_do_not_pile_up_behind_a_slow_answer() {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let addr = l.local_addr().unwrap();
-        std::thread::spawn(move || {
-            let mut playlists = 0;
-            for s in l.incoming() {
-                let Ok(mut s) = s else { return };
-                let mut buf = Vec::new();
-                let mut chunk = [0u8; 4096];
-                loop {
-                    let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") else {
-                        match s.read(&mut chunk) {
-                            Ok(0) | Err(_) => break,
-                            Ok(n) => buf.extend_from_slice(&chunk[..n]),
-                        }
-                        continue;
-                    };
-                    let head = String::from_utf8_lossy(&buf[..end]).to_string();
-                    buf.drain(..end + 4);
-                    let body: &[u8] = if head.contains(".m3u8") {
-                        playlists += 1;
-                        if playlists > 1 {
-                            std::thread::sleep(Duration::from_millis(2500));
-                        }
-                        b"#EXTM3U\n#EXT-X-TARGETDURATION:1\n#EXT-X-MEDIA-SEQUENCE:7\n#EXTINF:1.0,\nseg7.ts\n"
-                    } else {
-                        b"0123456789"
-                    };
-                    let mut r =
-                        format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n", body.len())
-                            .into_bytes();
-                    r.extend_from_slice(body);
-                    if s.write_all(&r).is_err() {
-                        break;
-                    }
-                }
+        let playlists = std::sync::atomic::AtomicUsize::new(0);
+        let addr = serve(move |path| {
+            if !path.ends_with(".m3u8") {
+                return ok(b"0123456789");
             }
+            if playlists.fetch_add(1, std::sync::atomic::Ordering::Relaxed) > 0 {
+                std::thread::sleep(Duration::from_millis(2500));
+            }
+            ok(b"#EXTM3U\n#EXT-X-TARGETDURATION:1\n#EXT-X-MEDIA-SEQUENCE:7\n#EXTINF:1.0,\nseg7.ts\n")
         });
         let (c, _) = run_engine(EngineOpts {
             target: parse_url(&format!("http://{addr}/live/index.m3u8")).unwrap(),
