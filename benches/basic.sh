@@ -29,15 +29,9 @@ echo "== building corestream (release)" >&2
 bin=${CARGO_TARGET_DIR:-$repo/target}/release/corestream
 [ -x "$bin" ] || { echo "basic.sh: $bin missing after build" >&2; exit 1; }
 
-work=$(mktemp -d /tmp/corestream-basic.XXXXXX)
-chmod 755 "$work"
-pids=()
-cleanup() {
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-  for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
-  rm -rf "$work"
-}
-trap cleanup EXIT INT TERM
+# shellcheck source=lib.sh
+. "$here/lib.sh"
+bench_workdir basic
 
 # Media: a ~400 B live media playlist and a ~700 KB segment (2 s at ~2.8 Mbit/s). The bytes are
 # random: a file server does not look inside, only sizes matter.

@@ -28,15 +28,9 @@ tdir=${CARGO_TARGET_DIR:-$repo/target}/release
 cs_bin=$tdir/corestream
 bench=$tdir/corestream-bench
 
-work=$(mktemp -d /tmp/corestream-swarm.XXXXXX)
-chmod 755 "$work"
-pids=()
-cleanup() {
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-  for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
-  rm -rf "$work"
-}
-trap cleanup EXIT INT TERM
+# shellcheck source=lib.sh
+. "$here/lib.sh"
+bench_workdir swarm
 
 max=0
 for v in $VIEWERS; do [ "$v" -gt "$max" ] && max=$v; done
