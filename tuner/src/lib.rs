@@ -4,6 +4,7 @@
 //! Every probe takes a root directory (`--root`, default `/`) so tests run on a fake tree.
 
 pub mod backup;
+pub mod cli;
 pub mod diagnose;
 pub mod nofile;
 pub mod plan;
