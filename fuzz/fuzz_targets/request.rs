@@ -1,11 +1,12 @@
 //! Bytes in as one connection would send them -> parsing, routing, range and conditional
-//! handling -> response heads out (`corestream::worker::process_bytes`). Beyond "never
+//! handling -> response heads out (`corestream::http::process_bytes`). Beyond "never
 //! panics", every answer must be a well-formed HTTP/1.1 head with a known status, and a
 //! file outside the root (`fixture::OUTSIDE_LEN` bytes) must never be answered.
 #![no_main]
 
 use corestream::fixture::{self, OUTSIDE_LEN};
-use corestream::worker::{process_bytes, Shared};
+use corestream::http::process_bytes;
+use corestream::Shared;
 use libfuzzer_sys::fuzz_target;
 use std::sync::OnceLock;
 

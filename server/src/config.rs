@@ -166,27 +166,13 @@ pub struct Cli {
     pub hidden_suffixes: String,
 }
 
-/// Parse `10s`, `500ms`, `2m`, or plain seconds.
+/// A timeout: a duration (`10s`, `500ms`, `2m`, plain seconds) above zero, at most a week.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    let s = s.trim();
-    let (num, unit) = match s.find(|c: char| !c.is_ascii_digit() && c != '.') {
-        Some(i) => (&s[..i], s[i..].trim()),
-        None => (s, "s"),
-    };
-    let v: f64 = num
-        .parse()
-        .map_err(|_| format!("{s:?} is not a duration: write e.g. 10s, 500ms or 2m"))?;
-    let secs = match unit {
-        "ms" => v / 1000.0,
-        "s" | "sec" => v,
-        "m" | "min" => v * 60.0,
-        "h" => v * 3600.0,
-        _ => return Err(format!("{s:?}: unknown unit {unit:?}; use ms, s, m or h")),
-    };
-    if !secs.is_finite() || secs <= 0.0 || secs > 86_400.0 * 7.0 {
-        return Err(format!("{s:?} must be above zero and at most a week"));
-    }
-    Ok(Duration::from_secs_f64(secs))
+    corestream_common::duration::parse_within(
+        s,
+        Duration::from_millis(1),
+        Duration::from_secs(7 * 86_400),
+    )
 }
 
 fn parse_admin(s: &str) -> Result<SocketAddr, String> {

@@ -6,7 +6,7 @@
 //! it.
 
 use crate::config::{Cli, Config};
-use crate::worker::Shared;
+use crate::shared::Shared;
 use clap::Parser;
 use std::io;
 use std::path::Path;
@@ -56,5 +56,5 @@ pub fn origin(dir: &Path) -> io::Result<Shared> {
     let cli = Cli::parse_from(["corestream", "--root", root_str, "--workers", "1"]);
     let cfg = Config::from_cli(&cli)
         .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))?;
-    Ok(Shared::new(cfg, crate::fsys::open_root(&root)?))
+    Ok(Shared::new(cfg, crate::net::fsys::open_root(&root)?))
 }

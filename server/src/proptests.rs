@@ -4,10 +4,14 @@
 //! against an independent oracle (arithmetic, a civil-calendar conversion, or the
 //! filesystem), not the implementation restated.
 
-use crate::http::{self, Decision, FileMeta, Method, Request};
-use crate::path::{self, PathError};
-use crate::range::{self, RangeResult};
-use crate::worker::{process_bytes, Shared};
+use crate::http::cond::{decide, Decision, ETag};
+use crate::http::date::{push_http_date, DateCache, LAST_HTTP_DATE};
+use crate::http::path::{self, PathError};
+use crate::http::range::{self, RangeResult};
+use crate::http::{process_bytes, Method, Request};
+use crate::net::fsys::FileMeta;
+use crate::shared::Shared;
+use corestream_common::date::Civil;
 use proptest::prelude::*;
 use std::path::PathBuf;
 use std::sync::OnceLock;
@@ -376,9 +380,7 @@ fn meta_strategy() -> impl Strategy<Value = FileMeta> {
 }
 
 fn etag(m: &FileMeta) -> Vec<u8> {
-    let mut v = Vec::new();
-    m.write_etag(&mut v);
-    v
+    ETag::of(m).as_bytes().to_vec()
 }
 
 fn date(secs: u64) -> Vec<u8> {
@@ -415,14 +417,14 @@ proptest! {
         list.extend_from_slice(&tag);
         let mut r = base(if head { Method::Head } else { Method::Get });
         r.if_none_match = Some(&list);
-        prop_assert_eq!(http::decide(&r, &m), Decision::NotModified);
+        prop_assert_eq!(decide(&r, &m), Decision::NotModified);
         let other_tag = etag(&other);
         r.if_none_match = Some(&other_tag);
         // If-Modified-Since is ignored when If-None-Match is present (RFC 9110 13.2.2).
         let later = date(m.mtime_sec as u64 + 10);
         r.if_modified_since = Some(&later);
         let want = if other_tag == tag { Decision::NotModified } else { Decision::Full };
-        prop_assert_eq!(http::decide(&r, &m), want);
+        prop_assert_eq!(decide(&r, &m), want);
     }
 
     /// If-Modified-Since: 304 exactly when the file's mtime (whole seconds) is not after it.
@@ -432,7 +434,7 @@ proptest! {
         let mut r = base(Method::Get);
         r.if_modified_since = Some(&d);
         let want = if (m.mtime_sec as u64) <= t { Decision::NotModified } else { Decision::Full };
-        prop_assert_eq!(http::decide(&r, &m), want);
+        prop_assert_eq!(decide(&r, &m), want);
     }
 
     /// If-Match with any other tag fails the precondition before anything else is looked at.
@@ -445,13 +447,13 @@ proptest! {
         r.if_match = Some(&other_tag);
         r.if_none_match = Some(&inm);
         let want = if other_tag == tag { Decision::NotModified } else { Decision::PreconditionFailed };
-        prop_assert_eq!(http::decide(&r, &m), want);
+        prop_assert_eq!(decide(&r, &m), want);
         // A weak tag never passes If-Match (strong comparison).
         let mut weak = b"W/".to_vec();
         weak.extend_from_slice(&tag);
         let mut r = base(Method::Get);
         r.if_match = Some(&weak);
-        prop_assert_eq!(http::decide(&r, &m), Decision::PreconditionFailed);
+        prop_assert_eq!(decide(&r, &m), Decision::PreconditionFailed);
     }
 
     /// If-Range with a stale validator turns a Range into the whole file, never a part of
@@ -470,15 +472,15 @@ proptest! {
             RangeResult::Partial { start, end } => Decision::Partial { start, end },
             RangeResult::Unsatisfiable => Decision::Unsatisfiable,
         };
-        prop_assert_eq!(http::decide(&r, &m), expect);
+        prop_assert_eq!(decide(&r, &m), expect);
         if other_tag != tag {
             r.if_range = Some(&other_tag);
-            prop_assert_eq!(http::decide(&r, &m), Decision::Full);
+            prop_assert_eq!(decide(&r, &m), Decision::Full);
         }
         // HEAD ignores Range.
         let mut h = base(Method::Head);
         h.range = Some(spec.as_bytes());
-        prop_assert_eq!(http::decide(&h, &m), Decision::Full);
+        prop_assert_eq!(decide(&h, &m), Decision::Full);
     }
 
     /// Arbitrary header bytes never panic and never yield a range outside the file.
@@ -494,7 +496,7 @@ proptest! {
         r.if_unmodified_since = vals[3].as_deref();
         r.if_range = vals[4].as_deref();
         r.range = vals[5].as_deref();
-        if let Decision::Partial { start, end } = http::decide(&r, &m) {
+        if let Decision::Partial { start, end } = decide(&r, &m) {
             prop_assert!(start <= end && end < m.size);
         }
     }
@@ -502,28 +504,15 @@ proptest! {
 
 // ------------------------------------------------------------------ dates
 
-/// Civil date from days since 1970-01-01 (Howard Hinnant's algorithm): an oracle that
-/// shares no code with httpdate.
-fn civil(days: i64) -> (i64, u32, u32) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    (y, m, d)
-}
-
 fn oracle(secs: u64) -> String {
     const DAYS: [&str; 7] = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"];
     const MONTHS: [&str; 12] = [
         "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
     ];
+    // The calendar from the shared civil-date code, which shares nothing with httpdate.
     let days = (secs / 86_400) as i64;
-    let (y, m, d) = civil(days);
+    let c = Civil::from_unix_secs(secs);
+    let (y, m, d) = (c.year, c.month, c.day);
     let s = secs % 86_400;
     format!(
         "{}, {:02} {} {:04} {:02}:{:02}:{:02} GMT",
@@ -543,16 +532,16 @@ proptest! {
     /// IMF-fixdate, 29 bytes, equal to the independent calendar computation, for every
     /// second from 1970 to 9999; parses back to the same second.
     #[test]
-    fn http_date_matches_calendar(secs in 0u64..=http::LAST_HTTP_DATE, nanos in 0u32..1_000_000_000) {
+    fn http_date_matches_calendar(secs in 0u64..=LAST_HTTP_DATE, nanos in 0u32..1_000_000_000) {
         let t = UNIX_EPOCH + Duration::new(secs, nanos);
         let mut v = Vec::new();
-        http::push_http_date(&mut v, t);
+        push_http_date(&mut v, t);
         let s = String::from_utf8(v).expect("ASCII");
         prop_assert_eq!(s.len(), 29);
         prop_assert_eq!(&s, &oracle(secs));
         let back = httpdate::parse_http_date(&s).expect("parses back");
         prop_assert_eq!(back, UNIX_EPOCH + Duration::from_secs(secs));
-        let mut cache = http::DateCache::default();
+        let mut cache = DateCache::default();
         cache.update(t);
         prop_assert_eq!(cache.get(), s.as_bytes());
         prop_assert_eq!(cache.unix_secs(), secs);
@@ -561,18 +550,18 @@ proptest! {
     /// Times a file can carry but HTTP cannot (before 1970, after 9999) are clamped, not
     /// a panic: mtimes are input (tmpfs accepts year 10000+).
     #[test]
-    fn http_date_clamps_out_of_range(secs in http::LAST_HTTP_DATE..u64::MAX / 4, before in 1u64..1 << 40) {
+    fn http_date_clamps_out_of_range(secs in LAST_HTTP_DATE..u64::MAX / 4, before in 1u64..1 << 40) {
         let mut v = Vec::new();
-        http::push_http_date(&mut v, UNIX_EPOCH + Duration::from_secs(secs));
+        push_http_date(&mut v, UNIX_EPOCH + Duration::from_secs(secs));
         prop_assert_eq!(v.as_slice(), b"Fri, 31 Dec 9999 23:59:59 GMT".as_slice());
         let mut v = Vec::new();
         if let Some(t) = UNIX_EPOCH.checked_sub(Duration::from_secs(before)) {
-            http::push_http_date(&mut v, t);
+            push_http_date(&mut v, t);
             prop_assert_eq!(v.as_slice(), b"Thu, 01 Jan 1970 00:00:00 GMT".as_slice());
         }
         let meta = FileMeta { size: 1, ino: 1, mtime_sec: secs as i64, mtime_nsec: 0 };
         let mut v = Vec::new();
-        http::push_http_date(&mut v, meta.mtime());
+        push_http_date(&mut v, meta.mtime());
         prop_assert_eq!(v.len(), 29);
     }
 }
@@ -581,7 +570,7 @@ proptest! {
 /// second leaves the text untouched.
 #[test]
 fn date_cache_changes_only_on_new_second() {
-    let mut c = http::DateCache::default();
+    let mut c = DateCache::default();
     let t = UNIX_EPOCH + Duration::new(1_700_000_000, 1);
     c.update(t);
     let first = c.get().to_vec();

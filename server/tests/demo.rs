@@ -78,15 +78,10 @@ struct Media {
     ended: bool,
 }
 
+/// An attribute of a tag line (`#EXT-X-PART:DURATION=...`).
 fn attr<'a>(line: &'a str, name: &str) -> Option<&'a str> {
-    let key = format!("{name}=");
-    let at = line.find(&key)? + key.len();
-    let rest = &line[at..];
-    if let Some(quoted) = rest.strip_prefix('"') {
-        quoted.split('"').next()
-    } else {
-        rest.split(',').next()
-    }
+    let list = line.split_once(':').map_or(line, |(_, l)| l);
+    corestream_common::hls::attr(list, name)
 }
 
 fn parse_media(text: &str) -> Media {

@@ -4,7 +4,7 @@
 //! them fixed without running the fuzzer.
 
 use corestream::fixture::{self, OUTSIDE_LEN};
-use corestream::worker::process_bytes;
+use corestream::http::process_bytes;
 use std::path::{Path, PathBuf};
 
 /// (status, Content-Length) of each response head in `out`.

@@ -4,6 +4,8 @@
 //! load and store (a plain `mov` on x86), not a locked read-modify-write; the scraper reads
 //! them relaxed from another thread. Aligned to a cache line so workers never share one.
 
+use crate::http::Status;
+use crate::net::timer::{Expiry, Phase, PHASES};
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
@@ -11,35 +13,56 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum CloseReason {
     /// The client closed (or reset) the connection.
-    Peer = 0,
+    Peer,
     /// We closed after `Connection: close`, HTTP/1.0, or an error response.
     Done,
-    /// Header read deadline passed (slowloris).
-    HeaderTimeout,
-    /// Keep-alive idle timeout.
-    IdleTimeout,
-    /// No write progress for the send-stall timeout.
-    SendStall,
     /// A socket or file error mid-response (including a file that shrank).
     Error,
     /// Closed by shutdown (idle at drain, or drain timeout).
     Shutdown,
+    /// A phase's deadline passed (labels from the phase table in `net::timer`).
+    Timeout(Phase),
 }
 
-pub const CLOSE_REASONS: [(CloseReason, &str); 7] = [
+/// Reasons that are not timeouts, with their metric labels.
+const OTHER_REASONS: [(CloseReason, &str); 4] = [
     (CloseReason::Peer, "peer"),
     (CloseReason::Done, "done"),
-    (CloseReason::HeaderTimeout, "header_timeout"),
-    (CloseReason::IdleTimeout, "idle_timeout"),
-    (CloseReason::SendStall, "send_stall"),
     (CloseReason::Error, "error"),
     (CloseReason::Shutdown, "shutdown"),
 ];
 
-/// Status codes we count individually.
-pub const STATUSES: [u16; 14] = [
-    200, 204, 206, 304, 400, 404, 405, 412, 414, 416, 431, 500, 503, 505,
-];
+/// Counter slots: the other reasons, then one per phase.
+const CLOSE_SLOTS: usize = OTHER_REASONS.len() + PHASES.len();
+
+impl CloseReason {
+    fn slot(self) -> usize {
+        match self {
+            CloseReason::Peer => 0,
+            CloseReason::Done => 1,
+            CloseReason::Error => 2,
+            CloseReason::Shutdown => 3,
+            CloseReason::Timeout(p) => OTHER_REASONS.len() + p as usize,
+        }
+    }
+}
+
+/// Every reason with its `reason` label, and the `kind` label of the timeouts.
+fn close_reasons() -> impl Iterator<Item = (CloseReason, &'static str, Option<&'static str>)> {
+    let timeouts = PHASES.iter().filter_map(|row| match row.expiry {
+        Expiry::Timeout { reason, kind } => {
+            Some((CloseReason::Timeout(row.phase), reason, Some(kind)))
+        }
+        _ => None,
+    });
+    OTHER_REASONS
+        .iter()
+        .map(|&(r, l)| (r, l, None))
+        .chain(timeouts)
+}
+
+/// Status codes counted individually (the rest as "other").
+const STATUSES: usize = Status::ALL.len();
 
 /// accept(2) errors counted by errno.
 pub const ACCEPT_ERRNOS: [(i32, &str); 4] = [
@@ -54,8 +77,8 @@ pub const ACCEPT_ERRNOS: [(i32, &str); 4] = [
 pub struct WorkerStats {
     pub active: AtomicU64,
     pub accepted: AtomicU64,
-    pub closed: [AtomicU64; 7],
-    pub requests: [AtomicU64; 15],
+    pub closed: [AtomicU64; CLOSE_SLOTS],
+    pub requests: [AtomicU64; STATUSES + 1],
     pub response_bytes: AtomicU64,
     pub sendfile_bytes: AtomicU64,
     /// Indexed like ACCEPT_ERRNOS, plus one slot for any other errno.
@@ -72,14 +95,14 @@ pub fn bump(c: &AtomicU64, n: u64) {
 
 impl WorkerStats {
     pub fn closed(&self, r: CloseReason) {
-        bump(&self.closed[r as usize], 1);
+        bump(&self.closed[r.slot()], 1);
     }
 
     pub fn request(&self, status: u16) {
-        let i = STATUSES
+        let i = Status::ALL
             .iter()
-            .position(|&s| s == status)
-            .unwrap_or(STATUSES.len());
+            .position(|s| s.code() == status)
+            .unwrap_or(STATUSES);
         bump(&self.requests[i], 1);
     }
 
@@ -112,7 +135,7 @@ pub struct ProcessFacts {
 impl ProcessFacts {
     pub fn read() -> ProcessFacts {
         let open_fds = std::fs::read_dir("/proc/self/fd").map_or(0, |d| d.count() as u64);
-        let (soft, hard) = crate::nofile_limit();
+        let (soft, hard) = crate::shared::nofile_limit();
         ProcessFacts {
             open_fds,
             nofile_soft: soft,
@@ -166,11 +189,11 @@ pub fn render(stats: &[WorkerStats], p: &ProcessFacts) -> String {
         "counter",
         "Connections closed, by reason.",
     );
-    for (r, name) in CLOSE_REASONS {
+    for (r, name, _) in close_reasons() {
         let _ = writeln!(
             o,
             "corestream_connections_closed_total{{reason=\"{name}\"}} {}",
-            sum(stats, |s| &s.closed[r as usize])
+            sum(stats, |s| &s.closed[r.slot()])
         );
     }
     head(
@@ -179,15 +202,12 @@ pub fn render(stats: &[WorkerStats], p: &ProcessFacts) -> String {
         "counter",
         "Connections closed by a timeout, by kind.",
     );
-    for (r, name) in [
-        (CloseReason::HeaderTimeout, "header"),
-        (CloseReason::IdleTimeout, "keepalive"),
-        (CloseReason::SendStall, "send_stall"),
-    ] {
+    for (r, _, kind) in close_reasons() {
+        let Some(kind) = kind else { continue };
         let _ = writeln!(
             o,
-            "corestream_timeouts_total{{kind=\"{name}\"}} {}",
-            sum(stats, |s| &s.closed[r as usize])
+            "corestream_timeouts_total{{kind=\"{kind}\"}} {}",
+            sum(stats, |s| &s.closed[r.slot()])
         );
     }
     head(
@@ -196,17 +216,18 @@ pub fn render(stats: &[WorkerStats], p: &ProcessFacts) -> String {
         "counter",
         "Requests answered, by status code.",
     );
-    for (i, code) in STATUSES.iter().enumerate() {
+    for (i, status) in Status::ALL.iter().enumerate() {
         let _ = writeln!(
             o,
-            "corestream_requests_total{{code=\"{code}\"}} {}",
+            "corestream_requests_total{{code=\"{}\"}} {}",
+            status.code(),
             sum(stats, |s| &s.requests[i])
         );
     }
     let _ = writeln!(
         o,
         "corestream_requests_total{{code=\"other\"}} {}",
-        sum(stats, |s| &s.requests[STATUSES.len()])
+        sum(stats, |s| &s.requests[STATUSES])
     );
     head(
         &mut o,

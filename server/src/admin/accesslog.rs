@@ -20,35 +20,9 @@ fn open(path: &Path) -> io::Result<BufWriter<File>> {
     Ok(BufWriter::with_capacity(64 * 1024, f))
 }
 
-const MONTHS: [&str; 12] = [
-    "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
-];
-
-/// Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
-fn civil(days: i64) -> (i64, u32, u32) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    (y, m, d)
-}
-
 /// `10/Oct/2000:13:55:36 +0000` for a Unix time.
 pub fn clf_time(secs: u64) -> String {
-    let (y, m, d) = civil((secs / 86_400) as i64);
-    let t = secs % 86_400;
-    format!(
-        "{d:02}/{}/{y}:{:02}:{:02}:{:02} +0000",
-        MONTHS[(m as usize).saturating_sub(1) % 12],
-        t / 3600,
-        t / 60 % 60,
-        t % 60
-    )
+    corestream_common::date::Civil::from_unix_secs(secs).clf()
 }
 
 /// Quote a client-supplied value the way nginx does: `"` `\\` and non-printables escaped.

@@ -7,9 +7,11 @@
 //! LL-HLS requests (see `live::Watcher`). Entries come only from files opened beneath the
 //! root with openat2, so the unconfined stat can only confirm an entry, never admit a file.
 
-use crate::fsys;
-use crate::http::FileMeta;
-use crate::live::{self, PlaylistInfo};
+use super::hints::Hints;
+use super::playlist::{self, PlaylistInfo};
+use super::watcher::Watcher;
+use crate::net::fsys::{self, FileMeta};
+use bytes::Bytes;
 use std::collections::HashMap;
 use std::ffi::CStr;
 use std::io;
@@ -24,7 +26,7 @@ const MAX_ENTRIES: usize = 4096;
 
 pub struct Cached {
     pub meta: FileMeta,
-    pub body: Vec<u8>,
+    pub body: Bytes,
     /// Scanned LL-HLS facts for media playlists (.m3u8).
     pub info: Option<PlaylistInfo>,
 }
@@ -42,21 +44,6 @@ pub enum Miss {
     TooLarge,
     /// Any other error, with its errno for the status choice.
     Io(io::Error),
-}
-
-fn stat_at(root: RawFd, path: &CStr) -> io::Result<FileMeta> {
-    // SAFETY: zeroed is a valid bit pattern for libc::stat (plain integers).
-    let mut st: libc::stat = unsafe { std::mem::zeroed() };
-    // SAFETY: root is an open directory fd, path is NUL-terminated, st a valid out-pointer.
-    if unsafe { libc::fstatat(root, path.as_ptr(), &mut st, 0) } < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(FileMeta {
-        size: st.st_size.max(0) as u64,
-        ino: st.st_ino,
-        mtime_sec: st.st_mtime,
-        mtime_nsec: st.st_mtime_nsec,
-    })
 }
 
 impl PlaylistCache {
@@ -78,10 +65,10 @@ impl PlaylistCache {
         root: RawFd,
         path: &[u8],
         cpath: &CStr,
-        watcher: Option<&live::Watcher>,
-        hints: &live::Hints,
+        watcher: Option<&Watcher>,
+        hints: &Hints,
     ) -> Result<Arc<Cached>, Miss> {
-        let now = match stat_at(root, cpath) {
+        let now = match fsys::stat_at(root, cpath) {
             Ok(m) => m,
             Err(e) => {
                 self.map.remove(path);
@@ -109,7 +96,7 @@ impl PlaylistCache {
         if meta.size > MAX_CACHED_BYTES {
             return Err(Miss::TooLarge);
         }
-        let body = read_exact_size(file.as_raw_fd(), meta.size).map_err(Miss::Io)?;
+        let body = fsys::read_exact_size(file.as_raw_fd(), meta.size).map_err(Miss::Io)?;
         // A file cut short while we read it: describe what we hold (the next request's
         // stat sees the mismatch and reads again).
         let meta = FileMeta {
@@ -117,7 +104,7 @@ impl PlaylistCache {
             ..meta
         };
         let info = if path.ends_with(b".m3u8") {
-            std::str::from_utf8(&body).ok().map(live::scan)
+            std::str::from_utf8(&body).ok().map(playlist::scan)
         } else {
             None
         };
@@ -127,42 +114,15 @@ impl PlaylistCache {
         if let Some(i) = &info {
             hints.update(path, i);
         }
-        let entry = Arc::new(Cached { meta, body, info });
+        let entry = Arc::new(Cached {
+            meta,
+            body: Bytes::from(body),
+            info,
+        });
         if self.map.len() >= MAX_ENTRIES {
             self.map.clear();
         }
         self.map.insert(path.into(), entry.clone());
         Ok(entry)
     }
-}
-
-/// Read the whole file as sized at open; a file that changes size underneath is read as
-/// far as it was (the next request's stat sees the new version).
-fn read_exact_size(fd: RawFd, size: u64) -> io::Result<Vec<u8>> {
-    let mut buf = vec![0u8; size as usize];
-    let mut off = 0usize;
-    while off < buf.len() {
-        // SAFETY: the destination range lies inside buf; fd is open for reading.
-        let n = unsafe {
-            libc::pread(
-                fd,
-                buf[off..].as_mut_ptr().cast(),
-                buf.len() - off,
-                off as libc::off_t,
-            )
-        };
-        if n < 0 {
-            let e = io::Error::last_os_error();
-            if e.kind() == io::ErrorKind::Interrupted {
-                continue;
-            }
-            return Err(e);
-        }
-        if n == 0 {
-            buf.truncate(off);
-            break;
-        }
-        off += n as usize;
-    }
-    Ok(buf)
 }

@@ -1,6 +1,8 @@
 //! `Range: bytes=...` for a single range (RFC 9110 section 14). Multi-range requests get the
 //! whole file with 200, which the RFC allows and every player copes with.
 
+use super::trim;
+
 /// Outcome of evaluating a Range header against a file size.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RangeResult {
@@ -25,13 +27,6 @@ fn number(s: &[u8]) -> Option<u64> {
         v = v.saturating_mul(10).saturating_add(u64::from(b - b'0'));
     }
     Some(v)
-}
-
-fn trim(s: &[u8]) -> &[u8] {
-    let is_ows = |b: &u8| *b == b' ' || *b == b'\t';
-    let start = s.iter().position(|b| !is_ows(b)).unwrap_or(s.len());
-    let end = s.iter().rposition(|b| !is_ows(b)).map_or(start, |i| i + 1);
-    &s[start..end]
 }
 
 /// Evaluate `value` (the Range header's value) for a representation of `size` bytes.

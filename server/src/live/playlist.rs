@@ -1,14 +1,11 @@
-//! Live playlists: what the server needs to know about an HLS media playlist to answer
-//! Low-Latency HLS requests (draft-pantos-hls-rfc8216bis: blocking playlist reload, delta
-//! updates, preload hints), and the inotify watcher that tells workers when a playlist or a
-//! hinted part has been renamed into place.
+//! The LL-HLS model of a media playlist (draft-pantos-hls-rfc8216bis): what the server must
+//! know to answer blocking playlist reloads, delta updates and preload hints, read once per
+//! version of the file. Pure functions of text; no I/O.
 //!
-//! The playlist scan is hand-rolled: no HLS crate parses just the server-control facts we
-//! need without allocating a full AST per reload, and this runs on every playlist change.
+//! The scan is hand-rolled: no HLS crate parses just the server-control facts we need
+//! without allocating a full AST per reload, and this runs on every playlist change.
 
-use std::collections::HashMap;
-use std::os::fd::{AsFd, AsRawFd, RawFd};
-use std::sync::{Arc, Mutex};
+use corestream_common::hls::attr;
 
 /// Facts about one media playlist, read once per version of the file.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -76,27 +73,6 @@ impl PlaylistInfo {
             _ => 3,
         }
     }
-}
-
-fn attr<'a>(list: &'a str, name: &str) -> Option<&'a str> {
-    let mut rest = list;
-    while !rest.is_empty() {
-        let eq = rest.find('=')?;
-        let key = rest[..eq].trim();
-        let after = &rest[eq + 1..];
-        let (value, next) = if let Some(q) = after.strip_prefix('"') {
-            let end = q.find('"').unwrap_or(q.len());
-            (&q[..end], q.get(end + 1..).unwrap_or(""))
-        } else {
-            let end = after.find(',').unwrap_or(after.len());
-            (&after[..end], &after[end..])
-        };
-        if key.eq_ignore_ascii_case(name) {
-            return Some(value.trim());
-        }
-        rest = next.trim_start_matches(',');
-    }
-    None
 }
 
 /// Scan a playlist's text. Unknown lines are ignored; numbers that do not parse are
@@ -316,210 +292,8 @@ pub fn resolve(playlist: &[u8], uri: &str) -> Option<Vec<u8>> {
         return None;
     }
     let mut out = Vec::new();
-    crate::path::decode(std::mem::take(&mut target).as_bytes(), &mut out).ok()?;
+    crate::http::path::decode(std::mem::take(&mut target).as_bytes(), &mut out).ok()?;
     Some(out)
-}
-
-/// Parts that live playlists announce (preload hints and recent EXT-X-PART URIs), shared by
-/// all workers: a player often fetches the playlist on one connection and the hinted part on
-/// another, which may land on another worker. Touched only when a playlist is re-read and
-/// when a request would otherwise be a 404.
-/// Part paths a playlist announces, and how long to wait for one (seconds).
-type Announced = (Vec<Vec<u8>>, f64);
-
-#[derive(Default)]
-pub struct Hints {
-    /// playlist path -> (announced part paths, how long to wait for one, in seconds)
-    by_playlist: Mutex<HashMap<Vec<u8>, Announced>>,
-}
-
-impl Hints {
-    /// Record what a freshly read playlist announces (replacing its previous version's).
-    pub fn update(&self, playlist: &[u8], info: &PlaylistInfo) {
-        let Ok(mut m) = self.by_playlist.lock() else {
-            return;
-        };
-        if info.endlist || (info.preload_hint.is_none() && info.part_uris.is_empty()) {
-            m.remove(playlist);
-            return;
-        }
-        let paths: Vec<Vec<u8>> = info
-            .preload_hint
-            .iter()
-            .chain(info.part_uris.iter().rev().take(8))
-            .filter_map(|u| resolve(playlist, u))
-            .collect();
-        let part = info.part_target.unwrap_or(info.target_duration.max(1.0));
-        m.insert(playlist.to_vec(), (paths, (3.0 * part).max(1.0)));
-    }
-
-    /// How long to hold a request for `path` if a live playlist announces it.
-    pub fn wait_for(&self, path: &[u8]) -> Option<f64> {
-        let m = self.by_playlist.lock().ok()?;
-        m.values()
-            .find(|(paths, _)| paths.iter().any(|p| p == path))
-            .map(|(_, secs)| *secs)
-    }
-}
-
-/// Paths (root-relative) that changed, delivered to each worker by the watcher thread.
-pub struct Inbox {
-    pub paths: Mutex<Vec<Vec<u8>>>,
-    pub waker: Arc<mio::Waker>,
-}
-
-/// inotify on the directories holding playlists that viewers ask for. Directories are
-/// added as they are first served; events (close-after-write, moved-to, delete, moved-from)
-/// become root-relative paths pushed to every worker's inbox.
-pub struct Watcher {
-    inotify: nix::sys::inotify::Inotify,
-    /// Read at every new watch: the root may have been recreated since start.
-    root: Arc<crate::fsys::Root>,
-    /// Watched directories; None where adding the watch failed (not retried).
-    dirs: Mutex<HashMap<Vec<u8>, Option<nix::sys::inotify::WatchDescriptor>>>,
-    by_wd: Mutex<HashMap<nix::sys::inotify::WatchDescriptor, Vec<u8>>>,
-    inboxes: Mutex<Vec<Arc<Inbox>>>,
-}
-
-impl Watcher {
-    pub fn new(root: Arc<crate::fsys::Root>) -> std::io::Result<Arc<Watcher>> {
-        use nix::sys::inotify::{InitFlags, Inotify};
-        let inotify = Inotify::init(InitFlags::IN_CLOEXEC).map_err(std::io::Error::from)?;
-        Ok(Arc::new(Watcher {
-            inotify,
-            root,
-            dirs: Mutex::new(HashMap::new()),
-            by_wd: Mutex::new(HashMap::new()),
-            inboxes: Mutex::new(Vec::new()),
-        }))
-    }
-
-    pub fn subscribe(&self, inbox: Arc<Inbox>) {
-        if let Ok(mut v) = self.inboxes.lock() {
-            v.push(inbox);
-        }
-    }
-
-    /// Watch the directory of a root-relative file path (idempotent, cheap when known).
-    pub fn watch_dir_of(&self, rel: &[u8]) {
-        use nix::sys::inotify::AddWatchFlags as F;
-        let dir = match rel.iter().rposition(|&b| b == b'/') {
-            Some(i) => rel[..i].to_vec(),
-            None => Vec::new(),
-        };
-        let Ok(mut dirs) = self.dirs.lock() else {
-            return;
-        };
-        if dirs.contains_key(&dir) {
-            return;
-        }
-        // The directory is reached through our root fd, so a renamed or re-mounted root
-        // does not redirect the watch elsewhere.
-        let mut path = format!("/proc/self/fd/{}", self.root.as_raw_fd()).into_bytes();
-        if !dir.is_empty() {
-            path.push(b'/');
-            path.extend_from_slice(&dir);
-        }
-        let path = std::path::PathBuf::from(std::ffi::OsString::from(
-            <std::ffi::OsStr as std::os::unix::ffi::OsStrExt>::from_bytes(&path),
-        ));
-        let mask = F::IN_CLOSE_WRITE
-            | F::IN_MOVED_TO
-            | F::IN_MOVED_FROM
-            | F::IN_DELETE
-            | F::IN_CREATE
-            | F::IN_DELETE_SELF;
-        match self.inotify.add_watch(&path, mask) {
-            Ok(wd) => {
-                dirs.insert(dir.clone(), Some(wd));
-                if let Ok(mut m) = self.by_wd.lock() {
-                    m.insert(wd, dir);
-                }
-            }
-            Err(e) => {
-                // Out of watches (fs.inotify.max_user_watches): parked requests still
-                // progress through the per-tick re-check, just later.
-                eprintln!(
-                    "corestream: inotify watch on {}: {e}",
-                    String::from_utf8_lossy(&dir)
-                );
-                dirs.insert(dir, None);
-            }
-        }
-    }
-
-    /// Blocking loop; run on its own thread.
-    pub fn run(&self) {
-        loop {
-            let events = match self.inotify.read_events() {
-                Ok(ev) => ev,
-                Err(nix::errno::Errno::EINTR) => continue,
-                Err(e) => {
-                    eprintln!("corestream: inotify read failed, playlist changes now seen by polling only: {e}");
-                    return;
-                }
-            };
-            let mut changed: Vec<Vec<u8>> = Vec::new();
-            {
-                let Ok(by_wd) = self.by_wd.lock() else { return };
-                for ev in &events {
-                    let Some(dir) = by_wd.get(&ev.wd) else {
-                        continue;
-                    };
-                    if ev
-                        .mask
-                        .contains(nix::sys::inotify::AddWatchFlags::IN_DELETE_SELF)
-                        || ev
-                            .mask
-                            .contains(nix::sys::inotify::AddWatchFlags::IN_IGNORED)
-                    {
-                        changed.push(dir.clone());
-                        continue;
-                    }
-                    if let Some(name) = &ev.name {
-                        let mut p = dir.clone();
-                        if !p.is_empty() {
-                            p.push(b'/');
-                        }
-                        p.extend_from_slice(std::os::unix::ffi::OsStrExt::as_bytes(
-                            name.as_os_str(),
-                        ));
-                        changed.push(p);
-                    }
-                }
-            }
-            // A deleted directory's watch is gone: forget it so it is re-added if the
-            // directory comes back.
-            for ev in &events {
-                if ev
-                    .mask
-                    .contains(nix::sys::inotify::AddWatchFlags::IN_IGNORED)
-                {
-                    if let (Ok(mut by_wd), Ok(mut dirs)) = (self.by_wd.lock(), self.dirs.lock()) {
-                        if let Some(dir) = by_wd.remove(&ev.wd) {
-                            dirs.remove(&dir);
-                        }
-                    }
-                }
-            }
-            if changed.is_empty() {
-                continue;
-            }
-            let Ok(inboxes) = self.inboxes.lock() else {
-                return;
-            };
-            for inbox in inboxes.iter() {
-                if let Ok(mut q) = inbox.paths.lock() {
-                    q.extend(changed.iter().cloned());
-                }
-                let _ = inbox.waker.wake();
-            }
-        }
-    }
-
-    pub fn fd(&self) -> RawFd {
-        self.inotify.as_fd().as_raw_fd()
-    }
 }
 
 #[cfg(test)]

@@ -1,15 +1,48 @@
-//! The few syscalls of the file path: open beneath the root (openat2), stat, sendfile, send.
-//! Thin wrappers over libc because nix 0.29 has no openat2 and we want the raw errno to
-//! pick the HTTP status.
+//! Every raw syscall of the server, each a thin wrapper that keeps the errno: files (open
+//! beneath the root with openat2, stat, pread), sockets (recv, send, sendmsg, sendfile,
+//! SIOCOUTQ) and the allocator (malloc_trim). libc rather than nix because nix 0.29 has no
+//! openat2 and the raw errno picks the HTTP status.
 
-use crate::http::FileMeta;
 use std::ffi::CStr;
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicI32, AtomicU64, Ordering};
 use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+/// A file's identity as stat(2) gives it: what validators (ETag, Last-Modified) and the
+/// playlist cache's freshness check are made of.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FileMeta {
+    pub size: u64,
+    pub ino: u64,
+    pub mtime_sec: i64,
+    pub mtime_nsec: i64,
+}
+
+impl FileMeta {
+    fn from_stat(st: &libc::stat) -> FileMeta {
+        FileMeta {
+            size: st.st_size.max(0) as u64,
+            ino: st.st_ino,
+            mtime_sec: st.st_mtime,
+            mtime_nsec: st.st_mtime_nsec,
+        }
+    }
+
+    pub fn mtime(&self) -> SystemTime {
+        if self.mtime_sec >= 0 {
+            UNIX_EPOCH
+                + Duration::new(
+                    self.mtime_sec as u64,
+                    self.mtime_nsec.clamp(0, 999_999_999) as u32,
+                )
+        } else {
+            UNIX_EPOCH
+        }
+    }
+}
 
 /// Open the media root as an O_PATH directory handle that every lookup is resolved beneath.
 pub fn open_root(path: &Path) -> io::Result<OwnedFd> {
@@ -77,12 +110,57 @@ pub fn regular_meta(fd: &OwnedFd) -> io::Result<Option<FileMeta>> {
     if st.st_mode & libc::S_IFMT != libc::S_IFREG {
         return Ok(None);
     }
-    Ok(Some(FileMeta {
-        size: st.st_size.max(0) as u64,
-        ino: st.st_ino,
-        mtime_sec: st.st_mtime,
-        mtime_nsec: st.st_mtime_nsec,
-    }))
+    Ok(Some(FileMeta::from_stat(&st)))
+}
+
+/// fstatat(2) of `path` relative to `root`, following symlinks. Only ever used to confirm
+/// that a file opened earlier beneath the root is still the same one.
+pub fn stat_at(root: RawFd, path: &CStr) -> io::Result<FileMeta> {
+    // SAFETY: zeroed is a valid bit pattern for libc::stat (plain integers).
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: root is an open directory fd, path is NUL-terminated, st a valid out-pointer.
+    if unsafe { libc::fstatat(root, path.as_ptr(), &mut st, 0) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(FileMeta::from_stat(&st))
+}
+
+/// pread(2) into `buf` at `offset`; 0 at end of file.
+pub fn pread(fd: RawFd, buf: &mut [u8], offset: u64) -> io::Result<usize> {
+    loop {
+        // SAFETY: the destination is a valid writable slice of its length; fd is open.
+        let n = unsafe {
+            libc::pread(
+                fd,
+                buf.as_mut_ptr().cast(),
+                buf.len(),
+                offset as libc::off_t,
+            )
+        };
+        if n >= 0 {
+            return Ok(n as usize);
+        }
+        let e = io::Error::last_os_error();
+        if e.kind() != io::ErrorKind::Interrupted {
+            return Err(e);
+        }
+    }
+}
+
+/// Read the whole file as sized at open; a file that changes size underneath is read as
+/// far as it was (the next request's stat sees the new version).
+pub fn read_exact_size(fd: RawFd, size: u64) -> io::Result<Vec<u8>> {
+    let mut buf = vec![0u8; size as usize];
+    let mut off = 0usize;
+    while off < buf.len() {
+        let n = pread(fd, &mut buf[off..], off as u64)?;
+        if n == 0 {
+            buf.truncate(off);
+            break;
+        }
+        off += n;
+    }
+    Ok(buf)
 }
 
 /// send(2) with MSG_NOSIGNAL, and MSG_MORE when a body follows so the head and the first
@@ -95,6 +173,66 @@ pub fn send(sock: RawFd, buf: &[u8], more: bool) -> io::Result<usize> {
         Err(io::Error::last_os_error())
     } else {
         Ok(n as usize)
+    }
+}
+
+/// sendmsg(2) of up to two buffers in one call (a head and the in-memory body after it),
+/// with MSG_NOSIGNAL, and MSG_MORE when more (a file body) follows.
+pub fn send2(sock: RawFd, a: &[u8], b: &[u8], more: bool) -> io::Result<usize> {
+    let iov = [
+        libc::iovec {
+            iov_base: a.as_ptr() as *mut libc::c_void,
+            iov_len: a.len(),
+        },
+        libc::iovec {
+            iov_base: b.as_ptr() as *mut libc::c_void,
+            iov_len: b.len(),
+        },
+    ];
+    // SAFETY: msghdr is plain data; all-zero means no address, no control data, no flags.
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_iov = iov.as_ptr() as *mut libc::iovec;
+    msg.msg_iovlen = if b.is_empty() { 1 } else { 2 };
+    let flags = libc::MSG_NOSIGNAL | if more { libc::MSG_MORE } else { 0 };
+    // SAFETY: msg points at two iovecs describing live, readable slices; the kernel only
+    // reads them during the call.
+    let n = unsafe { libc::sendmsg(sock, &msg, flags) };
+    if n < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(n as usize)
+    }
+}
+
+/// recv(2) into `buf` (bytes to discard: a closing connection's leftovers).
+pub fn recv(sock: RawFd, buf: &mut [u8]) -> io::Result<usize> {
+    // SAFETY: buf is a valid writable buffer of its length.
+    let n = unsafe { libc::recv(sock, buf.as_mut_ptr().cast(), buf.len(), 0) };
+    if n < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(n as usize)
+    }
+}
+
+/// Bytes queued in the kernel for this socket that the peer has not acknowledged yet
+/// (SIOCOUTQ), or None when the kernel cannot say.
+pub fn unsent_bytes(sock: RawFd) -> Option<u32> {
+    let mut outq: libc::c_int = 0;
+    // SAFETY: TIOCOUTQ (== SIOCOUTQ) writes one int through the valid pointer.
+    if unsafe { libc::ioctl(sock, libc::TIOCOUTQ, &mut outq) } < 0 {
+        return None;
+    }
+    Some(outq.max(0) as u32)
+}
+
+/// Ask glibc to release free heap pages (madvise) instead of keeping them for later.
+pub fn return_free_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only walks the allocator's own free lists; it is thread-safe and
+    // takes no pointers.
+    unsafe {
+        libc::malloc_trim(0);
     }
 }
 

@@ -1,9 +1,17 @@
 //! The admin plane: `/metrics` (Prometheus text format) and `/healthz` on their own
-//! listener, loopback by default, never on the viewers' port. A plain blocking thread: it
-//! serves a scraper every few seconds, not viewers, so it stays out of the event loops.
+//! listener, loopback by default, never on the viewers' port (`mod.rs`), what it reports
+//! (`metrics`), and the access log (`accesslog`). A plain blocking thread: it serves a
+//! scraper every few seconds, not viewers, so it stays out of the event loops.
 
-use crate::metrics::{self, ProcessFacts};
-use crate::worker::Shared;
+pub mod accesslog;
+pub mod metrics;
+
+use crate::http::date::DateCache;
+use crate::http::head;
+use crate::http::response::{CacheControl, Fields};
+use crate::http::{Body, Response, Status};
+use crate::shared::Shared;
+use metrics::ProcessFacts;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::Ordering;
@@ -65,9 +73,10 @@ fn handle(mut s: TcpStream, shared: &Shared) {
                 if method != "GET" && method != "HEAD" {
                     reply(
                         &mut s,
-                        "405 Method Not Allowed",
-                        "text/plain",
-                        "use GET\n",
+                        shared,
+                        Status::MethodNotAllowed,
+                        TEXT,
+                        Body::Static(b"use GET\n"),
                         false,
                     );
                     return;
@@ -84,9 +93,10 @@ fn handle(mut s: TcpStream, shared: &Shared) {
             _ => {
                 reply(
                     &mut s,
-                    "400 Bad Request",
-                    "text/plain",
-                    "bad request\n",
+                    shared,
+                    Status::BadRequest,
+                    TEXT,
+                    Body::Static(b"bad request\n"),
                     false,
                 );
                 return;
@@ -95,44 +105,66 @@ fn handle(mut s: TcpStream, shared: &Shared) {
     };
     let head_only = buf.starts_with(b"HEAD");
     let draining = shared.draining.load(Ordering::Relaxed);
-    match path.as_str() {
+    let (status, ctype, body) = match path.as_str() {
         "/metrics" => {
             let mut facts = ProcessFacts::read();
             facts.draining = draining;
-            let body = metrics::render(&shared.stats, &facts);
-            reply(
-                &mut s,
-                "200 OK",
-                "text/plain; version=0.0.4; charset=utf-8",
-                &body,
-                head_only,
-            );
+            let text = metrics::render(&shared.stats, &facts);
+            (Status::Ok, PROMETHEUS, Body::Bytes(text.into()))
         }
-        "/healthz" if draining => reply(
-            &mut s,
-            "503 Service Unavailable",
-            "text/plain",
-            "draining\n",
-            head_only,
+        "/healthz" if draining => (
+            Status::ServiceUnavailable,
+            TEXT,
+            Body::Static(b"draining\n"),
         ),
-        "/healthz" => reply(&mut s, "200 OK", "text/plain", "ok\n", head_only),
-        _ => reply(
-            &mut s,
-            "404 Not Found",
-            "text/plain",
-            "try /metrics or /healthz\n",
-            head_only,
+        "/healthz" => (Status::Ok, TEXT, Body::Static(b"ok\n")),
+        _ => (
+            Status::NotFound,
+            TEXT,
+            Body::Static(b"try /metrics or /healthz\n"),
         ),
-    }
+    };
+    reply(&mut s, shared, status, ctype, body, head_only);
 }
 
-fn reply(s: &mut TcpStream, status: &str, ctype: &str, body: &str, head_only: bool) {
-    let head = format!(
-        "HTTP/1.1 {status}\r\nServer: corestream\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\nCache-Control: no-store\r\nConnection: close\r\n\r\n",
-        body.len()
-    );
-    let _ = s.write_all(head.as_bytes());
+const TEXT: &str = "text/plain; charset=utf-8";
+const PROMETHEUS: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+/// Answer through the same head encoder as viewers get (without CORS: not for browsers),
+/// and close.
+fn reply(
+    s: &mut TcpStream,
+    shared: &Shared,
+    status: Status,
+    ctype: &'static str,
+    body: Body,
+    head_only: bool,
+) {
+    let resp = Response {
+        status,
+        fields: Fields {
+            content_type: Some(ctype),
+            content_length: Some(body.len()),
+            cache_control: Some(CacheControl::NoStore),
+            close: true,
+            minor: 1,
+            ..Fields::default()
+        },
+        body,
+    };
+    let date = DateCache::default();
+    let env = head::Env {
+        date: date.get(),
+        cfg: &shared.cfg,
+    };
+    let mut out = Vec::with_capacity(256);
+    head::encode(&resp, &env, &mut out);
     if !head_only {
-        let _ = s.write_all(body.as_bytes());
+        match &resp.body {
+            Body::Static(b) => out.extend_from_slice(b),
+            Body::Bytes(b) => out.extend_from_slice(b),
+            Body::Empty | Body::File(_) => {}
+        }
     }
+    let _ = s.write_all(&out);
 }

@@ -1,0 +1,394 @@
+//! Routing one parsed request to an answer: static files beneath the root, cached playlists
+//! with LL-HLS blocking reloads and delta updates, preload-hinted parts held until they
+//! exist, errors. Computes a `Response` value (or parks the request); writes no bytes.
+
+use super::cond::{self, Decision};
+use super::head;
+use super::mime::{self, Kind};
+use super::path::{self, PathError};
+use super::response::{Body, CacheControl, ContentRange, Cors, Fields, FileRange, Validators};
+use super::{parse, Method, Parse, Request, Response, Status};
+use crate::live::cache::{Miss, PlaylistCache};
+use crate::live::playlist as live;
+use crate::net::fsys::{self, FileMeta};
+use crate::net::timer;
+use crate::shared::Shared;
+use bytes::Bytes;
+use std::ffi::CStr;
+use std::os::fd::AsRawFd;
+
+/// What answering one request borrows from its worker.
+pub struct Cx<'a> {
+    pub shared: &'a Shared,
+    pub draining: bool,
+    /// Scratch for the decoded path (NUL-terminated before the open).
+    pub path_buf: &'a mut Vec<u8>,
+    pub cache: &'a mut PlaylistCache,
+    /// Current timer tick, for park deadlines.
+    pub now: u32,
+    /// Running a parked request again after its deadline: answer the timeout instead of
+    /// parking a second time.
+    pub expired: bool,
+}
+
+/// The outcome for one request.
+pub enum Answer<'r> {
+    Now(Response<'r>),
+    /// Hold the request (LL-HLS blocking reload, or a preload-hinted part not there yet).
+    Park(Box<Parked>),
+}
+
+/// A request held until a playlist or part changes: no read buffer, no file, just what is
+/// needed to run it again.
+pub struct Parked {
+    /// Root-relative path whose change wakes it (the playlist, or the hinted file).
+    pub key: Box<[u8]>,
+    /// The original request target, to run the request again on wake.
+    target: Box<[u8]>,
+    head: bool,
+    keep_alive: bool,
+    minor: u8,
+    origin: Option<Box<[u8]>>,
+    /// Tick after which the wait ends (503 for playlists, 404 for parts).
+    pub deadline: u32,
+}
+
+impl Parked {
+    /// The request as it was parsed, to run it again.
+    pub fn request(&self) -> Request<'_> {
+        Request {
+            method: Some(if self.head { Method::Head } else { Method::Get }),
+            method_str: if self.head { "HEAD" } else { "GET" },
+            target: &self.target,
+            minor: self.minor,
+            keep_alive: self.keep_alive,
+            host_count: 1,
+            origin: self.origin.as_deref(),
+            ..Request::default()
+        }
+    }
+}
+
+/// Fields every viewer response starts from: CORS and connection handling.
+fn base<'r>(req: &Request<'r>, close: bool) -> Fields<'r> {
+    Fields {
+        cors: Some(Cors {
+            origin: req.origin,
+            preflight: false,
+        }),
+        close,
+        minor: req.minor,
+        ..Fields::default()
+    }
+}
+
+/// The answer to a request that could not be parsed: no origin to echo, HTTP/1.1 framing,
+/// and the connection closes (the byte stream may be out of sync).
+pub fn unparsable(status: Status) -> Response<'static> {
+    Response::error(
+        status,
+        Fields {
+            cors: Some(Cors::default()),
+            close: true,
+            minor: 1,
+            ..Fields::default()
+        },
+        true,
+    )
+}
+
+/// A representation about to be answered: a file, a cached playlist or a delta update.
+struct Entity<'m> {
+    content_type: &'static str,
+    kind: Kind,
+    meta: &'m FileMeta,
+    /// Bytes of this representation (a delta is shorter than the file).
+    len: u64,
+    /// The file's own representation (a delta update has no validators of its own).
+    etag: bool,
+}
+
+/// The response for a GET/HEAD of `what` after conditional and Range evaluation, with the
+/// byte range its body must carry (none for HEAD, 304 and errors).
+fn entity<'r>(
+    req: &Request<'r>,
+    close: bool,
+    what: &Entity<'_>,
+    decision: Decision,
+) -> (Response<'r>, Option<(u64, u64)>) {
+    let is_head = req.method() == Method::Head;
+    let (status, start, end) = match decision {
+        Decision::Full => (Status::Ok, 0, what.len),
+        Decision::Partial { start, end } => (Status::PartialContent, start, end + 1),
+        Decision::NotModified => (Status::NotModified, 0, 0),
+        Decision::PreconditionFailed => {
+            let r = Response::error(Status::PreconditionFailed, base(req, close), !is_head);
+            return (r, None);
+        }
+        Decision::Unsatisfiable => {
+            let mut r = Response::error(Status::RangeNotSatisfiable, base(req, close), !is_head);
+            r.fields.content_range = Some(ContentRange::Unsatisfied { size: what.len });
+            return (r, None);
+        }
+    };
+    // A 304 may state the length the 200 would have (RFC 9110 8.6).
+    let len = if status == Status::NotModified {
+        what.len
+    } else {
+        end - start
+    };
+    let r = Response {
+        status,
+        fields: Fields {
+            content_type: Some(what.content_type),
+            content_length: Some(len),
+            validators: Some(Validators {
+                meta: *what.meta,
+                etag: what.etag,
+            }),
+            accept_ranges: true,
+            cache_control: Some(CacheControl::Kind(what.kind)),
+            content_range: (status == Status::PartialContent).then_some(ContentRange::Bytes {
+                first: start,
+                last: end.saturating_sub(1),
+                size: what.len,
+            }),
+            ..base(req, close)
+        },
+        body: Body::Empty,
+    };
+    let range = (!is_head && status != Status::NotModified && end > start).then_some((start, end));
+    (r, range)
+}
+
+fn park_for(cx: &Cx<'_>, req: &Request<'_>, key: &[u8], secs: f64) -> Box<Parked> {
+    let origin = match &cx.shared.cfg.cors {
+        crate::config::Cors::Any => None,
+        crate::config::Cors::List(_) => req.origin.map(Into::into),
+    };
+    Box::new(Parked {
+        key: key.into(),
+        target: req.target.into(),
+        head: req.method() == Method::Head,
+        keep_alive: req.keep_alive,
+        minor: req.minor,
+        origin,
+        deadline: cx.now.saturating_add(timer::ticks_for_secs(secs)),
+    })
+}
+
+/// Status for an errno met while opening or reading a file.
+fn io_status(errno: Option<i32>) -> Status {
+    match errno {
+        Some(libc::EMFILE | libc::ENFILE | libc::ENOMEM) => Status::ServiceUnavailable,
+        _ => Status::InternalError,
+    }
+}
+
+/// Answer one parsed request.
+pub fn respond<'r>(cx: &mut Cx<'_>, req: &Request<'r>) -> Answer<'r> {
+    let shared = cx.shared;
+    let cfg = &shared.cfg;
+    // While shutting down every response ends its connection.
+    let close = !req.keep_alive || cx.draining;
+    let is_head = req.method() == Method::Head;
+    let err = |status: Status| Answer::Now(Response::error(status, base(req, close), !is_head));
+    match req.method() {
+        Method::Other => {
+            return Answer::Now(Response::error(
+                Status::MethodNotAllowed,
+                base(req, close),
+                true,
+            ))
+        }
+        Method::Options => {
+            let mut fields = base(req, close);
+            fields.allow = true;
+            fields.cors = Some(Cors {
+                origin: req.origin,
+                preflight: req.preflight,
+            });
+            return Answer::Now(Response {
+                status: Status::NoContent,
+                fields,
+                body: Body::Empty,
+            });
+        }
+        Method::Get | Method::Head => {}
+    }
+    match path::decode(req.target, cx.path_buf) {
+        Ok(()) => {}
+        Err(PathError::Bad) => return err(Status::BadRequest),
+        Err(PathError::Hidden) => return err(Status::NotFound),
+    }
+    if cfg.hidden_suffixes.iter().any(|s| cx.path_buf.ends_with(s)) {
+        // Not renamed into place yet: never serve a half-written file.
+        return err(Status::NotFound);
+    }
+    let (content_type, kind) = mime::lookup(cx.path_buf);
+    let path_len = cx.path_buf.len();
+    cx.path_buf.push(0);
+    let Ok(cpath) = CStr::from_bytes_with_nul(cx.path_buf) else {
+        return err(Status::BadRequest);
+    };
+    let root = shared.root.as_raw_fd();
+    let path = &cx.path_buf[..path_len];
+
+    if kind == Kind::Playlist {
+        let query = req
+            .target
+            .iter()
+            .position(|&b| b == b'?')
+            .map_or(&b""[..], |i| &req.target[i + 1..]);
+        match cx
+            .cache
+            .get(root, path, cpath, shared.watcher.as_deref(), &shared.hints)
+        {
+            Ok(c) => {
+                let mut delta: Option<Bytes> = None;
+                if let Some(info) = &c.info {
+                    if query.windows(5).any(|w| w == b"_HLS_") {
+                        let Ok(d) = live::directives(query) else {
+                            return err(Status::BadRequest);
+                        };
+                        match live::blocking(info, &d) {
+                            live::Block::Bad => return err(Status::BadRequest),
+                            live::Block::Wait(_) if cx.expired => {
+                                return err(Status::ServiceUnavailable);
+                            }
+                            live::Block::Wait(secs) => {
+                                return Answer::Park(park_for(cx, req, path, secs));
+                            }
+                            live::Block::Now => {}
+                        }
+                        if d.skip {
+                            let mut v = Vec::new();
+                            let text = std::str::from_utf8(&c.body).unwrap_or("");
+                            if live::delta_update(text, info, &mut v) {
+                                delta = Some(Bytes::from(v));
+                            }
+                        }
+                    }
+                }
+                // A delta update is its own representation: no validators of the full one.
+                let is_delta = delta.is_some();
+                let decision = if is_delta {
+                    Decision::Full
+                } else {
+                    cond::decide(req, &c.meta)
+                };
+                let full = delta.unwrap_or_else(|| c.body.clone());
+                let what = Entity {
+                    content_type,
+                    kind,
+                    meta: &c.meta,
+                    len: full.len() as u64,
+                    etag: !is_delta,
+                };
+                let (mut r, range) = entity(req, close, &what, decision);
+                if let Some((start, end)) = range {
+                    r.body = Body::Bytes(full.slice(start as usize..end as usize));
+                }
+                return Answer::Now(r);
+            }
+            Err(Miss::TooLarge) => {}
+            Err(Miss::NotFound) => return err(Status::NotFound),
+            Err(Miss::Io(e)) => return err(io_status(e.raw_os_error())),
+        }
+    }
+
+    let file = match fsys::open_beneath(root, cpath) {
+        Ok(f) => f,
+        Err(e) => {
+            let status = match e.raw_os_error() {
+                Some(libc::EMFILE | libc::ENFILE | libc::ENOMEM) => Status::ServiceUnavailable,
+                Some(libc::EIO) => Status::InternalError,
+                Some(libc::ENOENT) => {
+                    // A part named by a preload hint (or listed but not yet renamed into
+                    // place) is held until it is complete instead of answered 404.
+                    if let Some(secs) = shared.hints.wait_for(path) {
+                        if !cx.expired {
+                            if let Some(w) = shared.watcher.as_deref() {
+                                w.watch_dir_of(path);
+                            }
+                            return Answer::Park(park_for(cx, req, path, secs));
+                        }
+                    }
+                    Status::NotFound
+                }
+                // ENOTDIR, EXDEV (escapes the root), ELOOP, EACCES, ENAMETOOLONG...: all
+                // look the same from outside, which reveals nothing about the layout.
+                _ => Status::NotFound,
+            };
+            return err(status);
+        }
+    };
+    let meta = match fsys::regular_meta(&file) {
+        Ok(Some(m)) => m,
+        Ok(None) => return err(Status::NotFound),
+        Err(_) => return err(Status::InternalError),
+    };
+    let what = Entity {
+        content_type,
+        kind,
+        meta: &meta,
+        len: meta.size,
+        etag: true,
+    };
+    let (mut r, range) = entity(req, close, &what, cond::decide(req, &meta));
+    if let Some((start, end)) = range {
+        r.body = Body::File(FileRange {
+            file,
+            pos: start,
+            end,
+        });
+    }
+    Answer::Now(r)
+}
+
+/// The request path without sockets: bytes in as one connection would send them (parsing,
+/// routing, range and conditional handling), response heads and in-memory bodies out. File
+/// bodies are represented by their head only. For fuzzing and property tests.
+#[doc(hidden)]
+pub fn process_bytes(shared: &Shared, input: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    let mut path_buf = Vec::new();
+    let mut cache = PlaylistCache::default();
+    let env = head::Env {
+        date: b"Thu, 01 Jan 2026 00:00:00 GMT",
+        cfg: &shared.cfg,
+    };
+    let mut rest = input;
+    while !rest.is_empty() {
+        let (r, used) = match parse(rest, shared.cfg.limits) {
+            Parse::Complete(req, len) => {
+                let mut cx = Cx {
+                    shared,
+                    draining: false,
+                    path_buf: &mut path_buf,
+                    cache: &mut cache,
+                    now: 1,
+                    // A request that would be held is answered as its timeout would be.
+                    expired: true,
+                };
+                match respond(&mut cx, &req) {
+                    Answer::Now(r) => (r, len),
+                    Answer::Park(_) => break,
+                }
+            }
+            Parse::Partial => break,
+            Parse::Error(status) => (unparsable(status), rest.len()),
+        };
+        head::encode(&r, &env, &mut out);
+        match &r.body {
+            Body::Static(b) => out.extend_from_slice(b),
+            Body::Bytes(b) => out.extend_from_slice(b),
+            Body::Empty | Body::File(_) => {}
+        }
+        rest = &rest[used..];
+        if r.fields.close {
+            break;
+        }
+    }
+    out
+}

@@ -1,0 +1,172 @@
+//! The statuses this server answers with: code, reason phrase and the short text body of
+//! errors, in one table.
+
+/// A response status. Adding one is one variant and one row in `ROWS`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Status {
+    Ok,
+    NoContent,
+    PartialContent,
+    NotModified,
+    BadRequest,
+    NotFound,
+    MethodNotAllowed,
+    PreconditionFailed,
+    UriTooLong,
+    RangeNotSatisfiable,
+    HeadersTooLarge,
+    InternalError,
+    ServiceUnavailable,
+    VersionNotSupported,
+}
+
+struct Row {
+    status: Status,
+    code: u16,
+    line: &'static [u8],
+    body: &'static [u8],
+}
+
+const ROWS: [Row; 14] = [
+    row(Status::Ok, 200, b"HTTP/1.1 200 OK\r\n", b""),
+    row(Status::NoContent, 204, b"HTTP/1.1 204 No Content\r\n", b""),
+    row(
+        Status::PartialContent,
+        206,
+        b"HTTP/1.1 206 Partial Content\r\n",
+        b"",
+    ),
+    row(
+        Status::NotModified,
+        304,
+        b"HTTP/1.1 304 Not Modified\r\n",
+        b"",
+    ),
+    row(
+        Status::BadRequest,
+        400,
+        b"HTTP/1.1 400 Bad Request\r\n",
+        b"400 bad request\n",
+    ),
+    row(
+        Status::NotFound,
+        404,
+        b"HTTP/1.1 404 Not Found\r\n",
+        b"404 not found\n",
+    ),
+    row(
+        Status::MethodNotAllowed,
+        405,
+        b"HTTP/1.1 405 Method Not Allowed\r\n",
+        b"405 method not allowed: use GET, HEAD or OPTIONS\n",
+    ),
+    row(
+        Status::PreconditionFailed,
+        412,
+        b"HTTP/1.1 412 Precondition Failed\r\n",
+        b"412 precondition failed\n",
+    ),
+    row(
+        Status::UriTooLong,
+        414,
+        b"HTTP/1.1 414 URI Too Long\r\n",
+        b"414 request target too long\n",
+    ),
+    row(
+        Status::RangeNotSatisfiable,
+        416,
+        b"HTTP/1.1 416 Range Not Satisfiable\r\n",
+        b"416 range not satisfiable\n",
+    ),
+    row(
+        Status::HeadersTooLarge,
+        431,
+        b"HTTP/1.1 431 Request Header Fields Too Large\r\n",
+        b"431 request header fields too large\n",
+    ),
+    row(
+        Status::InternalError,
+        500,
+        b"HTTP/1.1 500 Internal Server Error\r\n",
+        b"500 internal server error\n",
+    ),
+    row(
+        Status::ServiceUnavailable,
+        503,
+        b"HTTP/1.1 503 Service Unavailable\r\n",
+        b"503 server busy, retry shortly\n",
+    ),
+    row(
+        Status::VersionNotSupported,
+        505,
+        b"HTTP/1.1 505 HTTP Version Not Supported\r\n",
+        b"505 only HTTP/1.0 and HTTP/1.1 are served here\n",
+    ),
+];
+
+const fn row(status: Status, code: u16, line: &'static [u8], body: &'static [u8]) -> Row {
+    Row {
+        status,
+        code,
+        line,
+        body,
+    }
+}
+
+impl Status {
+    /// Every status, in table order (for metrics and tests).
+    pub const ALL: [Status; ROWS.len()] = {
+        let mut all = [Status::Ok; ROWS.len()];
+        let mut i = 0;
+        while i < ROWS.len() {
+            all[i] = ROWS[i].status;
+            i += 1;
+        }
+        all
+    };
+
+    fn row(self) -> &'static Row {
+        // The table is in declaration order; the test below keeps it that way.
+        &ROWS[self as usize]
+    }
+
+    pub fn code(self) -> u16 {
+        self.row().code
+    }
+
+    /// `HTTP/1.1 NNN Reason\r\n`
+    pub fn line(self) -> &'static [u8] {
+        self.row().line
+    }
+
+    /// Short plain-text body for error statuses (empty for the others).
+    pub fn error_body(self) -> &'static [u8] {
+        self.row().body
+    }
+
+    pub fn is_error(self) -> bool {
+        self.code() >= 400
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn table_is_in_declaration_order_and_consistent() {
+        for (i, r) in ROWS.iter().enumerate() {
+            assert_eq!(r.status as usize, i, "{:?}", r.status);
+            let line = std::str::from_utf8(r.line).unwrap();
+            assert!(line.starts_with(&format!("HTTP/1.1 {} ", r.code)), "{line}");
+            assert!(line.ends_with("\r\n"));
+            assert_eq!(r.code >= 400, !r.body.is_empty(), "{:?}", r.status);
+            if !r.body.is_empty() {
+                assert!(std::str::from_utf8(r.body)
+                    .unwrap()
+                    .starts_with(&r.code.to_string()));
+            }
+        }
+        assert_eq!(Status::ALL.len(), ROWS.len());
+    }
+}

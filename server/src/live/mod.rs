@@ -1,0 +1,8 @@
+//! Live streams: the LL-HLS playlist model (`playlist`), the per-worker playlist cache
+//! (`cache`), the preload hints every worker shares (`hints`) and the inotify watcher that
+//! tells workers when a playlist or a part was renamed into place (`watcher`).
+
+pub mod cache;
+pub mod hints;
+pub mod playlist;
+pub mod watcher;

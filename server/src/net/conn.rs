@@ -1,0 +1,511 @@
+//! One viewer connection: a state machine over a `Transport`, driven by `ready()` whenever
+//! the worker gives it a turn. Each state is what the connection waits for:
+//!
+//! ```text
+//!   accept -> Head --request--> Send --done--> Idle --bytes--> Head ...
+//!                    \--held--> Parked --wake--> Send
+//!             Send --done, Connection: close--> Linger --peer closes--> (closed)
+//! ```
+//!
+//! Edge-triggered rules: readiness is remembered (`can_read`, `can_write`) and cleared only
+//! when a syscall says WouldBlock; a turn is bounded by a request and a byte budget, after
+//! which the worker puts the connection back on its ready queue.
+
+use super::pool::{Pool, READ_CHUNK};
+use super::timer::Phase;
+use super::transport::Transport;
+use crate::admin::accesslog::AccessLog;
+use crate::admin::metrics::{bump, CloseReason, WorkerStats};
+use crate::http::date::DateCache;
+use crate::http::head;
+use crate::http::respond::{self, Answer, Parked};
+use crate::http::{parse, Body, Parse, Request, Response};
+use crate::live::cache::PlaylistCache;
+use crate::shared::Shared;
+use std::io::{self, ErrorKind};
+use std::ops::ControlFlow;
+
+/// Bytes one connection may send per turn before others get theirs.
+const WRITE_BUDGET: usize = 1 << 20;
+/// Requests one connection may have answered per turn (pipelining floods).
+const REQUEST_BUDGET: u32 = 32;
+/// Bytes a closing connection may still send us before we stop draining and close.
+const LINGER_LIMIT: usize = 64 * 1024;
+
+/// What the worker should do with the connection after its turn.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub enum Step {
+    /// Waiting for the kernel to report readiness.
+    #[default]
+    Idle,
+    /// Budget used up with work left: go round the ready queue again.
+    Yield,
+    /// The request is held: index it under `parked_key()` until that path changes.
+    Parked,
+    Close(CloseReason),
+}
+
+/// What a connection borrows from its worker for one turn.
+pub struct Cx<'a> {
+    pub shared: &'a Shared,
+    pub stats: &'a WorkerStats,
+    pub pool: &'a mut Pool,
+    pub date: &'a DateCache,
+    pub cache: &'a mut PlaylistCache,
+    pub path_buf: &'a mut Vec<u8>,
+    pub log: &'a mut Option<AccessLog>,
+    /// Current timer tick.
+    pub now: u32,
+    pub draining: bool,
+}
+
+impl Cx<'_> {
+    fn respond<'r>(&mut self, req: &Request<'r>, expired: bool) -> Answer<'r> {
+        let mut rcx = respond::Cx {
+            shared: self.shared,
+            draining: self.draining,
+            path_buf: self.path_buf,
+            cache: self.cache,
+            now: self.now,
+            expired,
+        };
+        respond::respond(&mut rcx, req)
+    }
+}
+
+enum State {
+    /// Waiting for (the rest of) a request head, since accept or since its first byte.
+    Head,
+    /// Keep-alive: between requests, nothing buffered.
+    Idle,
+    Send(Sending),
+    /// Held until a playlist or part changes; no buffer, no file.
+    Parked(Box<Parked>),
+    /// Our side is shut; reading and dropping until the peer closes.
+    Linger {
+        drained: usize,
+    },
+}
+
+/// A response being written: head bytes in `Machine::out`, then the body.
+struct Sending {
+    body: Body,
+    /// Bytes of an in-memory body already sent.
+    body_sent: usize,
+    /// End the connection once this response is out.
+    close: bool,
+    /// Last SIOCOUTQ reading (u32::MAX before the first).
+    outq: u32,
+}
+
+/// The response side of a connection, apart from its read buffer so that a request borrowed
+/// from that buffer can be answered without copying it.
+struct Machine {
+    state: State,
+    /// Tick the current phase began (while sending: of the last write progress).
+    since: u32,
+    /// Head bytes not yet sent. Capacity 0 while nothing is being sent.
+    out: Vec<u8>,
+    out_pos: usize,
+}
+
+impl Machine {
+    fn phase(&self) -> Phase {
+        match self.state {
+            State::Head => Phase::Head,
+            State::Idle => Phase::Idle,
+            State::Send(_) => Phase::Send,
+            State::Parked(_) => Phase::Parked,
+            State::Linger { .. } => Phase::Linger,
+        }
+    }
+
+    /// Move to `state`, restarting the phase clock when the phase changes.
+    fn enter(&mut self, state: State, now: u32) {
+        let before = self.phase();
+        self.state = state;
+        if self.phase() != before {
+            self.since = now;
+        }
+    }
+
+    /// Start sending `resp` (the answer to `req`, or to an unparsable request): encode its
+    /// head, count it and log it.
+    fn begin(
+        &mut self,
+        cx: &mut Cx<'_>,
+        io: &Transport,
+        req: Option<&Request<'_>>,
+        resp: Response<'_>,
+    ) {
+        if self.out.capacity() == 0 {
+            self.out = cx.pool.take();
+        }
+        let env = head::Env {
+            date: cx.date.get(),
+            cfg: &cx.shared.cfg,
+        };
+        head::encode(&resp, &env, &mut self.out);
+        let code = resp.status.code();
+        let body_len = resp.body.len();
+        cx.stats.request(code);
+        if let Some(log) = cx.log.as_mut() {
+            log.record(cx.date.unix_secs(), io.peer_ip(), req, code, body_len);
+        }
+        let sending = Sending {
+            body: resp.body,
+            body_sent: 0,
+            close: resp.fields.close,
+            outq: u32::MAX,
+        };
+        self.enter(State::Send(sending), cx.now);
+    }
+}
+
+/// How far one write attempt got.
+enum Progress {
+    Done,
+    /// The socket is full.
+    Blocked,
+    /// This turn's byte budget is spent.
+    Budget,
+}
+
+pub struct Conn {
+    io: Transport,
+    /// Unparsed request bytes. Capacity 0 while idle.
+    rbuf: Vec<u8>,
+    m: Machine,
+    pub can_read: bool,
+    pub can_write: bool,
+    /// On the worker's ready queue.
+    pub queued: bool,
+    /// Tick of this connection's pending timer entry, 0 if none.
+    pub armed: u32,
+}
+
+impl Conn {
+    /// A new connection; a request may already be waiting, so it starts readable and
+    /// writable (the worker queues it at once).
+    pub fn new(io: Transport, now: u32) -> Conn {
+        Conn {
+            io,
+            rbuf: Vec::new(),
+            m: Machine {
+                state: State::Head,
+                since: now,
+                out: Vec::new(),
+                out_pos: 0,
+            },
+            can_read: true,
+            can_write: true,
+            queued: true,
+            armed: 0,
+        }
+    }
+
+    pub fn transport(&mut self) -> &mut Transport {
+        &mut self.io
+    }
+
+    pub fn phase(&self) -> Phase {
+        self.m.phase()
+    }
+
+    /// Tick the current phase's clock started from.
+    pub fn since(&self) -> u32 {
+        self.m.since
+    }
+
+    /// The path a parked request waits on, and its deadline.
+    pub fn parked(&self) -> Option<(&[u8], u32)> {
+        match &self.m.state {
+            State::Parked(p) => Some((&p.key, p.deadline)),
+            _ => None,
+        }
+    }
+
+    /// Give back the buffers of a connection being closed.
+    pub fn release(self, pool: &mut Pool) {
+        pool.give(self.rbuf);
+        pool.give(self.m.out);
+    }
+
+    /// At a send-stall deadline: is the peer still taking bytes out of a full socket buffer
+    /// (slow, not stalled)? Restarts the stall clock if so.
+    pub fn still_draining(&mut self, now: u32) -> bool {
+        let State::Send(s) = &mut self.m.state else {
+            return false;
+        };
+        let Some(outq) = self.io.unsent() else {
+            return false;
+        };
+        let shrank = outq < s.outq;
+        s.outq = outq;
+        if shrank {
+            self.m.since = now;
+        }
+        shrank
+    }
+
+    /// Do all the work the remembered readiness allows, within this turn's budgets.
+    pub fn ready(&mut self, cx: &mut Cx<'_>) -> Step {
+        let mut requests = 0u32;
+        let mut sent = 0usize;
+        loop {
+            let flow = match self.m.state {
+                State::Linger { .. } => return self.linger(),
+                State::Parked(_) => return self.watch_parked(cx),
+                State::Send(_) => self.write(cx, &mut sent),
+                State::Head | State::Idle => self.read_request(cx, &mut requests),
+            };
+            if let ControlFlow::Break(step) = flow {
+                return step;
+            }
+        }
+    }
+
+    /// Run a parked request again (its path changed, or `expired`: its deadline passed).
+    /// Returns true when it now has a response to write.
+    pub fn rerun(&mut self, cx: &mut Cx<'_>, expired: bool) -> bool {
+        let State::Parked(p) = std::mem::replace(&mut self.m.state, State::Idle) else {
+            return false;
+        };
+        let req = p.request();
+        match cx.respond(&req, expired) {
+            Answer::Park(mut again) => {
+                again.deadline = p.deadline;
+                self.m.state = State::Parked(again);
+                false
+            }
+            Answer::Now(resp) => {
+                self.m.begin(cx, &self.io, Some(&req), resp);
+                true
+            }
+        }
+    }
+
+    fn write(&mut self, cx: &mut Cx<'_>, sent: &mut usize) -> ControlFlow<Step> {
+        if !self.can_write {
+            return ControlFlow::Break(Step::Idle);
+        }
+        let before = *sent;
+        let mut file_bytes = 0u64;
+        let result = self.send_response(sent, &mut file_bytes);
+        if *sent > before {
+            bump(&cx.stats.response_bytes, (*sent - before) as u64);
+            bump(&cx.stats.sendfile_bytes, file_bytes);
+            // Progress restarts the send-stall clock.
+            self.m.since = cx.now;
+        }
+        match result {
+            Ok(Progress::Done) => {
+                self.finish_response(cx);
+                ControlFlow::Continue(())
+            }
+            Ok(Progress::Budget) => ControlFlow::Break(Step::Yield),
+            Ok(Progress::Blocked) => {
+                self.can_write = false;
+                // Waiting on a slow reader (every viewer at once when a segment is
+                // published): hold no buffer while the kernel drains the socket. The head is
+                // out once only the body remains.
+                cx.pool.give_if_empty(&mut self.rbuf);
+                if self.m.out_pos >= self.m.out.len() {
+                    self.m.out.clear();
+                    self.m.out_pos = 0;
+                    cx.pool.give(std::mem::take(&mut self.m.out));
+                }
+                ControlFlow::Break(Step::Idle)
+            }
+            Err(_) => ControlFlow::Break(Step::Close(CloseReason::Error)),
+        }
+    }
+
+    /// Send pending head bytes with any in-memory body, then the file body.
+    fn send_response(&mut self, sent: &mut usize, file_bytes: &mut u64) -> io::Result<Progress> {
+        let m = &mut self.m;
+        let State::Send(s) = &mut m.state else {
+            return Ok(Progress::Done);
+        };
+        let file_follows = matches!(s.body, Body::File(_));
+        loop {
+            let head = &m.out[m.out_pos.min(m.out.len())..];
+            let mem: &[u8] = match &s.body {
+                Body::Static(b) => &b[s.body_sent..],
+                Body::Bytes(b) => &b[s.body_sent..],
+                Body::Empty | Body::File(_) => &[],
+            };
+            if head.is_empty() && mem.is_empty() {
+                break;
+            }
+            match self.io.send(head, mem, file_follows) {
+                Ok(n) => {
+                    *sent += n;
+                    let from_head = n.min(head.len());
+                    m.out_pos += from_head;
+                    s.body_sent += n - from_head;
+                }
+                Err(e) if e.kind() == ErrorKind::WouldBlock => return Ok(Progress::Blocked),
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        let Body::File(f) = &mut s.body else {
+            return Ok(Progress::Done);
+        };
+        while f.pos < f.end {
+            if *sent >= WRITE_BUDGET {
+                return Ok(Progress::Budget);
+            }
+            let want = (f.end - f.pos).min((WRITE_BUDGET - *sent) as u64) as usize;
+            match self.io.send_file(&f.file, &mut f.pos, want) {
+                // The file is shorter than when we opened it: the response cannot be
+                // completed truthfully, so the connection must end.
+                Ok(0) => {
+                    return Err(io::Error::new(
+                        ErrorKind::UnexpectedEof,
+                        "file shrank during send",
+                    ))
+                }
+                Ok(n) => {
+                    *sent += n;
+                    *file_bytes += n as u64;
+                }
+                Err(e) if e.kind() == ErrorKind::WouldBlock => return Ok(Progress::Blocked),
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(Progress::Done)
+    }
+
+    fn finish_response(&mut self, cx: &mut Cx<'_>) {
+        let close = matches!(&self.m.state, State::Send(s) if s.close);
+        self.m.out.clear();
+        self.m.out_pos = 0;
+        cx.pool.give(std::mem::take(&mut self.m.out));
+        cx.pool.give_if_empty(&mut self.rbuf);
+        if close {
+            // Shut our side and drain theirs so unread pipelined bytes do not turn our close
+            // into a reset that destroys the response.
+            self.io.shutdown_write();
+            self.rbuf.clear();
+            self.m.enter(State::Linger { drained: 0 }, cx.now);
+        } else if self.rbuf.is_empty() {
+            self.m.enter(State::Idle, cx.now);
+        } else {
+            // Pipelined: the next head is already here; its clock starts now.
+            self.m.enter(State::Head, cx.now);
+        }
+    }
+
+    /// Answer what is buffered, then read more.
+    fn read_request(&mut self, cx: &mut Cx<'_>, requests: &mut u32) -> ControlFlow<Step> {
+        if !self.rbuf.is_empty() {
+            if *requests >= REQUEST_BUDGET {
+                return ControlFlow::Break(Step::Yield);
+            }
+            let limits = cx.shared.cfg.limits;
+            let used = match parse(&self.rbuf, limits) {
+                Parse::Complete(req, len) => {
+                    *requests += 1;
+                    match cx.respond(&req, false) {
+                        Answer::Now(resp) => self.m.begin(cx, &self.io, Some(&req), resp),
+                        Answer::Park(p) => {
+                            self.m.enter(State::Parked(p), cx.now);
+                            self.rbuf.drain(..len);
+                            // Held with no buffer: only the peer leaving is noticed.
+                            cx.pool.give_if_empty(&mut self.rbuf);
+                            cx.pool.give_if_empty(&mut self.m.out);
+                            return ControlFlow::Break(Step::Parked);
+                        }
+                    }
+                    Some(len)
+                }
+                Parse::Partial => None,
+                Parse::Error(status) => {
+                    self.m
+                        .begin(cx, &self.io, None, respond::unparsable(status));
+                    Some(self.rbuf.len())
+                }
+            };
+            if let Some(len) = used {
+                self.rbuf.drain(..len);
+                return ControlFlow::Continue(());
+            }
+        }
+        if !self.can_read {
+            if self.rbuf.is_empty() {
+                cx.pool.give(std::mem::take(&mut self.rbuf));
+            } else if self.rbuf.capacity() - self.rbuf.len() > READ_CHUNK / 2 {
+                // Part of a head, waiting for the rest (a slow link, or a slowloris client
+                // holding thousands of these): keep only the bytes it holds and put the read
+                // buffer back. Whole heads never come here.
+                let part = self.rbuf.to_vec();
+                cx.pool.give(std::mem::replace(&mut self.rbuf, part));
+            }
+            return ControlFlow::Break(Step::Idle);
+        }
+        if self.rbuf.capacity() == 0 {
+            self.rbuf = cx.pool.take();
+        }
+        match self.io.recv(&mut self.rbuf, READ_CHUNK) {
+            // Peer closed. Everything it sent before has been answered (we only read when no
+            // response is pending), so there is nothing left to do.
+            Ok(0) => return ControlFlow::Break(Step::Close(CloseReason::Peer)),
+            Ok(_) => {
+                if matches!(self.m.state, State::Idle) {
+                    self.m.enter(State::Head, cx.now);
+                }
+            }
+            Err(e) if e.kind() == ErrorKind::WouldBlock => self.can_read = false,
+            Err(e) if e.kind() == ErrorKind::Interrupted => {}
+            Err(_) => return ControlFlow::Break(Step::Close(CloseReason::Peer)),
+        }
+        ControlFlow::Continue(())
+    }
+
+    /// Parked: notice the peer leaving, and keep (bounded) pipelined bytes for after the
+    /// answer.
+    fn watch_parked(&mut self, cx: &mut Cx<'_>) -> Step {
+        let cap = cx.shared.cfg.limits.max_header_bytes;
+        loop {
+            if !self.can_read || self.rbuf.len() > cap {
+                return Step::Idle;
+            }
+            if self.rbuf.capacity() == 0 {
+                self.rbuf = Vec::with_capacity(READ_CHUNK);
+            }
+            match self.io.recv(&mut self.rbuf, READ_CHUNK) {
+                Ok(0) => return Step::Close(CloseReason::Peer),
+                Ok(_) => {}
+                Err(e) if e.kind() == ErrorKind::WouldBlock => self.can_read = false,
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                Err(_) => return Step::Close(CloseReason::Peer),
+            }
+        }
+    }
+
+    fn linger(&mut self) -> Step {
+        let mut scratch = [0u8; 4096];
+        loop {
+            if !self.can_read {
+                return Step::Idle;
+            }
+            match self.io.discard(&mut scratch) {
+                Ok(0) => return Step::Close(CloseReason::Done),
+                Ok(n) => {
+                    if let State::Linger { drained } = &mut self.m.state {
+                        *drained += n;
+                        if *drained > LINGER_LIMIT {
+                            return Step::Close(CloseReason::Done);
+                        }
+                    }
+                }
+                Err(e) if e.kind() == ErrorKind::WouldBlock => self.can_read = false,
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                Err(_) => return Step::Close(CloseReason::Done),
+            }
+        }
+    }
+}

@@ -1,0 +1,12 @@
+//! The event loop and what it drives: `worker` (one thread, one poll, accept and drain),
+//! `conn` (a connection's state machine), `transport` (the byte stream under it), `timer`
+//! (the phase table and the wheel), `pool` (reused buffers), `listen` (SO_REUSEPORT
+//! sockets) and `fsys` (every raw syscall).
+
+pub mod conn;
+pub mod fsys;
+pub mod listen;
+pub mod pool;
+pub mod timer;
+pub mod transport;
+pub mod worker;

@@ -1,0 +1,494 @@
+//! One worker: one thread, one `mio::Poll`, one SO_REUSEPORT listener, a slab of
+//! connections. The loop accepts (with back-pressure: a pause on EMFILE/ENFILE, a cap on
+//! connections), gives ready connections a turn in order, fires timers, wakes parked
+//! requests, and drains on shutdown. Nothing here knows HTTP: that is `Conn`'s business.
+
+use super::conn::{Conn, Cx, Step};
+use super::pool::Pool;
+use super::timer::{self, Expiry, Phase, Wheel, PHASES, TICK};
+use super::transport::Transport;
+use crate::admin::accesslog::AccessLog;
+use crate::admin::metrics::{bump, CloseReason, WorkerStats};
+use crate::http::date::DateCache;
+use crate::live::cache::PlaylistCache;
+use crate::live::watcher::Inbox;
+use crate::shared::{nofile_limit, Shared};
+use mio::net::TcpListener;
+use mio::{Events, Interest, Poll, Token, Waker};
+use slab::Slab;
+use std::collections::{HashMap, VecDeque};
+use std::io::{self, ErrorKind};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+const LISTENER: Token = Token(usize::MAX);
+const WAKER: Token = Token(usize::MAX - 1);
+/// Connections accepted per turn before events of existing ones are served.
+const ACCEPT_BUDGET: usize = 256;
+/// How long to stop accepting after EMFILE/ENFILE instead of spinning on a listener the
+/// kernel keeps reporting readable.
+const ACCEPT_PAUSE: Duration = Duration::from_millis(100);
+/// Pool trim interval, in ticks (1 s).
+const POOL_TRIM_TICKS: u32 = 4;
+/// Parked requests are all re-run this often (in ticks), so a missed or unavailable
+/// inotify event only delays an answer.
+const PARKED_SWEEP_TICKS: u32 = 4;
+
+pub struct Worker {
+    id: usize,
+    shared: Arc<Shared>,
+    poll: Poll,
+    /// None once draining: closed so the kernel sends new connections to other listeners.
+    listener: Option<TcpListener>,
+    wheel: Wheel,
+    /// Each phase's timeout in ticks, from the configuration.
+    timeouts: [u32; PHASES.len()],
+    draining: bool,
+    /// Stopped accepting at --max-connections.
+    capped: bool,
+    access_log: Option<AccessLog>,
+    cache: PlaylistCache,
+    /// Parked requests by the path that wakes them. Entries go stale when a connection is
+    /// answered or closed; they are skipped and dropped when the key is next processed.
+    parked: HashMap<Box<[u8]>, Vec<usize>>,
+    inbox: Arc<Inbox>,
+    last_parked_sweep: u32,
+    conns: Slab<Conn>,
+    ready: VecDeque<usize>,
+    pool: Pool,
+    date: DateCache,
+    /// Decoded request path, NUL-terminated before the open.
+    path_buf: Vec<u8>,
+    accept_pending: bool,
+    accept_paused_until: Option<Instant>,
+    last_emfile_log: Option<Instant>,
+}
+
+impl Worker {
+    /// A worker and the waker that interrupts its poll (for shutdown and log reopening).
+    pub fn new(
+        id: usize,
+        shared: Arc<Shared>,
+        mut listener: TcpListener,
+    ) -> io::Result<(Worker, Arc<Waker>)> {
+        let poll = Poll::new()?;
+        poll.registry()
+            .register(&mut listener, LISTENER, Interest::READABLE)?;
+        let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
+        let inbox = Arc::new(Inbox {
+            paths: std::sync::Mutex::new(Vec::new()),
+            waker: waker.clone(),
+        });
+        if let Some(w) = &shared.watcher {
+            w.subscribe(inbox.clone());
+        }
+        let cfg = &shared.cfg;
+        let access_log = match &cfg.access_log {
+            Some(p) => Some(AccessLog::open(
+                p,
+                shared.log_generation.load(Ordering::Relaxed),
+            )?),
+            None => None,
+        };
+        let w = Worker {
+            id,
+            timeouts: timer::phase_ticks(cfg),
+            shared,
+            poll,
+            listener: Some(listener),
+            wheel: Wheel::new(Instant::now()),
+            draining: false,
+            capped: false,
+            access_log,
+            cache: PlaylistCache::default(),
+            parked: HashMap::new(),
+            inbox,
+            last_parked_sweep: 0,
+            conns: Slab::with_capacity(1024),
+            ready: VecDeque::with_capacity(1024),
+            pool: Pool::default(),
+            date: DateCache::default(),
+            path_buf: Vec::with_capacity(256),
+            accept_pending: true,
+            accept_paused_until: None,
+            last_emfile_log: None,
+        };
+        Ok((w, waker))
+    }
+
+    fn stats(&self) -> &WorkerStats {
+        &self.shared.stats[self.id]
+    }
+
+    fn can_accept(&self) -> bool {
+        self.accept_pending
+            && self.accept_paused_until.is_none()
+            && !self.capped
+            && self.listener.is_some()
+    }
+
+    /// How long poll may sleep: not at all with work queued, else until the next timer
+    /// matters (none when nothing is held).
+    fn poll_timeout(&self, now: Instant) -> Option<Duration> {
+        if !self.ready.is_empty() || self.can_accept() {
+            return Some(Duration::ZERO);
+        }
+        // Idle with buffers pooled: wake to trim them (then sleep for good).
+        let mut t = if self.conns.is_empty() && self.pool.is_empty() {
+            None
+        } else {
+            Some(TICK)
+        };
+        if let Some(u) = self.accept_paused_until {
+            let d = u.saturating_duration_since(now);
+            t = Some(t.map_or(d, |t| t.min(d)));
+        }
+        if self.access_log.is_some() {
+            let flush = Duration::from_secs(1);
+            t = Some(t.map_or(flush, |t| t.min(flush)));
+        }
+        t
+    }
+
+    pub fn run(mut self) -> io::Result<()> {
+        let mut events = Events::with_capacity(1024);
+        loop {
+            let now = Instant::now();
+            if self.accept_paused_until.is_some_and(|until| now >= until) {
+                self.accept_paused_until = None;
+                // Edge-triggered: the kernel will not tell us again about connections that
+                // queued while we were paused, so try accepting unprompted.
+                self.accept_pending = true;
+            }
+            if let Err(e) = self.poll.poll(&mut events, self.poll_timeout(now)) {
+                if e.kind() == ErrorKind::Interrupted {
+                    continue;
+                }
+                return Err(e);
+            }
+            // Before any request of this turn: a root deleted and recreated is picked up
+            // (at most one fstat per 250 ms across workers).
+            self.shared.root.refresh_if_deleted();
+            self.date.update(SystemTime::now());
+            for ev in events.iter() {
+                match ev.token() {
+                    LISTENER => self.accept_pending = true,
+                    WAKER => {}
+                    Token(k) => {
+                        let Some(c) = self.conns.get_mut(k) else {
+                            continue;
+                        };
+                        c.can_read |= ev.is_readable() || ev.is_read_closed() || ev.is_error();
+                        c.can_write |= ev.is_writable() || ev.is_write_closed() || ev.is_error();
+                        if !c.queued {
+                            c.queued = true;
+                            self.ready.push_back(k);
+                        }
+                    }
+                }
+            }
+            self.handle_changes();
+            if !self.draining && self.shared.draining.load(Ordering::Relaxed) {
+                self.begin_drain();
+            }
+            if self.capped && self.conns.len() <= self.low_water() {
+                self.capped = false;
+            }
+            if self.can_accept() {
+                self.accept();
+            }
+            for _ in 0..self.ready.len() {
+                let Some(k) = self.ready.pop_front() else {
+                    break;
+                };
+                let step = self.turn(k, |c, cx| c.ready(cx));
+                self.after(k, step);
+            }
+            self.expire_timers();
+            if let Some(log) = self.access_log.as_mut() {
+                log.maybe_reopen(self.shared.log_generation.load(Ordering::Relaxed));
+                log.flush();
+            }
+            if self.draining && self.conns.is_empty() {
+                return Ok(());
+            }
+        }
+    }
+
+    /// Give connection `k` a turn with its worker's context.
+    fn turn<T: Default>(&mut self, k: usize, f: impl FnOnce(&mut Conn, &mut Cx<'_>) -> T) -> T {
+        let Some(conn) = self.conns.get_mut(k) else {
+            return T::default();
+        };
+        let mut cx = Cx {
+            shared: &self.shared,
+            stats: &self.shared.stats[self.id],
+            pool: &mut self.pool,
+            date: &self.date,
+            cache: &mut self.cache,
+            path_buf: &mut self.path_buf,
+            log: &mut self.access_log,
+            now: self.wheel.now(),
+            draining: self.draining,
+        };
+        f(conn, &mut cx)
+    }
+
+    fn low_water(&self) -> usize {
+        let cap = self.shared.cfg.worker_max_connections;
+        cap - cap / 10
+    }
+
+    /// Bookkeeping after a connection's turn: requeue, park, or close; keep its timer.
+    fn after(&mut self, k: usize, step: Step) {
+        match step {
+            Step::Close(reason) => self.close(k, reason),
+            Step::Yield => {
+                self.arm(k);
+                self.ready.push_back(k);
+            }
+            Step::Idle | Step::Parked => {
+                if step == Step::Parked {
+                    if let Some((key, _)) = self.conns.get(k).and_then(Conn::parked) {
+                        self.parked.entry(key.into()).or_default().push(k);
+                    }
+                }
+                self.arm(k);
+                let Some(c) = self.conns.get_mut(k) else {
+                    return;
+                };
+                c.queued = false;
+                if self.draining && c.phase() == Phase::Idle {
+                    self.close(k, CloseReason::Shutdown);
+                }
+            }
+        }
+    }
+
+    /// Make sure a wheel entry exists no later than the connection's current deadline.
+    fn arm(&mut self, k: usize) {
+        let Some(c) = self.conns.get_mut(k) else {
+            return;
+        };
+        let due = match c.parked() {
+            Some((_, deadline)) => deadline,
+            None => c.since().saturating_add(self.timeouts[c.phase() as usize]),
+        };
+        if c.armed == 0 || due < c.armed {
+            c.armed = self.wheel.schedule(k, due);
+        }
+    }
+
+    fn expire_timers(&mut self) {
+        let now = self.wheel.now();
+        let mut due = Vec::new();
+        let pool = &mut self.pool;
+        self.wheel.advance(now, &mut due, |t| {
+            if t.is_multiple_of(POOL_TRIM_TICKS) {
+                pool.trim();
+            }
+        });
+        for (k, tick) in due {
+            let Some(c) = self.conns.get_mut(k) else {
+                continue;
+            };
+            if c.armed != tick {
+                continue; // stale: re-armed earlier, or the key was reused
+            }
+            c.armed = 0;
+            let phase = c.phase();
+            let deadline = match c.parked() {
+                Some((_, d)) => d,
+                None => c.since().saturating_add(self.timeouts[phase as usize]),
+            };
+            if deadline > now || (phase == Phase::Send && c.still_draining(now)) {
+                // Moved on since it was armed, or a slow reader still taking bytes.
+                self.arm(k);
+                continue;
+            }
+            match phase.row().expiry {
+                Expiry::Timeout { .. } => self.close(k, CloseReason::Timeout(phase)),
+                Expiry::Done => self.close(k, CloseReason::Done),
+                Expiry::Rerun => self.rerun_parked(k, true),
+            }
+        }
+    }
+
+    /// Paths the watcher reported changed: drop their cache entries and re-run the requests
+    /// parked on them. Every parked request is re-run once a second as well.
+    fn handle_changes(&mut self) {
+        let changed = match self.inbox.paths.lock() {
+            Ok(mut q) if !q.is_empty() => std::mem::take(&mut *q),
+            _ => Vec::new(),
+        };
+        for path in &changed {
+            self.cache.remove(path);
+        }
+        let mut keys: Vec<Box<[u8]>> = Vec::new();
+        for path in changed {
+            if self.parked.contains_key(path.as_slice()) && !keys.iter().any(|k| **k == *path) {
+                keys.push(path.into());
+            }
+        }
+        let now = self.wheel.now();
+        if !self.parked.is_empty() && now >= self.last_parked_sweep + PARKED_SWEEP_TICKS {
+            self.last_parked_sweep = now;
+            keys = self.parked.keys().cloned().collect();
+        }
+        for key in keys {
+            let Some(list) = self.parked.remove(&key) else {
+                continue;
+            };
+            for k in list {
+                let still = self
+                    .conns
+                    .get(k)
+                    .and_then(Conn::parked)
+                    .is_some_and(|(p, _)| *p == *key);
+                if still {
+                    self.rerun_parked(k, false);
+                }
+            }
+        }
+    }
+
+    /// Run a parked request again. If it still has to wait it stays parked (same deadline);
+    /// otherwise its response is queued for writing.
+    fn rerun_parked(&mut self, k: usize, expired: bool) {
+        if self.turn(k, |c, cx| c.rerun(cx, expired)) {
+            if let Some(c) = self.conns.get_mut(k) {
+                if !c.queued {
+                    c.queued = true;
+                    self.ready.push_back(k);
+                }
+            }
+        } else if let Some((key, _)) = self.conns.get(k).and_then(Conn::parked) {
+            self.parked.entry(key.into()).or_default().push(k);
+            self.arm(k);
+        }
+    }
+
+    /// Stop accepting: take what is already queued on our listener (those clients are
+    /// waiting for an answer), then close it so the kernel sends new connections to the
+    /// other listeners of the port. Idle keep-alive connections are closed; busy ones
+    /// finish their response with `Connection: close`.
+    fn begin_drain(&mut self) {
+        self.draining = true;
+        self.capped = false;
+        self.accept_paused_until = None;
+        self.accept_pending = true;
+        self.accept();
+        if let Some(mut l) = self.listener.take() {
+            let _ = self.poll.registry().deregister(&mut l);
+        }
+        let idle: Vec<usize> = self
+            .conns
+            .iter()
+            .filter(|(_, c)| c.phase() == Phase::Idle && !c.queued)
+            .map(|(k, _)| k)
+            .collect();
+        for k in idle {
+            self.close(k, CloseReason::Shutdown);
+        }
+    }
+
+    fn accept(&mut self) {
+        let cap = self.shared.cfg.worker_max_connections;
+        for _ in 0..ACCEPT_BUDGET {
+            if cap > 0 && self.conns.len() >= cap && !self.draining {
+                // Leave the rest in the kernel's queue until we are below the low-water mark.
+                self.capped = true;
+                bump(&self.stats().max_conn_pauses, 1);
+                return;
+            }
+            let Some(listener) = self.listener.as_ref() else {
+                return;
+            };
+            match listener.accept() {
+                Ok((sock, _peer)) => {
+                    // Small responses (playlists) must not wait for Nagle; bodies are
+                    // coalesced with MSG_MORE instead.
+                    let _ = sock.set_nodelay(true);
+                    let entry = self.conns.vacant_entry();
+                    let k = entry.key();
+                    let mut conn = Conn::new(Transport::Plain(sock), self.wheel.now());
+                    if let Err(e) = self.poll.registry().register(
+                        conn.transport().socket(),
+                        Token(k),
+                        Interest::READABLE | Interest::WRITABLE,
+                    ) {
+                        eprintln!(
+                            "corestream: worker {}: cannot register connection: {e}",
+                            self.id
+                        );
+                        continue;
+                    }
+                    entry.insert(conn);
+                    self.ready.push_back(k);
+                    let st = self.stats();
+                    bump(&st.accepted, 1);
+                    bump(&st.active, 1);
+                }
+                Err(e) if e.kind() == ErrorKind::WouldBlock => {
+                    self.accept_pending = false;
+                    return;
+                }
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                Err(e) => {
+                    let errno = e.raw_os_error().unwrap_or(0);
+                    self.stats().accept_error(errno);
+                    if errno == libc::EMFILE || errno == libc::ENFILE {
+                        self.pause_for_fds(&e);
+                        return;
+                    }
+                    // ECONNABORTED and friends concern one connection only: keep accepting.
+                    if errno == libc::ECONNABORTED || errno == libc::EPERM || errno == libc::EPROTO
+                    {
+                        continue;
+                    }
+                    eprintln!("corestream: worker {}: accept: {e}", self.id);
+                    self.accept_paused_until = Some(Instant::now() + ACCEPT_PAUSE);
+                    return;
+                }
+            }
+        }
+        // Budget spent with connections possibly still queued: accept_pending stays set.
+    }
+
+    /// Out of descriptors: stop accepting for a moment (and say so at most once a second).
+    fn pause_for_fds(&mut self, e: &io::Error) {
+        bump(&self.stats().listener_pauses, 1);
+        let now = Instant::now();
+        self.accept_paused_until = Some(now + ACCEPT_PAUSE);
+        if self
+            .last_emfile_log
+            .is_none_or(|t| now.duration_since(t) >= Duration::from_secs(1))
+        {
+            self.last_emfile_log = Some(now);
+            let (soft, _) = nofile_limit();
+            eprintln!(
+                "corestream: worker {}: accept: {e} (nofile limit {soft}); pausing accepts {} ms. \
+                 Raise the limit: LimitNOFILE= in the unit, fs.file-max, see `corestream-tune diagnose`",
+                self.id,
+                ACCEPT_PAUSE.as_millis()
+            );
+        }
+    }
+
+    fn close(&mut self, k: usize, reason: CloseReason) {
+        if let Some(c) = self.conns.try_remove(k) {
+            c.release(&mut self.pool);
+            let st = &self.shared.stats[self.id];
+            st.closed(reason);
+            bump(&st.active, 0u64.wrapping_sub(1));
+            // Resume accepting here, not at the next wake-up: with no connections left the
+            // loop would otherwise sleep with no timeout while the kernel queue holds
+            // clients (edge-triggered: the listener will not be reported readable again).
+            if self.capped && self.conns.len() <= self.low_water() {
+                self.capped = false;
+            }
+            // Dropping the socket closes it, which also removes it from the epoll set.
+        }
+    }
+}

@@ -1,0 +1,155 @@
+//! Process start: open the root, bind a listener per worker, start the workers, the admin
+//! plane, the inotify watcher and the signal thread, then wait for the workers to finish.
+
+use crate::admin;
+use crate::config::Config;
+use crate::live::watcher::Watcher;
+use crate::net::worker::Worker;
+use crate::net::{fsys, listen};
+use crate::shared::{self, Shared};
+use std::io::{self, Write};
+use std::os::fd::AsRawFd;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+/// Start the workers and block until one fails.
+pub fn serve(cfg: Config) -> Result<(), String> {
+    let (soft, hard) = shared::raise_nofile();
+    let root = fsys::open_root(&cfg.root)
+        .map_err(|e| format!("cannot open --root {}: {e}", cfg.root.display()))?;
+    if !fsys::openat2_available(root.as_raw_fd()) {
+        return Err("this kernel lacks openat2(2) (Linux 5.6+), which corestream needs to keep requests inside --root".into());
+    }
+    if let Some(max) = listen::somaxconn() {
+        if max < i64::from(cfg.backlog) {
+            eprintln!(
+                "corestream: warning: listen backlog {} is capped by net.core.somaxconn={max}; \
+                 raise it with `sysctl -w net.core.somaxconn={}` (or `corestream-tune apply`)",
+                cfg.backlog, cfg.backlog
+            );
+        }
+    }
+    let first = listen::bind(cfg.listen, cfg.backlog).map_err(|e| e.to_string())?;
+    let addr = first.local_addr().map_err(|e| e.to_string())?;
+    let mut listeners = vec![first];
+    for _ in 1..cfg.workers {
+        // Port 0 picks a port once; the other workers join that one.
+        listeners.push(listen::bind(addr, cfg.backlog).map_err(|e| e.to_string())?);
+    }
+    let workers = cfg.workers;
+    let backlog = cfg.backlog;
+    let drain_timeout = cfg.drain_timeout;
+    let admin_addr = cfg.admin;
+    let announce = cfg.announce.clone();
+    let root_display = cfg.root.display().to_string();
+    let mut shared = Shared::new(cfg, root);
+    match Watcher::new(shared.root.clone()) {
+        Ok(w) => {
+            let w2 = w.clone();
+            std::thread::Builder::new()
+                .name("corestream-inotify".into())
+                .spawn(move || w2.run())
+                .map_err(|e| format!("cannot start inotify thread: {e}"))?;
+            shared.watcher = Some(w);
+        }
+        Err(e) => eprintln!(
+            "corestream: inotify unavailable ({e}): playlist changes are checked once a second instead"
+        ),
+    }
+    let shared = Arc::new(shared);
+    let mut handles = Vec::new();
+    let mut wakers = Vec::new();
+    for (id, l) in listeners.into_iter().enumerate() {
+        let (w, waker) = Worker::new(id, shared.clone(), mio::net::TcpListener::from_std(l))
+            .map_err(|e| format!("worker {id}: {e}"))?;
+        wakers.push(waker);
+        let h = std::thread::Builder::new()
+            .name(format!("corestream-w{id}"))
+            .spawn(move || w.run().map_err(|e| format!("worker {id}: {e}")))
+            .map_err(|e| format!("cannot start worker thread: {e}"))?;
+        handles.push(h);
+    }
+    let admin = match admin_addr {
+        Some(a) => Some(admin::start(a, shared.clone()).map_err(|e| e.to_string())?),
+        None => None,
+    };
+    spawn_signal_thread(shared.clone(), wakers, drain_timeout)?;
+    eprintln!(
+        "corestream: serving {root_display} with {workers} workers, backlog {backlog}, nofile soft {soft} hard {hard}"
+    );
+    let mut stdout = io::stdout();
+    if let Some(a) = admin {
+        let _ = writeln!(stdout, "corestream: admin on http://{a}/metrics");
+    }
+    let _ = writeln!(stdout, "corestream: listening on http://{addr}/");
+    if let Some(path) = &announce {
+        let host = if addr.ip().is_unspecified() {
+            "127.0.0.1".to_string()
+        } else {
+            addr.ip().to_string()
+        };
+        let host = if addr.is_ipv6() && !addr.ip().is_unspecified() {
+            format!("[{host}]")
+        } else {
+            host
+        };
+        let _ = writeln!(
+            stdout,
+            "corestream: live demo stream at http://{host}:{}/{path}",
+            addr.port()
+        );
+    }
+    let _ = stdout.flush();
+    for h in handles {
+        match h.join() {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => return Err(e),
+            Err(_) => return Err("a worker thread panicked".into()),
+        }
+    }
+    eprintln!("corestream: drained, exiting");
+    Ok(())
+}
+
+/// SIGTERM/SIGINT: first one drains (workers stop accepting, finish what is in flight,
+/// exit), a second one exits at once. SIGHUP reopens the access log.
+fn spawn_signal_thread(
+    shared: Arc<Shared>,
+    wakers: Vec<Arc<mio::Waker>>,
+    drain_timeout: std::time::Duration,
+) -> Result<(), String> {
+    use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+    let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT, SIGHUP])
+        .map_err(|e| format!("cannot install signal handlers: {e}"))?;
+    std::thread::Builder::new()
+        .name("corestream-signals".into())
+        .spawn(move || {
+            for sig in signals.forever() {
+                if sig == SIGHUP {
+                    shared.log_generation.fetch_add(1, Ordering::Relaxed);
+                    for w in &wakers {
+                        let _ = w.wake();
+                    }
+                    continue;
+                }
+                if shared.draining.swap(true, Ordering::Relaxed) {
+                    eprintln!("corestream: second signal, exiting now");
+                    std::process::exit(1);
+                }
+                eprintln!(
+                    "corestream: draining: no new connections, finishing responses in flight (up to {} s)",
+                    drain_timeout.as_secs_f64()
+                );
+                for w in &wakers {
+                    let _ = w.wake();
+                }
+                std::thread::spawn(move || {
+                    std::thread::sleep(drain_timeout);
+                    eprintln!("corestream: drain timeout reached, exiting with connections still open");
+                    std::process::exit(0);
+                });
+            }
+        })
+        .map_err(|e| format!("cannot start signal thread: {e}"))?;
+    Ok(())
+}

@@ -1,0 +1,60 @@
+//! State shared by all threads of a process (workers, admin, signals, watcher), and the
+//! process's file-descriptor limit.
+
+use crate::admin::metrics::WorkerStats;
+use crate::config::Config;
+use crate::live::hints::Hints;
+use crate::live::watcher::Watcher;
+use crate::net::fsys::Root;
+use std::os::fd::OwnedFd;
+use std::sync::atomic::{AtomicBool, AtomicU64};
+use std::sync::Arc;
+
+pub struct Shared {
+    pub cfg: Config,
+    /// The media root; follows the path if the directory is deleted and recreated.
+    pub root: Arc<Root>,
+    /// Set by the first SIGTERM/SIGINT: stop accepting, finish what is in flight, exit.
+    pub draining: AtomicBool,
+    /// Bumped by SIGHUP: workers reopen the access log.
+    pub log_generation: AtomicU64,
+    /// One per worker, indexed by worker id.
+    pub stats: Box<[WorkerStats]>,
+    /// inotify on served playlist directories (None if inotify is unavailable: parked
+    /// requests are then re-checked every second instead).
+    pub watcher: Option<Arc<Watcher>>,
+    /// Parts announced by live playlists, for holding requests instead of 404.
+    pub hints: Hints,
+}
+
+impl Shared {
+    /// Shared state for a process serving `cfg` from the open root directory `root`.
+    pub fn new(cfg: Config, root: OwnedFd) -> Shared {
+        Shared {
+            stats: (0..cfg.workers).map(|_| WorkerStats::default()).collect(),
+            root: Arc::new(Root::new(cfg.root.clone(), root)),
+            cfg,
+            draining: AtomicBool::new(false),
+            log_generation: AtomicU64::new(0),
+            watcher: None,
+            hints: Hints::default(),
+        }
+    }
+}
+
+/// Current (soft, hard) RLIMIT_NOFILE.
+pub fn nofile_limit() -> (u64, u64) {
+    nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE).unwrap_or((0, 0))
+}
+
+/// Raise the soft fd limit to the hard one: every viewer costs a descriptor.
+pub fn raise_nofile() -> (u64, u64) {
+    use nix::sys::resource::{setrlimit, Resource};
+    let (soft, hard) = nofile_limit();
+    if soft < hard {
+        if let Err(e) = setrlimit(Resource::RLIMIT_NOFILE, hard, hard) {
+            eprintln!("corestream: cannot raise the nofile soft limit {soft} to {hard}: {e}");
+        }
+    }
+    nofile_limit()
+}
