@@ -119,9 +119,72 @@ fn sum(stats: &[WorkerStats], f: impl Fn(&WorkerStats) -> &AtomicU64) -> u64 {
     stats.iter().map(|s| f(s).load(Relaxed)).sum()
 }
 
-fn head(out: &mut String, name: &str, kind: &str, help: &str) {
-    let _ = writeln!(out, "# HELP {name} {help}");
-    let _ = writeln!(out, "# TYPE {name} {kind}");
+/// Prometheus text exposition (format 0.0.4): a family's HELP and TYPE lines, then its
+/// samples.
+pub struct Exposition(String);
+
+impl Exposition {
+    pub fn new() -> Exposition {
+        Exposition(String::with_capacity(4096))
+    }
+
+    pub fn family(&mut self, name: &str, kind: &str, help: &str) -> &mut Self {
+        let _ = writeln!(self.0, "# HELP {name} {help}");
+        let _ = writeln!(self.0, "# TYPE {name} {kind}");
+        self
+    }
+
+    /// One sample; `labels` are (name, value) pairs, values escaped as the format requires.
+    pub fn sample(
+        &mut self,
+        name: &str,
+        labels: &[(&str, &str)],
+        v: impl std::fmt::Display,
+    ) -> &mut Self {
+        self.0.push_str(name);
+        if !labels.is_empty() {
+            self.0.push('{');
+            for (i, (k, val)) in labels.iter().enumerate() {
+                if i > 0 {
+                    self.0.push(',');
+                }
+                let _ = write!(self.0, "{k}=\"");
+                for c in val.chars() {
+                    match c {
+                        '\\' => self.0.push_str("\\\\"),
+                        '"' => self.0.push_str("\\\""),
+                        '\n' => self.0.push_str("\\n"),
+                        c => self.0.push(c),
+                    }
+                }
+                self.0.push('"');
+            }
+            self.0.push('}');
+        }
+        let _ = writeln!(self.0, " {v}");
+        self
+    }
+
+    /// A family with a single unlabelled sample.
+    pub fn single(
+        &mut self,
+        name: &str,
+        kind: &str,
+        help: &str,
+        v: impl std::fmt::Display,
+    ) -> &mut Self {
+        self.family(name, kind, help).sample(name, &[], v)
+    }
+
+    pub fn finish(self) -> String {
+        self.0
+    }
+}
+
+impl Default for Exposition {
+    fn default() -> Self {
+        Exposition::new()
+    }
 }
 
 /// Process-level facts read at scrape time.
@@ -147,179 +210,135 @@ impl ProcessFacts {
 
 /// Render the Prometheus text exposition format (version 0.0.4).
 pub fn render(stats: &[WorkerStats], p: &ProcessFacts) -> String {
-    let mut o = String::with_capacity(4096);
-    head(
-        &mut o,
+    let mut o = Exposition::new();
+    let total = |f: fn(&WorkerStats) -> &AtomicU64| sum(stats, f);
+    o.single(
         "corestream_connections_active",
         "gauge",
         "Open viewer connections.",
+        total(|s| &s.active),
     );
-    let _ = writeln!(
-        o,
-        "corestream_connections_active {}",
-        sum(stats, |s| &s.active)
-    );
-    head(
-        &mut o,
+    o.family(
         "corestream_worker_connections_active",
         "gauge",
         "Open viewer connections per worker.",
     );
     for (i, s) in stats.iter().enumerate() {
-        let _ = writeln!(
-            o,
-            "corestream_worker_connections_active{{worker=\"{i}\"}} {}",
-            s.active.load(Relaxed)
+        o.sample(
+            "corestream_worker_connections_active",
+            &[("worker", &i.to_string())],
+            s.active.load(Relaxed),
         );
     }
-    head(
-        &mut o,
+    o.single(
         "corestream_connections_accepted_total",
         "counter",
         "Connections accepted.",
+        total(|s| &s.accepted),
     );
-    let _ = writeln!(
-        o,
-        "corestream_connections_accepted_total {}",
-        sum(stats, |s| &s.accepted)
-    );
-    head(
-        &mut o,
+    o.family(
         "corestream_connections_closed_total",
         "counter",
         "Connections closed, by reason.",
     );
     for (r, name, _) in close_reasons() {
-        let _ = writeln!(
-            o,
-            "corestream_connections_closed_total{{reason=\"{name}\"}} {}",
-            sum(stats, |s| &s.closed[r.slot()])
+        let n = sum(stats, |s| &s.closed[r.slot()]);
+        o.sample(
+            "corestream_connections_closed_total",
+            &[("reason", name)],
+            n,
         );
     }
-    head(
-        &mut o,
+    o.family(
         "corestream_timeouts_total",
         "counter",
         "Connections closed by a timeout, by kind.",
     );
     for (r, _, kind) in close_reasons() {
-        let Some(kind) = kind else { continue };
-        let _ = writeln!(
-            o,
-            "corestream_timeouts_total{{kind=\"{kind}\"}} {}",
-            sum(stats, |s| &s.closed[r.slot()])
-        );
+        if let Some(kind) = kind {
+            let n = sum(stats, |s| &s.closed[r.slot()]);
+            o.sample("corestream_timeouts_total", &[("kind", kind)], n);
+        }
     }
-    head(
-        &mut o,
+    o.family(
         "corestream_requests_total",
         "counter",
         "Requests answered, by status code.",
     );
     for (i, status) in Status::ALL.iter().enumerate() {
-        let _ = writeln!(
-            o,
-            "corestream_requests_total{{code=\"{}\"}} {}",
-            status.code(),
-            sum(stats, |s| &s.requests[i])
+        let n = sum(stats, |s| &s.requests[i]);
+        o.sample(
+            "corestream_requests_total",
+            &[("code", &status.code().to_string())],
+            n,
         );
     }
-    let _ = writeln!(
-        o,
-        "corestream_requests_total{{code=\"other\"}} {}",
-        sum(stats, |s| &s.requests[STATUSES])
-    );
-    head(
-        &mut o,
+    let other = sum(stats, |s| &s.requests[STATUSES]);
+    o.sample("corestream_requests_total", &[("code", "other")], other);
+    o.single(
         "corestream_response_bytes_total",
         "counter",
         "Bytes written to viewers (heads and bodies).",
+        total(|s| &s.response_bytes),
     );
-    let _ = writeln!(
-        o,
-        "corestream_response_bytes_total {}",
-        sum(stats, |s| &s.response_bytes)
-    );
-    head(
-        &mut o,
+    o.single(
         "corestream_sendfile_bytes_total",
         "counter",
         "Body bytes sent with sendfile(2).",
+        total(|s| &s.sendfile_bytes),
     );
-    let _ = writeln!(
-        o,
-        "corestream_sendfile_bytes_total {}",
-        sum(stats, |s| &s.sendfile_bytes)
-    );
-    head(
-        &mut o,
+    o.family(
         "corestream_accept_errors_total",
         "counter",
         "accept(2) failures, by errno.",
     );
-    for (i, (_, name)) in ACCEPT_ERRNOS.iter().enumerate() {
-        let _ = writeln!(
-            o,
-            "corestream_accept_errors_total{{errno=\"{name}\"}} {}",
-            sum(stats, |s| &s.accept_errors[i])
-        );
+    for (i, name) in ACCEPT_ERRNOS
+        .iter()
+        .map(|(_, n)| *n)
+        .chain(["other"])
+        .enumerate()
+    {
+        let n = sum(stats, |s| &s.accept_errors[i]);
+        o.sample("corestream_accept_errors_total", &[("errno", name)], n);
     }
-    let _ = writeln!(
-        o,
-        "corestream_accept_errors_total{{errno=\"other\"}} {}",
-        sum(stats, |s| &s.accept_errors[ACCEPT_ERRNOS.len()])
-    );
-    head(
-        &mut o,
+    o.single(
         "corestream_listener_pauses_total",
         "counter",
         "Times a worker paused accepting because it ran out of file descriptors.",
+        total(|s| &s.listener_pauses),
     );
-    let _ = writeln!(
-        o,
-        "corestream_listener_pauses_total {}",
-        sum(stats, |s| &s.listener_pauses)
-    );
-    head(
-        &mut o,
+    o.single(
         "corestream_max_connections_pauses_total",
         "counter",
         "Times a worker stopped accepting at --max-connections.",
+        total(|s| &s.max_conn_pauses),
     );
-    let _ = writeln!(
-        o,
-        "corestream_max_connections_pauses_total {}",
-        sum(stats, |s| &s.max_conn_pauses)
-    );
-    head(
-        &mut o,
+    o.single(
         "corestream_open_fds",
         "gauge",
         "File descriptors open in this process.",
+        p.open_fds,
     );
-    let _ = writeln!(o, "corestream_open_fds {}", p.open_fds);
-    head(
-        &mut o,
+    o.family(
         "corestream_nofile_limit",
         "gauge",
         "RLIMIT_NOFILE of this process.",
+    )
+    .sample(
+        "corestream_nofile_limit",
+        &[("kind", "soft")],
+        p.nofile_soft,
+    )
+    .sample(
+        "corestream_nofile_limit",
+        &[("kind", "hard")],
+        p.nofile_hard,
     );
-    let _ = writeln!(
-        o,
-        "corestream_nofile_limit{{kind=\"soft\"}} {}",
-        p.nofile_soft
-    );
-    let _ = writeln!(
-        o,
-        "corestream_nofile_limit{{kind=\"hard\"}} {}",
-        p.nofile_hard
-    );
-    head(
-        &mut o,
+    o.single(
         "corestream_draining",
         "gauge",
         "1 while the process is shutting down gracefully.",
+        u8::from(p.draining),
     );
-    let _ = writeln!(o, "corestream_draining {}", u8::from(p.draining));
-    o
+    o.finish()
 }

@@ -142,19 +142,7 @@ pub fn decide(req: &Request<'_>, meta: &FileMeta) -> Decision {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::http::{parse, Limits, Parse};
-
-    const L: Limits = Limits {
-        max_header_bytes: 8192,
-        max_uri_bytes: 4096,
-    };
-
-    fn req(s: &str) -> Request<'_> {
-        match parse(s.as_bytes(), L) {
-            Parse::Complete(r, _) => r,
-            other => panic!("{other:?}"),
-        }
-    }
+    use crate::http::parse::parsed as req;
 
     #[test]
     fn conditionals() {

@@ -195,20 +195,30 @@ fn looks_versioned(buf: &[u8]) -> bool {
     line.windows(5).any(|w| w == b"HTTP/")
 }
 
+/// The default limits, for tests.
+#[cfg(test)]
+pub(crate) const TEST_LIMITS: Limits = Limits {
+    max_header_bytes: 8192,
+    max_uri_bytes: 4096,
+};
+
+/// A request head that must parse, for tests.
+#[cfg(test)]
+pub(crate) fn parsed(s: &str) -> Request<'_> {
+    match parse(s.as_bytes(), TEST_LIMITS) {
+        Parse::Complete(r, _) => r,
+        other => panic!("{other:?}"),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    const L: Limits = Limits {
-        max_header_bytes: 8192,
-        max_uri_bytes: 4096,
-    };
+    const L: Limits = TEST_LIMITS;
 
     fn req(s: &str) -> Request<'_> {
-        match parse(s.as_bytes(), L) {
-            Parse::Complete(r, _) => r,
-            other => panic!("{other:?}"),
-        }
+        parsed(s)
     }
 
     #[test]
