@@ -46,11 +46,13 @@ fn main() -> ExitCode {
             let _ = std::fs::remove_dir_all(&root);
         }
     }
+    // One way out for every thread (see shared::exit): the admin, watcher and signal
+    // threads end with the process, never after it said it was done.
     match result {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(()) => corestream::shared::exit(0),
         Err(e) => {
             eprintln!("corestream: {e}");
-            ExitCode::FAILURE
+            corestream::shared::exit(1)
         }
     }
 }

@@ -111,8 +111,9 @@ pub fn serve(cfg: Config) -> Result<(), String> {
     Ok(())
 }
 
-/// SIGTERM/SIGINT: first one drains (workers stop accepting, finish what is in flight,
-/// exit), a second one exits at once. SIGHUP reopens the access log.
+/// SIGTERM/SIGINT: the first one drains (workers stop accepting, finish what is in flight
+/// within --drain-timeout, then return, and the process exits); a second one exits at once.
+/// SIGHUP reopens the access log.
 fn spawn_signal_thread(
     shared: Arc<Shared>,
     wakers: Vec<Arc<mio::Waker>>,
@@ -121,33 +122,29 @@ fn spawn_signal_thread(
     use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
     let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT, SIGHUP])
         .map_err(|e| format!("cannot install signal handlers: {e}"))?;
+    let wake_all = move || {
+        for w in &wakers {
+            let _ = w.wake();
+        }
+    };
     std::thread::Builder::new()
         .name("corestream-signals".into())
         .spawn(move || {
             for sig in signals.forever() {
                 if sig == SIGHUP {
                     shared.log_generation.fetch_add(1, Ordering::Relaxed);
-                    for w in &wakers {
-                        let _ = w.wake();
-                    }
+                    wake_all();
                     continue;
                 }
                 if shared.draining.swap(true, Ordering::Relaxed) {
                     eprintln!("corestream: second signal, exiting now");
-                    std::process::exit(1);
+                    shared::exit(1);
                 }
                 eprintln!(
                     "corestream: draining: no new connections, finishing responses in flight (up to {} s)",
                     drain_timeout.as_secs_f64()
                 );
-                for w in &wakers {
-                    let _ = w.wake();
-                }
-                std::thread::spawn(move || {
-                    std::thread::sleep(drain_timeout);
-                    eprintln!("corestream: drain timeout reached, exiting with connections still open");
-                    std::process::exit(0);
-                });
+                wake_all();
             }
         })
         .map_err(|e| format!("cannot start signal thread: {e}"))?;

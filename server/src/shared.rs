@@ -7,7 +7,7 @@ use crate::live::hints::Hints;
 use crate::live::watcher::Watcher;
 use crate::net::fsys::Root;
 use std::os::fd::OwnedFd;
-use std::sync::atomic::{AtomicBool, AtomicU64};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
 pub struct Shared {
@@ -57,4 +57,18 @@ pub fn raise_nofile() -> (u64, u64) {
         }
     }
     nofile_limit()
+}
+
+/// End the process with `code`, from whichever thread gets here first. exit(3) is not safe
+/// to enter from two threads at once (glibc runs the atexit handlers under a lock and can
+/// deadlock): a second caller (say, a second SIGTERM while main is returning) waits for the
+/// first to finish the job.
+pub fn exit(code: i32) -> ! {
+    static EXITING: AtomicBool = AtomicBool::new(false);
+    if EXITING.swap(true, Ordering::SeqCst) {
+        loop {
+            std::thread::park();
+        }
+    }
+    std::process::exit(code)
 }

@@ -9,43 +9,6 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-/// Write `text` to `dir/name` the way packagers do: temporary name, then rename.
-fn publish(dir: &Path, name: &str, text: &str) {
-    let tmp = dir.join(format!(".{name}.tmp"));
-    std::fs::write(&tmp, text).unwrap();
-    std::fs::rename(&tmp, dir.join(name)).unwrap();
-}
-
-/// An LL-HLS media playlist: complete segments `first..=last`, then `parts` parts of
-/// segment last+1, a preload hint for the next part, and optionally ENDLIST.
-fn ll_playlist(first: u64, last: u64, parts: u32, target: u32, endlist: bool) -> String {
-    let mut p = format!(
-        "#EXTM3U\n#EXT-X-VERSION:9\n#EXT-X-TARGETDURATION:{target}\n\
-         #EXT-X-SERVER-CONTROL:CAN-BLOCK-RELOAD=YES,PART-HOLD-BACK=1.5,CAN-SKIP-UNTIL=6.0\n\
-         #EXT-X-PART-INF:PART-TARGET=0.5\n#EXT-X-MEDIA-SEQUENCE:{first}\n"
-    );
-    for m in first..=last {
-        for i in 0..4 {
-            p.push_str(&format!("#EXT-X-PART:DURATION=0.5,URI=\"s{m}.{i}.ts\"\n"));
-        }
-        p.push_str(&format!("#EXTINF:2.0,\ns{m}.ts\n"));
-    }
-    if endlist {
-        p.push_str("#EXT-X-ENDLIST\n");
-        return p;
-    }
-    let next = last + 1;
-    for i in 0..parts {
-        p.push_str(&format!(
-            "#EXT-X-PART:DURATION=0.5,URI=\"s{next}.{i}.ts\"\n"
-        ));
-    }
-    p.push_str(&format!(
-        "#EXT-X-PRELOAD-HINT:TYPE=PART,URI=\"s{next}.{parts}.ts\"\n"
-    ));
-    p
-}
-
 fn live_root(name: &str) -> PathBuf {
     let r = media_root(name);
     std::fs::create_dir_all(r.join("live")).unwrap();

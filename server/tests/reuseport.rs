@@ -25,10 +25,24 @@ fn start_on(root: &Path, listen: &str) -> Server {
     )
 }
 
-/// Drive requests from `clients` threads until `stop`; count successes and failures.
-/// Each request uses a fresh connection half the time and a keep-alive one otherwise,
-/// retrying on a reused connection the server closed before answering (as browsers and
-/// curl do for idempotent requests).
+/// A segment large enough that some responses are mid-body when a process is stopped.
+const SEGMENT_LEN: usize = 2 << 20;
+
+fn segment() -> Vec<u8> {
+    (0..SEGMENT_LEN).map(|i| (i * 7 % 253) as u8).collect()
+}
+
+/// The playlist and the segment every test root serves.
+fn media(root: &Path) {
+    std::fs::write(root.join("index.m3u8"), "#EXTM3U\n").unwrap();
+    std::fs::write(root.join("seg.ts"), segment()).unwrap();
+}
+
+/// Drive requests from `clients` threads until `stop`; count successes, failures and body
+/// bytes (a body that differs from the file, or ends early, is a failure). Each request
+/// uses a fresh connection half the time and a keep-alive one otherwise, retrying on a
+/// reused connection the server closed before answering (as browsers and curl do for
+/// idempotent requests).
 fn load(
     addr: std::net::SocketAddr,
     clients: usize,
@@ -36,13 +50,22 @@ fn load(
 ) -> (
     Arc<AtomicUsize>,
     Arc<AtomicUsize>,
+    Arc<AtomicUsize>,
     Vec<std::thread::JoinHandle<()>>,
 ) {
     let ok = Arc::new(AtomicUsize::new(0));
     let failed = Arc::new(AtomicUsize::new(0));
+    let bytes = Arc::new(AtomicUsize::new(0));
+    let seg = Arc::new(segment());
     let mut hs = Vec::new();
     for i in 0..clients {
-        let (ok, failed, stop) = (ok.clone(), failed.clone(), stop.clone());
+        let (ok, failed, stop, bytes, seg) = (
+            ok.clone(),
+            failed.clone(),
+            stop.clone(),
+            bytes.clone(),
+            seg.clone(),
+        );
         hs.push(std::thread::spawn(move || {
             let mut keep: Option<TcpStream> = None;
             let mut n = 0u64;
@@ -65,15 +88,18 @@ fn load(
                         },
                     };
                     c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-                    let req = if fresh {
-                        "GET /index.m3u8 HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"
+                    let (path, want): (&str, &[u8]) = if (n + i as u64) % 3 == 0 {
+                        ("/seg.ts", &seg)
                     } else {
-                        "GET /index.m3u8 HTTP/1.1\r\nHost: t\r\n\r\n"
+                        ("/index.m3u8", b"#EXTM3U\n")
                     };
+                    let close = if fresh { "Connection: close\r\n" } else { "" };
+                    let req = format!("GET {path} HTTP/1.1\r\nHost: t\r\n{close}\r\n");
                     let sent = c.write_all(req.as_bytes()).is_ok();
                     match (sent, read_response(&mut c, false)) {
-                        (true, Some(r)) if r.status == 200 => {
+                        (true, Some(r)) if r.status == 200 && r.body == want => {
                             ok.fetch_add(1, Ordering::Relaxed);
+                            bytes.fetch_add(r.body.len(), Ordering::Relaxed);
                             if !fresh && r.header("connection") != Some("close") {
                                 keep = Some(c);
                             }
@@ -82,9 +108,9 @@ fn load(
                         _ if reused && attempt == 1 => continue,
                         other => {
                             eprintln!(
-                                "request failed: sent={} response={:?}",
+                                "request for {path} failed: sent={} response={:?}",
                                 other.0,
-                                other.1.map(|r| r.status)
+                                other.1.map(|r| (r.status, r.body.len()))
                             );
                             failed.fetch_add(1, Ordering::Relaxed);
                             break;
@@ -94,20 +120,20 @@ fn load(
             }
         }));
     }
-    (ok, failed, hs)
+    (ok, failed, bytes, hs)
 }
 
 #[test]
 fn two_processes_share_a_port_and_one_restarts_without_errors() {
     let root = media_root("reuseport");
-    std::fs::write(root.join("index.m3u8"), "#EXTM3U\n").unwrap();
+    media(&root);
     let mut old = start_on(&root, "127.0.0.1:0");
     let listen = old.addr.to_string();
     let new = start_on(&root, &listen);
     assert_eq!(new.addr, old.addr, "both processes listen on the same port");
 
     let stop = Arc::new(AtomicBool::new(false));
-    let (ok, failed, hs) = load(old.addr, 4, stop.clone());
+    let (ok, failed, bytes, hs) = load(old.addr, 4, stop.clone());
     std::thread::sleep(Duration::from_millis(800));
     let before = ok.load(Ordering::Relaxed);
     old.signal(libc::SIGTERM);
@@ -132,8 +158,14 @@ fn two_processes_share_a_port_and_one_restarts_without_errors() {
     assert_eq!(
         failed.load(Ordering::Relaxed),
         0,
-        "requests failed during the restart"
+        "requests failed (or bodies were cut or wrong) during the restart"
     );
+    let bytes = bytes.load(Ordering::Relaxed);
+    assert!(
+        bytes > 10 * SEGMENT_LEN,
+        "segments were in flight across the restart ({bytes} body bytes)"
+    );
+    eprintln!("restart under load: {total} requests, {bytes} body bytes, 0 failed");
     drop(new);
 }
 

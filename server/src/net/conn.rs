@@ -225,6 +225,19 @@ impl Conn {
         }
     }
 
+    /// Restart the current phase's clock (an idle connection given a grace period at drain).
+    pub fn restart_clock(&mut self, now: u32) {
+        self.m.since = now;
+    }
+
+    /// Bring a parked request's deadline forward to `latest` (at drain: answer before the
+    /// process must exit).
+    pub fn clamp_park_deadline(&mut self, latest: u32) {
+        if let State::Parked(p) = &mut self.m.state {
+            p.deadline = p.deadline.min(latest);
+        }
+    }
+
     /// Give back the buffers of a connection being closed.
     pub fn release(self, pool: &mut Pool) {
         pool.give(self.rbuf);

@@ -34,6 +34,10 @@ const POOL_TRIM_TICKS: u32 = 4;
 /// Parked requests are all re-run this often (in ticks), so a missed or unavailable
 /// inotify event only delays an answer.
 const PARKED_SWEEP_TICKS: u32 = 4;
+/// At drain, how long an idle keep-alive connection stays open for one more request (then
+/// answered with `Connection: close`): closing it at once races with a request the client
+/// is sending right then, which it would see as a reset.
+const DRAIN_IDLE_GRACE: Duration = Duration::from_secs(1);
 
 pub struct Worker {
     id: usize,
@@ -45,6 +49,8 @@ pub struct Worker {
     /// Each phase's timeout in ticks, from the configuration.
     timeouts: [u32; PHASES.len()],
     draining: bool,
+    /// Tick by which a drain must end: what is still open then is closed.
+    drain_deadline: u32,
     /// Stopped accepting at --max-connections.
     capped: bool,
     access_log: Option<AccessLog>,
@@ -99,6 +105,7 @@ impl Worker {
             listener: Some(listener),
             wheel: Wheel::new(Instant::now()),
             draining: false,
+            drain_deadline: u32::MAX,
             capped: false,
             access_log,
             cache: PlaylistCache::default(),
@@ -210,7 +217,8 @@ impl Worker {
                 log.maybe_reopen(self.shared.log_generation.load(Ordering::Relaxed));
                 log.flush();
             }
-            if self.draining && self.conns.is_empty() {
+            if self.draining && (self.conns.is_empty() || self.wheel.now() >= self.drain_deadline) {
+                self.end_drain();
                 return Ok(());
             }
         }
@@ -253,14 +261,11 @@ impl Worker {
                     if let Some((key, _)) = self.conns.get(k).and_then(Conn::parked) {
                         self.parked.entry(key.into()).or_default().push(k);
                     }
+                    self.clamp_for_drain(k);
                 }
                 self.arm(k);
-                let Some(c) = self.conns.get_mut(k) else {
-                    return;
-                };
-                c.queued = false;
-                if self.draining && c.phase() == Phase::Idle {
-                    self.close(k, CloseReason::Shutdown);
+                if let Some(c) = self.conns.get_mut(k) {
+                    c.queued = false;
                 }
             }
         }
@@ -308,6 +313,10 @@ impl Worker {
                 continue;
             }
             match phase.row().expiry {
+                // The drain's grace for idle connections, not a keep-alive timeout.
+                Expiry::Timeout { .. } if self.draining && phase == Phase::Idle => {
+                    self.close(k, CloseReason::Shutdown)
+                }
                 Expiry::Timeout { .. } => self.close(k, CloseReason::Timeout(phase)),
                 Expiry::Done => self.close(k, CloseReason::Done),
                 Expiry::Rerun => self.rerun_parked(k, true),
@@ -371,8 +380,10 @@ impl Worker {
 
     /// Stop accepting: take what is already queued on our listener (those clients are
     /// waiting for an answer), then close it so the kernel sends new connections to the
-    /// other listeners of the port. Idle keep-alive connections are closed; busy ones
-    /// finish their response with `Connection: close`.
+    /// other listeners of the port. Responses in flight finish; every response from now on
+    /// says `Connection: close`; idle keep-alive connections get a short grace for one more
+    /// request; held LL-HLS requests are answered (with the playlist, or their timeout)
+    /// before the drain deadline.
     fn begin_drain(&mut self) {
         self.draining = true;
         self.capped = false;
@@ -382,14 +393,53 @@ impl Worker {
         if let Some(mut l) = self.listener.take() {
             let _ = self.poll.registry().deregister(&mut l);
         }
-        let idle: Vec<usize> = self
-            .conns
-            .iter()
-            .filter(|(_, c)| c.phase() == Phase::Idle && !c.queued)
-            .map(|(k, _)| k)
-            .collect();
-        for k in idle {
+        let now = self.wheel.now();
+        self.drain_deadline = now.saturating_add(timer::ticks(self.shared.cfg.drain_timeout));
+        let grace = DRAIN_IDLE_GRACE.min(self.shared.cfg.keepalive_timeout);
+        self.timeouts[Phase::Idle as usize] = timer::ticks(grace).saturating_add(1);
+        let keys: Vec<usize> = self.conns.iter().map(|(k, _)| k).collect();
+        for k in keys {
+            if let Some(c) = self.conns.get_mut(k) {
+                if c.phase() == Phase::Idle {
+                    c.restart_clock(now);
+                    c.armed = 0;
+                }
+            }
+            self.clamp_for_drain(k);
+            self.arm(k);
+        }
+    }
+
+    /// A request parked while draining must be answered well before the drain deadline.
+    fn clamp_for_drain(&mut self, k: usize) {
+        if !self.draining {
+            return;
+        }
+        let now = self.wheel.now();
+        let half = self.drain_deadline.saturating_sub(now) / 2;
+        if let Some(c) = self.conns.get_mut(k) {
+            if c.parked().is_some() {
+                c.clamp_park_deadline(now.saturating_add(half.max(1)));
+                c.armed = 0;
+            }
+        }
+    }
+
+    /// The drain is over: close whatever is still open (only at the deadline).
+    fn end_drain(&mut self) {
+        if !self.conns.is_empty() {
+            eprintln!(
+                "corestream: worker {}: drain timeout reached, closing {} connections still open",
+                self.id,
+                self.conns.len()
+            );
+        }
+        let keys: Vec<usize> = self.conns.iter().map(|(k, _)| k).collect();
+        for k in keys {
             self.close(k, CloseReason::Shutdown);
+        }
+        if let Some(log) = self.access_log.as_mut() {
+            log.flush();
         }
     }
 
