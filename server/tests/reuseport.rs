@@ -88,7 +88,7 @@ fn load(
                         },
                     };
                     c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-                    let (path, want): (&str, &[u8]) = if (n + i as u64) % 3 == 0 {
+                    let (path, want): (&str, &[u8]) = if (n + i as u64).is_multiple_of(3) {
                         ("/seg.ts", &seg)
                     } else {
                         ("/index.m3u8", b"#EXTM3U\n")
