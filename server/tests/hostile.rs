@@ -22,6 +22,7 @@ fn pattern(n: usize) -> Vec<u8> {
 
 fn fixture() -> PathBuf {
     let root = media_root("hostile");
+    assert_eq!(root, fixture_dir());
     std::fs::create_dir_all(root.join("live")).unwrap();
     std::fs::write(root.join("x.ts"), pattern(1000)).unwrap();
     std::fs::write(root.join("live/seg.ts"), pattern(300)).unwrap();
@@ -32,6 +33,11 @@ fn fixture() -> PathBuf {
     std::fs::write(root.join("big.ts"), pattern(BIG)).unwrap();
     std::fs::write(root.join("empty.ts"), b"").unwrap();
     root
+}
+
+/// Where `fixture` puts the media root (`common::media_root`'s naming).
+fn fixture_dir() -> PathBuf {
+    std::env::temp_dir().join(format!("corestream-test-hostile-{}", std::process::id()))
 }
 
 fn start(root: &std::path::Path) -> Server {
@@ -175,7 +181,16 @@ fn garbage(s: &Server) {
         ("TE and CL together", b"GET /x.ts HTTP/1.1\r\nHost: t\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", 400, Then::Close),
         ("two Host headers", b"GET /x.ts HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", 400, Then::Close),
         ("HTTP/1.1 without Host", b"GET /x.ts HTTP/1.1\r\n\r\n", 400, Then::Close),
-        ("HTTP/1.2", b"GET /x.ts HTTP/1.2\r\nHost: t\r\n\r\n", 505, Then::Close),
+        // RFC 9112 3: an invalid request line is 400, not 505.
+        ("raw space in the target", b"GET /a b.ts HTTP/1.1\r\nHost: t\r\n\r\n", 400, Then::Close),
+        ("four tokens in the request line", b"GET /x.ts HTTP/1.1 extra\r\nHost: t\r\n\r\n", 400, Then::Close),
+        ("misspelt protocol", b"GET /x.ts HTPT/1.1\r\nHost: t\r\n\r\n", 400, Then::Close),
+        // RFC 9112 3.2: an invalid Host is 400.
+        ("Host with a path", b"GET /x.ts HTTP/1.1\r\nHost: media.example/evil\r\n\r\n", 400, Then::Close),
+        ("Host with a space", b"GET /x.ts HTTP/1.1\r\nHost: media example\r\n\r\n", 400, Then::Close),
+        ("Host with userinfo", b"GET /x.ts HTTP/1.1\r\nHost: user@media.example\r\n\r\n", 400, Then::Close),
+        ("Host with a bad port", b"GET /x.ts HTTP/1.1\r\nHost: media.example:http\r\n\r\n", 400, Then::Close),
+        ("HTTP/1.0 with an invalid Host", b"GET /x.ts HTTP/1.0\r\nHost: a b\r\n\r\n", 400, Then::Close),
         ("HTTP/3.0", b"GET /x.ts HTTP/3.0\r\nHost: t\r\n\r\n", 505, Then::Close),
         ("HTTP/2 preface", b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", 505, Then::Close),
         ("HTTP/2 preface and SETTINGS", b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x12\x04\x00\x00\x00\x00\x00\x00\x03\x00\x00\x00\x64\x00\x04\x00\x01\x00\x00\x00\x02\x00\x00\x00\x00", 505, Then::Close),
@@ -184,6 +199,11 @@ fn garbage(s: &Server) {
         ("HTTP/0.9 with blank line", b"GET /x.ts\r\n\r\n", 400, Then::Close),
         // Well-formed but unusual: answered, and the connection stays in sync.
         ("bare LF line endings", b"GET /x.ts HTTP/1.1\nHost: t\n\n", 200, Then::KeepAlive),
+        // RFC 9110 2.5: a higher HTTP/1 minor version is handled as HTTP/1.1.
+        ("HTTP/1.2", b"GET /x.ts HTTP/1.2\r\nHost: t\r\n\r\n", 200, Then::KeepAlive),
+        ("HTTP/1.9", b"GET /x.ts HTTP/1.9\r\nHost: t\r\n\r\n", 200, Then::KeepAlive),
+        ("Host as IPv6 literal with port", b"GET /x.ts HTTP/1.1\r\nHost: [::1]:8080\r\n\r\n", 200, Then::KeepAlive),
+        ("empty Host", b"GET /x.ts HTTP/1.1\r\nHost: \r\n\r\n", 200, Then::KeepAlive),
         ("CONNECT", b"CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n", 405, Then::KeepAlive),
         ("lower-case method", b"get /x.ts HTTP/1.1\r\nHost: t\r\n\r\n", 405, Then::KeepAlive),
         ("TRACE", b"TRACE /x.ts HTTP/1.1\r\nHost: t\r\n\r\n", 405, Then::KeepAlive),
@@ -700,8 +720,46 @@ fn rss_kib(pid: i32) -> u64 {
 
 type Step = fn(&Server);
 
+/// A file whose mtime is ahead of the clock (a packager with a wrong clock, a restored
+/// backup): Last-Modified is never later than Date (RFC 9110 8.8.2.1), and a cache that
+/// revalidates with the date it was given gets the new version once the file is replaced.
+fn clocks(s: &Server) {
+    let path = fixture_dir().join("future.m3u8");
+    let write = |text: &[u8], mtime: std::time::SystemTime| {
+        let tmp = fixture_dir().join(".future.tmp");
+        std::fs::write(&tmp, text).unwrap();
+        let f = std::fs::File::options().write(true).open(&tmp).unwrap();
+        f.set_modified(mtime).unwrap();
+        std::fs::rename(&tmp, &path).unwrap();
+    };
+    let year_2100 = std::time::UNIX_EPOCH + Duration::from_secs(4_102_444_800);
+    write(b"#EXTM3U\n#v1\n", year_2100);
+    let r = expect(s, "future mtime", get("/future.m3u8").as_bytes(), 200, Then::KeepAlive);
+    let date = r.header("date").map(str::to_string).unwrap_or_default();
+    let lm = r.header("last-modified").map(str::to_string).unwrap_or_default();
+    let parse = |v: &str| httpdate::parse_http_date(v).ok();
+    match (parse(&date), parse(&lm)) {
+        (Some(d), Some(l)) if l <= d => {}
+        _ => fail(format!("future mtime: Last-Modified {lm:?} is after Date {date:?}")),
+    }
+    // Replaced a second or more later: HTTP-dates have whole seconds, so a version written
+    // within the same second as an answer can only be told apart by its ETag.
+    if let Some(d) = parse(&date) {
+        while std::time::SystemTime::now() < d + Duration::from_secs(1) {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+    write(b"#EXTM3U\n#v2\n", std::time::SystemTime::now());
+    let ims = format!("GET /future.m3u8 HTTP/1.1\r\nHost: t\r\nIf-Modified-Since: {lm}\r\n\r\n");
+    let r = expect(s, "revalidate after replacing a future-dated file", ims.as_bytes(), 200, Then::KeepAlive);
+    if r.body != b"#EXTM3U\n#v2\n" {
+        fail(format!("revalidation served {:?}", String::from_utf8_lossy(&r.body)));
+    }
+}
+
 fn round(s: &Server) {
     let steps: &[(&str, Step)] = &[
+        ("clocks ahead of ours", clocks),
         ("garbage and smuggling shapes", garbage),
         ("oversized and endless heads", oversized),
         ("pipelining floods", pipelining),

@@ -153,10 +153,7 @@ fn reply(
         body,
     };
     let date = DateCache::default();
-    let env = head::Env {
-        date: date.get(),
-        cfg: &shared.cfg,
-    };
+    let env = head::Env::new(&date, &shared.cfg);
     let mut out = Vec::with_capacity(256);
     head::encode(&resp, &env, &mut out);
     if !head_only {

@@ -94,7 +94,9 @@ pub enum Decision {
     Unsatisfiable,
 }
 
-pub fn decide(req: &Request<'_>, meta: &FileMeta) -> Decision {
+/// `now` (Unix seconds) is the Date of the answer: a file modified after it (a wrong clock)
+/// was sent with Last-Modified clamped to a Date, so If-Modified-Since cannot vouch for it.
+pub fn decide(req: &Request<'_>, meta: &FileMeta, now: u64) -> Decision {
     let mtime = secs(meta.mtime());
     if let Some(v) = req.if_match {
         if !list_matches(v, meta, false) {
@@ -110,7 +112,7 @@ pub fn decide(req: &Request<'_>, meta: &FileMeta) -> Decision {
             return Decision::NotModified;
         }
     } else if let Some(t) = req.if_modified_since.and_then(parse_date) {
-        if mtime <= secs(t) {
+        if mtime <= secs(t) && mtime <= now {
             return Decision::NotModified;
         }
     }
@@ -157,7 +159,7 @@ mod tests {
         let d = |extra: &str| {
             let s = format!("GET / HTTP/1.1\r\nHost: a\r\n{extra}\r\n");
             let leaked: &'static str = Box::leak(s.into_boxed_str());
-            decide(&req(leaked), &meta)
+            decide(&req(leaked), &meta, u64::MAX)
         };
         assert_eq!(
             d(&format!("If-None-Match: \"x\", {tag}\r\n")),

@@ -2,16 +2,28 @@
 //! admin plane) is a `Response` value turned into bytes here, appended to a reused buffer
 //! with no per-request String or `format!` (this is the hot path).
 
-use super::date::push_http_date;
+use super::date::{push_http_date, DateCache};
 use super::mime::Kind;
 use super::response::{CacheControl, ContentRange, Response};
 use crate::config::{Config, Cors as CorsPolicy};
+use std::time::{Duration, UNIX_EPOCH};
 
-/// What every head needs besides the response: the Date of this second and the configured
-/// header values.
+/// What every head needs besides the response: the Date of this second (text, and Unix
+/// seconds) and the configured header values.
 pub struct Env<'a> {
     pub date: &'a [u8],
+    pub now: u64,
     pub cfg: &'a Config,
+}
+
+impl<'a> Env<'a> {
+    pub fn new(date: &'a DateCache, cfg: &'a Config) -> Env<'a> {
+        Env {
+            date: date.get(),
+            now: date.unix_secs(),
+            cfg,
+        }
+    }
 }
 
 fn field(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
@@ -43,8 +55,11 @@ pub fn encode(r: &Response<'_>, env: &Env<'_>, out: &mut Vec<u8>) {
         number_field(out, b"Content-Length", n);
     }
     if let Some(v) = &f.validators {
+        // Never later than Date (RFC 9110 8.8.2.1): a packager with a wrong clock must not
+        // make caches revalidate a live playlist against a date in the future.
         out.extend_from_slice(b"Last-Modified: ");
-        push_http_date(out, v.meta.mtime());
+        let now = UNIX_EPOCH + Duration::from_secs(env.now);
+        push_http_date(out, v.meta.mtime().min(now));
         out.extend_from_slice(b"\r\n");
         if let Some(tag) = v.etag() {
             field(out, b"ETag", tag.as_bytes());
@@ -150,6 +165,7 @@ mod tests {
         let mut out = Vec::new();
         let env = Env {
             date: b"Thu, 01 Jan 2026 00:00:00 GMT",
+            now: 1_767_225_600,
             cfg,
         };
         encode(r, &env, &mut out);
@@ -352,6 +368,33 @@ mod tests {
             ..Fields::default()
         });
         assert!(unsat.contains("Content-Range: bytes */42\r\n"));
+    }
+
+    #[test]
+    fn last_modified_is_never_after_date() {
+        let future = FileMeta {
+            size: 1,
+            ino: 1,
+            mtime_sec: 4_102_444_800, // 2100
+            mtime_nsec: 0,
+        };
+        let r = Response {
+            status: Status::Ok,
+            fields: Fields {
+                validators: Some(Validators {
+                    meta: future,
+                    etag: true,
+                }),
+                minor: 1,
+                ..Fields::default()
+            },
+            body: Body::Empty,
+        };
+        let head = encode_str(&r, &cfg(&[]));
+        assert!(
+            head.contains("Last-Modified: Thu, 01 Jan 2026 00:00:00 GMT\r\n"),
+            "{head}"
+        );
     }
 
     #[test]

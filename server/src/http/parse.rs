@@ -98,14 +98,14 @@ pub fn parse<'a>(buf: &'a [u8], limits: Limits) -> Parse<'a> {
         }
         Err(httparse::Error::TooManyHeaders) => return Parse::Error(Status::HeadersTooLarge),
         Err(httparse::Error::Version) => {
-            // An HTTP/2 preface or a future version: say what we speak.
-            return Parse::Error(
-                if buf.starts_with(b"PRI * HTTP/2") || looks_versioned(buf) {
-                    Status::VersionNotSupported
-                } else {
-                    Status::BadRequest
-                },
-            );
+            // Only a well-formed request line with another HTTP version gets 505 (an
+            // HTTP/2 preface, HTTP/3.0; HTTP/1.2 too, which the caller then handles as
+            // HTTP/1.1 with `higher_minor`); anything else is a malformed line: 400.
+            return Parse::Error(if version_of(buf).is_some() {
+                Status::VersionNotSupported
+            } else {
+                Status::BadRequest
+            });
         }
         Err(_) => return Parse::Error(Status::BadRequest),
     };
@@ -139,6 +139,10 @@ pub fn parse<'a>(buf: &'a [u8], limits: Limits) -> Parse<'a> {
         let v = trim(h.value);
         match name.len() {
             4 if name.eq_ignore_ascii_case(b"host") => {
+                if !valid_host(v) {
+                    // RFC 9112 3.2: a server MUST answer 400 to an invalid Host.
+                    return Parse::Error(Status::BadRequest);
+                }
                 r.host_count = r.host_count.saturating_add(1)
             }
             5 if name.eq_ignore_ascii_case(b"range") => r.range = Some(v),
@@ -189,10 +193,92 @@ pub fn parse<'a>(buf: &'a [u8], limits: Limits) -> Parse<'a> {
     Parse::Complete(r, len)
 }
 
-fn looks_versioned(buf: &[u8]) -> bool {
-    let line_end = buf.iter().position(|&b| b == b'\n').unwrap_or(buf.len());
-    let line = &buf[..line_end];
-    line.windows(5).any(|w| w == b"HTTP/")
+/// The complete request line of `buf` (without CR LF), if it has arrived.
+fn request_line(buf: &[u8]) -> Option<&[u8]> {
+    let end = buf.iter().position(|&b| b == b'\n')?;
+    let line = &buf[..end];
+    Some(line.strip_suffix(b"\r").unwrap_or(line))
+}
+
+/// (major, minor, offset of the minor digit) of a request line made of exactly three
+/// tokens ending in `HTTP/d.d`.
+fn version_of(buf: &[u8]) -> Option<(u8, u8, usize)> {
+    let line = request_line(buf)?;
+    let mut tokens = line.split(|&b| b == b' ');
+    let (Some(m), Some(t), Some(v), None) = (tokens.next(), tokens.next(), tokens.next(), tokens.next())
+    else {
+        return None;
+    };
+    if m.is_empty() || t.is_empty() {
+        return None;
+    }
+    match v {
+        [b'H', b'T', b'T', b'P', b'/', major, b'.', minor]
+            if major.is_ascii_digit() && minor.is_ascii_digit() =>
+        {
+            Some((major - b'0', minor - b'0', line.len() - 1))
+        }
+        _ => None,
+    }
+}
+
+/// Where to write `1` so that a request line saying HTTP/1.2 (or any higher HTTP/1 minor)
+/// parses as HTTP/1.1: RFC 9110 section 2.5 says such a request is handled as the highest
+/// minor version the server implements. None for any other line.
+pub fn higher_minor(buf: &[u8]) -> Option<usize> {
+    match version_of(buf)? {
+        (1, minor, at) if minor >= 2 => Some(at),
+        _ => None,
+    }
+}
+
+/// RFC 9112 3.2 and RFC 3986 3.2.2: `uri-host [ ":" port ]`, where uri-host is a bracketed
+/// IPv6 literal or a reg-name (IPv4 addresses are reg-names by their characters). An empty
+/// value is valid (a target without authority).
+pub fn valid_host(v: &[u8]) -> bool {
+    let (host, port) = if let Some(rest) = v.strip_prefix(b"[") {
+        let Some(close) = rest.iter().position(|&b| b == b']') else {
+            return false;
+        };
+        let literal = &rest[..close];
+        let ok = std::str::from_utf8(literal).is_ok_and(|s| {
+            s.parse::<std::net::Ipv6Addr>().is_ok()
+                || (s.starts_with(['v', 'V'])
+                    && s.len() > 3
+                    && s.bytes().all(|b| b.is_ascii_alphanumeric() || b".:-_~!$&'()*+,;=".contains(&b)))
+        });
+        if !ok {
+            return false;
+        }
+        (&[][..], &rest[close + 1..])
+    } else {
+        match v.iter().position(|&b| b == b':') {
+            Some(i) => (&v[..i], &v[i..]),
+            None => (v, &[][..]),
+        }
+    };
+    let port_ok = match port {
+        [] => true,
+        [b':', digits @ ..] => digits.len() <= 5 && digits.iter().all(u8::is_ascii_digit),
+        _ => false,
+    };
+    let mut i = 0;
+    while i < host.len() {
+        let b = host[i];
+        if b == b'%' {
+            let hex = |x: Option<&u8>| x.is_some_and(u8::is_ascii_hexdigit);
+            if !(hex(host.get(i + 1)) && hex(host.get(i + 2))) {
+                return false;
+            }
+            i += 3;
+            continue;
+        }
+        if !(b.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=".contains(&b)) {
+            return false;
+        }
+        i += 1;
+    }
+    port_ok
 }
 
 /// The default limits, for tests.
@@ -219,6 +305,68 @@ mod tests {
 
     fn req(s: &str) -> Request<'_> {
         parsed(s)
+    }
+
+    #[test]
+    fn host_grammar() {
+        for ok in [
+            "media.example",
+            "media.example:8080",
+            "127.0.0.1",
+            "127.0.0.1:80",
+            "[::1]",
+            "[::1]:8443",
+            "[2001:db8::7]",
+            "xn--bcher-kva.example",
+            "a%2Eb",
+            "",
+            "host:",
+        ] {
+            assert!(valid_host(ok.as_bytes()), "{ok:?} is valid");
+        }
+        for bad in [
+            "media.example/evil",
+            "media example",
+            "a@b",
+            "[::1",
+            "[nothex]",
+            "host:port",
+            "host:123456",
+            "a%zz",
+            "a%2",
+            "[::1]x",
+            "caf\u{e9}.example",
+            "a\\b",
+            "a?b",
+            "a#b",
+        ] {
+            assert!(!valid_host(bad.as_bytes()), "{bad:?} is invalid");
+        }
+    }
+
+    #[test]
+    fn request_line_versions() {
+        let e = |s: &str| match parse(s.as_bytes(), L) {
+            Parse::Error(st) => st.code(),
+            Parse::Complete(..) => 200,
+            Parse::Partial => 0,
+        };
+        assert_eq!(e("GET /a b.ts HTTP/1.1\r\nHost: a\r\n\r\n"), 400);
+        assert_eq!(e("GET /a HTTP/1.1 x\r\nHost: a\r\n\r\n"), 400);
+        assert_eq!(e("GET /a HTTX/1.1\r\nHost: a\r\n\r\n"), 400);
+        assert_eq!(e("GET /a HTTP/2.0\r\nHost: a\r\n\r\n"), 505);
+        assert_eq!(e("GET /a HTTP/3.0\r\nHost: a\r\n\r\n"), 505);
+        assert_eq!(e("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"), 505);
+        let mut raw = b"GET /a HTTP/1.2\r\nHost: a\r\n\r\n".to_vec();
+        let at = higher_minor(&raw).expect("a higher minor");
+        raw[at] = b'1';
+        assert_eq!(e(std::str::from_utf8(&raw).unwrap()), 200);
+        assert_eq!(higher_minor(b"GET /a HTTP/1.1\r\n"), None);
+        assert_eq!(higher_minor(b"GET /a HTTP/2.0\r\n"), None);
+        assert_eq!(higher_minor(b"GET /a HTTP/1.9"), None, "line not complete");
+        assert_eq!(e("GET / HTTP/1.1\r\nHost: media.example/evil\r\n\r\n"), 400);
+        assert_eq!(e("GET / HTTP/1.1\r\nHost: media example\r\n\r\n"), 400);
+        assert_eq!(e("GET / HTTP/1.0\r\nHost: a b\r\n\r\n"), 400);
     }
 
     #[test]

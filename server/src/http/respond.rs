@@ -7,6 +7,7 @@ use super::head;
 use super::mime::{self, Kind};
 use super::path::{self, PathError};
 use super::response::{Body, CacheControl, ContentRange, Cors, Fields, FileRange, Validators};
+use super::parse::higher_minor;
 use super::{parse, Method, Parse, Request, Response, Status};
 use crate::live::cache::{Miss, PlaylistCache};
 use crate::live::playlist as live;
@@ -26,6 +27,8 @@ pub struct Cx<'a> {
     pub cache: &'a mut PlaylistCache,
     /// Current timer tick, for park deadlines.
     pub now: u32,
+    /// Unix seconds of this answer's Date.
+    pub now_secs: u64,
     /// Running a parked request again after its deadline: answer the timeout instead of
     /// parking a second time.
     pub expired: bool,
@@ -275,7 +278,7 @@ pub fn respond<'r>(cx: &mut Cx<'_>, req: &Request<'r>) -> Answer<'r> {
                 let decision = if is_delta {
                     Decision::Full
                 } else {
-                    cond::decide(req, &c.meta)
+                    cond::decide(req, &c.meta, cx.now_secs)
                 };
                 let full = delta.unwrap_or_else(|| c.body.clone());
                 let what = Entity {
@@ -335,7 +338,7 @@ pub fn respond<'r>(cx: &mut Cx<'_>, req: &Request<'r>) -> Answer<'r> {
         len: meta.size,
         etag: true,
     };
-    let (mut r, range) = entity(req, close, &what, cond::decide(req, &meta));
+    let (mut r, range) = entity(req, close, &what, cond::decide(req, &meta, cx.now_secs));
     if let Some((start, end)) = range {
         r.body = Body::File(FileRange {
             file,
@@ -356,11 +359,22 @@ pub fn process_bytes(shared: &Shared, input: &[u8]) -> Vec<u8> {
     let mut cache = PlaylistCache::default();
     let env = head::Env {
         date: b"Thu, 01 Jan 2026 00:00:00 GMT",
+        now: 1_767_225_600,
         cfg: &shared.cfg,
     };
-    let mut rest = input;
-    while !rest.is_empty() {
-        let (r, used) = match parse(rest, shared.cfg.limits) {
+    let mut buf = input.to_vec();
+    let mut start = 0;
+    while start < buf.len() {
+        let limits = shared.cfg.limits;
+        let mut verdict = parse(&buf[start..], limits);
+        if matches!(verdict, Parse::Error(Status::VersionNotSupported)) {
+            if let Some(at) = higher_minor(&buf[start..]) {
+                buf[start + at] = b'1';
+                verdict = parse(&buf[start..], limits);
+            }
+        }
+        let rest = &buf[start..];
+        let (r, used) = match verdict {
             Parse::Complete(req, len) => {
                 let mut cx = Cx {
                     shared,
@@ -368,6 +382,7 @@ pub fn process_bytes(shared: &Shared, input: &[u8]) -> Vec<u8> {
                     path_buf: &mut path_buf,
                     cache: &mut cache,
                     now: 1,
+                    now_secs: env.now,
                     // A request that would be held is answered as its timeout would be.
                     expired: true,
                 };
@@ -385,7 +400,7 @@ pub fn process_bytes(shared: &Shared, input: &[u8]) -> Vec<u8> {
             Body::Bytes(b) => out.extend_from_slice(b),
             Body::Empty | Body::File(_) => {}
         }
-        rest = &rest[used..];
+        start += used;
         if r.fields.close {
             break;
         }

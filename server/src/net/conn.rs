@@ -19,7 +19,8 @@ use crate::admin::metrics::{bump, CloseReason, WorkerStats};
 use crate::http::date::DateCache;
 use crate::http::head;
 use crate::http::respond::{self, Answer, Parked};
-use crate::http::{parse, Body, Parse, Request, Response};
+use crate::http::parse::higher_minor;
+use crate::http::{parse, Body, Parse, Request, Response, Status};
 use crate::live::cache::PlaylistCache;
 use crate::shared::Shared;
 use std::io::{self, ErrorKind};
@@ -67,6 +68,7 @@ impl Cx<'_> {
             path_buf: self.path_buf,
             cache: self.cache,
             now: self.now,
+            now_secs: self.date.unix_secs(),
             expired,
         };
         respond::respond(&mut rcx, req)
@@ -141,10 +143,7 @@ impl Machine {
         if self.out.capacity() == 0 {
             self.out = cx.pool.take();
         }
-        let env = head::Env {
-            date: cx.date.get(),
-            cfg: &cx.shared.cfg,
-        };
+        let env = head::Env::new(cx.date, &cx.shared.cfg);
         head::encode(&resp, &env, &mut self.out);
         let code = resp.status.code();
         let body_len = resp.body.len();
@@ -419,7 +418,15 @@ impl Conn {
                 return ControlFlow::Break(Step::Yield);
             }
             let limits = cx.shared.cfg.limits;
-            let used = match parse(&self.rbuf, limits) {
+            let mut verdict = parse(&self.rbuf, limits);
+            if matches!(verdict, Parse::Error(Status::VersionNotSupported)) {
+                // HTTP/1.2 and up are answered as HTTP/1.1 (RFC 9110 2.5).
+                if let Some(at) = higher_minor(&self.rbuf) {
+                    self.rbuf[at] = b'1';
+                    verdict = parse(&self.rbuf, limits);
+                }
+            }
+            let used = match verdict {
                 Parse::Complete(req, len) => {
                     *requests += 1;
                     match cx.respond(&req, false) {
