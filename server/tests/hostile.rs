@@ -734,13 +734,24 @@ fn clocks(s: &Server) {
     };
     let year_2100 = std::time::UNIX_EPOCH + Duration::from_secs(4_102_444_800);
     write(b"#EXTM3U\n#v1\n", year_2100);
-    let r = expect(s, "future mtime", get("/future.m3u8").as_bytes(), 200, Then::KeepAlive);
+    let r = expect(
+        s,
+        "future mtime",
+        get("/future.m3u8").as_bytes(),
+        200,
+        Then::KeepAlive,
+    );
     let date = r.header("date").map(str::to_string).unwrap_or_default();
-    let lm = r.header("last-modified").map(str::to_string).unwrap_or_default();
+    let lm = r
+        .header("last-modified")
+        .map(str::to_string)
+        .unwrap_or_default();
     let parse = |v: &str| httpdate::parse_http_date(v).ok();
     match (parse(&date), parse(&lm)) {
         (Some(d), Some(l)) if l <= d => {}
-        _ => fail(format!("future mtime: Last-Modified {lm:?} is after Date {date:?}")),
+        _ => fail(format!(
+            "future mtime: Last-Modified {lm:?} is after Date {date:?}"
+        )),
     }
     // Replaced a second or more later: HTTP-dates have whole seconds, so a version written
     // within the same second as an answer can only be told apart by its ETag.
@@ -751,9 +762,18 @@ fn clocks(s: &Server) {
     }
     write(b"#EXTM3U\n#v2\n", std::time::SystemTime::now());
     let ims = format!("GET /future.m3u8 HTTP/1.1\r\nHost: t\r\nIf-Modified-Since: {lm}\r\n\r\n");
-    let r = expect(s, "revalidate after replacing a future-dated file", ims.as_bytes(), 200, Then::KeepAlive);
+    let r = expect(
+        s,
+        "revalidate after replacing a future-dated file",
+        ims.as_bytes(),
+        200,
+        Then::KeepAlive,
+    );
     if r.body != b"#EXTM3U\n#v2\n" {
-        fail(format!("revalidation served {:?}", String::from_utf8_lossy(&r.body)));
+        fail(format!(
+            "revalidation served {:?}",
+            String::from_utf8_lossy(&r.body)
+        ));
     }
 }
 

@@ -205,7 +205,8 @@ fn request_line(buf: &[u8]) -> Option<&[u8]> {
 fn version_of(buf: &[u8]) -> Option<(u8, u8, usize)> {
     let line = request_line(buf)?;
     let mut tokens = line.split(|&b| b == b' ');
-    let (Some(m), Some(t), Some(v), None) = (tokens.next(), tokens.next(), tokens.next(), tokens.next())
+    let (Some(m), Some(t), Some(v), None) =
+        (tokens.next(), tokens.next(), tokens.next(), tokens.next())
     else {
         return None;
     };
@@ -245,7 +246,8 @@ pub fn valid_host(v: &[u8]) -> bool {
             s.parse::<std::net::Ipv6Addr>().is_ok()
                 || (s.starts_with(['v', 'V'])
                     && s.len() > 3
-                    && s.bytes().all(|b| b.is_ascii_alphanumeric() || b".:-_~!$&'()*+,;=".contains(&b)))
+                    && s.bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b".:-_~!$&'()*+,;=".contains(&b)))
         });
         if !ok {
             return false;

@@ -5,9 +5,9 @@
 use super::cond::{self, Decision};
 use super::head;
 use super::mime::{self, Kind};
+use super::parse::higher_minor;
 use super::path::{self, PathError};
 use super::response::{Body, CacheControl, ContentRange, Cors, Fields, FileRange, Validators};
-use super::parse::higher_minor;
 use super::{parse, Method, Parse, Request, Response, Status};
 use crate::live::cache::{Miss, PlaylistCache};
 use crate::live::playlist as live;
