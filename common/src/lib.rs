@@ -6,3 +6,4 @@
 pub mod date;
 pub mod duration;
 pub mod hls;
+pub mod size;

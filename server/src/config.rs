@@ -155,6 +155,12 @@ pub struct Cli {
     #[arg(long, env = "CORESTREAM_ACCESS_LOG", value_name = "PATH")]
     pub access_log: Option<PathBuf>,
 
+    /// Memory for playlists and manifests kept in memory, for the whole process (split
+    /// across workers), least recently used evicted first. Larger playlists, and what does
+    /// not fit, are served from the file. Units: B, KiB, MiB, GiB.
+    #[arg(long, env = "CORESTREAM_PLAYLIST_CACHE_BYTES", default_value = "64MiB", value_parser = corestream_common::size::parse, value_name = "BYTES")]
+    pub playlist_cache_bytes: u64,
+
     /// File-name suffixes of files still being written (a packager's temporary names),
     /// comma-separated: never served, 404 until renamed into place.
     #[arg(
@@ -212,6 +218,8 @@ pub struct Config {
     pub admin: Option<SocketAddr>,
     pub access_log: Option<PathBuf>,
     pub hidden_suffixes: Vec<Vec<u8>>,
+    /// Playlist cache bytes for each worker.
+    pub worker_playlist_cache_bytes: usize,
     /// URL path printed at start (the demo's master playlist).
     pub announce: Option<String>,
 }
@@ -284,6 +292,8 @@ impl Config {
             send_timeout: cli.send_timeout,
             drain_timeout: cli.drain_timeout,
             worker_max_connections: cli.max_connections.div_ceil(workers),
+            worker_playlist_cache_bytes: usize::try_from(cli.playlist_cache_bytes / workers as u64)
+                .unwrap_or(usize::MAX),
             admin: cli.admin,
             access_log: cli.access_log.clone(),
             announce: None,

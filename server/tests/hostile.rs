@@ -709,15 +709,6 @@ fn wait_until(what: &str, limit: Duration, mut ok: impl FnMut() -> bool) {
     }
 }
 
-fn rss_kib(pid: i32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap_or(0)
-}
-
 type Step = fn(&Server);
 
 /// A file whose mtime is ahead of the clock (a packager with a wrong clock, a restored
@@ -818,7 +809,7 @@ fn hostile_suite_leaves_no_trace() {
     // The admin thread may still hold the scrape's connection for a moment.
     std::thread::sleep(Duration::from_millis(200));
     let fds0 = s.open_fds();
-    let rss0 = rss_kib(s.pid());
+    let rss0 = s.rss_kib();
     let settle = |s: &Server| {
         wait_until("connections to drain", Duration::from_secs(15), || {
             s.metric("corestream_connections_active") == 0.0
@@ -829,10 +820,10 @@ fn hostile_suite_leaves_no_trace() {
     };
     round(&s);
     settle(&s);
-    let rss1 = rss_kib(s.pid());
+    let rss1 = s.rss_kib();
     round(&s);
     settle(&s);
-    let rss2 = rss_kib(s.pid());
+    let rss2 = s.rss_kib();
     eprintln!(
         "hostile: fds {fds0} -> {}; RSS {rss0} KiB -> {rss1} KiB (round 1) -> {rss2} KiB (round 2)",
         s.open_fds()

@@ -317,3 +317,52 @@ fn access_log_combined_format_and_reopen_on_sighup() {
         1
     );
 }
+
+/// 120 different 1 MB playlists, each asked for once on one connection (a crawler walking a
+/// VOD catalogue): the playlist cache stays within --playlist-cache-bytes, evicting the
+/// least recently used, and every answer is still byte-exact.
+#[test]
+fn playlist_cache_is_bounded_in_bytes() {
+    let dir = root("playlists");
+    let body = |i: usize| {
+        let mut t = format!("#EXTM3U\n#EXT-X-TARGETDURATION:2\n#EXT-X-MEDIA-SEQUENCE:{i}\n");
+        while t.len() < 1_000_000 {
+            t.push_str(&format!("#EXTINF:2.0,\nsegment-{i}-{}.ts\n", t.len()));
+        }
+        t.into_bytes()
+    };
+    for i in 0..120 {
+        std::fs::write(dir.join(format!("p{i}.m3u8")), body(i)).unwrap();
+    }
+    let s = Server::start(
+        &dir,
+        &[
+            "--admin",
+            "0",
+            "--workers",
+            "1",
+            "--playlist-cache-bytes",
+            "16MiB",
+        ],
+    );
+    let mut c = s.connect();
+    c.write_all(get("/index.m3u8").as_bytes()).unwrap();
+    read_response(&mut c, false).unwrap();
+    let before = s.rss_kib();
+    for i in 0..120 {
+        c.write_all(get(&format!("/p{i}.m3u8")).as_bytes()).unwrap();
+        let r = read_response(&mut c, false).expect("answer");
+        assert_eq!(r.status, 200);
+        assert!(r.body == body(i), "p{i}.m3u8 differs");
+    }
+    let grown_mib = s.rss_kib().saturating_sub(before) / 1024;
+    let held = s.metric("corestream_playlist_cache_bytes");
+    let evicted = s.metric("corestream_playlist_cache_evictions_total");
+    assert!(held <= (16 << 20) as f64, "cache holds {held} bytes");
+    assert!(evicted >= 100.0, "only {evicted} evictions");
+    // 16 MiB of cache plus buffers and allocator slack; without the bound it is ~120 MiB.
+    assert!(grown_mib < 48, "RSS grew by {grown_mib} MiB");
+    // Still answered from memory: the most recent one is a hit and unchanged.
+    c.write_all(get("/p119.m3u8").as_bytes()).unwrap();
+    assert!(read_response(&mut c, false).unwrap().body == body(119));
+}

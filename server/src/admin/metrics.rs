@@ -85,6 +85,9 @@ pub struct WorkerStats {
     pub accept_errors: [AtomicU64; 5],
     pub listener_pauses: AtomicU64,
     pub max_conn_pauses: AtomicU64,
+    /// Gauge: bytes held by this worker's playlist cache.
+    pub playlist_cache_bytes: AtomicU64,
+    pub playlist_cache_evictions: AtomicU64,
 }
 
 /// Single-writer increment: only the owning worker calls this.
@@ -312,6 +315,18 @@ pub fn render(stats: &[WorkerStats], p: &ProcessFacts) -> String {
         "counter",
         "Times a worker stopped accepting at --max-connections.",
         total(|s| &s.max_conn_pauses),
+    );
+    o.single(
+        "corestream_playlist_cache_bytes",
+        "gauge",
+        "Bytes of playlists held in memory (bounded by --playlist-cache-bytes).",
+        total(|s| &s.playlist_cache_bytes),
+    );
+    o.single(
+        "corestream_playlist_cache_evictions_total",
+        "counter",
+        "Playlists evicted from memory to stay within --playlist-cache-bytes.",
+        total(|s| &s.playlist_cache_evictions),
     );
     o.single(
         "corestream_open_fds",

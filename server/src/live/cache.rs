@@ -1,4 +1,7 @@
-//! Per-worker in-memory cache of playlists and manifests (.m3u8, .mpd).
+//! Per-worker in-memory cache of playlists and manifests (.m3u8, .mpd), bounded in bytes
+//! (`--playlist-cache-bytes` split across workers) with least-recently-used eviction: a
+//! crawler walking a catalogue of large playlists cannot take the memory of the box. What
+//! does not fit is served from the file like any other body.
 //!
 //! Every hit is validated with one `fstatat` against the inode, size and mtime the entry
 //! was read with, so a viewer never gets a playlist older than the file on disk once the
@@ -12,7 +15,7 @@ use super::playlist::{self, PlaylistInfo};
 use super::watcher::Watcher;
 use crate::net::fsys::{self, FileMeta};
 use bytes::Bytes;
-use std::collections::HashMap;
+use lru::LruCache;
 use std::ffi::CStr;
 use std::io;
 use std::os::fd::{AsRawFd, RawFd};
@@ -20,9 +23,8 @@ use std::sync::Arc;
 
 /// Playlists larger than this are not cached (they go out by sendfile like segments).
 pub const MAX_CACHED_BYTES: u64 = 1 << 20;
-/// Entries per worker before the cache is emptied and refilled (a live edge serves a few
-/// hundred playlists at most; this only bounds a hostile walk over many names).
-const MAX_ENTRIES: usize = 4096;
+/// Bookkeeping bytes charged per entry besides its body and name (map slot, Arc, scan).
+const ENTRY_OVERHEAD: usize = 256;
 
 pub struct Cached {
     pub meta: FileMeta,
@@ -31,9 +33,31 @@ pub struct Cached {
     pub info: Option<PlaylistInfo>,
 }
 
-#[derive(Default)]
+impl Cached {
+    /// Bytes this entry holds, as charged against the cache's bound.
+    fn cost(&self, key: &[u8]) -> usize {
+        let scan = self.info.as_ref().map_or(0, |i| {
+            i.part_uris.iter().map(String::len).sum::<usize>()
+                + i.preload_hint.as_ref().map_or(0, String::len)
+                + i.parts.len() * 16
+        });
+        self.body.len() + key.len() + scan + ENTRY_OVERHEAD
+    }
+}
+
 pub struct PlaylistCache {
-    map: HashMap<Box<[u8]>, Arc<Cached>>,
+    map: LruCache<Box<[u8]>, Arc<Cached>>,
+    /// Bytes held (sum of entry costs) and the most it may hold.
+    bytes: usize,
+    budget: usize,
+    /// Entries evicted to stay within the budget, since start.
+    pub evictions: u64,
+}
+
+impl Default for PlaylistCache {
+    fn default() -> Self {
+        PlaylistCache::new(64 << 20)
+    }
 }
 
 /// Why a playlist could not be produced from the cache path.
@@ -47,8 +71,25 @@ pub enum Miss {
 }
 
 impl PlaylistCache {
+    /// A cache holding at most `budget` bytes.
+    pub fn new(budget: usize) -> PlaylistCache {
+        PlaylistCache {
+            map: LruCache::unbounded(),
+            bytes: 0,
+            budget,
+            evictions: 0,
+        }
+    }
+
     pub fn remove(&mut self, path: &[u8]) {
-        self.map.remove(path);
+        if let Some(c) = self.map.pop(path) {
+            self.bytes -= c.cost(path);
+        }
+    }
+
+    /// Bytes held now.
+    pub fn bytes(&self) -> usize {
+        self.bytes
     }
 
     pub fn len(&self) -> usize {
@@ -71,7 +112,7 @@ impl PlaylistCache {
         let now = match fsys::stat_at(root, cpath) {
             Ok(m) => m,
             Err(e) => {
-                self.map.remove(path);
+                self.remove(path);
                 return Err(match e.raw_os_error() {
                     Some(libc::EMFILE | libc::ENFILE | libc::ENOMEM | libc::EIO) => Miss::Io(e),
                     _ => Miss::NotFound,
@@ -83,7 +124,7 @@ impl PlaylistCache {
                 return Ok(c.clone());
             }
         }
-        self.map.remove(path);
+        self.remove(path);
         let file = fsys::open_beneath(root, cpath).map_err(|e| match e.raw_os_error() {
             Some(libc::EMFILE | libc::ENFILE | libc::ENOMEM | libc::EIO) => Miss::Io(e),
             _ => Miss::NotFound,
@@ -93,7 +134,7 @@ impl PlaylistCache {
             Ok(None) => return Err(Miss::NotFound),
             Err(e) => return Err(Miss::Io(e)),
         };
-        if meta.size > MAX_CACHED_BYTES {
+        if meta.size > MAX_CACHED_BYTES || meta.size as usize + ENTRY_OVERHEAD > self.budget {
             return Err(Miss::TooLarge);
         }
         let body = fsys::read_exact_size(file.as_raw_fd(), meta.size).map_err(Miss::Io)?;
@@ -119,10 +160,18 @@ impl PlaylistCache {
             body: Bytes::from(body),
             info,
         });
-        if self.map.len() >= MAX_ENTRIES {
-            self.map.clear();
+        let cost = entry.cost(path);
+        while self.bytes + cost > self.budget {
+            let Some((k, old)) = self.map.pop_lru() else {
+                break;
+            };
+            self.bytes -= old.cost(&k);
+            self.evictions += 1;
         }
-        self.map.insert(path.into(), entry.clone());
+        if self.bytes + cost <= self.budget {
+            self.bytes += cost;
+            self.map.put(path.into(), entry.clone());
+        }
         Ok(entry)
     }
 }

@@ -97,6 +97,7 @@ impl Worker {
             )?),
             None => None,
         };
+        let cache_bytes = cfg.worker_playlist_cache_bytes;
         let w = Worker {
             id,
             timeouts: timer::phase_ticks(cfg),
@@ -108,7 +109,7 @@ impl Worker {
             drain_deadline: u32::MAX,
             capped: false,
             access_log,
-            cache: PlaylistCache::default(),
+            cache: PlaylistCache::new(cache_bytes),
             parked: HashMap::new(),
             inbox,
             last_parked_sweep: 0,
@@ -213,6 +214,11 @@ impl Worker {
                 self.after(k, step);
             }
             self.expire_timers();
+            let st = &self.shared.stats[self.id];
+            st.playlist_cache_bytes
+                .store(self.cache.bytes() as u64, Ordering::Relaxed);
+            st.playlist_cache_evictions
+                .store(self.cache.evictions, Ordering::Relaxed);
             if let Some(log) = self.access_log.as_mut() {
                 log.maybe_reopen(self.shared.log_generation.load(Ordering::Relaxed));
                 log.flush();
