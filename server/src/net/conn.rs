@@ -30,6 +30,9 @@ use std::ops::ControlFlow;
 const WRITE_BUDGET: usize = 1 << 20;
 /// Requests one connection may have answered per turn (pipelining floods).
 const REQUEST_BUDGET: u32 = 32;
+/// In-memory bodies up to this size are copied after the head (one buffer, one send);
+/// larger ones are sent from their shared buffer with the head in one sendmsg(2).
+const INLINE_BODY: usize = 16 * 1024;
 /// Bytes a closing connection may still send us before we stop draining and close.
 const LINGER_LIMIT: usize = 64 * 1024;
 
@@ -151,8 +154,21 @@ impl Machine {
         if let Some(log) = cx.log.as_mut() {
             log.record(cx.date.unix_secs(), io.peer_ip(), req, code, body_len);
         }
+        // A small in-memory body (a playlist, an error text) joins the head in one buffer:
+        // one send(2), one segment.
+        let body = match resp.body {
+            Body::Static(b) if b.len() <= INLINE_BODY => {
+                self.out.extend_from_slice(b);
+                Body::Empty
+            }
+            Body::Bytes(b) if b.len() <= INLINE_BODY => {
+                self.out.extend_from_slice(&b);
+                Body::Empty
+            }
+            other => other,
+        };
         let sending = Sending {
-            body: resp.body,
+            body,
             body_sent: 0,
             close: resp.fields.close,
             outq: u32::MAX,
