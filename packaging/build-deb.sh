@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Builds the Debian package: target/debian/corestream_<version>-<rev>_<arch>.deb.
 #
-#   1. cargo build --release: corestream, corestream-tune and corestream-dist (one build; the
-#      package takes the binaries as built, `cargo deb --no-build`).
+#   1. cargo build --release of corestream, corestream-tune and corestream-dist (the package
+#      takes the binaries as built: `cargo deb --no-build`).
 #   2. corestream-dist packaging/out: man pages, completions and etc/default/corestream, generated
 #      from the clap definitions, so they cannot drift from --help.
 #   3. systemd/*.service -> packaging/out/lib/systemd/system/ with ExecStart in /usr/bin. The units
@@ -18,7 +18,11 @@ command -v cargo-deb >/dev/null || { echo "build-deb: cargo-deb is missing: carg
 # Same commit, same man page dates and file times (reproducible-builds.org convention).
 export SOURCE_DATE_EPOCH="${SOURCE_DATE_EPOCH:-$(git log -1 --format=%ct 2>/dev/null || date +%s)}"
 
-nice -n 10 cargo build --release -p corestream -p corestream-tune -p corestream-dist >&2
+# One package per build, as .ci/run builds them: building them together would unify their
+# dependencies' features differently and rebuild what CI has just built.
+for package in corestream corestream-tune corestream-dist; do
+  nice -n 10 cargo build --release -p "$package" >&2
+done
 target=$(cargo metadata --no-deps --format-version 1 | sed -n 's/.*"target_directory":"\([^"]*\)".*/\1/p')
 
 dist=packaging/out

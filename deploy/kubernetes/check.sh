@@ -3,7 +3,7 @@
 #
 #   deploy/kubernetes/check.sh    (root; after `cargo build --release -p corestream-tune`)
 #
-# Needs kubernetes-validate (PyPI; it ships the Kubernetes schemas, no cluster or network) and
+# Needs kubernetes-validate (PyPI, for this python3; it ships the Kubernetes schemas, no cluster or network) and
 # python3 with PyYAML. CORESTREAM_TUNE_BIN chooses the tuner (default target/release/, else PATH).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -15,7 +15,7 @@ fi
 
 echo "== kubernetes-validate --strict (the oldest Kubernetes we support, and the newest schema shipped)"
 for version in 1.29.0 ""; do
-  kubernetes-validate --strict ${version:+-k "$version"} deploy/kubernetes/*.yaml
+  python3 -m kubernetes_validate --strict ${version:+-k "$version"} deploy/kubernetes/*.yaml
 done
 echo "== what a schema cannot check"
 python3 deploy/kubernetes/check.py --tune-bin "$tune_bin"
