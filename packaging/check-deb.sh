@@ -23,11 +23,14 @@ fi
 getent passwd corestream >/dev/null && fail "a corestream user already exists; this check needs a machine without one"
 echo "check-deb: $deb"
 
-# Everything outside the volatile and private places, to compare after the purge.
+# Everything outside the volatile and private places, to compare after the purge. (/work: other
+# checkouts on a shared build machine; /etc/passwd- and friends: the backups adduser and deluser
+# keep, which may appear.)
 snapshot() {
   find / -xdev \( -path /proc -o -path /sys -o -path /dev -o -path /run -o -path /tmp \
     -o -path /var/tmp -o -path /var/cache -o -path /var/log -o -path /work -o -path "$HOME" -o -path "$PWD" \
-    -o -path '/var/lib/dpkg/*-old' -o -path /var/lib/apt \) -prune -o -print 2>/dev/null | sort
+    -o -path '/var/lib/dpkg/*-old' -o -path /var/lib/apt \
+    -o -path /etc/passwd- -o -path /etc/group- -o -path /etc/shadow- -o -path /etc/gshadow- \) -prune -o -print 2>/dev/null | sort
 }
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
