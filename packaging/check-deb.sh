@@ -172,6 +172,7 @@ dpkg -P corestream
 dpkg-query -W -f '${db:Status-Status}' corestream 2>/dev/null | grep -qv '^not-installed$' && fail "corestream still known to dpkg after -P"
 getent passwd corestream && fail "the corestream user is still there"
 getent group corestream && fail "the corestream group is still there"
+[ ! -e /var/log/corestream ] || fail "/var/log/corestream is still there"
 snapshot >"$work/after"
 if ! diff "$work/before" "$work/after" >"$work/diff"; then
   cat "$work/diff" >&2
