@@ -30,15 +30,57 @@ pub struct Cli {
     #[arg(long, env = "CORESTREAM_DEMO_LL", conflicts_with = "demo")]
     pub demo_ll: bool,
 
-    /// Address and port for viewers. Several corestream processes may listen on the same one
+    /// Address and port for viewers over plain HTTP [default: 0.0.0.0:8080, unless only
+    /// --tls-listen is given]. Several corestream processes may listen on the same one
     /// (SO_REUSEPORT).
+    #[arg(long, env = "CORESTREAM_LISTEN", value_name = "ADDR:PORT")]
+    pub listen: Option<SocketAddr>,
+
+    /// Address and port for viewers over HTTPS (TLS 1.3 and 1.2). Needs --tls-cert and
+    /// --tls-key, or --tls-cert-dir. With only this one given, no plain listener is opened.
+    #[arg(long, env = "CORESTREAM_TLS_LISTEN", value_name = "ADDR:PORT")]
+    pub tls_listen: Option<SocketAddr>,
+
+    /// PEM certificate chain (leaf first) of the default certificate: the one for clients
+    /// that send no server name, or one no other certificate has. Reloaded when the file
+    /// changes (certbot renew) and on SIGHUP.
     #[arg(
         long,
-        env = "CORESTREAM_LISTEN",
-        default_value = "0.0.0.0:8080",
-        value_name = "ADDR:PORT"
+        env = "CORESTREAM_TLS_CERT",
+        value_name = "PATH",
+        requires = "tls_key"
     )]
-    pub listen: SocketAddr,
+    pub tls_cert: Option<PathBuf>,
+
+    /// PEM private key of --tls-cert (PKCS#8, PKCS#1 RSA or SEC1 EC).
+    #[arg(
+        long,
+        env = "CORESTREAM_TLS_KEY",
+        value_name = "PATH",
+        requires = "tls_cert"
+    )]
+    pub tls_key: Option<PathBuf>,
+
+    /// Directory of NAME.crt + NAME.key pairs, one per site: a handshake gets the
+    /// certificate whose subjectAltName (or file name) matches the server name it asks for
+    /// (SNI), wildcards included. Without --tls-cert, the first pair by name is the default.
+    #[arg(long, env = "CORESTREAM_TLS_CERT_DIR", value_name = "DIR")]
+    pub tls_cert_dir: Option<PathBuf>,
+
+    /// TLS sessions kept for resumption (by session id; TLS 1.3 clients mostly use
+    /// tickets, which cost no server memory).
+    #[arg(
+        long,
+        env = "CORESTREAM_TLS_SESSION_CACHE",
+        default_value_t = 10_000,
+        value_name = "N"
+    )]
+    pub tls_session_cache: usize,
+
+    /// Strict-Transport-Security value sent on HTTPS responses, e.g. `max-age=31536000`.
+    /// Off unless given: once a browser has seen it, plain HTTP is refused for that long.
+    #[arg(long, env = "CORESTREAM_HSTS", value_name = "VALUE")]
+    pub hsts: Option<String>,
 
     /// Worker threads, each with its own event loop and listening socket [default: online CPUs].
     #[arg(long, env = "CORESTREAM_WORKERS", value_name = "N")]
@@ -200,7 +242,12 @@ pub enum Cors {
 #[derive(Debug, Clone)]
 pub struct Config {
     pub root: PathBuf,
-    pub listen: SocketAddr,
+    /// Plain HTTP listener (None: HTTPS only).
+    pub listen: Option<SocketAddr>,
+    /// HTTPS listener and its certificates.
+    pub tls_listen: Option<SocketAddr>,
+    pub tls: Option<crate::tls::Options>,
+    pub hsts: Option<Vec<u8>>,
     pub workers: usize,
     pub backlog: i32,
     pub cors: Cors,
@@ -240,11 +287,53 @@ impl Config {
             Some(n) => n,
             None => std::thread::available_parallelism().map_or(1, |n| n.get()),
         };
+        let listen = match (cli.listen, cli.tls_listen) {
+            (Some(l), _) => Some(l),
+            (None, Some(_)) => None,
+            (None, None) => Some(SocketAddr::from(([0, 0, 0, 0], 8080))),
+        };
+        let viewer_ports: Vec<u16> = listen
+            .iter()
+            .chain(cli.tls_listen.iter())
+            .map(SocketAddr::port)
+            .filter(|&p| p != 0)
+            .collect();
         if let Some(a) = cli.admin {
-            if a.port() != 0 && a.port() == cli.listen.port() {
-                return Err("--admin must not share the viewers' port (--listen)".into());
+            if a.port() != 0 && viewer_ports.contains(&a.port()) {
+                return Err(
+                    "--admin must not share a viewers' port (--listen, --tls-listen)".into(),
+                );
             }
         }
+        if let (Some(l), Some(t)) = (listen, cli.tls_listen) {
+            if l.port() != 0 && l == t {
+                return Err("--listen and --tls-listen must be different addresses".into());
+            }
+        }
+        let tls = match cli.tls_listen {
+            Some(_) => {
+                if cli.tls_cert.is_none() && cli.tls_cert_dir.is_none() {
+                    return Err("--tls-listen needs a certificate: --tls-cert PATH --tls-key PATH, or --tls-cert-dir DIR".into());
+                }
+                Some(crate::tls::Options {
+                    sources: crate::tls::certs::Sources {
+                        pair: cli.tls_cert.clone().zip(cli.tls_key.clone()),
+                        dir: cli.tls_cert_dir.clone(),
+                    },
+                    session_cache: cli.tls_session_cache,
+                })
+            }
+            None => {
+                if cli.tls_cert.is_some() || cli.tls_cert_dir.is_some() {
+                    return Err("--tls-cert/--tls-cert-dir given without --tls-listen: say where to serve HTTPS (e.g. --tls-listen 0.0.0.0:8443)".into());
+                }
+                None
+            }
+        };
+        let hsts = match &cli.hsts {
+            Some(v) => Some(header_value("hsts", v)?),
+            None => None,
+        };
         if cli.backlog < 1 {
             return Err("--backlog must be at least 1".into());
         }
@@ -275,7 +364,10 @@ impl Config {
                     std::env::temp_dir().join(format!("corestream-demo-{}", std::process::id()))
                 }
             },
-            listen: cli.listen,
+            listen,
+            tls_listen: cli.tls_listen,
+            tls,
+            hsts,
             workers,
             backlog: cli.backlog,
             cors,

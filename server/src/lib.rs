@@ -22,6 +22,7 @@ pub mod net;
 mod proptests;
 pub mod serve;
 pub mod shared;
+pub mod tls;
 
 pub use serve::serve;
 pub use shared::Shared;

@@ -4,7 +4,7 @@
 use crate::admin;
 use crate::config::Config;
 use crate::live::watcher::Watcher;
-use crate::net::worker::Worker;
+use crate::net::worker::{Listener, Worker};
 use crate::net::{fsys, listen};
 use crate::shared::{self, Shared};
 use std::io::{self, Write};
@@ -29,12 +29,29 @@ pub fn serve(cfg: Config) -> Result<(), String> {
             );
         }
     }
-    let first = listen::bind(cfg.listen, cfg.backlog).map_err(|e| e.to_string())?;
-    let addr = first.local_addr().map_err(|e| e.to_string())?;
-    let mut listeners = vec![first];
-    for _ in 1..cfg.workers {
-        // Port 0 picks a port once; the other workers join that one.
-        listeners.push(listen::bind(addr, cfg.backlog).map_err(|e| e.to_string())?);
+    let tls = match &cfg.tls {
+        Some(opts) => {
+            let t = Arc::new(crate::tls::build(opts)?);
+            eprintln!("corestream: {}", crate::tls::ktls_status());
+            Some(t)
+        }
+        None => None,
+    };
+    // One listener per worker and address; port 0 picks a port once and the other workers
+    // join that one.
+    let plain = bind_all(cfg.listen, cfg.workers, cfg.backlog)?;
+    let secure = bind_all(cfg.tls_listen, cfg.workers, cfg.backlog)?;
+    let plain_addr = plain.first().and_then(|l| l.local_addr().ok());
+    let tls_addr = secure.first().and_then(|l| l.local_addr().ok());
+    let mut per_worker: Vec<Vec<Listener>> = (0..cfg.workers).map(|_| Vec::new()).collect();
+    for (i, l) in plain.into_iter().enumerate() {
+        per_worker[i].push(Listener::new(mio::net::TcpListener::from_std(l), None));
+    }
+    for (i, l) in secure.into_iter().enumerate() {
+        per_worker[i].push(Listener::new(
+            mio::net::TcpListener::from_std(l),
+            tls.clone(),
+        ));
     }
     let workers = cfg.workers;
     let backlog = cfg.backlog;
@@ -43,6 +60,7 @@ pub fn serve(cfg: Config) -> Result<(), String> {
     let announce = cfg.announce.clone();
     let root_display = cfg.root.display().to_string();
     let mut shared = Shared::new(cfg, root);
+    shared.tls = tls.clone();
     match Watcher::new(shared.root.clone()) {
         Ok(w) => {
             let w2 = w.clone();
@@ -59,9 +77,9 @@ pub fn serve(cfg: Config) -> Result<(), String> {
     let shared = Arc::new(shared);
     let mut handles = Vec::new();
     let mut wakers = Vec::new();
-    for (id, l) in listeners.into_iter().enumerate() {
-        let (w, waker) = Worker::new(id, shared.clone(), mio::net::TcpListener::from_std(l))
-            .map_err(|e| format!("worker {id}: {e}"))?;
+    for (id, ls) in per_worker.into_iter().enumerate() {
+        let (w, waker) =
+            Worker::new(id, shared.clone(), ls).map_err(|e| format!("worker {id}: {e}"))?;
         wakers.push(waker);
         let h = std::thread::Builder::new()
             .name(format!("corestream-w{id}"))
@@ -73,6 +91,9 @@ pub fn serve(cfg: Config) -> Result<(), String> {
         Some(a) => Some(admin::start(a, shared.clone()).map_err(|e| e.to_string())?),
         None => None,
     };
+    if let Some(t) = &tls {
+        spawn_cert_watcher(t.clone())?;
+    }
     spawn_signal_thread(shared.clone(), wakers, drain_timeout)?;
     eprintln!(
         "corestream: serving {root_display} with {workers} workers, backlog {backlog}, nofile soft {soft} hard {hard}"
@@ -81,8 +102,16 @@ pub fn serve(cfg: Config) -> Result<(), String> {
     if let Some(a) = admin {
         let _ = writeln!(stdout, "corestream: admin on http://{a}/metrics");
     }
-    let _ = writeln!(stdout, "corestream: listening on http://{addr}/");
-    if let Some(path) = &announce {
+    if let Some(a) = tls_addr {
+        let _ = writeln!(stdout, "corestream: listening on https://{a}/");
+    }
+    if let Some(a) = plain_addr {
+        let _ = writeln!(stdout, "corestream: listening on http://{a}/");
+    }
+    let demo = plain_addr
+        .map(|a| ("http", a))
+        .or(tls_addr.map(|a| ("https", a)));
+    if let (Some(path), Some((scheme, addr))) = (&announce, demo) {
         let host = if addr.ip().is_unspecified() {
             "127.0.0.1".to_string()
         } else {
@@ -95,7 +124,7 @@ pub fn serve(cfg: Config) -> Result<(), String> {
         };
         let _ = writeln!(
             stdout,
-            "corestream: live demo stream at http://{host}:{}/{path}",
+            "corestream: live demo stream at {scheme}://{host}:{}/{path}",
             addr.port()
         );
     }
@@ -109,6 +138,42 @@ pub fn serve(cfg: Config) -> Result<(), String> {
     }
     eprintln!("corestream: drained, exiting");
     Ok(())
+}
+
+/// `workers` SO_REUSEPORT listeners on `addr` (none when there is no address).
+fn bind_all(
+    addr: Option<std::net::SocketAddr>,
+    workers: usize,
+    backlog: i32,
+) -> Result<Vec<std::net::TcpListener>, String> {
+    let Some(addr) = addr else {
+        return Ok(Vec::new());
+    };
+    let first = listen::bind(addr, backlog).map_err(|e| e.to_string())?;
+    let bound = first.local_addr().map_err(|e| e.to_string())?;
+    let mut all = vec![first];
+    for _ in 1..workers {
+        all.push(listen::bind(bound, backlog).map_err(|e| e.to_string())?);
+    }
+    Ok(all)
+}
+
+/// How often certificate files are checked for a renewal.
+const CERT_POLL: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Reload certificates when their files change (certbot renew, a deploy), without waiting
+/// for a SIGHUP.
+fn spawn_cert_watcher(tls: Arc<crate::tls::TlsShared>) -> Result<(), String> {
+    std::thread::Builder::new()
+        .name("corestream-certs".into())
+        .spawn(move || loop {
+            std::thread::sleep(CERT_POLL);
+            if tls.certs.changed_on_disk() {
+                let _ = tls.certs.reload();
+            }
+        })
+        .map(|_| ())
+        .map_err(|e| format!("cannot start certificate watcher: {e}"))
 }
 
 /// SIGTERM/SIGINT: the first one drains (workers stop accepting, finish what is in flight
@@ -133,6 +198,9 @@ fn spawn_signal_thread(
             for sig in signals.forever() {
                 if sig == SIGHUP {
                     shared.log_generation.fetch_add(1, Ordering::Relaxed);
+                    if let Some(t) = &shared.tls {
+                        let _ = t.certs.reload();
+                    }
                     wake_all();
                     continue;
                 }

@@ -6,6 +6,7 @@ use crate::config::Config;
 use crate::live::hints::Hints;
 use crate::live::watcher::Watcher;
 use crate::net::fsys::Root;
+use crate::tls::TlsShared;
 use std::os::fd::OwnedFd;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -25,6 +26,8 @@ pub struct Shared {
     pub watcher: Option<Arc<Watcher>>,
     /// Parts announced by live playlists, for holding requests instead of 404.
     pub hints: Hints,
+    /// TLS configuration, certificates and counters (None without --tls-listen).
+    pub tls: Option<Arc<TlsShared>>,
 }
 
 impl Shared {
@@ -38,6 +41,7 @@ impl Shared {
             log_generation: AtomicU64::new(0),
             watcher: None,
             hints: Hints::default(),
+            tls: None,
         }
     }
 }

@@ -1,4 +1,6 @@
-//! The HTTP/1.1 surface as players see it, against the real binary over real sockets.
+//! The HTTP/1.1 surface as players see it, against the real binary over real sockets: every
+//! test runs twice, against the plain listener (`plain::`) and over TLS (`tls::`), the
+//! same code both times.
 
 mod common;
 use common::*;
@@ -26,9 +28,8 @@ fn get(path: &str) -> String {
     format!("GET {path} HTTP/1.1\r\nHost: t\r\n\r\n")
 }
 
-#[test]
-fn playlist_headers() {
-    let s = Server::start(&fixture("headers"), &[]);
+fn playlist_headers(mode: Mode) {
+    let s = Server::start_mode(mode, &fixture("headers"), &[]);
     let r = s.get(&get("/live/720p/index.m3u8"));
     assert_eq!(r.status, 200);
     assert_eq!(r.body, PLAYLIST.as_bytes());
@@ -58,9 +59,9 @@ fn playlist_headers() {
     assert_eq!(r.header("connection"), None);
 }
 
-#[test]
-fn mime_and_cache_by_kind() {
-    let s = Server::start(
+fn mime_and_cache_by_kind(mode: Mode) {
+    let s = Server::start_mode(
+        mode,
         &fixture("mime"),
         &["--cache-segment", "public, max-age=600"],
     );
@@ -85,10 +86,9 @@ fn mime_and_cache_by_kind() {
     assert!(!missing.body.is_empty());
 }
 
-#[test]
-fn head_has_length_no_body() {
-    let s = Server::start(&fixture("head"), &[]);
-    let mut c = s.connect();
+fn head_has_length_no_body(mode: Mode) {
+    let s = Server::start_mode(mode, &fixture("head"), &[]);
+    let mut c = s.client();
     c.write_all(b"HEAD /live/720p/seg0.ts HTTP/1.1\r\nHost: t\r\n\r\nGET /live/init.m4s HTTP/1.1\r\nHost: t\r\n\r\n").unwrap();
     let h = read_response(&mut c, true).unwrap();
     assert_eq!(h.status, 200);
@@ -98,10 +98,9 @@ fn head_has_length_no_body() {
     assert_eq!(g.body, b"init");
 }
 
-#[test]
-fn keep_alive_reuse_and_pipelining() {
-    let s = Server::start(&fixture("pipeline"), &[]);
-    let mut c = s.connect();
+fn keep_alive_reuse_and_pipelining(mode: Mode) {
+    let s = Server::start_mode(mode, &fixture("pipeline"), &[]);
+    let mut c = s.client();
     for _ in 0..3 {
         c.write_all(get("/live/720p/index.m3u8").as_bytes())
             .unwrap();
@@ -129,24 +128,23 @@ fn keep_alive_reuse_and_pipelining() {
     assert_eq!(read_response(&mut c, false).unwrap().body, b"init");
 }
 
-#[test]
-fn connection_close_and_http10() {
-    let s = Server::start(&fixture("close"), &[]);
-    let mut c = s.connect();
+fn connection_close_and_http10(mode: Mode) {
+    let s = Server::start_mode(mode, &fixture("close"), &[]);
+    let mut c = s.client();
     c.write_all(b"GET /live/init.m4s HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
         .unwrap();
     let r = read_response(&mut c, false).unwrap();
     assert_eq!(r.header("connection"), Some("close"));
     assert!(closed(&mut c));
 
-    let mut c = s.connect();
+    let mut c = s.client();
     c.write_all(b"GET /live/init.m4s HTTP/1.0\r\n\r\n").unwrap();
     let r = read_response(&mut c, false).unwrap();
     assert_eq!(r.status, 200);
     assert_eq!(r.header("connection"), Some("close"));
     assert!(closed(&mut c));
 
-    let mut c = s.connect();
+    let mut c = s.client();
     c.write_all(b"GET /live/init.m4s HTTP/1.0\r\nConnection: keep-alive\r\n\r\n")
         .unwrap();
     let r = read_response(&mut c, false).unwrap();
@@ -156,10 +154,9 @@ fn connection_close_and_http10() {
     assert_eq!(read_response(&mut c, false).unwrap().status, 200);
 }
 
-#[test]
-fn half_close_still_gets_response() {
-    let s = Server::start(&fixture("halfclose"), &[]);
-    let mut c = s.connect();
+fn half_close_still_gets_response(mode: Mode) {
+    let s = Server::start_mode(mode, &fixture("halfclose"), &[]);
+    let mut c = s.client();
     c.write_all(get("/live/720p/seg0.ts").as_bytes()).unwrap();
     c.shutdown(std::net::Shutdown::Write).unwrap();
     let r = read_response(&mut c, false).unwrap();
@@ -171,9 +168,8 @@ fn seg_bytes() -> Vec<u8> {
     (0..10_000u32).map(|i| (i % 251) as u8).collect()
 }
 
-#[test]
-fn range_forms() {
-    let s = Server::start(&fixture("range"), &[]);
+fn range_forms(mode: Mode) {
+    let s = Server::start_mode(mode, &fixture("range"), &[]);
     let data = seg_bytes();
     let range = |v: &str| {
         s.get(&format!(
@@ -216,9 +212,8 @@ fn range_forms() {
     assert_eq!((r.status, r.header("content-length")), (200, Some("10000")));
 }
 
-#[test]
-fn conditional_requests() {
-    let s = Server::start(&fixture("cond"), &[]);
+fn conditional_requests(mode: Mode) {
+    let s = Server::start_mode(mode, &fixture("cond"), &[]);
     let first = s.get(&get("/live/720p/seg0.ts"));
     let etag = first.header("etag").unwrap().to_string();
     let lm = first.header("last-modified").unwrap().to_string();
@@ -260,7 +255,7 @@ fn conditional_requests() {
     assert_eq!(with(&format!("If-Match: {etag}\r\n")).status, 200);
     // Replacing the file changes the validator.
     let root = fixture("cond2");
-    let s2 = Server::start(&root, &[]);
+    let s2 = Server::start_mode(mode, &root, &[]);
     let e1 = s2
         .get(&get("/live/init.m4s"))
         .header("etag")
@@ -274,9 +269,8 @@ fn conditional_requests() {
     assert_eq!((r.status, r.body.as_slice()), (200, &b"init2"[..]));
 }
 
-#[test]
-fn cors() {
-    let s = Server::start(&fixture("cors"), &[]);
+fn cors(mode: Mode) {
+    let s = Server::start_mode(mode, &fixture("cors"), &[]);
     let r = s.get("OPTIONS /live/720p/seg0.ts HTTP/1.1\r\nHost: t\r\nOrigin: https://player.example\r\nAccess-Control-Request-Method: GET\r\nAccess-Control-Request-Headers: range\r\n\r\n");
     assert_eq!(r.status, 204);
     assert_eq!(r.header("access-control-allow-origin"), Some("*"));
@@ -294,7 +288,8 @@ fn cors() {
         "204 carries no Content-Length"
     );
 
-    let s = Server::start(
+    let s = Server::start_mode(
+        mode,
         &fixture("cors2"),
         &["--cors-origins", "https://a.example, https://b.example"],
     );
@@ -310,9 +305,8 @@ fn cors() {
     assert_eq!(r.status, 200);
 }
 
-#[test]
-fn error_statuses() {
-    let s = Server::start(&fixture("errors"), &[]);
+fn error_statuses(mode: Mode) {
+    let s = Server::start_mode(mode, &fixture("errors"), &[]);
     let r = s.get("DELETE /live/init.m4s HTTP/1.1\r\nHost: t\r\n\r\n");
     assert_eq!(r.status, 405);
     assert_eq!(r.header("allow"), Some("GET, HEAD, OPTIONS"));
@@ -335,12 +329,12 @@ fn error_statuses() {
         many.push_str(&format!("X-{i}: v\r\n"));
     }
     many.push_str("\r\n");
-    let mut c = s.connect();
+    let mut c = s.client();
     let _ = c.write_all(many.as_bytes());
     assert_eq!(read_response(&mut c, false).unwrap().status, 431);
     assert_eq!(s.get("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n").status, 505);
     // Malformed requests close the connection: the byte stream cannot be trusted.
-    let mut c = s.connect();
+    let mut c = s.client();
     c.write_all(b"GET / HTTP/1.1\r\nBad Header: x\r\n\r\n")
         .unwrap();
     assert_eq!(read_response(&mut c, false).unwrap().status, 400);
@@ -351,8 +345,7 @@ fn error_statuses() {
     assert_eq!(s.get(&get("/")).status, 404);
 }
 
-#[test]
-fn traversal_is_refused() {
+fn traversal_is_refused(mode: Mode) {
     let root = fixture("traversal");
     let outside = root.with_extension("outside");
     std::fs::create_dir_all(&outside).unwrap();
@@ -360,7 +353,7 @@ fn traversal_is_refused() {
     std::os::unix::fs::symlink(outside.join("secret.ts"), root.join("link.ts")).unwrap();
     std::os::unix::fs::symlink("/etc/passwd", root.join("passwd.ts")).unwrap();
     std::os::unix::fs::symlink("live/init.m4s", root.join("inside.m4s")).unwrap();
-    let s = Server::start(&root, &[]);
+    let s = Server::start_mode(mode, &root, &[]);
     for target in [
         "/../etc/passwd",
         "/live/../../etc/passwd",
@@ -391,8 +384,7 @@ fn traversal_is_refused() {
     );
 }
 
-#[test]
-fn large_file_slow_reader_intact() {
+fn large_file_slow_reader_intact(mode: Mode) {
     let root = media_root("large");
     let mut data = Vec::with_capacity(50 << 20);
     let mut x: u64 = 0x9e3779b97f4a7c15;
@@ -403,8 +395,8 @@ fn large_file_slow_reader_intact() {
         data.extend_from_slice(&x.to_le_bytes());
     }
     std::fs::write(root.join("big.mp4"), &data).unwrap();
-    let s = Server::start(&root, &[]);
-    let mut c = s.connect();
+    let s = Server::start_mode(mode, &root, &[]);
+    let mut c = s.client();
     c.write_all(get("/big.mp4").as_bytes()).unwrap();
     // Read the head, then the body in small sips with pauses: the server must resume
     // sendfile on each writable event and deliver every byte.
@@ -438,13 +430,12 @@ fn find(h: &[u8], n: &[u8]) -> Option<usize> {
     h.windows(n.len()).position(|w| w == n)
 }
 
-#[test]
-fn shrinking_file_closes_connection() {
+fn shrinking_file_closes_connection(mode: Mode) {
     let root = media_root("shrink");
     let data = vec![7u8; 32 << 20];
     std::fs::write(root.join("s.ts"), &data).unwrap();
-    let s = Server::start(&root, &[]);
-    let mut c = s.connect();
+    let s = Server::start_mode(mode, &root, &[]);
+    let mut c = s.client();
     c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
     c.write_all(get("/s.ts").as_bytes()).unwrap();
     let mut buf = vec![0u8; 64 * 1024];
@@ -462,7 +453,16 @@ fn shrinking_file_closes_connection() {
         match c.read(&mut buf) {
             Ok(0) => break,
             Ok(k) => total += k,
-            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => break,
+            // Over TLS the cut shows as TCP ending without close_notify: a truncation the
+            // client can tell from a complete response.
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::ConnectionReset | std::io::ErrorKind::UnexpectedEof
+                ) =>
+            {
+                break
+            }
             Err(e) => panic!("server hung instead of closing: {e}"),
         }
     }
@@ -474,3 +474,31 @@ fn shrinking_file_closes_connection() {
     std::fs::write(root.join("ok.ts"), "fine").unwrap();
     assert_eq!(s.get(&get("/ok.ts")).body, b"fine");
 }
+
+/// Each test of the suite, once per listener.
+macro_rules! suite {
+    ($($name:ident),* $(,)?) => {
+        mod plain {
+            $(#[test] fn $name() { super::$name(super::Mode::Plain) })*
+        }
+        mod tls {
+            $(#[test] fn $name() { super::$name(super::Mode::Tls) })*
+        }
+    };
+}
+
+suite!(
+    playlist_headers,
+    mime_and_cache_by_kind,
+    head_has_length_no_body,
+    keep_alive_reuse_and_pipelining,
+    connection_close_and_http10,
+    half_close_still_gets_response,
+    range_forms,
+    conditional_requests,
+    cors,
+    error_statuses,
+    traversal_is_refused,
+    large_file_slow_reader_intact,
+    shrinking_file_closes_connection,
+);

@@ -6,6 +6,7 @@
 
 use crate::http::Status;
 use crate::net::timer::{Expiry, Phase, PHASES};
+use crate::tls::{TlsShared, FAIL_LABELS};
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
@@ -211,9 +212,75 @@ impl ProcessFacts {
     }
 }
 
+fn render_tls(o: &mut Exposition, t: &TlsShared) {
+    o.family(
+        "corestream_tls_handshakes_total",
+        "counter",
+        "TLS handshakes completed, by protocol version and whether the session was resumed.",
+    );
+    for (i, (version, resumed)) in [
+        ("1.2", "false"),
+        ("1.2", "true"),
+        ("1.3", "false"),
+        ("1.3", "true"),
+    ]
+    .iter()
+    .enumerate()
+    {
+        o.sample(
+            "corestream_tls_handshakes_total",
+            &[("version", version), ("resumed", resumed)],
+            t.stats.handshakes[i].load(Relaxed),
+        );
+    }
+    o.family(
+        "corestream_tls_handshake_failures_total",
+        "counter",
+        "TLS connections that ended before the handshake finished, by cause.",
+    );
+    for (i, reason) in FAIL_LABELS.iter().enumerate() {
+        o.sample(
+            "corestream_tls_handshake_failures_total",
+            &[("reason", reason)],
+            t.stats.failures[i].load(Relaxed),
+        );
+    }
+    o.family(
+        "corestream_tls_certificate_not_after_seconds",
+        "gauge",
+        "Expiry (Unix time) of each certificate in use, by file and first name.",
+    );
+    for (file, names, not_after) in t.certs.in_use() {
+        let name = names.first().map_or("", String::as_str);
+        o.sample(
+            "corestream_tls_certificate_not_after_seconds",
+            &[("file", &file), ("name", name)],
+            not_after,
+        );
+    }
+    o.family(
+        "corestream_tls_certificate_reloads_total",
+        "counter",
+        "Certificate reloads (file change or SIGHUP), by result; a failed one keeps the old certificates.",
+    )
+    .sample(
+        "corestream_tls_certificate_reloads_total",
+        &[("result", "ok")],
+        t.certs.reloads.load(Relaxed),
+    )
+    .sample(
+        "corestream_tls_certificate_reloads_total",
+        &[("result", "failed")],
+        t.certs.reload_failures.load(Relaxed),
+    );
+}
+
 /// Render the Prometheus text exposition format (version 0.0.4).
-pub fn render(stats: &[WorkerStats], p: &ProcessFacts) -> String {
+pub fn render(stats: &[WorkerStats], p: &ProcessFacts, tls: Option<&TlsShared>) -> String {
     let mut o = Exposition::new();
+    if let Some(t) = tls {
+        render_tls(&mut o, t);
+    }
     let total = |f: fn(&WorkerStats) -> &AtomicU64| sum(stats, f);
     o.single(
         "corestream_connections_active",

@@ -109,7 +109,7 @@ fn handle(mut s: TcpStream, shared: &Shared) {
         "/metrics" => {
             let mut facts = ProcessFacts::read();
             facts.draining = draining;
-            let text = metrics::render(&shared.stats, &facts);
+            let text = metrics::render(&shared.stats, &facts, shared.tls.as_deref());
             (Status::Ok, PROMETHEUS, Body::Bytes(text.into()))
         }
         "/healthz" if draining => (

@@ -122,6 +122,11 @@ pub fn encode(r: &Response<'_>, env: &Env<'_>, out: &mut Vec<u8>) {
             );
         }
     }
+    if f.hsts {
+        if let Some(v) = &cfg.hsts {
+            field(out, b"Strict-Transport-Security", v);
+        }
+    }
     if f.close {
         out.extend_from_slice(b"Connection: close\r\n");
     } else if f.minor == 0 {
@@ -254,12 +259,13 @@ mod tests {
                     origin: Some(b"https://a.example"),
                     preflight: true,
                 }),
+                hsts: true,
                 close: true,
                 minor: 1,
             },
             body: Body::Empty,
         };
-        let head = encode_str(&r, &cfg(&[]));
+        let head = encode_str(&r, &cfg(&["--hsts", "max-age=31536000"]));
         let l = lines(&head);
         let tag = format!(
             "ETag: {}",
@@ -281,11 +287,12 @@ mod tests {
             "Access-Control-Allow-Methods: GET, HEAD, OPTIONS",
             "Access-Control-Allow-Headers: Range, If-Range, If-None-Match, If-Modified-Since",
             "Access-Control-Max-Age: 86400",
+            "Strict-Transport-Security: max-age=31536000",
             "Connection: close",
         ] {
             assert!(l.contains(&want), "missing {want:?} in\n{head}");
         }
-        assert_eq!(l.len(), 18, "{head}");
+        assert_eq!(l.len(), 19, "{head}");
     }
 
     #[test]

@@ -100,6 +100,15 @@ pub fn unparsable(status: Status) -> Response<'static> {
     )
 }
 
+/// The answer to a plaintext HTTP request sent to the TLS port (sent in clear text).
+pub fn plain_http_on_tls_port() -> Response<'static> {
+    let mut r = unparsable(Status::BadRequest);
+    let text: &'static [u8] = b"400 this port speaks HTTPS: use an https:// URL\n";
+    r.fields.content_length = Some(text.len() as u64);
+    r.body = Body::Static(text);
+    r
+}
+
 /// A representation about to be answered: a file, a cached playlist or a delta update.
 struct Entity<'m> {
     content_type: &'static str,

@@ -55,6 +55,8 @@ pub struct Fields<'a> {
     pub retry_after_secs: Option<u32>,
     /// None: no CORS fields at all (the admin plane).
     pub cors: Option<Cors<'a>>,
+    /// `Strict-Transport-Security` (`--hsts`), on responses over TLS.
+    pub hsts: bool,
     /// `Connection: close` (or keep-alive for HTTP/1.0).
     pub close: bool,
     /// Minor version of the request (0 or 1); an HTTP/1.0 keep-alive must be confirmed.

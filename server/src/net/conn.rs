@@ -23,6 +23,7 @@ use crate::http::respond::{self, Answer, Parked};
 use crate::http::{parse, Body, Parse, Request, Response, Status};
 use crate::live::cache::PlaylistCache;
 use crate::shared::Shared;
+use crate::tls::stream::is_cleartext_http;
 use std::io::{self, ErrorKind};
 use std::ops::ControlFlow;
 
@@ -223,6 +224,11 @@ impl Conn {
         &mut self.io
     }
 
+    /// A TLS connection whose handshake has not finished.
+    pub fn is_handshaking(&self) -> bool {
+        self.io.is_handshaking()
+    }
+
     pub fn phase(&self) -> Phase {
         self.m.phase()
     }
@@ -379,7 +385,11 @@ impl Conn {
             }
         }
         let Body::File(f) = &mut s.body else {
-            return Ok(Progress::Done);
+            return Ok(if self.io.flush()? {
+                Progress::Done
+            } else {
+                Progress::Blocked
+            });
         };
         while f.pos < f.end {
             if *sent >= WRITE_BUDGET {
@@ -404,7 +414,12 @@ impl Conn {
                 Err(e) => return Err(e),
             }
         }
-        Ok(Progress::Done)
+        // Done only once the transport holds nothing more (TLS records already encrypted).
+        Ok(if self.io.flush()? {
+            Progress::Done
+        } else {
+            Progress::Blocked
+        })
     }
 
     fn finish_response(&mut self, cx: &mut Cx<'_>) {
@@ -429,6 +444,14 @@ impl Conn {
 
     /// Answer what is buffered, then read more.
     fn read_request(&mut self, cx: &mut Cx<'_>, requests: &mut u32) -> ControlFlow<Step> {
+        // TLS handshake messages queued while the socket was full go out first.
+        if self.can_write {
+            match self.io.flush() {
+                Ok(true) => {}
+                Ok(false) => self.can_write = false,
+                Err(_) => return ControlFlow::Break(Step::Close(CloseReason::Error)),
+            }
+        }
         if !self.rbuf.is_empty() {
             if *requests >= REQUEST_BUDGET {
                 return ControlFlow::Break(Step::Yield);
@@ -496,6 +519,12 @@ impl Conn {
             }
             Err(e) if e.kind() == ErrorKind::WouldBlock => self.can_read = false,
             Err(e) if e.kind() == ErrorKind::Interrupted => {}
+            Err(e) if is_cleartext_http(&e) => {
+                // A plaintext request on the TLS port: say so in clear text, then close.
+                self.rbuf.clear();
+                let resp = respond::plain_http_on_tls_port();
+                self.m.begin(cx, &self.io, None, resp);
+            }
             Err(_) => return ControlFlow::Break(Step::Close(CloseReason::Peer)),
         }
         ControlFlow::Continue(())
@@ -524,6 +553,9 @@ impl Conn {
 
     fn linger(&mut self) -> Step {
         let mut scratch = [0u8; 4096];
+        if self.can_write && matches!(self.io.flush(), Ok(false)) {
+            self.can_write = false;
+        }
         loop {
             if !self.can_read {
                 return Step::Idle;

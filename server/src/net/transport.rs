@@ -1,9 +1,10 @@
 //! The byte stream under a connection: what `Conn` reads requests from and writes responses
-//! to. Plain TCP today (send, sendmsg, sendfile straight to the socket); a TLS session is
-//! another variant here that encrypts what it is given, and the connection's state machine
-//! does not change.
+//! to. Plain TCP (send, sendmsg, sendfile straight to the socket) or a TLS session that
+//! encrypts what it is given (`tls::stream`); the connection's state machine is the same
+//! for both. A kernel-TLS transport would be one more variant.
 
 use super::fsys;
+use crate::tls::stream::TlsStream;
 use mio::net::TcpStream;
 use std::io;
 use std::net::IpAddr;
@@ -11,6 +12,7 @@ use std::os::fd::{AsRawFd, OwnedFd};
 
 pub enum Transport {
     Plain(TcpStream),
+    Tls(Box<TlsStream>),
 }
 
 impl Transport {
@@ -18,48 +20,81 @@ impl Transport {
     pub fn socket(&mut self) -> &mut TcpStream {
         match self {
             Transport::Plain(s) => s,
+            Transport::Tls(t) => t.socket(),
         }
     }
 
-    fn fd(&self) -> i32 {
+    fn sock(&self) -> &TcpStream {
         match self {
-            Transport::Plain(s) => s.as_raw_fd(),
+            Transport::Plain(s) => s,
+            Transport::Tls(t) => t.socket_ref(),
         }
+    }
+
+    pub fn is_tls(&self) -> bool {
+        matches!(self, Transport::Tls(_))
+    }
+
+    /// Still in the TLS handshake (a timeout now is a handshake that never finished).
+    pub fn is_handshaking(&self) -> bool {
+        matches!(self, Transport::Tls(t) if t.is_handshaking())
     }
 
     pub fn peer_ip(&self) -> Option<IpAddr> {
-        match self {
-            Transport::Plain(s) => s.peer_addr().ok().map(|a| a.ip()),
-        }
+        self.sock().peer_addr().ok().map(|a| a.ip())
     }
 
     /// Read request bytes into the spare capacity of `buf` (at most `max`). Ok(0): the peer
     /// closed.
     pub fn recv(&mut self, buf: &mut Vec<u8>, max: usize) -> io::Result<usize> {
-        fsys::recv_into(self.fd(), buf, max)
+        match self {
+            Transport::Plain(s) => fsys::recv_into(s.as_raw_fd(), buf, max),
+            Transport::Tls(t) => t.recv(buf, max),
+        }
     }
 
     /// Read and drop what a closing peer still sends.
     pub fn discard(&mut self, scratch: &mut [u8]) -> io::Result<usize> {
-        fsys::recv(self.fd(), scratch)
+        match self {
+            Transport::Plain(s) => fsys::recv(s.as_raw_fd(), scratch),
+            Transport::Tls(t) => t.discard(scratch),
+        }
     }
 
     /// Write `head` then `body` (either may be empty) in one call; `more` says a file body
     /// follows, so the kernel may hold a partial segment for it. Returns bytes taken.
     pub fn send(&mut self, head: &[u8], body: &[u8], more: bool) -> io::Result<usize> {
-        if body.is_empty() {
-            fsys::send(self.fd(), head, more)
-        } else if head.is_empty() {
-            fsys::send(self.fd(), body, more)
-        } else {
-            fsys::send2(self.fd(), head, body, more)
+        match self {
+            Transport::Plain(s) => {
+                let fd = s.as_raw_fd();
+                if body.is_empty() {
+                    fsys::send(fd, head, more)
+                } else if head.is_empty() {
+                    fsys::send(fd, body, more)
+                } else {
+                    fsys::send2(fd, head, body, more)
+                }
+            }
+            Transport::Tls(t) => t.send(head, body),
         }
     }
 
     /// Send up to `len` bytes of `file` from `*pos`, advancing it. Ok(0): the file ended
     /// early (it shrank since it was opened).
     pub fn send_file(&mut self, file: &OwnedFd, pos: &mut u64, len: usize) -> io::Result<usize> {
-        fsys::sendfile(self.fd(), file.as_raw_fd(), pos, len)
+        match self {
+            Transport::Plain(s) => fsys::sendfile(s.as_raw_fd(), file.as_raw_fd(), pos, len),
+            Transport::Tls(t) => t.send_file(file, pos, len),
+        }
+    }
+
+    /// Write what the transport still holds for the socket (TLS records already encrypted).
+    /// Ok(true) when nothing is left.
+    pub fn flush(&mut self) -> io::Result<bool> {
+        match self {
+            Transport::Plain(_) => Ok(true),
+            Transport::Tls(t) => t.flush(),
+        }
     }
 
     /// Shut our sending side (after the last response of a closing connection).
@@ -68,12 +103,18 @@ impl Transport {
             Transport::Plain(s) => {
                 let _ = s.shutdown(std::net::Shutdown::Write);
             }
+            Transport::Tls(t) => t.shutdown_write(),
         }
     }
 
-    /// Bytes written but not yet acknowledged by the peer, when the kernel can say: a
-    /// falling number means a slow reader, not a stalled one.
+    /// Bytes written but not yet taken by the peer, when it can be said: a falling number
+    /// means a slow reader, not a stalled one.
     pub fn unsent(&self) -> Option<u32> {
-        fsys::unsent_bytes(self.fd())
+        let queued = match self {
+            Transport::Plain(_) => 0,
+            Transport::Tls(t) => t.pending(),
+        };
+        fsys::unsent_bytes(self.sock().as_raw_fd())
+            .map(|n| n.saturating_add(u32::try_from(queued).unwrap_or(u32::MAX)))
     }
 }

@@ -13,6 +13,8 @@ use crate::http::date::DateCache;
 use crate::live::cache::PlaylistCache;
 use crate::live::watcher::Inbox;
 use crate::shared::{nofile_limit, Shared};
+use crate::tls::stream::TlsStream;
+use crate::tls::TlsShared;
 use mio::net::TcpListener;
 use mio::{Events, Interest, Poll, Token, Waker};
 use slab::Slab;
@@ -22,8 +24,10 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-const LISTENER: Token = Token(usize::MAX);
-const WAKER: Token = Token(usize::MAX - 1);
+const WAKER: Token = Token(usize::MAX);
+/// Listener tokens count down from here (one per listener of the worker: plain, TLS).
+const LISTENER0: usize = usize::MAX - 1;
+const MAX_LISTENERS: usize = 8;
 /// Connections accepted per turn before events of existing ones are served.
 const ACCEPT_BUDGET: usize = 256;
 /// How long to stop accepting after EMFILE/ENFILE instead of spinning on a listener the
@@ -39,12 +43,31 @@ const PARKED_SWEEP_TICKS: u32 = 4;
 /// is sending right then, which it would see as a reset.
 const DRAIN_IDLE_GRACE: Duration = Duration::from_secs(1);
 
+/// A listening socket of the worker and what its connections speak.
+pub struct Listener {
+    pub sock: TcpListener,
+    /// The TLS configuration for HTTPS listeners.
+    pub tls: Option<Arc<TlsShared>>,
+    /// Readiness remembered until accept says WouldBlock (edge-triggered).
+    pending: bool,
+}
+
+impl Listener {
+    pub fn new(sock: TcpListener, tls: Option<Arc<TlsShared>>) -> Listener {
+        Listener {
+            sock,
+            tls,
+            pending: true,
+        }
+    }
+}
+
 pub struct Worker {
     id: usize,
     shared: Arc<Shared>,
     poll: Poll,
-    /// None once draining: closed so the kernel sends new connections to other listeners.
-    listener: Option<TcpListener>,
+    /// Emptied at drain: closed so the kernel sends new connections to other listeners.
+    listeners: Vec<Listener>,
     wheel: Wheel,
     /// Each phase's timeout in ticks, from the configuration.
     timeouts: [u32; PHASES.len()],
@@ -66,7 +89,6 @@ pub struct Worker {
     date: DateCache,
     /// Decoded request path, NUL-terminated before the open.
     path_buf: Vec<u8>,
-    accept_pending: bool,
     accept_paused_until: Option<Instant>,
     last_emfile_log: Option<Instant>,
 }
@@ -76,11 +98,16 @@ impl Worker {
     pub fn new(
         id: usize,
         shared: Arc<Shared>,
-        mut listener: TcpListener,
+        mut listeners: Vec<Listener>,
     ) -> io::Result<(Worker, Arc<Waker>)> {
         let poll = Poll::new()?;
-        poll.registry()
-            .register(&mut listener, LISTENER, Interest::READABLE)?;
+        if listeners.len() > MAX_LISTENERS {
+            return Err(io::Error::other("too many listeners for one worker"));
+        }
+        for (i, l) in listeners.iter_mut().enumerate() {
+            poll.registry()
+                .register(&mut l.sock, Token(LISTENER0 - i), Interest::READABLE)?;
+        }
         let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
         let inbox = Arc::new(Inbox {
             paths: std::sync::Mutex::new(Vec::new()),
@@ -103,7 +130,7 @@ impl Worker {
             timeouts: timer::phase_ticks(cfg),
             shared,
             poll,
-            listener: Some(listener),
+            listeners,
             wheel: Wheel::new(Instant::now()),
             draining: false,
             drain_deadline: u32::MAX,
@@ -118,7 +145,6 @@ impl Worker {
             pool: Pool::default(),
             date: DateCache::default(),
             path_buf: Vec::with_capacity(256),
-            accept_pending: true,
             accept_paused_until: None,
             last_emfile_log: None,
         };
@@ -130,10 +156,9 @@ impl Worker {
     }
 
     fn can_accept(&self) -> bool {
-        self.accept_pending
+        self.listeners.iter().any(|l| l.pending)
             && self.accept_paused_until.is_none()
             && !self.capped
-            && self.listener.is_some()
     }
 
     /// How long poll may sleep: not at all with work queued, else until the next timer
@@ -167,7 +192,7 @@ impl Worker {
                 self.accept_paused_until = None;
                 // Edge-triggered: the kernel will not tell us again about connections that
                 // queued while we were paused, so try accepting unprompted.
-                self.accept_pending = true;
+                self.listeners.iter_mut().for_each(|l| l.pending = true);
             }
             if let Err(e) = self.poll.poll(&mut events, self.poll_timeout(now)) {
                 if e.kind() == ErrorKind::Interrupted {
@@ -181,8 +206,12 @@ impl Worker {
             self.date.update(SystemTime::now());
             for ev in events.iter() {
                 match ev.token() {
-                    LISTENER => self.accept_pending = true,
                     WAKER => {}
+                    Token(t) if t > LISTENER0 - MAX_LISTENERS => {
+                        if let Some(l) = self.listeners.get_mut(LISTENER0 - t) {
+                            l.pending = true;
+                        }
+                    }
                     Token(k) => {
                         let Some(c) = self.conns.get_mut(k) else {
                             continue;
@@ -394,10 +423,10 @@ impl Worker {
         self.draining = true;
         self.capped = false;
         self.accept_paused_until = None;
-        self.accept_pending = true;
+        self.listeners.iter_mut().for_each(|l| l.pending = true);
         self.accept();
-        if let Some(mut l) = self.listener.take() {
-            let _ = self.poll.registry().deregister(&mut l);
+        for mut l in std::mem::take(&mut self.listeners) {
+            let _ = self.poll.registry().deregister(&mut l.sock);
         }
         let now = self.wheel.now();
         self.drain_deadline = now.saturating_add(timer::ticks(self.shared.cfg.drain_timeout));
@@ -451,65 +480,82 @@ impl Worker {
 
     fn accept(&mut self) {
         let cap = self.shared.cfg.worker_max_connections;
-        for _ in 0..ACCEPT_BUDGET {
-            if cap > 0 && self.conns.len() >= cap && !self.draining {
-                // Leave the rest in the kernel's queue until we are below the low-water mark.
-                self.capped = true;
-                bump(&self.stats().max_conn_pauses, 1);
-                return;
-            }
-            let Some(listener) = self.listener.as_ref() else {
-                return;
-            };
-            match listener.accept() {
-                Ok((sock, _peer)) => {
-                    // Small responses (playlists) must not wait for Nagle; bodies are
-                    // coalesced with MSG_MORE instead.
-                    let _ = sock.set_nodelay(true);
-                    let entry = self.conns.vacant_entry();
-                    let k = entry.key();
-                    let mut conn = Conn::new(Transport::Plain(sock), self.wheel.now());
-                    if let Err(e) = self.poll.registry().register(
-                        conn.transport().socket(),
-                        Token(k),
-                        Interest::READABLE | Interest::WRITABLE,
-                    ) {
-                        eprintln!(
-                            "corestream: worker {}: cannot register connection: {e}",
-                            self.id
-                        );
-                        continue;
-                    }
-                    entry.insert(conn);
-                    self.ready.push_back(k);
-                    let st = self.stats();
-                    bump(&st.accepted, 1);
-                    bump(&st.active, 1);
-                }
-                Err(e) if e.kind() == ErrorKind::WouldBlock => {
-                    self.accept_pending = false;
+        let mut budget = ACCEPT_BUDGET;
+        for li in 0..self.listeners.len() {
+            while self.listeners[li].pending && budget > 0 {
+                if cap > 0 && self.conns.len() >= cap && !self.draining {
+                    // Leave the rest in the kernel's queue until below the low-water mark.
+                    self.capped = true;
+                    bump(&self.stats().max_conn_pauses, 1);
                     return;
                 }
-                Err(e) if e.kind() == ErrorKind::Interrupted => {}
-                Err(e) => {
-                    let errno = e.raw_os_error().unwrap_or(0);
-                    self.stats().accept_error(errno);
-                    if errno == libc::EMFILE || errno == libc::ENFILE {
-                        self.pause_for_fds(&e);
+                budget -= 1;
+                let l = &mut self.listeners[li];
+                match l.sock.accept() {
+                    Ok((sock, _peer)) => {
+                        let tls = l.tls.clone();
+                        self.admit(sock, tls);
+                    }
+                    Err(e) if e.kind() == ErrorKind::WouldBlock => l.pending = false,
+                    Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                    Err(e) => {
+                        let errno = e.raw_os_error().unwrap_or(0);
+                        self.stats().accept_error(errno);
+                        if errno == libc::EMFILE || errno == libc::ENFILE {
+                            self.pause_for_fds(&e);
+                            return;
+                        }
+                        // ECONNABORTED and friends concern one connection only.
+                        if errno == libc::ECONNABORTED
+                            || errno == libc::EPERM
+                            || errno == libc::EPROTO
+                        {
+                            continue;
+                        }
+                        eprintln!("corestream: worker {}: accept: {e}", self.id);
+                        self.accept_paused_until = Some(Instant::now() + ACCEPT_PAUSE);
                         return;
                     }
-                    // ECONNABORTED and friends concern one connection only: keep accepting.
-                    if errno == libc::ECONNABORTED || errno == libc::EPERM || errno == libc::EPROTO
-                    {
-                        continue;
-                    }
-                    eprintln!("corestream: worker {}: accept: {e}", self.id);
-                    self.accept_paused_until = Some(Instant::now() + ACCEPT_PAUSE);
-                    return;
                 }
             }
         }
-        // Budget spent with connections possibly still queued: accept_pending stays set.
+        // Budget spent with connections possibly still queued: `pending` stays set.
+    }
+
+    /// Take a new connection into the slab and give it a first turn.
+    fn admit(&mut self, sock: mio::net::TcpStream, tls: Option<Arc<TlsShared>>) {
+        // Small responses (playlists) must not wait for Nagle; bodies are coalesced with
+        // MSG_MORE instead.
+        let _ = sock.set_nodelay(true);
+        let io = match tls {
+            None => Transport::Plain(sock),
+            Some(t) => match TlsStream::new(sock, t) {
+                Ok(s) => Transport::Tls(Box::new(s)),
+                Err(e) => {
+                    eprintln!("corestream: worker {}: {e}", self.id);
+                    return;
+                }
+            },
+        };
+        let entry = self.conns.vacant_entry();
+        let k = entry.key();
+        let mut conn = Conn::new(io, self.wheel.now());
+        if let Err(e) = self.poll.registry().register(
+            conn.transport().socket(),
+            Token(k),
+            Interest::READABLE | Interest::WRITABLE,
+        ) {
+            eprintln!(
+                "corestream: worker {}: cannot register connection: {e}",
+                self.id
+            );
+            return;
+        }
+        entry.insert(conn);
+        self.ready.push_back(k);
+        let st = self.stats();
+        bump(&st.accepted, 1);
+        bump(&st.active, 1);
     }
 
     /// Out of descriptors: stop accepting for a moment (and say so at most once a second).
@@ -534,6 +580,11 @@ impl Worker {
 
     fn close(&mut self, k: usize, reason: CloseReason) {
         if let Some(c) = self.conns.try_remove(k) {
+            if reason == CloseReason::Timeout(Phase::Head) && c.is_handshaking() {
+                if let Some(t) = &self.shared.tls {
+                    t.stats.failures[crate::tls::FAIL_TIMEOUT].fetch_add(1, Ordering::Relaxed);
+                }
+            }
             c.release(&mut self.pool);
             let st = &self.shared.stats[self.id];
             st.closed(reason);

@@ -8,10 +8,25 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
+pub mod tls;
+pub use tls::Stream;
+
+/// Which listener a test talks to.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Mode {
+    Plain,
+    /// HTTPS only (`--tls-listen`, no plain listener), with the test CA's `localhost`
+    /// certificate.
+    Tls,
+}
+
 pub struct Server {
     pub child: Child,
+    /// The plain listener (the TLS one when the server has no plain listener).
     pub addr: SocketAddr,
+    pub tls_addr: Option<SocketAddr>,
     pub admin: Option<SocketAddr>,
+    pub mode: Mode,
 }
 
 fn banner_addr(line: &str) -> SocketAddr {
@@ -36,10 +51,59 @@ impl Server {
         Server::spawn(Command::new(env!("CARGO_BIN_EXE_corestream")).args(&args))
     }
 
+    /// Started for `mode`: for TLS with `--tls-listen 127.0.0.1:0` and the test CA's
+    /// localhost certificate, and no plain listener unless `extra` asks for one.
+    pub fn start_mode(mode: Mode, root: &Path, extra: &[&str]) -> Server {
+        if mode == Mode::Plain {
+            return Server::start(root, extra);
+        }
+        let (_, crt, key) = tls::pki();
+        let mut args: Vec<String> = vec!["--root".into(), root.display().to_string()];
+        if !extra.contains(&"--workers") {
+            args.extend(["--workers".into(), "2".into()]);
+        }
+        args.extend([
+            "--tls-listen".into(),
+            "127.0.0.1:0".into(),
+            "--tls-cert".into(),
+            crt.display().to_string(),
+            "--tls-key".into(),
+            key.display().to_string(),
+        ]);
+        args.extend(extra.iter().map(|s| s.to_string()));
+        let mut s = Server::spawn(Command::new(env!("CARGO_BIN_EXE_corestream")).args(&args));
+        s.mode = Mode::Tls;
+        s
+    }
+
+    /// A client connection in the server's mode (TLS to `localhost` when it is HTTPS).
+    pub fn client(&self) -> Stream {
+        match self.mode {
+            Mode::Plain => Stream::Plain(self.connect()),
+            Mode::Tls => {
+                self.tls_client(&tls::pki().0.client(rustls::DEFAULT_VERSIONS), "localhost")
+            }
+        }
+    }
+
+    /// A TLS client connection with this configuration and server name.
+    pub fn tls_client(&self, config: &std::sync::Arc<rustls::ClientConfig>, sni: &str) -> Stream {
+        let addr = self.tls_addr.expect("server started without --tls-listen");
+        let s = TcpStream::connect(addr).expect("connect");
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        Stream::tls(s, config.clone(), sni)
+    }
+
     /// Spawn a prepared command (e.g. wrapped in prlimit) and wait for its banner.
     // The child is owned by the returned Server, whose Drop kills and waits for it.
     #[allow(clippy::zombie_processes)]
     pub fn spawn(cmd: &mut Command) -> Server {
+        let args: Vec<String> = cmd
+            .get_args()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect();
+        let https_only =
+            args.iter().any(|a| a == "--tls-listen") && !args.iter().any(|a| a == "--listen");
         let mut child = cmd
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
@@ -48,6 +112,7 @@ impl Server {
         let stdout = child.stdout.take().expect("stdout");
         let mut reader = BufReader::new(stdout);
         let mut admin = None;
+        let mut tls_addr = None;
         loop {
             let mut line = String::new();
             if reader.read_line(&mut line).unwrap_or(0) == 0 {
@@ -57,9 +122,27 @@ impl Server {
             }
             if line.contains("admin on") {
                 admin = Some(banner_addr(&line));
+            } else if line.contains("listening on https://") {
+                let a = banner_addr(&line.replace("https://", "http://"));
+                tls_addr = Some(a);
+                if https_only {
+                    return Server {
+                        child,
+                        addr: a,
+                        tls_addr,
+                        admin,
+                        mode: Mode::Plain,
+                    };
+                }
             } else if line.contains("listening on") {
                 let addr = banner_addr(&line);
-                return Server { child, addr, admin };
+                return Server {
+                    child,
+                    addr,
+                    tls_addr,
+                    admin,
+                    mode: Mode::Plain,
+                };
             }
         }
     }
@@ -135,9 +218,9 @@ impl Server {
         s
     }
 
-    /// One request on a fresh connection.
+    /// One request on a fresh connection (in the server's mode).
     pub fn get(&self, raw: &str) -> Response {
-        let mut s = self.connect();
+        let mut s = self.client();
         s.write_all(raw.as_bytes()).unwrap();
         read_response(&mut s, raw.starts_with("HEAD")).expect("response")
     }
@@ -202,14 +285,22 @@ pub fn read_response(s: &mut impl Read, head_request: bool) -> Option<Response> 
     Some(r)
 }
 
-/// True when the peer closes the connection (EOF or reset) within the read timeout.
-pub fn closed(s: &mut TcpStream) -> bool {
+/// True when the peer closes the connection (EOF, reset, or TCP closed under a TLS session)
+/// within the read timeout.
+pub fn closed(s: &mut impl Read) -> bool {
     let mut buf = [0u8; 1024];
     loop {
         match s.read(&mut buf) {
             Ok(0) => return true,
             Ok(_) => continue,
-            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return true,
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::ConnectionReset | std::io::ErrorKind::UnexpectedEof
+                ) =>
+            {
+                return true
+            }
             Err(_) => return false,
         }
     }
