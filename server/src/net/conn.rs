@@ -142,8 +142,9 @@ impl Machine {
         cx: &mut Cx<'_>,
         io: &Transport,
         req: Option<&Request<'_>>,
-        resp: Response<'_>,
+        mut resp: Response<'_>,
     ) {
+        resp.fields.hsts = io.is_tls();
         if self.out.capacity() == 0 {
             self.out = cx.pool.take();
         }
