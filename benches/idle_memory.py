@@ -5,8 +5,10 @@ Opens N connections to HOST:PORT, makes one request on each (so each has been th
 request/response and is now an idle keep-alive connection), then compares the server's RSS
 (summed over the given PIDs) with the RSS before. Usage:
     idle_memory.py --pid PID [--pid PID...] --url http://127.0.0.1:8080/path --conns 5000
+An https:// URL measures idle TLS connections (the handshake done, one request answered;
+the certificate is not verified: this measures memory, not trust).
 """
-import argparse, socket, time, urllib.parse
+import argparse, socket, ssl, time, urllib.parse
 
 def rss_kib(pids):
     total = 0
@@ -25,13 +27,21 @@ def main():
     a = ap.parse_args()
     u = urllib.parse.urlparse(a.url)
     req = f"GET {u.path} HTTP/1.1\r\nHost: {u.hostname}\r\n\r\n".encode()
+    tls = None
+    if u.scheme == "https":
+        tls = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        tls.check_hostname = False
+        tls.verify_mode = ssl.CERT_NONE
+    def connect():
+        s = socket.create_connection((u.hostname, u.port))
+        return tls.wrap_socket(s, server_hostname=u.hostname) if tls else s
     # Warm up: one full request so lazily-allocated per-worker state exists.
-    s = socket.create_connection((u.hostname, u.port)); s.sendall(req); s.recv(65536); s.close()
+    s = connect(); s.sendall(req); s.recv(65536); s.close()
     time.sleep(0.5)
     before = rss_kib(a.pid)
     socks = []
     for i in range(a.conns):
-        s = socket.create_connection((u.hostname, u.port))
+        s = connect()
         s.sendall(req)
         socks.append(s)
     for s in socks:
