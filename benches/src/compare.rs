@@ -14,7 +14,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::idle::Holder;
+use crate::child::die_with_parent;
+use crate::holder::Holder;
+use crate::machine::{self, cpus, host, today, tool_version};
 use crate::media;
 use crate::plot;
 use crate::procstat;
@@ -158,27 +160,6 @@ fn summarize(runs: &[Run]) -> Summary {
     }
 }
 
-/// Raise the soft fd limit to the hard one (wrk and holders inherit it); returns the soft limit.
-pub fn raise_nofile() -> u64 {
-    let mut rl = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit/setrlimit write/read the struct we own.
-    unsafe {
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut rl) == 0 && rl.rlim_cur < rl.rlim_max {
-            rl.rlim_cur = rl.rlim_max;
-            libc::setrlimit(libc::RLIMIT_NOFILE, &rl);
-        }
-        libc::getrlimit(libc::RLIMIT_NOFILE, &mut rl);
-    }
-    rl.rlim_cur
-}
-
-pub fn cpus() -> usize {
-    std::thread::available_parallelism().map_or(1, |n| n.get())
-}
-
 fn client_split(conns: usize) -> Vec<usize> {
     let n = conns.div_ceil(CONNS_PER_CLIENT).max(1);
     (0..n)
@@ -194,7 +175,7 @@ fn spawn_wrk(
     script: &Path,
     url: &str,
 ) -> Result<Child, String> {
-    servers::die_with_parent(&mut Command::new("wrk"))
+    die_with_parent(&mut Command::new("wrk"))
         .arg(format!("-t{threads}"))
         .arg(format!("-c{conns}"))
         .arg(format!("-d{duration_s}s"))
@@ -310,37 +291,8 @@ fn idle_memory(server: &Server, conns: usize) -> Result<(u64, u64), String> {
     Ok((base, with))
 }
 
-fn host() -> String {
-    fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|s| s.trim().to_string())
-        .unwrap_or_else(|_| "host".into())
-}
-
-fn tool_version(cmd: &str, arg: &str) -> String {
-    Command::new(cmd)
-        .arg(arg)
-        .output()
-        .map(|o| {
-            let t = format!(
-                "{}{}",
-                String::from_utf8_lossy(&o.stdout),
-                String::from_utf8_lossy(&o.stderr)
-            );
-            t.lines().next().unwrap_or("").trim().to_string()
-        })
-        .unwrap_or_else(|_| format!("{cmd}: not found"))
-}
-
-pub fn today() -> String {
-    Command::new("date")
-        .args(["-u", "+%F"])
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
-        .unwrap_or_else(|_| "undated".into())
-}
-
 pub fn run(opts: Opts) -> Result<(), String> {
-    let nofile = raise_nofile();
+    let nofile = machine::raise_nofile();
     if nofile < (CONNS_PER_CLIENT + 100) as u64 {
         eprintln!(
             "warning: RLIMIT_NOFILE is {nofile}; wrk processes are given up to {CONNS_PER_CLIENT} connections each and may fail. Raise it (ulimit -n 20000)."
@@ -526,7 +478,7 @@ fn render(
     let _ = writeln!(
         s,
         "Machine: {cpus} CPUs, kernel {}, {}, {}. Servers and clients share the machine over loopback; other jobs may be running, so numbers are noisy. Servers alternate within every scenario (A B, B A, ...), {} round(s) of {} s each; every figure is the median over rounds. wrk --timeout {} s.\n",
-        fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default().trim(),
+        machine::kernel(),
         tool_version("nginx", "-v"),
         tool_version("wrk", "-v").split_whitespace().take(2).collect::<Vec<_>>().join(" "),
         opts.rounds,

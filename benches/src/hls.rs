@@ -2,6 +2,8 @@
 //! (variant streams) and media playlists (target duration, media sequence, segments with
 //! their durations, end list, LL-HLS blocking-reload support).
 
+use corestream_common::hls::attr;
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct Variant {
     pub bandwidth: u64,
@@ -31,30 +33,6 @@ impl Playlist {
     pub fn is_master(&self) -> bool {
         !self.variants.is_empty()
     }
-}
-
-fn attr<'a>(list: &'a str, key: &str) -> Option<&'a str> {
-    // Attribute lists are KEY=VALUE pairs separated by commas; quoted values may hold commas.
-    let mut rest = list;
-    while !rest.is_empty() {
-        let eq = rest.find('=')?;
-        let k = rest[..eq].trim();
-        let after = &rest[eq + 1..];
-        let (v, next) = if let Some(q) = after.strip_prefix('"') {
-            let end = q.find('"')?;
-            (&q[..end], q[end + 1..].trim_start_matches(','))
-        } else {
-            match after.find(',') {
-                Some(c) => (&after[..c], &after[c + 1..]),
-                None => (after, ""),
-            }
-        };
-        if k == key {
-            return Some(v);
-        }
-        rest = next;
-    }
-    None
 }
 
 /// Parse a playlist. Errors say what is wrong so a swarm run against a bad URL explains itself.
@@ -191,34 +169,32 @@ mod tests {
 
     #[test]
     fn errors_explain() {
-        assert!(parse("<html>").unwrap_err().contains("#EXTM3U"));
-        assert!(parse("#EXTM3U\n#EXTINF:x,\na.ts\n")
-            .unwrap_err()
-            .contains("#EXTINF"));
-        assert!(parse("#EXTM3U\n#EXTINF:2,\na.ts\n")
-            .unwrap_err()
-            .contains("TARGETDURATION"));
-        assert!(parse("#EXTM3U\n#EXT-X-TARGETDURATION:2\nstray.ts\n")
-            .unwrap_err()
-            .contains("without"));
-        assert!(parse("#EXTM3U\n#EXT-X-STREAM-INF:RESOLUTION=1x1\nv.m3u8\n")
-            .unwrap_err()
-            .contains("BANDWIDTH"));
-        assert!(parse("").is_err());
+        for (text, says) in [
+            ("<html>", "#EXTM3U"),
+            ("#EXTM3U\n#EXTINF:x,\na.ts\n", "#EXTINF"),
+            ("#EXTM3U\n#EXTINF:2,\na.ts\n", "TARGETDURATION"),
+            ("#EXTM3U\n#EXT-X-TARGETDURATION:2\nstray.ts\n", "without"),
+            (
+                "#EXTM3U\n#EXT-X-STREAM-INF:RESOLUTION=1x1\nv.m3u8\n",
+                "BANDWIDTH",
+            ),
+            ("", "#EXTM3U"),
+        ] {
+            let e = parse(text).unwrap_err();
+            assert!(e.contains(says), "{text:?}: {e}");
+        }
     }
 
     #[test]
     fn resolving() {
-        assert_eq!(
-            resolve("/live/master.m3u8", "r1/index.m3u8"),
-            "/live/r1/index.m3u8"
-        );
-        assert_eq!(
-            resolve("/live/r1/index.m3u8?x=1", "../r2/a.ts"),
-            "/live/r2/a.ts"
-        );
-        assert_eq!(resolve("/a/b.m3u8", "/abs/c.ts"), "/abs/c.ts");
-        assert_eq!(resolve("/a/b.m3u8", "http://h:1/x/y.ts"), "/x/y.ts");
-        assert_eq!(resolve("/index.m3u8", "seg1.ts"), "/seg1.ts");
+        for (base, uri, want) in [
+            ("/live/master.m3u8", "r1/index.m3u8", "/live/r1/index.m3u8"),
+            ("/live/r1/index.m3u8?x=1", "../r2/a.ts", "/live/r2/a.ts"),
+            ("/a/b.m3u8", "/abs/c.ts", "/abs/c.ts"),
+            ("/a/b.m3u8", "http://h:1/x/y.ts", "/x/y.ts"),
+            ("/index.m3u8", "seg1.ts", "/seg1.ts"),
+        ] {
+            assert_eq!(resolve(base, uri), want, "{base} + {uri}");
+        }
     }
 }

@@ -6,9 +6,12 @@
 //! - `swarm`: simulated HLS viewers on a constant clock against any live HLS URL.
 //! - `publish`: a zero-CPU live HLS publisher to point servers and the swarm at.
 
+mod child;
 mod compare;
 mod hls;
+mod holder;
 mod idle;
+mod machine;
 mod media;
 mod plot;
 mod procstat;
@@ -21,6 +24,7 @@ mod wrk;
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
 #[derive(Parser)]
 #[command(
@@ -44,8 +48,8 @@ enum Cmd {
         /// Rounds per scenario and server [default: 3, --quick: 1].
         #[arg(long)]
         rounds: Option<usize>,
-        /// Seconds per wrk run [default: 10, --quick: 4].
-        #[arg(long)]
+        /// Length of each wrk run, whole seconds (e.g. 10s, 1m) [default: 10s, --quick: 4s].
+        #[arg(long, value_parser = whole_secs)]
         duration: Option<u64>,
         /// Connection levels, comma-separated.
         #[arg(long, value_delimiter = ',', default_value = "100,1000,10000,50000")]
@@ -65,8 +69,8 @@ enum Cmd {
         /// First port; level i uses port+2i (corestream) and port+2i+1 (nginx).
         #[arg(long, default_value_t = 18100)]
         port: u16,
-        /// wrk --timeout in seconds: a response slower than this counts as a timeout error.
-        #[arg(long, default_value_t = 10)]
+        /// wrk --timeout (whole seconds): a response slower than this counts as a timeout error.
+        #[arg(long, default_value = "10s", value_parser = whole_secs)]
         timeout: u64,
     },
     /// Time one event-loop iteration with poll(2) and epoll_wait(2) as idle connections grow.
@@ -91,19 +95,19 @@ enum Cmd {
         /// Simulated viewers (one keep-alive connection each).
         #[arg(long)]
         viewers: usize,
-        /// Seconds to run.
-        #[arg(long, default_value_t = 60.0)]
-        duration: f64,
-        /// Seconds over which viewers join (evenly spread).
-        #[arg(long, default_value_t = 10.0)]
-        ramp: f64,
+        /// How long to run (e.g. 60s, 2m; a plain number is seconds).
+        #[arg(long, default_value = "60s", value_parser = duration)]
+        duration: Duration,
+        /// Time over which viewers join (evenly spread).
+        #[arg(long, default_value = "10s", value_parser = duration)]
+        ramp: Duration,
         /// Share of viewers per variant, variants ordered by bandwidth high to low
         /// (e.g. 30,50,20). Empty: equal shares.
         #[arg(long, default_value = "")]
         rendition_mix: String,
-        /// Seconds before an unanswered request counts as a timeout.
-        #[arg(long, default_value_t = 10.0)]
-        timeout: f64,
+        /// Time before an unanswered request counts as a timeout.
+        #[arg(long, default_value = "10s", value_parser = duration)]
+        timeout: Duration,
         /// Viewers per process at most (each costs a descriptor; the ceiling is 20000).
         #[arg(long, default_value_t = 15000)]
         per_process: usize,
@@ -125,12 +129,12 @@ enum Cmd {
         viewers: usize,
         #[arg(long, default_value_t = 0)]
         id_offset: usize,
-        #[arg(long)]
-        duration: f64,
-        #[arg(long)]
-        ramp: f64,
-        #[arg(long)]
-        timeout: f64,
+        #[arg(long, value_parser = duration)]
+        duration: Duration,
+        #[arg(long, value_parser = duration)]
+        ramp: Duration,
+        #[arg(long, value_parser = duration)]
+        timeout: Duration,
         #[arg(long, default_value = "")]
         rendition_mix: String,
         #[arg(long)]
@@ -151,9 +155,9 @@ enum Cmd {
         /// Segments listed in each media playlist.
         #[arg(long, default_value_t = 6)]
         window: u64,
-        /// Seconds to publish, then exit.
-        #[arg(long, default_value_t = 600.0)]
-        duration: f64,
+        /// How long to publish, then exit.
+        #[arg(long, default_value = "600s", value_parser = duration)]
+        duration: Duration,
     },
     /// Internal: hold N idle TCP connections until stdin closes (used by compare and
     /// idle-scaling to keep client ends out of the measuring process's fd table).
@@ -169,14 +173,14 @@ enum Cmd {
     },
 }
 
-fn secs(v: f64, what: &str) -> Result<std::time::Duration, String> {
-    if v.is_finite() && (0.0..=86_400.0).contains(&v) {
-        Ok(std::time::Duration::from_secs_f64(v))
-    } else {
-        Err(format!(
-            "{what} must be a number of seconds between 0 and 86400"
-        ))
-    }
+/// A command-line duration (`500ms`, `10s`, `2m`; a plain number is seconds), up to a day.
+fn duration(s: &str) -> Result<Duration, String> {
+    corestream_common::duration::parse_within(s, Duration::ZERO, Duration::from_secs(86_400))
+}
+
+/// The same in whole seconds of at least one (wrk takes `-d` and `--timeout` in seconds).
+fn whole_secs(s: &str) -> Result<u64, String> {
+    Ok(duration(s)?.as_secs_f64().ceil().max(1.0) as u64)
 }
 
 fn main() -> ExitCode {
@@ -257,10 +261,10 @@ fn main() -> ExitCode {
             swarm::run(swarm::Opts {
                 url,
                 viewers,
-                duration: secs(duration, "--duration")?,
-                ramp: secs(ramp, "--ramp")?,
+                duration,
+                ramp,
                 mix,
-                timeout: secs(timeout, "--timeout")?,
+                timeout,
                 per_process: per_process.max(1),
                 processes,
                 report,
@@ -282,10 +286,10 @@ fn main() -> ExitCode {
                 target: swarm::parse_url(&url)?,
                 viewers,
                 id_offset,
-                duration: secs(duration, "--duration")?,
-                ramp: secs(ramp, "--ramp")?,
+                duration,
+                ramp,
                 mix: swarm::parse_mix(&rendition_mix)?,
-                timeout: secs(timeout, "--timeout")?,
+                timeout,
                 bind,
             })
         })(),
@@ -295,20 +299,18 @@ fn main() -> ExitCode {
             renditions,
             window,
             duration,
-        } => (|| {
-            publish::run(publish::Opts {
-                dir,
-                segment_seconds,
-                renditions,
-                window,
-                duration: secs(duration, "--duration")?,
-            })
-        })(),
+        } => publish::run(publish::Opts {
+            dir,
+            segment_seconds,
+            renditions,
+            window,
+            duration,
+        }),
         Cmd::IdleHolder {
             connect,
             count,
             request,
-        } => idle::holder(connect, count, request.as_deref()),
+        } => holder::holder(connect, count, request.as_deref()),
     };
     match res {
         Ok(()) => ExitCode::SUCCESS,
@@ -316,5 +318,25 @@ fn main() -> ExitCode {
             eprintln!("corestream-bench: {e}");
             ExitCode::FAILURE
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn command_line_durations_take_units() {
+        assert_eq!(duration("60"), Ok(Duration::from_secs(60)));
+        assert_eq!(duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(duration("2m"), Ok(Duration::from_secs(120)));
+        assert!(duration("2d").is_err() && duration("-1").is_err() && duration("25h").is_err());
+        assert_eq!(whole_secs("10s"), Ok(10));
+        assert_eq!(whole_secs("1.5s"), Ok(2));
+        assert_eq!(whole_secs("100ms"), Ok(1));
+        assert!(
+            Cli::try_parse_from(["b", "swarm", "--viewers", "1", "--ramp", "1m", "http://x/"])
+                .is_ok()
+        );
     }
 }

@@ -8,30 +8,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use crate::child::{die_with_parent, terminate};
 use crate::procstat;
 
 pub const NGINX_TEMPLATE: &str = include_str!("../nginx.conf.in");
-
-/// Make a load-test child die with the harness: if the harness is killed (not just
-/// interrupted from a terminal, which signals the whole process group), its servers, wrk and
-/// holder processes get SIGTERM instead of running on.
-pub fn die_with_parent(cmd: &mut Command) -> &mut Command {
-    use std::os::unix::process::CommandExt;
-    // SAFETY: the closure runs in the forked child before exec and only calls prctl(2) and
-    // getppid(2), both async-signal-safe; it touches no memory shared with the parent.
-    unsafe {
-        cmd.pre_exec(|| {
-            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM) != 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            // The parent may have died between fork and prctl.
-            if libc::getppid() == 1 {
-                return Err(std::io::Error::other("harness exited"));
-            }
-            Ok(())
-        })
-    }
-}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Kind {
@@ -249,10 +229,7 @@ impl Server {
 
     pub fn stop(&mut self) {
         for c in &mut self.children {
-            // SAFETY: kill(2) on our own child's pid; it has not been reaped yet.
-            unsafe {
-                libc::kill(c.id() as i32, libc::SIGTERM);
-            }
+            terminate(c.id());
         }
         for c in &mut self.children {
             let deadline = Instant::now() + Duration::from_secs(5);

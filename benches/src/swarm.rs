@@ -23,13 +23,15 @@ use std::fs;
 use std::io::{self, BufReader, Read, Write};
 use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use hdrhistogram::serialization::{Deserializer, Serializer, V2Serializer};
 use hdrhistogram::Histogram;
 use mio::net::TcpStream;
 use mio::{Events, Interest, Poll, Token};
+use nix::sys::socket::{setsockopt, sockopt};
+use socket2::{Domain, Protocol, Socket, Type};
 
 use crate::hls;
 
@@ -273,92 +275,26 @@ pub fn pick_variant(id: usize, n: usize, mix: &[f64]) -> usize {
     n - 1
 }
 
+/// A non-blocking connect to `addr`, from source address `bind` when given. The port choice
+/// is deferred to connect() (IP_BIND_ADDRESS_NO_PORT), so every source address has the whole
+/// ephemeral range per destination instead of one port per bind.
 fn connect(addr: SocketAddr, bind: Option<IpAddr>) -> io::Result<TcpStream> {
     let Some(ip) = bind else {
         return TcpStream::connect(addr);
     };
-    let domain = if addr.is_ipv4() {
-        libc::AF_INET
-    } else {
-        libc::AF_INET6
-    };
-    // SAFETY: plain socket(2); the fd is owned by the std TcpStream built below.
-    let fd = unsafe {
-        libc::socket(
-            domain,
-            libc::SOCK_STREAM | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
-            0,
-        )
-    };
-    if fd < 0 {
-        return Err(io::Error::last_os_error());
+    let sock = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    sock.set_nonblocking(true)?;
+    if ip.is_ipv4() {
+        setsockopt(&sock, sockopt::IpBindAddressNoPort, &true).map_err(io::Error::from)?;
     }
-    // SAFETY: fd is a fresh socket we own; from here the TcpStream closes it on every path.
-    let std_stream = unsafe { <std::net::TcpStream as std::os::fd::FromRawFd>::from_raw_fd(fd) };
-    let one: libc::c_int = 1;
-    // SAFETY: setsockopt with a valid int option value on our socket. Deferring the port
-    // choice to connect() lets every source address use the whole ephemeral range per
-    // destination.
-    unsafe {
-        libc::setsockopt(
-            fd,
-            libc::IPPROTO_IP,
-            libc::IP_BIND_ADDRESS_NO_PORT,
-            (&one as *const libc::c_int).cast(),
-            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-        );
+    sock.bind(&SocketAddr::new(ip, 0).into())?;
+    match sock.connect(&addr.into()) {
+        Ok(()) => {}
+        // Completion is reported by the writable event.
+        Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS) => {}
+        Err(e) => return Err(e),
     }
-    let sa = SocketAddr::new(ip, 0);
-    let (storage, len) = sockaddr(&sa);
-    // SAFETY: storage holds a valid sockaddr of length len.
-    if unsafe { libc::bind(fd, (&storage as *const libc::sockaddr_storage).cast(), len) } < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    let (storage, len) = sockaddr(&addr);
-    // SAFETY: as above; non-blocking connect returns EINPROGRESS, completion is reported by
-    // the writable event.
-    let r = unsafe { libc::connect(fd, (&storage as *const libc::sockaddr_storage).cast(), len) };
-    if r < 0 {
-        let e = io::Error::last_os_error();
-        if e.raw_os_error() != Some(libc::EINPROGRESS) {
-            return Err(e);
-        }
-    }
-    Ok(TcpStream::from_std(std_stream))
-}
-
-fn sockaddr(a: &SocketAddr) -> (libc::sockaddr_storage, libc::socklen_t) {
-    // SAFETY: an all-zero sockaddr_storage is valid; we fill the variant for the family.
-    let mut st: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
-    match a {
-        SocketAddr::V4(v4) => {
-            // SAFETY: sockaddr_storage is large and aligned enough for sockaddr_in.
-            let sin = unsafe {
-                &mut *(&mut st as *mut libc::sockaddr_storage).cast::<libc::sockaddr_in>()
-            };
-            sin.sin_family = libc::AF_INET as libc::sa_family_t;
-            sin.sin_port = v4.port().to_be();
-            sin.sin_addr.s_addr = u32::from_ne_bytes(v4.ip().octets());
-            (
-                st,
-                std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t,
-            )
-        }
-        SocketAddr::V6(v6) => {
-            // SAFETY: sockaddr_storage is large and aligned enough for sockaddr_in6.
-            let sin6 = unsafe {
-                &mut *(&mut st as *mut libc::sockaddr_storage).cast::<libc::sockaddr_in6>()
-            };
-            sin6.sin6_family = libc::AF_INET6 as libc::sa_family_t;
-            sin6.sin6_port = v6.port().to_be();
-            sin6.sin6_addr.s6_addr = v6.ip().octets();
-            sin6.sin6_scope_id = v6.scope_id();
-            (
-                st,
-                std::mem::size_of::<libc::sockaddr_in6>() as libc::socklen_t,
-            )
-        }
-    }
+    Ok(TcpStream::from_std(sock.into()))
 }
 
 enum Outcome {
@@ -1036,7 +972,7 @@ pub struct Opts {
 }
 
 pub fn run(o: Opts) -> Result<(), String> {
-    let soft = crate::compare::raise_nofile() as usize;
+    let soft = crate::machine::raise_nofile() as usize;
     let target = parse_url(&o.url)?;
     let budget = soft.saturating_sub(100).min(o.per_process).max(1);
     let procs = o
@@ -1070,15 +1006,12 @@ pub fn run(o: Opts) -> Result<(), String> {
         h = hh;
         layout.push_str("1 process");
     } else {
-        let exe = std::env::current_exe().map_err(|e| format!("own executable: {e}"))?;
         let mut kids = Vec::new();
         let mut offset = 0;
         for k in 0..procs {
             let n = o.viewers / procs + usize::from(k < o.viewers % procs);
-            let mut cmd = Command::new(&exe);
-            crate::servers::die_with_parent(&mut cmd);
-            cmd.arg("swarm-worker")
-                .arg("--viewers")
+            let mut cmd = crate::child::own("swarm-worker")?;
+            cmd.arg("--viewers")
                 .arg(n.to_string())
                 .arg("--id-offset")
                 .arg(offset.to_string())
@@ -1101,13 +1034,11 @@ pub fn run(o: Opts) -> Result<(), String> {
             }
             cmd.arg(&o.url);
             offset += n;
-            let child = cmd
-                .stdin(Stdio::null())
-                .stdout(Stdio::piped())
-                .stderr(Stdio::inherit())
-                .spawn()
-                .map_err(|e| format!("cannot start swarm-worker: {e}"))?;
-            kids.push(child);
+            kids.push(crate::child::spawn_reporting(
+                &mut cmd,
+                Stdio::null(),
+                "swarm-worker",
+            )?);
         }
         let _ = write!(
             layout,
@@ -1261,7 +1192,7 @@ pub fn parse_mix(s: &str) -> Result<Vec<f64>, String> {
 
 /// `swarm-worker`: run the engine and print results in the wire format.
 pub fn worker(o: EngineOpts) -> Result<(), String> {
-    crate::compare::raise_nofile();
+    crate::machine::raise_nofile();
     let (c, h) = run_engine(o)?;
     let stdout = io::stdout();
     let mut lock = stdout.lock();
