@@ -291,6 +291,7 @@ fn main() -> ExitCode {
                 mix: swarm::parse_mix(&rendition_mix)?,
                 timeout,
                 bind,
+                until: None,
             })
         })(),
         Cmd::Publish {

@@ -211,6 +211,9 @@ impl Hists {
     }
 }
 
+/// A condition on the counters that ends a run early.
+pub type StopWhen = Box<dyn Fn(&Counters) -> bool>;
+
 pub struct EngineOpts {
     pub target: Target,
     pub viewers: usize,
@@ -220,6 +223,8 @@ pub struct EngineOpts {
     pub mix: Vec<f64>,
     pub timeout: Duration,
     pub bind: Option<IpAddr>,
+    /// End the run early once this holds (tests wait for events, bounded by `duration`).
+    pub until: Option<StopWhen>,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -334,6 +339,9 @@ impl Engine {
         let mut events = Events::with_capacity(1024);
         loop {
             let now = Instant::now();
+            if self.o.until.as_ref().is_some_and(|f| f(&self.c)) {
+                self.end = now;
+            }
             if now >= self.end {
                 break;
             }
@@ -1001,6 +1009,7 @@ pub fn run(o: Opts) -> Result<(), String> {
             mix: o.mix.clone(),
             timeout: o.timeout,
             bind: None,
+            until: None,
         })?;
         c = cc;
         h = hh;
@@ -1255,6 +1264,26 @@ mod tests {
         )
     }
 
+    fn engine(
+        url: &str,
+        viewers: usize,
+        until: impl Fn(&Counters) -> bool + 'static,
+    ) -> EngineOpts {
+        EngineOpts {
+            target: parse_url(url).unwrap(),
+            viewers,
+            id_offset: 0,
+            // Upper bounds only: every test ends when `until` holds. Generous, so a busy
+            // machine makes a test slower, never red.
+            duration: Duration::from_secs(90),
+            ramp: Duration::from_millis(200),
+            mix: vec![],
+            timeout: Duration::from_secs(30),
+            bind: None,
+            until: Some(Box::new(until)),
+        }
+    }
+
     /// A live media playlist whose reloads after the first take 2.5 s (target duration 1 s):
     /// the viewer keeps one reload outstanding, as players do, instead of queueing one per
     /// second and then fetching a backlog of stale playlists.
@@ -1270,81 +1299,85 @@ mod tests {
             }
             ok(b"#EXTM3U\n#EXT-X-TARGETDURATION:1\n#EXT-X-MEDIA-SEQUENCE:7\n#EXTINF:1.0,\nseg7.ts\n")
         });
-        let (c, _) = run_engine(EngineOpts {
-            target: parse_url(&format!("http://{addr}/live/index.m3u8")).unwrap(),
-            viewers: 1,
-            id_offset: 0,
-            duration: Duration::from_secs(6),
-            ramp: Duration::from_millis(10),
-            mix: vec![],
-            timeout: Duration::from_secs(5),
-            bind: None,
-        })
+        let t0 = Instant::now();
+        let (c, _) = run_engine(engine(&format!("http://{addr}/live/index.m3u8"), 1, |c| {
+            c.reloads_skipped >= 3 && c.requests[1] >= 2
+        }))
         .unwrap();
-        // First answer at once, then one 2.5 s reload at a time: 3 answered in 6 s. A
-        // queue per tick would also leave several stale reloads waiting at the end.
-        assert!(c.requests[1] <= 3, "{c:?}");
-        assert!(c.reloads_skipped >= 2, "{c:?}");
+        let elapsed = t0.elapsed().as_secs_f64();
+        assert!(c.reloads_skipped >= 3, "{c:?}");
+        // One reload at a time: answers are bounded by the server's pace (first at once,
+        // then one per 2.5 s), and at most one is outstanding at the end. A queue per tick
+        // would leave several stale reloads waiting.
+        assert!(
+            c.requests[1] as f64 <= 2.0 + elapsed / 2.5,
+            "{c:?} in {elapsed} s"
+        );
         assert!(c.unfinished <= 1, "{c:?}");
         assert_eq!(c.err_status + c.err_timeout + c.err_read, 0, "{c:?}");
     }
 
     #[test]
     fn viewers_follow_a_live_stream() {
+        const VIEWERS: u64 = 20;
         let dir = std::env::temp_dir().join(format!("csbench-swarm-{}", std::process::id()));
-        let d2 = dir.clone();
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (d2, st) = (dir.clone(), stop.clone());
         let publisher = std::thread::spawn(move || {
-            crate::publish::run(crate::publish::Opts {
-                dir: d2,
-                segment_seconds: 0.5,
-                renditions: vec![200, 100],
-                window: 4,
-                duration: Duration::from_secs(5),
-            })
+            crate::publish::run_until(
+                crate::publish::Opts {
+                    dir: d2,
+                    segment_seconds: 0.5,
+                    renditions: vec![200, 100],
+                    window: 4,
+                    duration: Duration::from_secs(120),
+                },
+                &st,
+            )
         });
-        std::thread::sleep(Duration::from_millis(200));
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !dir.join("r100/index.m3u8").exists() {
+            assert!(Instant::now() < deadline, "publisher did not start");
+            std::thread::sleep(Duration::from_millis(20));
+        }
         let addr = serve_dir(dir.clone());
+        let t0 = Instant::now();
+        // Until every viewer could have reloaded twice and fetched two new segments.
         let (c, h) = run_engine(EngineOpts {
-            target: parse_url(&format!("http://{addr}/master.m3u8")).unwrap(),
-            viewers: 20,
-            id_offset: 0,
-            duration: Duration::from_secs(3),
-            ramp: Duration::from_millis(500),
             mix: vec![1.0, 1.0],
-            timeout: Duration::from_secs(5),
-            bind: None,
+            ..engine(
+                &format!("http://{addr}/master.m3u8"),
+                VIEWERS as usize,
+                |c| c.requests[1] >= VIEWERS * 3 && c.requests[2] >= VIEWERS * 5,
+            )
         })
         .unwrap();
-        assert_eq!(c.requests[0], 20, "one master per viewer");
-        // Reloads every 0.5 s (target duration rounds up to 1 s in the playlist: the swarm
-        // follows #EXT-X-TARGETDURATION) for ~2.5-3 s after joining.
-        assert!(c.requests[1] >= 20 * 2 && c.requests[1] <= 20 * 4, "{c:?}");
-        // Three join segments plus the new ones.
-        assert!(c.requests[2] >= 20 * 4, "{c:?}");
+        let elapsed = t0.elapsed().as_secs_f64();
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        publisher.join().unwrap().unwrap();
+        assert!(c.requests[2] >= VIEWERS * 5, "{c:?}");
+        assert_eq!(c.requests[0], VIEWERS, "one master per viewer");
+        // Reloads on the playlist's clock (#EXT-X-TARGETDURATION: 1 s), not faster.
+        assert!(
+            c.requests[1] as f64 <= VIEWERS as f64 * (2.0 + elapsed),
+            "{c:?} in {elapsed} s"
+        );
         assert_eq!(
             c.err_connect + c.err_read + c.err_timeout + c.err_status + c.err_parse,
             0,
             "{c:?}"
         );
-        assert_eq!(c.playing_viewers, 20);
-        assert_eq!(h.latency[0].len(), 20);
+        assert_eq!(c.playing_viewers, VIEWERS);
+        assert_eq!(h.latency[0].len(), VIEWERS);
         assert!(h.seg_ratio.len() >= c.requests[2] - 1);
-        publisher.join().unwrap().unwrap();
 
         // A server that is not there: connect errors, no panic, no playback.
         let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let dead_addr = dead.local_addr().unwrap();
         drop(dead);
-        let (c, _) = run_engine(EngineOpts {
-            target: parse_url(&format!("http://{dead_addr}/master.m3u8")).unwrap(),
-            viewers: 3,
-            id_offset: 0,
-            duration: Duration::from_millis(800),
-            ramp: Duration::ZERO,
-            mix: vec![],
-            timeout: Duration::from_secs(1),
-            bind: None,
-        })
+        let (c, _) = run_engine(engine(&format!("http://{dead_addr}/master.m3u8"), 3, |c| {
+            c.err_connect >= 3
+        }))
         .unwrap();
         assert!(c.err_connect >= 3, "{c:?}");
         assert_eq!(c.playing_viewers, 0);
