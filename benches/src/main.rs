@@ -8,6 +8,7 @@
 
 mod child;
 mod compare;
+mod floor;
 mod hls;
 mod holder;
 mod idle;
@@ -39,8 +40,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Cmd {
-    /// corestream vs nginx with wrk on the same files: playlist, segment and viewer-mix
-    /// scenarios at 100, 1k, 10k and 50k connections; writes a table and a PNG to --out.
+    /// corestream vs nginx, h2o and the floor with wrk on the same files: playlist, segment
+    /// and viewer-mix scenarios at 100 to 100k connections; writes a table and a PNG to --out.
     Compare {
         /// Fewer rounds and shorter runs (a few minutes in all).
         #[arg(long)]
@@ -52,11 +53,28 @@ enum Cmd {
         #[arg(long, value_parser = whole_secs)]
         duration: Option<u64>,
         /// Connection levels, comma-separated.
-        #[arg(long, value_delimiter = ',', default_value = "100,1000,10000,50000")]
+        #[arg(
+            long,
+            value_delimiter = ',',
+            default_value = "100,1000,10000,50000,100000"
+        )]
         connections: Vec<usize>,
         /// Scenarios, comma-separated: playlist, segment, mix.
         #[arg(long, value_delimiter = ',', default_value = "playlist,segment,mix")]
         scenarios: Vec<String>,
+        /// Servers, comma-separated: corestream, nginx, h2o, floor.
+        #[arg(
+            long,
+            value_delimiter = ',',
+            default_value = "corestream,nginx,h2o,floor"
+        )]
+        servers: Vec<String>,
+        /// Connections per wrk process (lower it only to try the multi-client layout).
+        #[arg(long, default_value_t = compare::CONNS_PER_CLIENT, hide = true)]
+        conns_per_client: usize,
+        /// Connections per server process (lower it only to try the multi-process layout).
+        #[arg(long, default_value_t = servers::CONNS_PER_PROCESS, hide = true)]
+        conns_per_process: usize,
         /// Directory for the report (<date>-<host>.md, .png, .dat, .gp).
         #[arg(long, default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/results"))]
         out: PathBuf,
@@ -66,7 +84,7 @@ enum Cmd {
         /// Do not run `cargo build --release -p corestream` first.
         #[arg(long)]
         no_build: bool,
-        /// First port; level i uses port+2i (corestream) and port+2i+1 (nginx).
+        /// First port; level i uses port+4i .. port+4i+3 (one per server).
         #[arg(long, default_value_t = 18100)]
         port: u16,
         /// wrk --timeout (whole seconds): a response slower than this counts as a timeout error.
@@ -159,6 +177,17 @@ enum Cmd {
         #[arg(long, default_value = "600s", value_parser = duration)]
         duration: Duration,
     },
+    /// Internal: the floor server for compare (one read and one write per request of a
+    /// fixed response: the head and the bytes of --body).
+    #[command(hide = true)]
+    Floor {
+        #[arg(long)]
+        listen: std::net::SocketAddr,
+        #[arg(long, default_value_t = 1)]
+        threads: usize,
+        #[arg(long)]
+        body: PathBuf,
+    },
     /// Internal: hold N idle TCP connections until stdin closes (used by compare and
     /// idle-scaling to keep client ends out of the measuring process's fd table).
     #[command(hide = true)]
@@ -193,6 +222,9 @@ fn main() -> ExitCode {
             duration,
             connections,
             scenarios,
+            servers,
+            conns_per_client,
+            conns_per_process,
             out,
             corestream_bin,
             no_build,
@@ -203,6 +235,15 @@ fn main() -> ExitCode {
                 .iter()
                 .map(|s| compare::Scenario::parse(s))
                 .collect::<Result<Vec<_>, _>>()?;
+            let servers = servers
+                .iter()
+                .map(|s| servers::Kind::parse(s))
+                .collect::<Result<Vec<_>, _>>()?;
+            if !servers.contains(&servers::Kind::Corestream) {
+                return Err(
+                    "--servers must include corestream (the others are its yardsticks)".into(),
+                );
+            }
             if connections.contains(&0) {
                 return Err("--connections: every level must be at least 1".to_string());
             }
@@ -216,6 +257,9 @@ fn main() -> ExitCode {
                 duration_s: duration.unwrap_or(if quick { 4 } else { 10 }).max(1),
                 levels: connections,
                 scenarios,
+                servers,
+                conns_per_client: conns_per_client.max(1),
+                conns_per_process: conns_per_process.max(1),
                 out_dir: out,
                 corestream_bin,
                 build: !no_build,
@@ -307,6 +351,19 @@ fn main() -> ExitCode {
             window,
             duration,
         }),
+        Cmd::Floor {
+            listen,
+            threads,
+            body,
+        } => std::fs::read(&body)
+            .map_err(|e| format!("{}: {e}", body.display()))
+            .and_then(|b| {
+                floor::run(
+                    listen,
+                    threads,
+                    floor::response(&b, "application/vnd.apple.mpegurl"),
+                )
+            }),
         Cmd::IdleHolder {
             connect,
             count,
