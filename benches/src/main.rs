@@ -106,9 +106,11 @@ enum Cmd {
         #[arg(long, default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/results"))]
         out: PathBuf,
     },
-    /// Simulated HLS viewers on a constant clock against a live HLS URL (http://HOST:PORT/PATH,
-    /// a master or media playlist). Prints per-kind latency percentiles, segment download
-    /// time / duration, stalls and errors.
+    /// Simulated HLS viewers against a live HLS URL (http://HOST:PORT/PATH, a master or media
+    /// playlist): classic reloads on the target-duration clock, or LL-HLS with --ll. Prints
+    /// per-kind latency percentiles, segment download time / duration, stalls, live-edge
+    /// jumps and errors; with --ll also part delivery from publication and the live-edge
+    /// distance.
     Swarm {
         /// Simulated viewers (one keep-alive connection each).
         #[arg(long)]
@@ -138,6 +140,12 @@ enum Cmd {
         /// Name for the server under test in the report (e.g. corestream, nginx).
         #[arg(long)]
         label: Option<String>,
+        /// Low-Latency HLS: on playlists with EXT-X-PART-INF, start PART-HOLD-BACK from the
+        /// live edge, ask for each next part with a blocking reload (_HLS_msn/_HLS_part),
+        /// fetch preload-hinted parts at once (two connections per viewer), and report part
+        /// delivery from publication and the live-edge distance.
+        #[arg(long)]
+        ll: bool,
         url: String,
     },
     /// Internal: one swarm process; prints counters and V2-serialized histograms.
@@ -157,6 +165,8 @@ enum Cmd {
         rendition_mix: String,
         #[arg(long)]
         bind: Option<std::net::IpAddr>,
+        #[arg(long)]
+        ll: bool,
         url: String,
     },
     /// Write a live HLS stream (master + renditions, sliding window, write-then-rename)
@@ -296,6 +306,7 @@ fn main() -> ExitCode {
             processes,
             report,
             label,
+            ll,
             url,
         } => (|| {
             let mix = swarm::parse_mix(&rendition_mix)?;
@@ -313,6 +324,7 @@ fn main() -> ExitCode {
                 processes,
                 report,
                 label,
+                ll,
                 command_line,
             })
         })(),
@@ -324,6 +336,7 @@ fn main() -> ExitCode {
             timeout,
             rendition_mix,
             bind,
+            ll,
             url,
         } => (|| {
             swarm::worker(swarm::EngineOpts {
@@ -335,6 +348,7 @@ fn main() -> ExitCode {
                 mix: swarm::parse_mix(&rendition_mix)?,
                 timeout,
                 bind,
+                ll,
                 until: None,
             })
         })(),
