@@ -146,6 +146,10 @@ enum Cmd {
         /// delivery from publication and the live-edge distance.
         #[arg(long)]
         ll: bool,
+        /// With --ll: take each part's publication time from its file's mtime under DIR (the
+        /// directory the server serves, on this machine) instead of PROGRAM-DATE-TIME.
+        #[arg(long, value_name = "DIR")]
+        published_from: Option<PathBuf>,
         url: String,
     },
     /// Internal: one swarm process; prints counters and V2-serialized histograms.
@@ -167,6 +171,8 @@ enum Cmd {
         bind: Option<std::net::IpAddr>,
         #[arg(long)]
         ll: bool,
+        #[arg(long)]
+        published_from: Option<PathBuf>,
         url: String,
     },
     /// Write a live HLS stream (master + renditions, sliding window, write-then-rename)
@@ -307,6 +313,7 @@ fn main() -> ExitCode {
             report,
             label,
             ll,
+            published_from,
             url,
         } => (|| {
             let mix = swarm::parse_mix(&rendition_mix)?;
@@ -325,6 +332,7 @@ fn main() -> ExitCode {
                 report,
                 label,
                 ll,
+                published_from,
                 command_line,
             })
         })(),
@@ -337,6 +345,7 @@ fn main() -> ExitCode {
             rendition_mix,
             bind,
             ll,
+            published_from,
             url,
         } => (|| {
             swarm::worker(swarm::EngineOpts {
@@ -349,6 +358,7 @@ fn main() -> ExitCode {
                 timeout,
                 bind,
                 ll,
+                published_from,
                 until: None,
             })
         })(),

@@ -222,6 +222,9 @@ pub struct EngineOpts {
     pub bind: Option<IpAddr>,
     /// Play LL-HLS playlists the low-latency way (blocking reloads, parts, hints).
     pub ll: bool,
+    /// Take a part's publication time from its file's mtime under this directory (the one
+    /// the server serves) instead of the playlist's dates.
+    pub published_from: Option<PathBuf>,
     /// End the run early once this holds (tests wait for events, bounded by `duration`).
     pub until: Option<StopWhen>,
 }
@@ -357,6 +360,7 @@ pub struct Opts {
     pub report: Option<PathBuf>,
     pub label: Option<String>,
     pub ll: bool,
+    pub published_from: Option<PathBuf>,
     pub command_line: String,
 }
 
@@ -391,6 +395,7 @@ pub fn run(o: Opts) -> Result<(), String> {
             timeout: o.timeout,
             bind: None,
             ll: o.ll,
+            published_from: o.published_from.clone(),
             until: None,
         })?;
         c = cc;
@@ -425,6 +430,9 @@ pub fn run(o: Opts) -> Result<(), String> {
             }
             if o.ll {
                 cmd.arg("--ll");
+            }
+            if let Some(d) = &o.published_from {
+                cmd.arg("--published-from").arg(d);
             }
             cmd.arg(&o.url);
             offset += n;
@@ -581,7 +589,11 @@ fn render_ll(s: &mut String, o: &Opts, c: &Counters, h: &Hists) {
     let viewers = c.viewers.max(1) as f64;
     let [part_pub, pl_pub, edge, edge_final] = &h.ll;
     let _ = writeln!(s, "\n### LL-HLS\n");
-    let _ = writeln!(s, "Measured from each part's publication (its segment's EXT-X-PROGRAM-DATE-TIME plus the durations of its parts up to it: when a packager on the playlist's clock has the part), in ms; the distance behind the live edge is the wall-clock time minus the media time at the playhead (the buffered media's end minus what is left to play), in ms:\n");
+    let source = match &o.published_from {
+        Some(d) => format!("the mtime of its file under {}: when the packager wrote it", d.display()),
+        None => "its segment's EXT-X-PROGRAM-DATE-TIME plus the durations of its parts up to it: when a packager on the playlist's clock has the part".to_string(),
+    };
+    let _ = writeln!(s, "Measured from each part's publication ({source}), in ms, leaving out the parts fetched at join; the distance behind the live edge is the wall-clock time minus the media time at the playhead (the buffered media's end, dated by the playlist, minus what is left to play), in ms:\n");
     let _ = writeln!(s, "| what | count | p50 | p90 | p99 | p99.9 | max |");
     let _ = writeln!(s, "| --- | ---: | ---: | ---: | ---: | ---: | ---: |");
     for (name, hh) in [

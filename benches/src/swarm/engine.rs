@@ -61,6 +61,9 @@ pub(super) struct Media {
     pub published_ms: Option<i64>,
     /// Asked for from an EXT-X-PRELOAD-HINT, before it was listed.
     pub hinted: bool,
+    /// Fetched to fill the start-up buffer (published before the viewer came): not a
+    /// measure of live delivery.
+    pub joining: bool,
     pub uri: String,
     /// The viewer's position epoch it was asked for in (a jump to the live edge starts a
     /// new one; media of an old epoch no longer feed the buffer).
@@ -190,6 +193,8 @@ pub(super) struct Engine {
     /// Unix time (ms) at `t0`, to turn instants into the wall clock playlists are dated in.
     t0: Instant,
     unix0_ms: i64,
+    /// With --published-from: file mtimes (ms) by URL path, a few hundred recent ones.
+    pub mtimes: std::collections::HashMap<String, i64>,
 }
 
 /// A non-blocking connect to `addr`, from source address `bind` when given. The port choice
@@ -268,6 +273,7 @@ impl Engine {
             buf: vec![0u8; 256 * 1024],
             t0: now,
             unix0_ms,
+            mtimes: std::collections::HashMap::new(),
         })
     }
 

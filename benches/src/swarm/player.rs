@@ -118,6 +118,7 @@ impl Engine {
                 duration: s.duration,
                 published_ms: s.start_ms.map(|t| t + (s.duration * 1000.0).round() as i64),
                 hinted: false,
+                joining: false,
                 uri: s.uri.clone(),
                 epoch: vw.epoch,
             };
@@ -201,6 +202,7 @@ impl Engine {
                     duration: part.duration,
                     published_ms: pl.part_published_ms(p),
                     hinted: false,
+                    joining,
                     uri: part.uri.clone(),
                     epoch: self.viewers[v].epoch,
                 };
@@ -228,6 +230,7 @@ impl Engine {
                         .part_published_ms(last)
                         .map(|t| t + (pt * 1000.0).round() as i64),
                     hinted: true,
+                    joining: false,
                     uri: hint.clone(),
                     epoch: self.viewers[v].epoch,
                 };
@@ -331,10 +334,12 @@ impl Engine {
             self.hist
                 .seg_ratio
                 .saturating_record(((took / dur) * 1000.0).round().max(1.0) as u64);
-        } else if let Some(p) = m.published_ms {
-            self.hist
-                .part_published()
-                .saturating_record(ms_to_us(now_ms - p));
+        } else if !m.joining {
+            if let Some(p) = self.file_published_ms(&req.path).or(m.published_ms) {
+                self.hist
+                    .part_published()
+                    .saturating_record(ms_to_us(now_ms - p));
+            }
         }
         let vw = &mut self.viewers[v];
         if m.epoch != vw.epoch {
@@ -370,6 +375,29 @@ impl Engine {
                 self.hist.edge().saturating_record(ms_to_us(edge));
             }
         }
+    }
+}
+
+impl Engine {
+    /// With --published-from DIR: when the file behind URL `path` was written (its mtime;
+    /// the packager renames it into place right after), else None.
+    fn file_published_ms(&mut self, path: &str) -> Option<i64> {
+        let root = self.o.published_from.as_ref()?;
+        if let Some(&t) = self.mtimes.get(path) {
+            return Some(t);
+        }
+        let file = root.join(path.split('?').next()?.trim_start_matches('/'));
+        let mtime = std::fs::metadata(file).ok()?.modified().ok()?;
+        let ms = mtime
+            .duration_since(std::time::UNIX_EPOCH)
+            .ok()?
+            .as_millis();
+        let ms = i64::try_from(ms).ok()?;
+        if self.mtimes.len() >= 512 {
+            self.mtimes.clear();
+        }
+        self.mtimes.insert(path.to_string(), ms);
+        Some(ms)
     }
 }
 

@@ -69,6 +69,7 @@ fn engine(url: &str, viewers: usize, until: impl Fn(&Counters) -> bool + 'static
         timeout: Duration::from_secs(30),
         bind: None,
         ll: false,
+        published_from: None,
         until: Some(Box::new(until)),
     }
 }
@@ -227,6 +228,8 @@ fn a_viewer_behind_the_window_jumps_to_the_live_edge() {
 /// `_HLS_msn`/`_HLS_part` and requests for unpublished parts until they are published, as
 /// corestream does; without it, it answers at once like a plain file server (nginx).
 struct LlOrigin {
+    /// Where part files are written as they are published (for --published-from).
+    dir: Option<std::path::PathBuf>,
     published: Mutex<u64>,
     cv: Condvar,
     blocking: bool,
@@ -241,17 +244,24 @@ const PART_MS: u64 = 100;
 const PARTS: u64 = 4;
 
 impl LlOrigin {
-    fn start(blocking: bool, stop: Arc<std::sync::atomic::AtomicBool>) -> Arc<LlOrigin> {
+    /// `date_shift_ms` moves the playlist's dates away from the real publication times.
+    fn start(
+        blocking: bool,
+        stop: Arc<std::sync::atomic::AtomicBool>,
+        dir: Option<std::path::PathBuf>,
+        date_shift_ms: i64,
+    ) -> Arc<LlOrigin> {
         let prefill = 2 * PARTS;
         let now_ms = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .unwrap()
             .as_millis() as i64;
         let o = Arc::new(LlOrigin {
+            dir,
             published: Mutex::new(prefill),
             cv: Condvar::new(),
             blocking,
-            t0_ms: now_ms - (prefill * PART_MS) as i64,
+            t0_ms: now_ms - (prefill * PART_MS) as i64 + date_shift_ms,
             served: Mutex::new(Default::default()),
             held: AtomicUsize::new(0),
             blocked_reloads: AtomicUsize::new(0),
@@ -264,6 +274,12 @@ impl LlOrigin {
                 // Part u is due at t0 + (u + 1) parts, on the same clock as its date.
                 let due = Duration::from_millis((n + 1 - prefill) * PART_MS);
                 std::thread::sleep(due.saturating_sub(start.elapsed()));
+                if let Some(d) = &p.dir {
+                    let _ = fs::write(
+                        d.join(format!("p{}.{}.ts", n / PARTS, n % PARTS)),
+                        [7u8; 100],
+                    );
+                }
                 n += 1;
                 *p.published.lock().unwrap() = n;
                 p.cv.notify_all();
@@ -370,12 +386,24 @@ fn ll_run(
     blocking: bool,
     until: impl Fn(&Counters) -> bool + 'static,
 ) -> (Counters, Hists, Arc<LlOrigin>) {
+    ll_run_with(blocking, None, 0, until)
+}
+
+fn ll_run_with(
+    blocking: bool,
+    dir: Option<std::path::PathBuf>,
+    date_shift_ms: i64,
+    until: impl Fn(&Counters) -> bool + 'static,
+) -> (Counters, Hists, Arc<LlOrigin>) {
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let origin = LlOrigin::start(blocking, stop.clone());
+    let origin = LlOrigin::start(blocking, stop.clone(), dir.clone(), date_shift_ms);
     let o = origin.clone();
     let addr = serve(move |path| o.respond(path));
+    // The files live in DIR as the URL paths /live/NAME name them.
+    let root = dir.and_then(|d| d.parent().map(|p| p.to_path_buf()));
     let (c, h) = run_engine(EngineOpts {
         ll: true,
+        published_from: root,
         ..engine(&format!("http://{addr}/live/index.m3u8"), 5, until)
     })
     .unwrap();
@@ -409,7 +437,11 @@ fn ll_viewers_block_and_fetch_hinted_parts() {
     );
     assert_eq!(c.errors(), 0, "{c:?}");
     assert_eq!(c.playing_viewers, 5, "{c:?}");
-    assert!(h.part_published().len() >= c.requests[part] - 5, "{c:?}");
+    // All but the parts fetched at join (at most PART-HOLD-BACK / PART-TARGET + 1 each).
+    assert!(
+        h.part_published().len() >= c.requests[part] - 5 * 4,
+        "{c:?}"
+    );
     assert!(!h.playlist_published().is_empty());
     assert!(!h.edge().is_empty());
 }
@@ -431,4 +463,31 @@ fn ll_viewers_poll_a_server_that_cannot_block() {
     assert!(served.values().all(|&n| n <= 5), "{served:?}");
     assert!(served.len() >= 10, "{served:?}");
     assert_eq!(c.playing_viewers, 5, "{c:?}");
+}
+
+/// --published-from takes publication times from the part files' mtimes, not from the
+/// playlist's dates: with dates five minutes in the past, only the files tell the truth.
+#[test]
+fn ll_publication_times_from_file_mtimes() {
+    const SHIFT_MS: u64 = 300_000;
+    let part = Kind::Part.index();
+    let enough = move |c: &Counters| c.requests[part] >= 5 * 8;
+    let (_, mut by_date, _) = ll_run_with(true, None, -(SHIFT_MS as i64), enough);
+    // Half the shift either side: far from the histogram's rounding and from any delay.
+    assert!(by_date.part_published().min() >= SHIFT_MS * 1000 / 2);
+    let dir = std::env::temp_dir()
+        .join(format!("csbench-mtime-{}", std::process::id()))
+        .join("live");
+    fs::create_dir_all(&dir).unwrap();
+    let (c, mut by_file, _) = ll_run_with(true, Some(dir.clone()), -(SHIFT_MS as i64), enough);
+    assert!(
+        by_file.part_published().len() >= c.requests[part] - 5 * 4,
+        "{c:?}"
+    );
+    let max = by_file.part_published().max();
+    assert!(
+        max < SHIFT_MS * 1000,
+        "{max} us: the playlist's dates were used"
+    );
+    fs::remove_dir_all(dir.parent().unwrap()).unwrap();
 }
