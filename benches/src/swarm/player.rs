@@ -165,7 +165,14 @@ impl Engine {
         };
         // When the part a blocking reload asked for appears in a playlist the viewer holds.
         if let Some(w) = req.wants.filter(|&w| pl.lists(w)) {
-            if let Some(p) = pl.part_published_ms(w) {
+            let file = pl.parts_of(w.0).and_then(|ps| ps.get(w.1)).map(|p| {
+                let media_path = self.viewers[v].media_path.as_deref().unwrap_or("/");
+                hls::resolve(media_path, &p.uri)
+            });
+            let published = file
+                .and_then(|f| self.file_published_ms(&f))
+                .or_else(|| pl.part_published_ms(w));
+            if let Some(p) = published {
                 let late = self.unix_ms(now) - p;
                 self.hist
                     .playlist_published()
