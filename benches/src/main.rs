@@ -128,7 +128,8 @@ enum Cmd {
         /// Time before an unanswered request counts as a timeout.
         #[arg(long, default_value = "10s", value_parser = duration)]
         timeout: Duration,
-        /// Viewers per process at most (each costs a descriptor; the ceiling is 20000).
+        /// Viewers per process at most (each costs a descriptor, two with --ll; the ceiling
+        /// is 20000 descriptors per process, which also caps this).
         #[arg(long, default_value_t = 15000)]
         per_process: usize,
         /// Spread over at least this many processes (e.g. one per CPU).

@@ -367,13 +367,16 @@ pub struct Opts {
 pub fn run(o: Opts) -> Result<(), String> {
     let soft = crate::machine::raise_nofile() as usize;
     let target = parse_url(&o.url)?;
-    let budget = soft.saturating_sub(100).min(o.per_process).max(1);
+    // An LL viewer holds two connections (playlists and media), a classic one one.
+    let fds_per_viewer = if o.ll { 2 } else { 1 };
+    let fit = soft.saturating_sub(100) / fds_per_viewer;
+    let budget = fit.min(o.per_process).max(1);
     let procs = o
         .processes
         .unwrap_or(1)
         .max(o.viewers.div_ceil(budget))
         .max(1);
-    if o.viewers.div_ceil(procs) > soft.saturating_sub(100) {
+    if o.viewers.div_ceil(procs) > fit {
         return Err(format!(
             "{} viewers per process exceed the fd limit {soft}; raise --processes",
             o.viewers.div_ceil(procs)
