@@ -32,6 +32,9 @@ const MIX_LUA: &str = include_str!("../lua/mix.lua");
 /// Connections per wrk process: below the 20000 fd ceiling and the ~28k ephemeral ports a
 /// single (source, destination) address pair offers.
 pub const CONNS_PER_CLIENT: usize = 16_000;
+/// Default connection levels and servers of a run.
+pub const LEVELS: &str = "100,1000,10000,50000,100000";
+pub const SERVERS: &str = "corestream,nginx,h2o,floor";
 /// The playlist the playlist scenario asks for (and the floor answers with).
 const PLAYLIST: &str = "/r2500/index.m3u8";
 
@@ -109,9 +112,14 @@ struct Run {
     server_died: bool,
 }
 
+/// Bytes per connection that memory grew by from `before` to `after`.
+fn per_conn(before: u64, after: u64, conns: usize) -> f64 {
+    (after as f64 - before as f64) / conns.max(1) as f64
+}
+
 impl Run {
     fn bytes_per_conn(&self) -> f64 {
-        (self.rss_peak as f64 - self.rss_base as f64) / self.conns.max(1) as f64
+        per_conn(self.rss_base, self.rss_peak, self.conns)
     }
 
     fn us_per_req(&self, cpu_s: f64) -> f64 {
@@ -313,10 +321,10 @@ struct IdleMemory {
 
 impl IdleMemory {
     fn user_per_conn(&self) -> f64 {
-        (self.rss_with as f64 - self.rss_before as f64) / self.level.max(1) as f64
+        per_conn(self.rss_before, self.rss_with, self.level)
     }
     fn kernel_per_conn(&self) -> f64 {
-        (self.slab_with as f64 - self.slab_before as f64) / self.level.max(1) as f64
+        per_conn(self.slab_before, self.slab_with, self.level)
     }
 }
 

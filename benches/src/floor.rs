@@ -121,22 +121,11 @@ mod tests {
 
     #[test]
     fn answers_every_request_on_a_keep_alive_connection() {
-        let l = TcpListener::bind("127.0.0.1:0").unwrap();
-        let addr = l.local_addr().unwrap();
-        drop(l);
-        let body = b"#EXTM3U\n".to_vec();
-        std::thread::spawn(move || run(addr, 1, response(&body, "text/plain")));
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-        let mut s = loop {
-            match TcpStream::connect(addr) {
-                Ok(s) => break s,
-                Err(_) if std::time::Instant::now() < deadline => {
-                    std::thread::sleep(std::time::Duration::from_millis(10))
-                }
-                Err(e) => panic!("floor did not listen: {e}"),
-            }
-        };
+        let l = listener("127.0.0.1:0".parse().unwrap()).unwrap();
+        let mut s = TcpStream::connect(l.local_addr().unwrap()).unwrap();
         let want = response(b"#EXTM3U\n", "text/plain");
+        let served = Vec::leak(want.clone());
+        std::thread::spawn(move || serve(&l, served));
         for _ in 0..3 {
             s.write_all(b"GET /x HTTP/1.1\r\nHost: a\r\n\r\n").unwrap();
             let mut got = vec![0u8; want.len()];

@@ -53,21 +53,13 @@ enum Cmd {
         #[arg(long, value_parser = whole_secs)]
         duration: Option<u64>,
         /// Connection levels, comma-separated.
-        #[arg(
-            long,
-            value_delimiter = ',',
-            default_value = "100,1000,10000,50000,100000"
-        )]
+        #[arg(long, value_delimiter = ',', default_value = compare::LEVELS)]
         connections: Vec<usize>,
         /// Scenarios, comma-separated: playlist, segment, mix.
         #[arg(long, value_delimiter = ',', default_value = "playlist,segment,mix")]
         scenarios: Vec<String>,
         /// Servers, comma-separated: corestream, nginx, h2o, floor.
-        #[arg(
-            long,
-            value_delimiter = ',',
-            default_value = "corestream,nginx,h2o,floor"
-        )]
+        #[arg(long, value_delimiter = ',', default_value = compare::SERVERS)]
         servers: Vec<String>,
         /// Connections per wrk process (lower it only to try the multi-client layout).
         #[arg(long, default_value_t = compare::CONNS_PER_CLIENT, hide = true)]

@@ -134,18 +134,14 @@ impl Server {
         layout: Layout,
         logdir: &Path,
     ) -> Result<Server, String> {
-        let cmds = (0..layout.processes).map(|_| {
+        Server::processes(Kind::Corestream, port, layout, logdir, || {
             let mut c = Command::new(bin);
             die_with_parent(&mut c)
-                .arg("--root")
-                .arg(root)
-                .arg("--listen")
-                .arg(format!("0.0.0.0:{port}"))
-                .arg("--workers")
-                .arg(layout.workers.to_string());
+                .args(["--root".as_ref(), root.as_os_str()])
+                .args(["--listen", &format!("0.0.0.0:{port}")])
+                .args(["--workers", &layout.workers.to_string()]);
             Ok(c)
-        });
-        Server::processes(Kind::Corestream, port, layout, cmds, logdir)
+        })
     }
 
     /// Start `layout.processes` floor processes answering with `response_file`.
@@ -155,27 +151,24 @@ impl Server {
         layout: Layout,
         logdir: &Path,
     ) -> Result<Server, String> {
-        let cmds = (0..layout.processes).map(|_| {
+        Server::processes(Kind::Floor, port, layout, logdir, || {
             let mut c = child::own("floor")?;
-            c.arg("--listen")
-                .arg(format!("0.0.0.0:{port}"))
-                .arg("--threads")
-                .arg(layout.workers.to_string())
+            c.args(["--listen", &format!("0.0.0.0:{port}")])
+                .args(["--threads", &layout.workers.to_string()])
                 .arg("--body")
                 .arg(response_file);
             Ok(c)
-        });
-        Server::processes(Kind::Floor, port, layout, cmds, logdir)
+        })
     }
 
-    /// Start one process per command, all on `port`, and wait until each prints its
-    /// "listening on" line and the port answers.
+    /// Start `layout.processes` processes made by `command`, all on `port`, and wait until
+    /// each prints its "listening on" line and the port answers.
     fn processes(
         kind: Kind,
         port: u16,
         layout: Layout,
-        cmds: impl Iterator<Item = Result<Command, String>>,
         logdir: &Path,
+        command: impl Fn() -> Result<Command, String>,
     ) -> Result<Server, String> {
         let name = kind.name();
         let mut s = Server {
@@ -188,8 +181,8 @@ impl Server {
             ),
         };
         let mut outs = Vec::new();
-        for (i, cmd) in cmds.enumerate() {
-            let mut cmd = cmd?;
+        for i in 0..layout.processes {
+            let mut cmd = command()?;
             let out = logdir.join(format!("{name}-{port}-{i}.out"));
             let err = logdir.join(format!("{name}-{port}-{i}.err"));
             let child = cmd
