@@ -400,12 +400,11 @@ fn main() -> ExitCode {
 mod tests {
     use super::*;
 
+    /// The shared parser (units, plain seconds) within a day; wrk's whole seconds round up.
     #[test]
     fn command_line_durations_take_units() {
-        assert_eq!(duration("60"), Ok(Duration::from_secs(60)));
         assert_eq!(duration("500ms"), Ok(Duration::from_millis(500)));
-        assert_eq!(duration("2m"), Ok(Duration::from_secs(120)));
-        assert!(duration("2d").is_err() && duration("-1").is_err() && duration("25h").is_err());
+        assert!(duration("25h").unwrap_err().contains("out of range"));
         assert_eq!(whole_secs("10s"), Ok(10));
         assert_eq!(whole_secs("1.5s"), Ok(2));
         assert_eq!(whole_secs("100ms"), Ok(1));
