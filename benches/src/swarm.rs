@@ -560,8 +560,14 @@ fn render(o: &Opts, c: &Counters, h: &Hists, wall: f64, layout: &str, t: &Target
     );
     let _ = writeln!(
         s,
-        "Unfinished at the end (queued or in flight, not in the percentiles above): {} requests, the oldest waiting {:.0} ms.\n",
-        c.unfinished, c.unfinished_oldest_ms_max as f64
+        "Unfinished at the end (queued or in flight, not in the percentiles above): {} requests, the oldest waiting {:.0} ms.{}\n",
+        c.unfinished,
+        c.unfinished_oldest_ms_max as f64,
+        if o.ll {
+            " An LL viewer normally has a blocking reload and a hinted part waiting at any time."
+        } else {
+            ""
+        }
     );
     let _ = writeln!(
         s,
