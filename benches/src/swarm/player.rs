@@ -6,8 +6,9 @@
 //! reload (`_HLS_msn`/`_HLS_part`) as soon as the previous answer arrives, and fetch the
 //! part named by EXT-X-PRELOAD-HINT at once. A server that does not block answers those
 //! reloads at once with what it has: the viewer then polls, every PART-TARGET, or half of
-//! it after an answer with nothing new (a player halves its reload interval on an unchanged
-//! playlist), and refetches a hinted part that was answered 404 once it is listed.
+//! it after an answer with nothing new (RFC 8216 6.3.4's wait of half the target duration
+//! after an unchanged reload, scaled to parts); a hinted part answered 404 is not asked for
+//! again but fetched once a playlist lists it.
 //!
 //! Either way, a viewer whose next media left the playlist window does not ask for expired
 //! files: it jumps to the live edge and rebuffers, counted as a stall and a live jump.
