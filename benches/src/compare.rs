@@ -1,10 +1,13 @@
-//! `compare`: corestream and nginx side by side on the same files, same machine, same run.
+//! `compare`: corestream, nginx, h2o and the floor (see `floor.rs`) side by side on the same
+//! files, same machine, same run.
 //!
-//! For each connection level both servers are started (laid out to fit the per-process fd
-//! ceiling), then for each scenario the rounds alternate A B, B A, ... so drift on a shared
-//! machine hits both. Each run is one or more wrk processes (one per <=16k connections, each
-//! aimed at its own loopback address 127.0.0.K so every client has its own ephemeral-port
-//! space) while the harness samples the server processes' CPU and RSS from /proc.
+//! For each connection level the servers are started (laid out to fit the per-process fd
+//! ceiling), then for each scenario the rounds alternate the order (A B C D, D C B A, ...) so
+//! drift on a shared machine hits all alike. Each run is one or more wrk processes (one per
+//! <=16k connections, each aimed at its own loopback address 127.0.0.K so every client has
+//! its own ephemeral-port space) while the harness samples CPU and RSS of the server
+//! processes and CPU of the wrk processes from /proc, so CPU per request splits into the
+//! server's share and the load generator's.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -14,7 +17,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::idle::Holder;
+use crate::child::die_with_parent;
+use crate::holder::Holder;
+use crate::machine::{self, cpus, host, today, tool_version};
 use crate::media;
 use crate::plot;
 use crate::procstat;
@@ -27,6 +32,11 @@ const MIX_LUA: &str = include_str!("../lua/mix.lua");
 /// Connections per wrk process: below the 20000 fd ceiling and the ~28k ephemeral ports a
 /// single (source, destination) address pair offers.
 pub const CONNS_PER_CLIENT: usize = 16_000;
+/// Default connection levels and servers of a run.
+pub const LEVELS: &str = "100,1000,10000,50000,100000";
+pub const SERVERS: &str = "corestream,nginx,h2o,floor";
+/// The playlist the playlist scenario asks for (and the floor answers with).
+const PLAYLIST: &str = "/r2500/index.m3u8";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Scenario {
@@ -68,27 +78,56 @@ pub struct Opts {
     pub duration_s: u64,
     pub levels: Vec<usize>,
     pub scenarios: Vec<Scenario>,
+    pub servers: Vec<Kind>,
     pub out_dir: PathBuf,
     pub corestream_bin: Option<PathBuf>,
     pub build: bool,
     pub port: u16,
     pub timeout_s: u64,
+    /// Connections per wrk process and per server process (lowered only to try the
+    /// multi-process layouts with few connections).
+    pub conns_per_client: usize,
+    pub conns_per_process: usize,
     pub command_line: String,
+}
+
+/// Whether `kind` takes part in `scenario` at `level` connections: the floor answers one
+/// fixed playlist, so it has nothing to say about segments or the mix; h2o runs as one process.
+fn takes_part(kind: Kind, scenario: Scenario, level: usize) -> bool {
+    match kind {
+        Kind::Floor => scenario == Scenario::Playlist,
+        Kind::H2o => level <= servers::H2O_MAX_CONNECTIONS,
+        Kind::Corestream | Kind::Nginx => true,
+    }
 }
 
 #[derive(Debug, Clone, Default)]
 struct Run {
     wrk: WrkResult,
     cpu_s: f64,
+    client_cpu_s: f64,
     rss_peak: u64,
     rss_base: u64,
     conns: usize,
     server_died: bool,
 }
 
+/// Bytes per connection that memory grew by from `before` to `after`.
+fn per_conn(before: u64, after: u64, conns: usize) -> f64 {
+    (after as f64 - before as f64) / conns.max(1) as f64
+}
+
 impl Run {
     fn bytes_per_conn(&self) -> f64 {
-        (self.rss_peak as f64 - self.rss_base as f64) / self.conns.max(1) as f64
+        per_conn(self.rss_base, self.rss_peak, self.conns)
+    }
+
+    fn us_per_req(&self, cpu_s: f64) -> f64 {
+        if self.wrk.requests == 0 {
+            f64::NAN
+        } else {
+            cpu_s * 1e6 / self.wrk.requests as f64
+        }
     }
 }
 
@@ -103,10 +142,17 @@ struct Summary {
     errors: [f64; 5],
     cpu_s: f64,
     cpu_us_per_req: f64,
+    client_us_per_req: f64,
     rss_peak: f64,
     bytes_per_conn: f64,
     rounds: usize,
     died: bool,
+}
+
+impl Summary {
+    fn error_total(&self) -> f64 {
+        self.errors.iter().sum()
+    }
 }
 
 fn summarize(runs: &[Run]) -> Summary {
@@ -144,13 +190,8 @@ fn summarize(runs: &[Run]) -> Summary {
             m(&|r| r.wrk.errors.status as f64),
         ],
         cpu_s: m(&|r| r.cpu_s),
-        cpu_us_per_req: m(&|r| {
-            if r.wrk.requests == 0 {
-                f64::NAN
-            } else {
-                r.cpu_s * 1e6 / r.wrk.requests as f64
-            }
-        }),
+        cpu_us_per_req: m(&|r| r.us_per_req(r.cpu_s)),
+        client_us_per_req: m(&|r| r.us_per_req(r.client_cpu_s)),
         rss_peak: m(&|r| r.rss_peak as f64),
         bytes_per_conn: m(&|r| r.bytes_per_conn()),
         rounds: runs.len(),
@@ -158,29 +199,8 @@ fn summarize(runs: &[Run]) -> Summary {
     }
 }
 
-/// Raise the soft fd limit to the hard one (wrk and holders inherit it); returns the soft limit.
-pub fn raise_nofile() -> u64 {
-    let mut rl = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit/setrlimit write/read the struct we own.
-    unsafe {
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut rl) == 0 && rl.rlim_cur < rl.rlim_max {
-            rl.rlim_cur = rl.rlim_max;
-            libc::setrlimit(libc::RLIMIT_NOFILE, &rl);
-        }
-        libc::getrlimit(libc::RLIMIT_NOFILE, &mut rl);
-    }
-    rl.rlim_cur
-}
-
-pub fn cpus() -> usize {
-    std::thread::available_parallelism().map_or(1, |n| n.get())
-}
-
-fn client_split(conns: usize) -> Vec<usize> {
-    let n = conns.div_ceil(CONNS_PER_CLIENT).max(1);
+fn client_split(conns: usize, per_client: usize) -> Vec<usize> {
+    let n = conns.div_ceil(per_client.max(1)).max(1);
     (0..n)
         .map(|i| conns / n + usize::from(i < conns % n))
         .collect()
@@ -194,7 +214,7 @@ fn spawn_wrk(
     script: &Path,
     url: &str,
 ) -> Result<Child, String> {
-    servers::die_with_parent(&mut Command::new("wrk"))
+    die_with_parent(&mut Command::new("wrk"))
         .arg(format!("-t{threads}"))
         .arg(format!("-c{conns}"))
         .arg(format!("-d{duration_s}s"))
@@ -218,7 +238,7 @@ fn run_one(
 ) -> Result<Run, String> {
     let pids = server.pids();
     let (cpu0, rss_base) = procstat::totals(&pids);
-    let split = client_split(conns);
+    let split = client_split(conns, opts.conns_per_client);
     let threads = if split.len() == 1 { conns.min(2) } else { 1 };
     let mut kids = Vec::new();
     for (k, c) in split.iter().enumerate() {
@@ -237,16 +257,23 @@ fn run_one(
             &url,
         )?);
     }
+    // wrk's CPU, read from /proc before each check for its exit: an exited child stays a
+    // zombie with its final times until try_wait reaps it, so the last reading is final
+    // (up to the instant between the read and the exit).
+    let mut client_cpu = vec![0.0f64; kids.len()];
+    let mut done = vec![false; kids.len()];
     let mut rss_peak = rss_base;
     let deadline = Instant::now() + Duration::from_secs(opts.duration_s + opts.timeout_s + 30);
     loop {
-        let running = kids
-            .iter_mut()
-            .map(|k| k.try_wait())
-            .filter(|r| matches!(r, Ok(None)))
-            .count();
+        for (i, k) in kids.iter_mut().enumerate() {
+            if done[i] {
+                continue;
+            }
+            client_cpu[i] = client_cpu[i].max(procstat::cpu_seconds(k.id() as i32));
+            done[i] = !matches!(k.try_wait(), Ok(None));
+        }
         rss_peak = rss_peak.max(procstat::totals(&pids).1);
-        if running == 0 {
+        if done.iter().all(|d| *d) {
             break;
         }
         if Instant::now() > deadline {
@@ -273,6 +300,7 @@ fn run_one(
     Ok(Run {
         wrk: wrk::merge(&parts),
         cpu_s: cpu1 - cpu0,
+        client_cpu_s: client_cpu.iter().sum(),
         rss_peak,
         rss_base,
         conns,
@@ -280,70 +308,100 @@ fn run_one(
     })
 }
 
-/// RSS of a fresh server before and after `conns` idle keep-alive connections (each has
-/// completed one playlist request), held by idle-holder children.
-fn idle_memory(server: &Server, conns: usize) -> Result<(u64, u64), String> {
+/// Memory of a fresh server before and after `conns` idle keep-alive connections.
+struct IdleMemory {
+    level: usize,
+    server: &'static str,
+    rss_before: u64,
+    rss_with: u64,
+    /// Kernel slab memory of the whole box (/proc/meminfo Slab) before and with them.
+    slab_before: u64,
+    slab_with: u64,
+}
+
+impl IdleMemory {
+    fn user_per_conn(&self) -> f64 {
+        per_conn(self.rss_before, self.rss_with, self.level)
+    }
+    fn kernel_per_conn(&self) -> f64 {
+        per_conn(self.slab_before, self.slab_with, self.level)
+    }
+}
+
+/// RSS of a fresh server and the box's slab memory before and after `conns` idle keep-alive
+/// connections (each has completed one playlist request), held by idle-holder children.
+fn idle_memory(server: &Server, conns: usize, per_client: usize) -> Result<IdleMemory, String> {
     let pids = server.pids();
     {
         // Warm-up so one-time allocations (first request, date cache) are not counted.
         let mut h = Holder::spawn(
             SocketAddr::from(([127, 0, 0, 1], server.port)),
             conns.min(100),
-            Some("/r2500/index.m3u8"),
+            Some(PLAYLIST),
         )?;
         h.wait_ready()?;
     }
     std::thread::sleep(Duration::from_millis(300));
-    let base = procstat::totals(&pids).1;
+    let rss_before = procstat::totals(&pids).1;
+    let slab_before = procstat::slab_bytes();
     let mut holders = Vec::new();
-    for (k, c) in client_split(conns).iter().enumerate() {
+    for (k, c) in client_split(conns, per_client).iter().enumerate() {
         let addr = SocketAddr::from(([127, 0, 0, k as u8 + 1], server.port));
-        holders.push(Holder::spawn(addr, *c, Some("/r2500/index.m3u8"))?);
+        holders.push(Holder::spawn(addr, *c, Some(PLAYLIST))?);
     }
     for h in &mut holders {
         h.wait_ready()?;
     }
     std::thread::sleep(Duration::from_millis(500));
-    let with = procstat::totals(&pids).1;
+    let rss_with = procstat::totals(&pids).1;
+    let slab_with = procstat::slab_bytes();
     drop(holders);
     std::thread::sleep(Duration::from_millis(500));
-    Ok((base, with))
+    Ok(IdleMemory {
+        level: conns,
+        server: server.kind.name(),
+        rss_before,
+        rss_with,
+        slab_before,
+        slab_with,
+    })
 }
 
-fn host() -> String {
-    fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|s| s.trim().to_string())
-        .unwrap_or_else(|_| "host".into())
-}
-
-fn tool_version(cmd: &str, arg: &str) -> String {
-    Command::new(cmd)
-        .arg(arg)
-        .output()
-        .map(|o| {
-            let t = format!(
-                "{}{}",
-                String::from_utf8_lossy(&o.stdout),
-                String::from_utf8_lossy(&o.stderr)
-            );
-            t.lines().next().unwrap_or("").trim().to_string()
-        })
-        .unwrap_or_else(|_| format!("{cmd}: not found"))
-}
-
-pub fn today() -> String {
-    Command::new("date")
-        .args(["-u", "+%F"])
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
-        .unwrap_or_else(|_| "undated".into())
+/// Start `kind` for one level on `port`.
+fn start(
+    kind: Kind,
+    bin: &Path,
+    work: &Path,
+    port: u16,
+    layout: Layout,
+    level: usize,
+) -> Result<Server, String> {
+    let root = work.join("www");
+    match kind {
+        Kind::Corestream => Server::corestream(bin, &root, port, layout, work),
+        Kind::Nginx => Server::nginx(&root, port, layout, &work.join(format!("nginx-{level}"))),
+        Kind::H2o => Server::h2o(
+            &root,
+            port,
+            cpus(),
+            servers::H2O_MAX_CONNECTIONS + 100,
+            &work.join(format!("h2o-{level}")),
+        ),
+        Kind::Floor => Server::floor(
+            &root.join(PLAYLIST.trim_start_matches('/')),
+            port,
+            layout,
+            work,
+        ),
+    }
 }
 
 pub fn run(opts: Opts) -> Result<(), String> {
-    let nofile = raise_nofile();
-    if nofile < (CONNS_PER_CLIENT + 100) as u64 {
+    let nofile = machine::raise_nofile();
+    if nofile < (opts.conns_per_client + 100) as u64 {
         eprintln!(
-            "warning: RLIMIT_NOFILE is {nofile}; wrk processes are given up to {CONNS_PER_CLIENT} connections each and may fail. Raise it (ulimit -n 20000)."
+            "warning: RLIMIT_NOFILE is {nofile}; wrk processes are given up to {} connections each and may fail. Raise it (ulimit -n 20000).",
+            opts.conns_per_client
         );
     }
     let bin = match &opts.corestream_bin {
@@ -366,60 +424,83 @@ pub fn run(opts: Opts) -> Result<(), String> {
     }
     let cpus = cpus();
     let mut notes = Vec::new();
-    let mut results: BTreeMap<(usize, Scenario, &'static str), Summary> = BTreeMap::new();
-    let mut idle_mem: Vec<(usize, &'static str, u64, u64)> = Vec::new();
-    let total_runs = opts.levels.len() * opts.scenarios.len() * opts.rounds * 2;
+    let mut results: BTreeMap<(usize, Scenario, Kind), Summary> = BTreeMap::new();
+    let mut idle_mem: Vec<IdleMemory> = Vec::new();
+    let mut total_runs = 0;
+    for &l in &opts.levels {
+        for &sc in &opts.scenarios {
+            total_runs += opts
+                .servers
+                .iter()
+                .filter(|&&k| takes_part(k, sc, l))
+                .count();
+        }
+    }
+    total_runs *= opts.rounds;
     let mut done = 0;
     let t_start = Instant::now();
 
     for (li, &level) in opts.levels.iter().enumerate() {
-        let layout: Layout = servers::layout_for(level, cpus);
-        let cs_port = opts.port + (li as u16) * 2;
-        let ng_port = cs_port + 1;
-        let mut cs = Server::corestream(&bin, &root, cs_port, layout, &work)?;
-        let mut ng = Server::nginx(&root, ng_port, layout, &work.join(format!("nginx-{level}")))?;
-        let split = client_split(level);
+        let layout: Layout = servers::layout_for(level, cpus, opts.conns_per_process);
+        let kinds: Vec<Kind> = opts
+            .servers
+            .iter()
+            .copied()
+            .filter(|&k| opts.scenarios.iter().any(|&sc| takes_part(k, sc, level)))
+            .collect();
+        let mut running: Vec<Server> = Vec::new();
+        for (ki, &kind) in kinds.iter().enumerate() {
+            let port = opts.port + (li * Kind::ALL.len() + ki) as u16;
+            running.push(start(kind, &bin, &work, port, layout, level)?);
+        }
+        let split = client_split(level, opts.conns_per_client);
         let addrs: Vec<String> = (1..=split.len()).map(|k| format!("127.0.0.{k}")).collect();
-        let note = format!(
-            "{level} connections: {}; {}; clients: {} wrk process(es) x {} connection(s) ({} thread(s) each) to {}",
-            cs.describe,
-            ng.describe,
+        let mut note = format!("{level} connections: ");
+        for s in &running {
+            let _ = write!(note, "{}; ", s.describe);
+        }
+        let _ = write!(
+            note,
+            "clients: {} wrk process(es) x {} connection(s) ({} thread(s) each) to {}",
             split.len(),
             split[0],
             if split.len() == 1 { level.min(2) } else { 1 },
             addrs.join(", ")
         );
+        for k in opts.servers.iter().filter(|k| !kinds.contains(k)) {
+            let _ = write!(note, "; {} left out at this level", k.name());
+        }
         eprintln!("== {note}");
         notes.push(note);
-        for server in [&cs, &ng] {
-            let (base, with) = idle_memory(server, level)?;
+        for server in &running {
+            let m = idle_memory(server, level, opts.conns_per_client)?;
             eprintln!(
-                "idle memory {} with {level} keep-alive connections: {:.1} MB -> {:.1} MB = {:.0} B/conn",
-                server.kind.name(),
-                base as f64 / 1e6,
-                with as f64 / 1e6,
-                (with as f64 - base as f64) / level as f64
+                "idle memory {} with {level} keep-alive connections: {:.1} MB -> {:.1} MB = {:.0} B/conn user space; kernel slab {:+.0} B/conn (both ends)",
+                m.server,
+                m.rss_before as f64 / 1e6,
+                m.rss_with as f64 / 1e6,
+                m.user_per_conn(),
+                m.kernel_per_conn()
             );
-            idle_mem.push((level, server.kind.name(), base, with));
+            idle_mem.push(m);
         }
         for &sc in &opts.scenarios {
             let mut runs: BTreeMap<Kind, Vec<Run>> = BTreeMap::new();
+            let mut order: Vec<usize> = (0..running.len())
+                .filter(|&i| takes_part(running[i].kind, sc, level))
+                .collect();
             for round in 0..opts.rounds {
-                let order = if round % 2 == 0 {
-                    [Kind::Corestream, Kind::Nginx]
-                } else {
-                    [Kind::Nginx, Kind::Corestream]
-                };
-                for kind in order {
-                    let server = if kind == Kind::Corestream {
-                        &mut cs
-                    } else {
-                        &mut ng
-                    };
+                // A B C D, D C B A, ...: drift within a round hits the servers alike.
+                if round > 0 {
+                    order.reverse();
+                }
+                for &i in &order {
+                    let server = &mut running[i];
+                    let kind = server.kind;
                     let r = run_one(server, sc, level, &opts, &scripts)?;
                     done += 1;
                     eprintln!(
-                        "[{done}/{total_runs} {:.0}s] {level} {} {} round {}: {:.0} req/s, {:.1} MB/s, p99 {:.2} ms, errors {}, cpu {:.2}s, rss {:.1} MB{}",
+                        "[{done}/{total_runs} {:.0}s] {level} {} {} round {}: {:.0} req/s, {:.1} MB/s, p99 {:.2} ms, errors {}, cpu server {:.2}s wrk {:.2}s, rss {:.1} MB{}",
                         t_start.elapsed().as_secs_f64(),
                         sc.name(),
                         kind.name(),
@@ -429,6 +510,7 @@ pub fn run(opts: Opts) -> Result<(), String> {
                         r.wrk.quantiles_ms.get(&Pct::from_f64(99.0)).copied().unwrap_or(f64::NAN),
                         r.wrk.errors.total(),
                         r.cpu_s,
+                        r.client_cpu_s,
                         r.rss_peak as f64 / 1e6,
                         if r.server_died { " SERVER DIED" } else { "" }
                     );
@@ -443,11 +525,12 @@ pub fn run(opts: Opts) -> Result<(), String> {
                 }
             }
             for (kind, rs) in runs {
-                results.insert((level, sc, kind.name()), summarize(&rs));
+                results.insert((level, sc, kind), summarize(&rs));
             }
         }
-        cs.stop();
-        ng.stop();
+        for s in &mut running {
+            s.stop();
+        }
         // Let client TIME_WAIT sockets and server teardown settle before the next level.
         std::thread::sleep(Duration::from_secs(1));
     }
@@ -516,41 +599,46 @@ fn ratio(a: f64, b: f64) -> String {
 fn render(
     opts: &Opts,
     notes: &[String],
-    results: &BTreeMap<(usize, Scenario, &'static str), Summary>,
-    idle_mem: &[(usize, &'static str, u64, u64)],
+    results: &BTreeMap<(usize, Scenario, Kind), Summary>,
+    idle_mem: &[IdleMemory],
     cpus: usize,
 ) -> String {
+    let names: Vec<&str> = opts.servers.iter().map(|k| k.name()).collect();
     let mut s = String::new();
-    let _ = writeln!(s, "# corestream vs nginx on {} ({})\n", host(), today());
+    let _ = writeln!(s, "# {} on {} ({})\n", names.join(" vs "), host(), today());
     let _ = writeln!(s, "Command: `{}`\n", opts.command_line);
     let _ = writeln!(
         s,
-        "Machine: {cpus} CPUs, kernel {}, {}, {}. Servers and clients share the machine over loopback; other jobs may be running, so numbers are noisy. Servers alternate within every scenario (A B, B A, ...), {} round(s) of {} s each; every figure is the median over rounds. wrk --timeout {} s.\n",
-        fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default().trim(),
+        "Machine: {cpus} CPUs, kernel {}, {}, {}, {}. Servers and clients share the machine over loopback; other jobs may be running, so numbers are noisy. Servers alternate within every scenario (A B C D, D C B A, ...), {} round(s) of {} s each; every figure is the median over rounds. wrk --timeout {} s.\n",
+        machine::kernel(),
         tool_version("nginx", "-v"),
+        tool_version("h2o", "--version"),
         tool_version("wrk", "-v").split_whitespace().take(2).collect::<Vec<_>>().join(" "),
         opts.rounds,
         opts.duration_s,
         opts.timeout_s
     );
-    let _ = writeln!(s, "Media: 2 s segments at 5, 2.5 and 1 Mbit/s ({} / {} / {} bytes, random bytes), live media playlists of {} bytes, a master playlist. Scenarios: playlist = GET /r2500/index.m3u8; segment = GET /r2500/seg3.ts; viewer-mix = master once per 100 playlist+segment pairs, renditions 30/50/20% (benches/lua/mix.lua).\n",
+    let _ = writeln!(s, "Media: 2 s segments at 5, 2.5 and 1 Mbit/s ({} / {} / {} bytes, random bytes), live media playlists of {} bytes, a master playlist. Scenarios: playlist = GET {PLAYLIST}; segment = GET /r2500/seg3.ts; viewer-mix = master once per 100 playlist+segment pairs, renditions 30/50/20% (benches/lua/mix.lua). The floor (benches/src/floor.rs: one read and one write per request of a response built at start, the same playlist bytes, no parsing) takes part in the playlist scenario only; h2o (one process) up to {} connections.\n",
         media::segment_bytes(5000), media::segment_bytes(2500), media::segment_bytes(1000),
-        media::media_playlist(0, media::SEGMENTS_PER_RENDITION, media::SEGMENT_SECONDS).len());
+        media::media_playlist(0, media::SEGMENTS_PER_RENDITION, media::SEGMENT_SECONDS).len(),
+        servers::H2O_MAX_CONNECTIONS);
     let _ = writeln!(s, "Process layout per level (each process stays under the 20000-fd ceiling; several wrk processes each target their own 127.0.0.K address, which a 0.0.0.0 listener accepts):\n");
     for n in notes {
         let _ = writeln!(s, "- {n}");
     }
-    let _ = writeln!(s, "\nRSS is the peak sum over all server processes sampled every 200 ms during the run; dRSS/conn = (peak RSS - RSS before the run) / connections under load (user-space memory only; kernel socket buffers are not included; see the idle table below for the per-connection cost at rest). CPU = utime+stime of all server processes over the run. ok req/s counts 2xx/3xx answers only; latency percentiles are wrk's and include every answer.\n");
-    let _ = writeln!(s, "| conns | scenario | server | ok req/s | MB/s | p50 ms | p99 ms | p99.9 ms | errors conn/read/write/timeout/non-2xx | CPU s | CPU us/req | RSS MB | dRSS/conn B |");
+    let _ = writeln!(s, "\nRSS is the peak sum over all server processes sampled every 200 ms during the run; dRSS/conn = (peak RSS - RSS before the run) / connections under load (user-space memory only; see the idle table below for the per-connection cost at rest). CPU = utime+stime of all server processes over the run (server) and of the wrk processes (wrk), from /proc/PID/stat; per request = CPU / requests answered. ok req/s counts 2xx/3xx answers only; latency percentiles are wrk's and include every answer.\n");
+    let _ = writeln!(s, "| conns | scenario | server | ok req/s | MB/s | p50 ms | p99 ms | p99.9 ms | errors conn/read/write/timeout/non-2xx | CPU s | server CPU us/req | wrk CPU us/req | server share | RSS MB | dRSS/conn B |");
     let _ = writeln!(
         s,
-        "| ---: | --- | --- | ---: | ---: | ---: | ---: | ---: | --- | ---: | ---: | ---: | ---: |"
+        "| ---: | --- | --- | ---: | ---: | ---: | ---: | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: |"
     );
-    for ((level, sc, name), m) in results {
+    for ((level, sc, kind), m) in results {
+        let share = m.cpu_us_per_req / (m.cpu_us_per_req + m.client_us_per_req) * 100.0;
         let _ = writeln!(
             s,
-            "| {level} | {} | {name}{} | {:.0} | {:.1} | {} | {} | {} | {:.0}/{:.0}/{:.0}/{:.0}/{:.0} | {:.2} | {} | {:.1} | {:.0} |",
+            "| {level} | {} | {}{} | {:.0} | {:.1} | {} | {} | {} | {:.0}/{:.0}/{:.0}/{:.0}/{:.0} | {:.2} | {} | {} | {}% | {:.1} | {:.0} |",
             sc.name(),
+            kind.name(),
             if m.died { " (DIED)" } else { "" },
             m.req_s,
             m.bytes_s / 1e6,
@@ -563,56 +651,73 @@ fn render(
             m.errors[3],
             m.errors[4],
             m.cpu_s,
-            f1(m.cpu_us_per_req),
+            f2(m.cpu_us_per_req),
+            f2(m.client_us_per_req),
+            f1(share),
             m.rss_peak / 1e6,
             m.bytes_per_conn
         );
     }
-    let _ = writeln!(s, "\nA latency of '-' means no request completed within the run: at 10k-50k connections all downloading a 687 KB segment at once, the box's ~1-4 GB/s is shared so thinly that a 10 s run may finish few or none; MB/s is the meaningful figure there.\n");
-    let _ = writeln!(s, "Idle keep-alive memory: fresh servers, each connection made one playlist request and then stays open and silent (held by idle-holder child processes). B/conn = RSS delta / connections, user space only. nginx allocates its connection and event arrays for worker_connections (19000 per worker) when a worker starts, so that part of its per-connection cost is in its base RSS, not the delta.\n");
+    let _ = writeln!(s, "\nA latency of '-' means no request completed within the run: at 10k-100k connections all downloading a 687 KB segment at once, the box's ~1-4 GB/s is shared so thinly that a 10 s run may finish few or none; MB/s is the meaningful figure there.\n");
+    let _ = writeln!(s, "Idle keep-alive memory: fresh servers, each connection made one playlist request and then stays open and silent (held by idle-holder child processes). User space = server RSS delta / connections. nginx allocates its connection and event arrays for worker_connections (19000 per worker) when a worker starts, so that part of its per-connection cost is in its base RSS, not the delta. Kernel = delta of the box's slab memory (/proc/meminfo Slab) / connections: both ends of each loopback connection (client and server socket, inode, file, dentry, and the server's epoll item) and whatever else the box allocated meanwhile, so read it as an upper bound and compare servers within one level.\n");
     let _ = writeln!(
         s,
-        "| conns | server | RSS before MB | RSS with idle conns MB | B/conn |"
+        "| conns | server | RSS before MB | RSS with idle conns MB | user B/conn | slab delta MB | kernel B/conn (both ends) |"
     );
-    let _ = writeln!(s, "| ---: | --- | ---: | ---: | ---: |");
-    for (level, name, base, with) in idle_mem {
+    let _ = writeln!(s, "| ---: | --- | ---: | ---: | ---: | ---: | ---: |");
+    for m in idle_mem {
         let _ = writeln!(
             s,
-            "| {level} | {name} | {:.1} | {:.1} | {:.0} |",
-            *base as f64 / 1e6,
-            *with as f64 / 1e6,
-            (*with as f64 - *base as f64) / *level as f64
+            "| {} | {} | {:.1} | {:.1} | {:.0} | {:.1} | {:.0} |",
+            m.level,
+            m.server,
+            m.rss_before as f64 / 1e6,
+            m.rss_with as f64 / 1e6,
+            m.user_per_conn(),
+            (m.slab_with as f64 - m.slab_before as f64) / 1e6,
+            m.kernel_per_conn()
         );
     }
-    let _ = writeln!(s, "\ncorestream / nginx (req/s and MB/s: higher is better for corestream; p99, CPU per request and B/conn: lower is better):\n");
+    let others: Vec<Kind> = opts
+        .servers
+        .iter()
+        .copied()
+        .filter(|&k| k != Kind::Corestream)
+        .collect();
+    let _ = writeln!(s, "\ncorestream / each other server, same run (req/s and MB/s: higher is better for corestream; p99, p99.9, CPU per request and dRSS/conn: lower is better):\n");
     let _ = writeln!(
         s,
-        "| conns | scenario | req/s | MB/s | p99 | p99.9 | CPU us/req | dRSS/conn | rounds |"
+        "| conns | scenario | vs | req/s | MB/s | p99 | p99.9 | server CPU us/req | dRSS/conn | errors corestream / other | rounds |"
     );
     let _ = writeln!(
         s,
-        "| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
+        "| ---: | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | --- | ---: |"
     );
     for &level in &opts.levels {
         for &sc in &opts.scenarios {
-            let (Some(a), Some(b)) = (
-                results.get(&(level, sc, "corestream")),
-                results.get(&(level, sc, "nginx")),
-            ) else {
-                continue;
-            };
-            let _ = writeln!(
-                s,
-                "| {level} | {} | {} | {} | {} | {} | {} | {} | {} |",
-                sc.name(),
-                ratio(a.req_s, b.req_s),
-                ratio(a.bytes_s, b.bytes_s),
-                ratio(a.p99, b.p99),
-                ratio(a.p999, b.p999),
-                ratio(a.cpu_us_per_req, b.cpu_us_per_req),
-                ratio(a.bytes_per_conn, b.bytes_per_conn),
-                a.rounds
-            );
+            for &other in &others {
+                let (Some(a), Some(b)) = (
+                    results.get(&(level, sc, Kind::Corestream)),
+                    results.get(&(level, sc, other)),
+                ) else {
+                    continue;
+                };
+                let _ = writeln!(
+                    s,
+                    "| {level} | {} | {} | {} | {} | {} | {} | {} | {} | {:.0} / {:.0} | {} |",
+                    sc.name(),
+                    other.name(),
+                    ratio(a.req_s, b.req_s),
+                    ratio(a.bytes_s, b.bytes_s),
+                    ratio(a.p99, b.p99),
+                    ratio(a.p999, b.p999),
+                    ratio(a.cpu_us_per_req, b.cpu_us_per_req),
+                    ratio(a.bytes_per_conn, b.bytes_per_conn),
+                    a.error_total(),
+                    b.error_total(),
+                    a.rounds
+                );
+            }
         }
     }
     s
@@ -620,27 +725,31 @@ fn render(
 
 fn plot_files(
     opts: &Opts,
-    results: &BTreeMap<(usize, Scenario, &'static str), Summary>,
+    results: &BTreeMap<(usize, Scenario, Kind), Summary>,
     stem: &Path,
 ) -> (String, String) {
     let mut data = String::from("# conns");
     let mut cols = Vec::new();
     for &sc in &opts.scenarios {
-        for name in ["corestream", "nginx"] {
+        for &kind in &opts.servers {
+            if !opts.levels.iter().any(|&l| takes_part(kind, sc, l)) {
+                continue;
+            }
+            let name = kind.name();
             let _ = write!(
                 data,
                 " {}_{name}_reqs {}_{name}_p99ms",
                 sc.name(),
                 sc.name()
             );
-            cols.push((sc, name));
+            cols.push((sc, kind));
         }
     }
     data.push('\n');
     for &level in &opts.levels {
         let _ = write!(data, "{level}");
-        for (sc, name) in &cols {
-            match results.get(&(level, *sc, *name)) {
+        for (sc, kind) in &cols {
+            match results.get(&(level, *sc, *kind)) {
                 Some(m) => {
                     let _ = write!(data, " {:.1} {:.3}", m.req_s, m.p99);
                 }
@@ -661,18 +770,19 @@ fn plot_files(
         .unwrap_or_default();
     let mut plots_t = Vec::new();
     let mut plots_p = Vec::new();
-    for (i, (sc, name)) in cols.iter().enumerate() {
-        let dash = if *name == "corestream" { 1 } else { 2 };
+    for (i, (sc, kind)) in cols.iter().enumerate() {
+        let dash = *kind as usize + 1;
         let color = ["#1f77b4", "#d62728", "#2ca02c"][*sc as usize % 3];
         let style = format!(
-            "w lp lw 2 dt {dash} lc rgb '{color}' title '{} {name}'",
-            sc.name()
+            "w lp lw 2 dt {dash} lc rgb '{color}' title '{} {}'",
+            sc.name(),
+            kind.name()
         );
         plots_t.push(format!("'{datn}' u 1:{} {style}", 2 + 2 * i));
         plots_p.push(format!("'{datn}' u 1:{} {style}", 3 + 2 * i));
     }
     let script = format!(
-        "set terminal pngcairo size 1200,500 noenhanced\nset output '{pngn}'\nset multiplot layout 1,2 title 'corestream (solid) vs nginx (dashed), {}'\nset logscale x\nset xlabel 'connections'\nset grid\nset key bottom left font ',8'\nset logscale y\nset ylabel 'ok requests/s (log)'\nplot {}\nset key top left font ',8'\nset ylabel 'p99 latency (ms)'\nplot {}\nunset multiplot\n",
+        "set terminal pngcairo size 1200,500 noenhanced\nset output '{pngn}'\nset multiplot layout 1,2 title 'corestream (solid) vs nginx, h2o, floor (dashed), {}'\nset logscale x\nset xlabel 'connections'\nset grid\nset key bottom left font ',8'\nset logscale y\nset ylabel 'ok requests/s (log)'\nplot {}\nset key top left font ',8'\nset ylabel 'p99 latency (ms)'\nplot {}\nunset multiplot\n",
         host(),
         plots_t.join(", "),
         plots_p.join(", ")
@@ -686,12 +796,17 @@ mod tests {
 
     #[test]
     fn client_split_stays_under_budget() {
-        assert_eq!(client_split(100), vec![100]);
-        assert_eq!(client_split(10_000), vec![10_000]);
-        let s = client_split(50_000);
-        assert_eq!(s.iter().sum::<usize>(), 50_000);
-        assert!(s.len() >= 4 && s.iter().all(|&c| c <= CONNS_PER_CLIENT));
-        let s = client_split(16_001);
+        assert_eq!(client_split(100, CONNS_PER_CLIENT), vec![100]);
+        assert_eq!(client_split(10_000, CONNS_PER_CLIENT), vec![10_000]);
+        for level in [50_000, 100_000] {
+            let s = client_split(level, CONNS_PER_CLIENT);
+            assert_eq!(s.iter().sum::<usize>(), level);
+            assert!(s.iter().all(|&c| c <= CONNS_PER_CLIENT));
+            // One destination address each, every one within 127.0.0.0/8's last octet.
+            assert!(s.len() < 255);
+        }
+        assert_eq!(client_split(100_000, CONNS_PER_CLIENT).len(), 7);
+        let s = client_split(16_001, CONNS_PER_CLIENT);
         assert_eq!(s, vec![8001, 8000]);
     }
 
@@ -701,5 +816,20 @@ mod tests {
             assert_eq!(Scenario::parse(s.name()).unwrap(), s);
         }
         assert!(Scenario::parse("x").unwrap_err().contains("use playlist"));
+    }
+
+    #[test]
+    fn who_takes_part() {
+        // The floor answers one fixed playlist: nothing to say about segments or the mix.
+        assert!(takes_part(Kind::Floor, Scenario::Playlist, 100_000));
+        assert!(!takes_part(Kind::Floor, Scenario::Segment, 100));
+        assert!(!takes_part(Kind::Floor, Scenario::Mix, 100));
+        // h2o is one process: only levels its descriptors can hold.
+        assert!(takes_part(Kind::H2o, Scenario::Segment, 1_000));
+        assert!(!takes_part(Kind::H2o, Scenario::Playlist, 10_000));
+        for sc in [Scenario::Playlist, Scenario::Segment, Scenario::Mix] {
+            assert!(takes_part(Kind::Corestream, sc, 100_000));
+            assert!(takes_part(Kind::Nginx, sc, 100_000));
+        }
     }
 }

@@ -3,154 +3,23 @@
 //! read them) with poll(2) and with edge-triggered epoll_wait(2).
 //!
 //! The idle connections are real loopback TCP connections whose client ends live in a child
-//! process (`idle-holder`), so this process spends one descriptor per idle connection and
-//! 19k fit under the 20000-fd ceiling. The active ones are socketpairs, both ends here.
-//!
-//! `idle-holder` is also used by `compare` to hold idle keep-alive connections to a server
-//! and measure its memory per connection.
+//! process (`idle-holder`, see `holder.rs`), so this process spends one descriptor per idle
+//! connection and 19k fit under the 20000-fd ceiling. The active ones are socketpairs, both
+//! ends here. The syscalls are called raw on purpose: their cost is what is measured.
 
 use std::fmt::Write as _;
 use std::fs;
-use std::io::{self, BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::io::{self, Write};
+use std::net::TcpListener;
 use std::os::fd::{AsRawFd, RawFd};
 use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use crate::compare::today;
+use crate::holder::Holder;
+use crate::machine;
 use crate::plot;
 use crate::stats::median;
-
-/// The `idle-holder` child: connect `count` TCP connections to `addr` (from `bind` if set),
-/// optionally send one GET for `request` on each and read the whole response (so the server
-/// sees a used keep-alive connection), print "ready N", then hold them until stdin closes.
-pub fn holder(addr: SocketAddr, count: usize, request: Option<&str>) -> Result<(), String> {
-    let mut conns = Vec::with_capacity(count);
-    for i in 0..count {
-        let s = TcpStream::connect(addr).map_err(|e| {
-            format!(
-                "connection {i} of {count} to {addr} failed: {e} (fd limit or ephemeral ports?)"
-            )
-        })?;
-        conns.push(s);
-    }
-    if let Some(path) = request {
-        let req = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\n\r\n");
-        for s in &mut conns {
-            s.write_all(req.as_bytes())
-                .map_err(|e| format!("sending the request: {e}"))?;
-        }
-        for s in &mut conns {
-            read_response(s)?;
-        }
-    }
-    println!("ready {}", conns.len());
-    io::stdout().flush().map_err(|e| e.to_string())?;
-    // Hold until the parent closes our stdin (or dies).
-    let mut sink = Vec::new();
-    let _ = io::stdin().read_to_end(&mut sink);
-    Ok(())
-}
-
-/// Read one HTTP response with a Content-Length body from a blocking stream.
-fn read_response(s: &mut TcpStream) -> Result<(), String> {
-    s.set_read_timeout(Some(Duration::from_secs(30)))
-        .map_err(|e| e.to_string())?;
-    let mut buf = Vec::with_capacity(1024);
-    let mut chunk = [0u8; 4096];
-    loop {
-        let n = s
-            .read(&mut chunk)
-            .map_err(|e| format!("reading the response: {e}"))?;
-        if n == 0 {
-            return Err("server closed the connection before answering".into());
-        }
-        buf.extend_from_slice(&chunk[..n]);
-        let mut headers = [httparse::EMPTY_HEADER; 32];
-        let mut resp = httparse::Response::new(&mut headers);
-        if let Ok(httparse::Status::Complete(head)) = resp.parse(&buf) {
-            let len: usize = resp
-                .headers
-                .iter()
-                .find(|h| h.name.eq_ignore_ascii_case("content-length"))
-                .and_then(|h| std::str::from_utf8(h.value).ok()?.trim().parse().ok())
-                .ok_or("response without Content-Length")?;
-            if resp.code != Some(200) {
-                return Err(format!("server answered {:?}", resp.code));
-            }
-            while buf.len() < head + len {
-                let n = s
-                    .read(&mut chunk)
-                    .map_err(|e| format!("reading the body: {e}"))?;
-                if n == 0 {
-                    return Err("server closed mid-body".into());
-                }
-                buf.extend_from_slice(&chunk[..n]);
-            }
-            return Ok(());
-        }
-    }
-}
-
-/// A running idle-holder child; dropping it closes its stdin and reaps it.
-pub struct Holder {
-    child: Option<Child>,
-}
-
-impl Holder {
-    pub fn spawn(addr: SocketAddr, count: usize, request: Option<&str>) -> Result<Holder, String> {
-        let exe = std::env::current_exe().map_err(|e| format!("own executable: {e}"))?;
-        let mut cmd = Command::new(exe);
-        crate::servers::die_with_parent(&mut cmd);
-        cmd.arg("idle-holder")
-            .arg("--connect")
-            .arg(addr.to_string())
-            .arg("--count")
-            .arg(count.to_string());
-        if let Some(r) = request {
-            cmd.arg("--request").arg(r);
-        }
-        let child = cmd
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .map_err(|e| format!("cannot start idle-holder: {e}"))?;
-        Ok(Holder { child: Some(child) })
-    }
-
-    /// Block until the child reports all connections made.
-    pub fn wait_ready(&mut self) -> Result<(), String> {
-        let child = self.child.as_mut().ok_or("holder already stopped")?;
-        let out = child.stdout.take().ok_or("holder has no stdout")?;
-        let mut line = String::new();
-        BufReader::new(out)
-            .read_line(&mut line)
-            .map_err(|e| format!("idle-holder: {e}"))?;
-        if line.starts_with("ready") {
-            Ok(())
-        } else {
-            let st = child.wait().map_err(|e| e.to_string())?;
-            Err(format!("idle-holder failed ({st})"))
-        }
-    }
-}
-
-impl Drop for Holder {
-    fn drop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            drop(c.stdin.take());
-            let deadline = Instant::now() + Duration::from_secs(5);
-            while matches!(c.try_wait(), Ok(None)) && Instant::now() < deadline {
-                std::thread::sleep(Duration::from_millis(10));
-            }
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
 
 /// Per-iteration times in microseconds.
 struct Timing {
@@ -184,6 +53,33 @@ fn drain(fd: RawFd) -> usize {
     }
 }
 
+/// Time `iters` iterations (after `iters / 10` warm-up ones): each pokes every active
+/// connection, then calls `wait` (one readiness wait plus handling what it reported,
+/// returning how many it handled) until all active ones were handled.
+fn time_iterations(
+    writers: &mut [UnixStream],
+    active: usize,
+    iters: usize,
+    mut wait: impl FnMut() -> Result<usize, String>,
+) -> Result<Timing, String> {
+    let mut times = Vec::with_capacity(iters);
+    for it in 0..iters + iters / 10 {
+        poke(writers)?;
+        let t0 = Instant::now();
+        let mut handled = 0;
+        while handled < active {
+            handled += wait()?;
+        }
+        if it >= iters / 10 {
+            times.push(t0.elapsed().as_secs_f64() * 1e6);
+        }
+    }
+    Ok(Timing {
+        median_us: median(&times).unwrap_or(f64::NAN),
+        p99_us: pct(&mut times, 99.0),
+    })
+}
+
 fn time_poll(
     idle: &[RawFd],
     active: &[RawFd],
@@ -199,36 +95,25 @@ fn time_poll(
             revents: 0,
         })
         .collect();
-    let mut times = Vec::with_capacity(iters);
-    for it in 0..iters + iters / 10 {
-        poke(writers)?;
-        let t0 = Instant::now();
+    time_iterations(writers, active.len(), iters, || {
+        // SAFETY: fds is a valid array of fds.len() pollfd structs.
+        let n = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, 1000) };
+        if n < 0 {
+            return Err(format!("poll: {}", io::Error::last_os_error()));
+        }
+        if n == 0 {
+            return Err("poll timed out with active connections pending".into());
+        }
+        // A poll loop must scan the whole array to find the ready entries.
         let mut handled = 0;
-        while handled < active.len() {
-            // SAFETY: fds is a valid array of fds.len() pollfd structs.
-            let n = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, 1000) };
-            if n < 0 {
-                return Err(format!("poll: {}", io::Error::last_os_error()));
-            }
-            if n == 0 {
-                return Err("poll timed out with active connections pending".into());
-            }
-            // A poll loop must scan the whole array to find the ready entries.
-            for p in fds.iter_mut() {
-                if p.revents != 0 {
-                    p.revents = 0;
-                    drain(p.fd);
-                    handled += 1;
-                }
+        for p in fds.iter_mut() {
+            if p.revents != 0 {
+                p.revents = 0;
+                drain(p.fd);
+                handled += 1;
             }
         }
-        if it >= iters / 10 {
-            times.push(t0.elapsed().as_secs_f64() * 1e6);
-        }
-    }
-    Ok(Timing {
-        median_us: median(&times).unwrap_or(f64::NAN),
-        p99_us: pct(&mut times, 99.0),
+        Ok(handled)
     })
 }
 
@@ -255,34 +140,20 @@ fn time_epoll(
             }
         }
         let mut events = vec![libc::epoll_event { events: 0, u64: 0 }; 256];
-        let mut times = Vec::with_capacity(iters);
-        for it in 0..iters + iters / 10 {
-            poke(writers)?;
-            let t0 = Instant::now();
-            let mut handled = 0;
-            while handled < active.len() {
-                // SAFETY: events has room for events.len() entries.
-                let n =
-                    unsafe { libc::epoll_wait(ep, events.as_mut_ptr(), events.len() as i32, 1000) };
-                if n < 0 {
-                    return Err(format!("epoll_wait: {}", io::Error::last_os_error()));
-                }
-                if n == 0 {
-                    return Err("epoll_wait timed out with active connections pending".into());
-                }
-                for ev in &events[..n as usize] {
-                    // Edge-triggered: read until EAGAIN or the edge is lost.
-                    drain(ev.u64 as RawFd);
-                    handled += 1;
-                }
+        time_iterations(writers, active.len(), iters, || {
+            // SAFETY: events has room for events.len() entries.
+            let n = unsafe { libc::epoll_wait(ep, events.as_mut_ptr(), events.len() as i32, 1000) };
+            if n < 0 {
+                return Err(format!("epoll_wait: {}", io::Error::last_os_error()));
             }
-            if it >= iters / 10 {
-                times.push(t0.elapsed().as_secs_f64() * 1e6);
+            if n == 0 {
+                return Err("epoll_wait timed out with active connections pending".into());
             }
-        }
-        Ok(Timing {
-            median_us: median(&times).unwrap_or(f64::NAN),
-            p99_us: pct(&mut times, 99.0),
+            for ev in &events[..n as usize] {
+                // Edge-triggered: read until EAGAIN or the edge is lost.
+                drain(ev.u64 as RawFd);
+            }
+            Ok(n as usize)
         })
     })();
     // SAFETY: closing the epoll fd we created.
@@ -300,7 +171,7 @@ pub struct Opts {
 
 pub fn run(opts: Opts) -> Result<(), String> {
     let max_idle = opts.idle.iter().copied().max().unwrap_or(0);
-    let soft = crate::compare::raise_nofile();
+    let soft = machine::raise_nofile();
     let need = max_idle + 2 * opts.active + 64;
     if need as u64 > soft {
         return Err(format!(
@@ -346,13 +217,13 @@ pub fn run(opts: Opts) -> Result<(), String> {
     let _ = writeln!(
         md,
         "# poll(2) vs epoll_wait(2): cost of one event-loop iteration ({})\n",
-        today()
+        machine::today()
     );
     let _ = writeln!(md, "Command: `{}`\n", opts.command_line);
     let _ = writeln!(md, "Each iteration: {} active connections (socketpairs) each get one byte, then the loop waits for readiness, finds the ready descriptors and reads them. The N idle connections are real loopback TCP connections (client ends held by a child process) registered in the same set. poll: one poll() over all N+{} descriptors plus the scan of the array; epoll: all registered once with EPOLLIN|EPOLLET, then epoll_wait() returns only the ready ones. {} timed iterations per cell after {} warm-up ones; kernel {}, {} CPUs (shared; other jobs may be running).\n",
         opts.active, opts.active, opts.iterations, opts.iterations / 10,
-        fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default().trim(),
-        crate::compare::cpus());
+        machine::kernel(),
+        machine::cpus());
     let _ = writeln!(md, "| idle connections | poll median us | poll p99 us | epoll median us | epoll p99 us | poll / epoll |");
     let _ = writeln!(md, "| ---: | ---: | ---: | ---: | ---: | ---: |");
     let mut dat = String::from("# idle poll_median_us poll_p99_us epoll_median_us epoll_p99_us\n");
@@ -385,12 +256,12 @@ pub fn run(opts: Opts) -> Result<(), String> {
     }
     print!("{md}");
     fs::create_dir_all(&opts.out_dir).map_err(|e| format!("{}: {e}", opts.out_dir.display()))?;
-    let host = fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_else(|_| "host".into());
+    let host = machine::host();
     let stem = opts
         .out_dir
-        .join(format!("{}-{}-idle-scaling", today(), host.trim()));
-    let png = format!("{}-{}-idle-scaling.png", today(), host.trim());
-    let datn = format!("{}-{}-idle-scaling.dat", today(), host.trim());
+        .join(format!("{}-{}-idle-scaling", machine::today(), host));
+    let png = format!("{}-{}-idle-scaling.png", machine::today(), host);
+    let datn = format!("{}-{}-idle-scaling.dat", machine::today(), host);
     let script = format!(
         "set terminal pngcairo size 900,500 noenhanced\nset output '{png}'\nset title 'Cost of one event-loop iteration, {} active connections'\nset xlabel 'idle connections'\nset ylabel 'microseconds per iteration (median)'\nset grid\nset key top left\nplot '{datn}' u 1:2 w lp lw 2 title 'poll(2)', '{datn}' u 1:4 w lp lw 2 title 'epoll_wait(2), edge-triggered'\n",
         opts.active
@@ -411,6 +282,7 @@ pub fn run(opts: Opts) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::net::TcpStream;
 
     #[test]
     fn poll_and_epoll_see_every_active_connection() {

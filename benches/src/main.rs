@@ -6,9 +6,13 @@
 //! - `swarm`: simulated HLS viewers on a constant clock against any live HLS URL.
 //! - `publish`: a zero-CPU live HLS publisher to point servers and the swarm at.
 
+mod child;
 mod compare;
+mod floor;
 mod hls;
+mod holder;
 mod idle;
+mod machine;
 mod media;
 mod plot;
 mod procstat;
@@ -21,6 +25,7 @@ mod wrk;
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
 #[derive(Parser)]
 #[command(
@@ -35,8 +40,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Cmd {
-    /// corestream vs nginx with wrk on the same files: playlist, segment and viewer-mix
-    /// scenarios at 100, 1k, 10k and 50k connections; writes a table and a PNG to --out.
+    /// corestream vs nginx, h2o and the floor with wrk on the same files: playlist, segment
+    /// and viewer-mix scenarios at 100 to 100k connections; writes a table and a PNG to --out.
     Compare {
         /// Fewer rounds and shorter runs (a few minutes in all).
         #[arg(long)]
@@ -44,15 +49,24 @@ enum Cmd {
         /// Rounds per scenario and server [default: 3, --quick: 1].
         #[arg(long)]
         rounds: Option<usize>,
-        /// Seconds per wrk run [default: 10, --quick: 4].
-        #[arg(long)]
+        /// Length of each wrk run, whole seconds (e.g. 10s, 1m) [default: 10s, --quick: 4s].
+        #[arg(long, value_parser = whole_secs)]
         duration: Option<u64>,
         /// Connection levels, comma-separated.
-        #[arg(long, value_delimiter = ',', default_value = "100,1000,10000,50000")]
+        #[arg(long, value_delimiter = ',', default_value = compare::LEVELS)]
         connections: Vec<usize>,
         /// Scenarios, comma-separated: playlist, segment, mix.
         #[arg(long, value_delimiter = ',', default_value = "playlist,segment,mix")]
         scenarios: Vec<String>,
+        /// Servers, comma-separated: corestream, nginx, h2o, floor.
+        #[arg(long, value_delimiter = ',', default_value = compare::SERVERS)]
+        servers: Vec<String>,
+        /// Connections per wrk process (lower it only to try the multi-client layout).
+        #[arg(long, default_value_t = compare::CONNS_PER_CLIENT, hide = true)]
+        conns_per_client: usize,
+        /// Connections per server process (lower it only to try the multi-process layout).
+        #[arg(long, default_value_t = servers::CONNS_PER_PROCESS, hide = true)]
+        conns_per_process: usize,
         /// Directory for the report (<date>-<host>.md, .png, .dat, .gp).
         #[arg(long, default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/results"))]
         out: PathBuf,
@@ -62,11 +76,11 @@ enum Cmd {
         /// Do not run `cargo build --release -p corestream` first.
         #[arg(long)]
         no_build: bool,
-        /// First port; level i uses port+2i (corestream) and port+2i+1 (nginx).
+        /// First port; level i uses port+4i .. port+4i+3 (one per server).
         #[arg(long, default_value_t = 18100)]
         port: u16,
-        /// wrk --timeout in seconds: a response slower than this counts as a timeout error.
-        #[arg(long, default_value_t = 10)]
+        /// wrk --timeout (whole seconds): a response slower than this counts as a timeout error.
+        #[arg(long, default_value = "10s", value_parser = whole_secs)]
         timeout: u64,
     },
     /// Time one event-loop iteration with poll(2) and epoll_wait(2) as idle connections grow.
@@ -84,27 +98,30 @@ enum Cmd {
         #[arg(long, default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/results"))]
         out: PathBuf,
     },
-    /// Simulated HLS viewers on a constant clock against a live HLS URL (http://HOST:PORT/PATH,
-    /// a master or media playlist). Prints per-kind latency percentiles, segment download
-    /// time / duration, stalls and errors.
+    /// Simulated HLS viewers against a live HLS URL (http://HOST:PORT/PATH, a master or media
+    /// playlist): classic reloads on the target-duration clock, or LL-HLS with --ll. Prints
+    /// per-kind latency percentiles, segment download time / duration, stalls, live-edge
+    /// jumps and errors; with --ll also part delivery from publication and the live-edge
+    /// distance.
     Swarm {
         /// Simulated viewers (one keep-alive connection each).
         #[arg(long)]
         viewers: usize,
-        /// Seconds to run.
-        #[arg(long, default_value_t = 60.0)]
-        duration: f64,
-        /// Seconds over which viewers join (evenly spread).
-        #[arg(long, default_value_t = 10.0)]
-        ramp: f64,
+        /// How long to run (e.g. 60s, 2m; a plain number is seconds).
+        #[arg(long, default_value = "60s", value_parser = duration)]
+        duration: Duration,
+        /// Time over which viewers join (evenly spread).
+        #[arg(long, default_value = "10s", value_parser = duration)]
+        ramp: Duration,
         /// Share of viewers per variant, variants ordered by bandwidth high to low
         /// (e.g. 30,50,20). Empty: equal shares.
         #[arg(long, default_value = "")]
         rendition_mix: String,
-        /// Seconds before an unanswered request counts as a timeout.
-        #[arg(long, default_value_t = 10.0)]
-        timeout: f64,
-        /// Viewers per process at most (each costs a descriptor; the ceiling is 20000).
+        /// Time before an unanswered request counts as a timeout.
+        #[arg(long, default_value = "10s", value_parser = duration)]
+        timeout: Duration,
+        /// Viewers per process at most (each costs a descriptor, two with --ll; the ceiling
+        /// is 20000 descriptors per process, which also caps this).
         #[arg(long, default_value_t = 15000)]
         per_process: usize,
         /// Spread over at least this many processes (e.g. one per CPU).
@@ -116,6 +133,16 @@ enum Cmd {
         /// Name for the server under test in the report (e.g. corestream, nginx).
         #[arg(long)]
         label: Option<String>,
+        /// Low-Latency HLS: on playlists with EXT-X-PART-INF, start PART-HOLD-BACK from the
+        /// live edge, ask for each next part with a blocking reload (_HLS_msn/_HLS_part),
+        /// fetch preload-hinted parts at once (two connections per viewer), and report part
+        /// delivery from publication and the live-edge distance.
+        #[arg(long)]
+        ll: bool,
+        /// With --ll: take each part's publication time from its file's mtime under DIR (the
+        /// directory the server serves, on this machine) instead of PROGRAM-DATE-TIME.
+        #[arg(long, value_name = "DIR")]
+        published_from: Option<PathBuf>,
         url: String,
     },
     /// Internal: one swarm process; prints counters and V2-serialized histograms.
@@ -125,16 +152,20 @@ enum Cmd {
         viewers: usize,
         #[arg(long, default_value_t = 0)]
         id_offset: usize,
-        #[arg(long)]
-        duration: f64,
-        #[arg(long)]
-        ramp: f64,
-        #[arg(long)]
-        timeout: f64,
+        #[arg(long, value_parser = duration)]
+        duration: Duration,
+        #[arg(long, value_parser = duration)]
+        ramp: Duration,
+        #[arg(long, value_parser = duration)]
+        timeout: Duration,
         #[arg(long, default_value = "")]
         rendition_mix: String,
         #[arg(long)]
         bind: Option<std::net::IpAddr>,
+        #[arg(long)]
+        ll: bool,
+        #[arg(long)]
+        published_from: Option<PathBuf>,
         url: String,
     },
     /// Write a live HLS stream (master + renditions, sliding window, write-then-rename)
@@ -151,9 +182,20 @@ enum Cmd {
         /// Segments listed in each media playlist.
         #[arg(long, default_value_t = 6)]
         window: u64,
-        /// Seconds to publish, then exit.
-        #[arg(long, default_value_t = 600.0)]
-        duration: f64,
+        /// How long to publish, then exit.
+        #[arg(long, default_value = "600s", value_parser = duration)]
+        duration: Duration,
+    },
+    /// Internal: the floor server for compare (one read and one write per request of a
+    /// fixed response: the head and the bytes of --body).
+    #[command(hide = true)]
+    Floor {
+        #[arg(long)]
+        listen: std::net::SocketAddr,
+        #[arg(long, default_value_t = 1)]
+        threads: usize,
+        #[arg(long)]
+        body: PathBuf,
     },
     /// Internal: hold N idle TCP connections until stdin closes (used by compare and
     /// idle-scaling to keep client ends out of the measuring process's fd table).
@@ -169,14 +211,14 @@ enum Cmd {
     },
 }
 
-fn secs(v: f64, what: &str) -> Result<std::time::Duration, String> {
-    if v.is_finite() && (0.0..=86_400.0).contains(&v) {
-        Ok(std::time::Duration::from_secs_f64(v))
-    } else {
-        Err(format!(
-            "{what} must be a number of seconds between 0 and 86400"
-        ))
-    }
+/// A command-line duration (`500ms`, `10s`, `2m`; a plain number is seconds), up to a day.
+fn duration(s: &str) -> Result<Duration, String> {
+    corestream_common::duration::parse_within(s, Duration::ZERO, Duration::from_secs(86_400))
+}
+
+/// The same in whole seconds of at least one (wrk takes `-d` and `--timeout` in seconds).
+fn whole_secs(s: &str) -> Result<u64, String> {
+    Ok(duration(s)?.as_secs_f64().ceil().max(1.0) as u64)
 }
 
 fn main() -> ExitCode {
@@ -189,6 +231,9 @@ fn main() -> ExitCode {
             duration,
             connections,
             scenarios,
+            servers,
+            conns_per_client,
+            conns_per_process,
             out,
             corestream_bin,
             no_build,
@@ -199,6 +244,15 @@ fn main() -> ExitCode {
                 .iter()
                 .map(|s| compare::Scenario::parse(s))
                 .collect::<Result<Vec<_>, _>>()?;
+            let servers = servers
+                .iter()
+                .map(|s| servers::Kind::parse(s))
+                .collect::<Result<Vec<_>, _>>()?;
+            if !servers.contains(&servers::Kind::Corestream) {
+                return Err(
+                    "--servers must include corestream (the others are its yardsticks)".into(),
+                );
+            }
             if connections.contains(&0) {
                 return Err("--connections: every level must be at least 1".to_string());
             }
@@ -212,6 +266,9 @@ fn main() -> ExitCode {
                 duration_s: duration.unwrap_or(if quick { 4 } else { 10 }).max(1),
                 levels: connections,
                 scenarios,
+                servers,
+                conns_per_client: conns_per_client.max(1),
+                conns_per_process: conns_per_process.max(1),
                 out_dir: out,
                 corestream_bin,
                 build: !no_build,
@@ -248,6 +305,8 @@ fn main() -> ExitCode {
             processes,
             report,
             label,
+            ll,
+            published_from,
             url,
         } => (|| {
             let mix = swarm::parse_mix(&rendition_mix)?;
@@ -257,14 +316,16 @@ fn main() -> ExitCode {
             swarm::run(swarm::Opts {
                 url,
                 viewers,
-                duration: secs(duration, "--duration")?,
-                ramp: secs(ramp, "--ramp")?,
+                duration,
+                ramp,
                 mix,
-                timeout: secs(timeout, "--timeout")?,
+                timeout,
                 per_process: per_process.max(1),
                 processes,
                 report,
                 label,
+                ll,
+                published_from,
                 command_line,
             })
         })(),
@@ -276,17 +337,22 @@ fn main() -> ExitCode {
             timeout,
             rendition_mix,
             bind,
+            ll,
+            published_from,
             url,
         } => (|| {
             swarm::worker(swarm::EngineOpts {
                 target: swarm::parse_url(&url)?,
                 viewers,
                 id_offset,
-                duration: secs(duration, "--duration")?,
-                ramp: secs(ramp, "--ramp")?,
+                duration,
+                ramp,
                 mix: swarm::parse_mix(&rendition_mix)?,
-                timeout: secs(timeout, "--timeout")?,
+                timeout,
                 bind,
+                ll,
+                published_from,
+                until: None,
             })
         })(),
         Cmd::Publish {
@@ -295,20 +361,31 @@ fn main() -> ExitCode {
             renditions,
             window,
             duration,
-        } => (|| {
-            publish::run(publish::Opts {
-                dir,
-                segment_seconds,
-                renditions,
-                window,
-                duration: secs(duration, "--duration")?,
-            })
-        })(),
+        } => publish::run(publish::Opts {
+            dir,
+            segment_seconds,
+            renditions,
+            window,
+            duration,
+        }),
+        Cmd::Floor {
+            listen,
+            threads,
+            body,
+        } => std::fs::read(&body)
+            .map_err(|e| format!("{}: {e}", body.display()))
+            .and_then(|b| {
+                floor::run(
+                    listen,
+                    threads,
+                    floor::response(&b, "application/vnd.apple.mpegurl"),
+                )
+            }),
         Cmd::IdleHolder {
             connect,
             count,
             request,
-        } => idle::holder(connect, count, request.as_deref()),
+        } => holder::holder(connect, count, request.as_deref()),
     };
     match res {
         Ok(()) => ExitCode::SUCCESS,
@@ -316,5 +393,24 @@ fn main() -> ExitCode {
             eprintln!("corestream-bench: {e}");
             ExitCode::FAILURE
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The shared parser (units, plain seconds) within a day; wrk's whole seconds round up.
+    #[test]
+    fn command_line_durations_take_units() {
+        assert_eq!(duration("500ms"), Ok(Duration::from_millis(500)));
+        assert!(duration("25h").unwrap_err().contains("out of range"));
+        assert_eq!(whole_secs("10s"), Ok(10));
+        assert_eq!(whole_secs("1.5s"), Ok(2));
+        assert_eq!(whole_secs("100ms"), Ok(1));
+        assert!(
+            Cli::try_parse_from(["b", "swarm", "--viewers", "1", "--ramp", "1m", "http://x/"])
+                .is_ok()
+        );
     }
 }

@@ -1,6 +1,6 @@
-//! Server cost from /proc: CPU time (utime+stime in /proc/PID/stat) and resident memory
-//! (VmRSS in /proc/PID/status) of every server process, and a process's children (to find
-//! nginx's workers under its master).
+//! Cost from /proc: CPU time (utime+stime in /proc/PID/stat) and resident memory (VmRSS in
+//! /proc/PID/status) of server and client processes, a process's children (to find nginx's
+//! workers under its master), and the kernel's slab memory (/proc/meminfo).
 
 use std::fs;
 use std::path::Path;
@@ -76,6 +76,28 @@ pub fn children(pid: i32) -> Vec<i32> {
         .collect()
 }
 
+/// Slab memory in bytes from the text of /proc/meminfo (`Slab:` in kB; 0 when absent).
+pub fn parse_meminfo_slab(text: &str) -> u64 {
+    text.lines()
+        .find_map(|l| {
+            let kb: u64 = l
+                .strip_prefix("Slab:")?
+                .split_whitespace()
+                .next()?
+                .parse()
+                .ok()?;
+            Some(kb * 1024)
+        })
+        .unwrap_or(0)
+}
+
+/// The kernel's slab memory now (sockets, inodes, files, epoll items live there).
+pub fn slab_bytes() -> u64 {
+    fs::read_to_string("/proc/meminfo")
+        .map(|t| parse_meminfo_slab(&t))
+        .unwrap_or(0)
+}
+
 /// Summed CPU seconds and RSS of a set of processes.
 pub fn totals(pids: &[i32]) -> (f64, u64) {
     pids.iter().fold((0.0, 0), |(c, r), &p| {
@@ -126,6 +148,14 @@ mod tests {
             0
         );
         assert_eq!(parse_status_rss("VmRSS:\t    2048 kB\n"), 2048 * 1024);
+    }
+
+    #[test]
+    fn meminfo_slab() {
+        let t = "MemTotal:       24567890 kB\nSlab:             345678 kB\nSReclaimable:     200000 kB\n";
+        assert_eq!(parse_meminfo_slab(t), 345_678 * 1024);
+        assert_eq!(parse_meminfo_slab("MemTotal: 1 kB\n"), 0);
+        assert!(slab_bytes() > 0);
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! Starting and stopping the servers under test: N corestream processes sharing one port
-//! (SO_REUSEPORT) and one nginx master with its workers, from `nginx.conf.in`.
+//! (SO_REUSEPORT), one nginx master with its workers (from `nginx.conf.in`), one h2o process
+//! with a thread per CPU (from `h2o.conf.in`), and N `floor` processes (see `floor.rs`).
 
 use std::fs;
 use std::io::{Read, Write};
@@ -8,45 +9,43 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use crate::child::{self, die_with_parent, terminate};
 use crate::procstat;
 
 pub const NGINX_TEMPLATE: &str = include_str!("../nginx.conf.in");
-
-/// Make a load-test child die with the harness: if the harness is killed (not just
-/// interrupted from a terminal, which signals the whole process group), its servers, wrk and
-/// holder processes get SIGTERM instead of running on.
-pub fn die_with_parent(cmd: &mut Command) -> &mut Command {
-    use std::os::unix::process::CommandExt;
-    // SAFETY: the closure runs in the forked child before exec and only calls prctl(2) and
-    // getppid(2), both async-signal-safe; it touches no memory shared with the parent.
-    unsafe {
-        cmd.pre_exec(|| {
-            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM) != 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            // The parent may have died between fork and prctl.
-            if libc::getppid() == 1 {
-                return Err(std::io::Error::other("harness exited"));
-            }
-            Ok(())
-        })
-    }
-}
+pub const H2O_TEMPLATE: &str = include_str!("../h2o.conf.in");
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Kind {
     Corestream,
     Nginx,
+    H2o,
+    Floor,
 }
 
 impl Kind {
+    pub const ALL: [Kind; 4] = [Kind::Corestream, Kind::Nginx, Kind::H2o, Kind::Floor];
+
     pub fn name(self) -> &'static str {
         match self {
             Kind::Corestream => "corestream",
             Kind::Nginx => "nginx",
+            Kind::H2o => "h2o",
+            Kind::Floor => "floor",
         }
     }
+
+    pub fn parse(s: &str) -> Result<Kind, String> {
+        Kind::ALL
+            .into_iter()
+            .find(|k| k.name() == s)
+            .ok_or_else(|| format!("unknown server '{s}'; use corestream, nginx, h2o or floor"))
+    }
 }
+
+/// h2o 2.2.5 cannot share a port between processes, so it runs as one process whose
+/// descriptors must hold every connection plus an open file for each download.
+pub const H2O_MAX_CONNECTIONS: usize = 9_000;
 
 /// How a server is laid out for one connection level.
 #[derive(Debug, Clone, Copy)]
@@ -68,14 +67,19 @@ impl Layout {
 /// Stays below the 20000 per-process fd ceiling with room for listeners, logs and files.
 pub const FDS_PER_PROCESS: usize = 18_000;
 
+/// Connections one server process is given: FDS_PER_PROCESS / (2 x 1.125), see `layout_for`.
+pub const CONNS_PER_PROCESS: usize = FDS_PER_PROCESS * 4 / 9;
+
 /// Server layout for `conns` connections on `cpus` CPUs. A connection that is downloading a
 /// file costs two descriptors (socket + open file, for corestream's sendfile and nginx's
 /// alike), and the kernel's reuseport hashing is not perfectly even, so each process is given
 /// at most FDS_PER_PROCESS / (2 x 1.125) connections: one corestream process with a worker
 /// per CPU while that fits, otherwise that many single-worker processes on the port; nginx
 /// gets the same total worker count.
-pub fn layout_for(conns: usize, cpus: usize) -> Layout {
-    let need = (conns * 9 / 4).div_ceil(FDS_PER_PROCESS).max(1);
+/// `per_process` (normally CONNS_PER_PROCESS) is lowered only to try the multi-process
+/// layout with few connections.
+pub fn layout_for(conns: usize, cpus: usize, per_process: usize) -> Layout {
+    let need = conns.div_ceil(per_process.max(1)).max(1);
     if need == 1 {
         Layout {
             processes: 1,
@@ -106,9 +110,9 @@ fn wait_http(port: u16, path: &str, deadline: Instant) -> Result<(), String> {
             let req =
                 format!("HEAD {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n");
             if s.write_all(req.as_bytes()).is_ok() {
-                let mut buf = Vec::new();
-                let _ = s.read_to_end(&mut buf);
-                if buf.starts_with(b"HTTP/1.1 200") {
+                // The status line is enough (the floor ignores Connection: close).
+                let mut buf = [0u8; 12];
+                if s.read_exact(&mut buf).is_ok() && &buf == b"HTTP/1.1 200" {
                     return Ok(());
                 }
             }
@@ -130,31 +134,63 @@ impl Server {
         layout: Layout,
         logdir: &Path,
     ) -> Result<Server, String> {
+        Server::processes(Kind::Corestream, port, layout, logdir, || {
+            let mut c = Command::new(bin);
+            die_with_parent(&mut c)
+                .args(["--root".as_ref(), root.as_os_str()])
+                .args(["--listen", &format!("0.0.0.0:{port}")])
+                .args(["--workers", &layout.workers.to_string()]);
+            Ok(c)
+        })
+    }
+
+    /// Start `layout.processes` floor processes answering with `response_file`.
+    pub fn floor(
+        response_file: &Path,
+        port: u16,
+        layout: Layout,
+        logdir: &Path,
+    ) -> Result<Server, String> {
+        Server::processes(Kind::Floor, port, layout, logdir, || {
+            let mut c = child::own("floor")?;
+            c.args(["--listen", &format!("0.0.0.0:{port}")])
+                .args(["--threads", &layout.workers.to_string()])
+                .arg("--body")
+                .arg(response_file);
+            Ok(c)
+        })
+    }
+
+    /// Start `layout.processes` processes made by `command`, all on `port`, and wait until
+    /// each prints its "listening on" line and the port answers.
+    fn processes(
+        kind: Kind,
+        port: u16,
+        layout: Layout,
+        logdir: &Path,
+        command: impl Fn() -> Result<Command, String>,
+    ) -> Result<Server, String> {
+        let name = kind.name();
         let mut s = Server {
-            kind: Kind::Corestream,
+            kind,
             port,
             children: Vec::new(),
             describe: format!(
-                "corestream: {} process(es) x {} worker(s) on 0.0.0.0:{port} (SO_REUSEPORT)",
+                "{name}: {} process(es) x {} worker(s) on 0.0.0.0:{port} (SO_REUSEPORT)",
                 layout.processes, layout.workers
             ),
         };
         let mut outs = Vec::new();
         for i in 0..layout.processes {
-            let out = logdir.join(format!("corestream-{port}-{i}.out"));
-            let err = logdir.join(format!("corestream-{port}-{i}.err"));
-            let child = die_with_parent(&mut Command::new(bin))
-                .arg("--root")
-                .arg(root)
-                .arg("--listen")
-                .arg(format!("0.0.0.0:{port}"))
-                .arg("--workers")
-                .arg(layout.workers.to_string())
+            let mut cmd = command()?;
+            let out = logdir.join(format!("{name}-{port}-{i}.out"));
+            let err = logdir.join(format!("{name}-{port}-{i}.err"));
+            let child = cmd
                 .stdin(Stdio::null())
                 .stdout(fs::File::create(&out).map_err(|e| format!("{}: {e}", out.display()))?)
                 .stderr(fs::File::create(&err).map_err(|e| format!("{}: {e}", err.display()))?)
                 .spawn()
-                .map_err(|e| format!("cannot start {}: {e}", bin.display()))?;
+                .map_err(|e| format!("cannot start {name}: {e}"))?;
             s.children.push(child);
             outs.push((out, err));
         }
@@ -166,11 +202,11 @@ impl Server {
                 }
                 if let Ok(Some(st)) = s.children[i].try_wait() {
                     let e = fs::read_to_string(err).unwrap_or_default();
-                    return Err(format!("corestream exited ({st}): {e}"));
+                    return Err(format!("{name} exited ({st}): {e}"));
                 }
                 if Instant::now() > deadline {
                     return Err(format!(
-                        "corestream process {i} did not report listening in 15 s"
+                        "{name} process {i} did not report listening in 15 s"
                     ));
                 }
                 std::thread::sleep(Duration::from_millis(20));
@@ -180,11 +216,60 @@ impl Server {
         Ok(s)
     }
 
+    /// Start h2o (one process, `threads` threads, `file.dir` on `root`) from the template.
+    pub fn h2o(
+        root: &Path,
+        port: u16,
+        threads: usize,
+        max_connections: usize,
+        prefix: &Path,
+    ) -> Result<Server, String> {
+        fs::create_dir_all(prefix).map_err(|e| format!("{}: {e}", prefix.display()))?;
+        let conf = render(
+            H2O_TEMPLATE,
+            &[
+                ("@THREADS@", threads.to_string()),
+                ("@CONNS@", max_connections.to_string()),
+                ("@PORT@", port.to_string()),
+            ],
+            prefix,
+            root,
+        );
+        let conf_path = prefix.join("h2o.conf");
+        fs::write(&conf_path, conf).map_err(|e| format!("{}: {e}", conf_path.display()))?;
+        let err = prefix.join("stderr.log");
+        let child = die_with_parent(&mut Command::new("h2o"))
+            .arg("-m")
+            .arg("worker")
+            .arg("-c")
+            .arg(&conf_path)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(fs::File::create(&err).map_err(|e| format!("{}: {e}", err.display()))?)
+            .spawn()
+            .map_err(|e| format!("cannot start h2o ({e}); install it: apt-get install -y h2o"))?;
+        let mut s = Server {
+            kind: Kind::H2o,
+            port,
+            children: vec![child],
+            describe: format!(
+                "h2o: 1 process x {threads} thread(s) on 0.0.0.0:{port} (file.dir, max-connections {max_connections})"
+            ),
+        };
+        let deadline = Instant::now() + Duration::from_secs(15);
+        if let Err(e) = wait_http(port, "/master.m3u8", deadline) {
+            let se = fs::read_to_string(&err).unwrap_or_default();
+            let log = fs::read_to_string(prefix.join("error.log")).unwrap_or_default();
+            s.stop();
+            return Err(format!("h2o did not start: {e}\n{se}{log}"));
+        }
+        Ok(s)
+    }
+
     /// Start nginx (one master, `total_workers` workers) from the template.
     pub fn nginx(root: &Path, port: u16, layout: Layout, prefix: &Path) -> Result<Server, String> {
         fs::create_dir_all(prefix).map_err(|e| format!("{}: {e}", prefix.display()))?;
         let conf = render_nginx(
-            NGINX_TEMPLATE,
             layout.total_workers(),
             layout.worker_connections,
             prefix,
@@ -249,10 +334,7 @@ impl Server {
 
     pub fn stop(&mut self) {
         for c in &mut self.children {
-            // SAFETY: kill(2) on our own child's pid; it has not been reaped yet.
-            unsafe {
-                libc::kill(c.id() as i32, libc::SIGTERM);
-            }
+            terminate(c.id());
         }
         for c in &mut self.children {
             let deadline = Instant::now() + Duration::from_secs(5);
@@ -279,25 +361,40 @@ impl Drop for Server {
 }
 
 pub fn render_nginx(
-    template: &str,
     workers: usize,
     worker_connections: usize,
     prefix: &Path,
     root: &Path,
     listen: &str,
 ) -> String {
+    render(
+        NGINX_TEMPLATE,
+        &[
+            ("@WORKERS@", workers.to_string()),
+            ("@NOFILE@", "19999".to_string()),
+            ("@CONNS@", worker_connections.to_string()),
+            ("@LISTEN@", listen.to_string()),
+        ],
+        prefix,
+        root,
+    )
+}
+
+/// Fill a server config template: `vars`, then @PREFIX@, @ROOT@ and @USER@ (the workers run
+/// as the invoking user so they can read the bench files and the fd limit holds).
+fn render(template: &str, vars: &[(&str, String)], prefix: &Path, root: &Path) -> String {
     let user = std::env::var("USER")
         .ok()
         .filter(|u| !u.is_empty())
         .unwrap_or_else(|| "root".into());
-    template
-        .replace("@WORKERS@", &workers.to_string())
-        .replace("@NOFILE@", "19999")
-        .replace("@CONNS@", &worker_connections.to_string())
+    let mut t = template
         .replace("@PREFIX@", &prefix.display().to_string())
         .replace("@USER@", &user)
-        .replace("@LISTEN@", listen)
-        .replace("@ROOT@", &root.display().to_string())
+        .replace("@ROOT@", &root.display().to_string());
+    for (k, v) in vars {
+        t = t.replace(k, v);
+    }
+    t
 }
 
 /// The corestream binary next to this one, built first with cargo when `build` is set.
@@ -341,26 +438,28 @@ mod tests {
 
     #[test]
     fn layouts_respect_fd_ceiling() {
-        let l = layout_for(100, 2);
+        let l = layout_for(100, 2, CONNS_PER_PROCESS);
         assert_eq!((l.processes, l.workers), (1, 2));
-        let l = layout_for(1_000, 2);
+        let l = layout_for(1_000, 2, CONNS_PER_PROCESS);
         assert_eq!((l.processes, l.workers), (1, 2));
         // Socket + open file per downloading connection must fit each process's fd table.
-        for conns in [10_000, 50_000] {
-            let l = layout_for(conns, 2);
+        for conns in [10_000, 50_000, 100_000] {
+            let l = layout_for(conns, 2, CONNS_PER_PROCESS);
             assert_eq!(l.workers, 1);
             assert!(
                 2 * conns.div_ceil(l.processes) * 9 / 8 <= FDS_PER_PROCESS,
                 "{conns} {l:?}"
             );
         }
-        assert_eq!(layout_for(50_000, 2).processes, 7);
+        assert_eq!(layout_for(50_000, 2, CONNS_PER_PROCESS).processes, 7);
+        assert_eq!(layout_for(100_000, 2, CONNS_PER_PROCESS).processes, 13);
+        // Lowered only to try the multi-process layout with few connections.
+        assert_eq!(layout_for(1_000, 2, 300).processes, 4);
     }
 
     #[test]
     fn template_fully_rendered() {
         let c = render_nginx(
-            NGINX_TEMPLATE,
             4,
             19000,
             Path::new("/tmp/p"),
@@ -378,6 +477,25 @@ mod tests {
             "open_file_cache off;",
         ] {
             assert!(c.contains(must), "{must}");
+        }
+        let h = render(
+            H2O_TEMPLATE,
+            &[
+                ("@THREADS@", "2".into()),
+                ("@CONNS@", "9000".into()),
+                ("@PORT@", "1".into()),
+            ],
+            Path::new("/tmp/p"),
+            Path::new("/tmp/r"),
+        );
+        assert!(!h.contains('@'), "{h}");
+        for must in [
+            "num-threads: 2",
+            "max-connections: 9000",
+            "file.dir: /tmp/r",
+            "port: 1",
+        ] {
+            assert!(h.contains(must), "{must}");
         }
     }
 }

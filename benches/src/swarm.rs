@@ -1,44 +1,40 @@
-//! `swarm`: simulated HLS viewers against any live HLS URL.
+//! `swarm`: simulated HLS and LL-HLS viewers against any live HLS URL.
 //!
 //! Each viewer fetches the master playlist once (when the URL is one), picks a rendition by
-//! the --rendition-mix weights, reloads its media playlist every target duration on a
-//! constant clock, and downloads every new segment once (three at join, like players
-//! building a buffer). Latency is measured from the INTENDED send time, so a slow server
-//! cannot hide its queueing by delaying our requests (no coordinated omission). Playback is
-//! modelled per viewer: it starts when the join segments are in, and every later segment
-//! must be complete before the buffer runs dry, or the viewer stalls.
+//! the --rendition-mix weights and plays it (`swarm/player.rs`: classic reloads on the
+//! target-duration clock, or with --ll blocking reloads and parts). Latency is measured from
+//! the INTENDED send time, so a slow server cannot hide its queueing by delaying our
+//! requests (no coordinated omission); LL parts are also measured from their publication
+//! (EXT-X-PROGRAM-DATE-TIME plus the parts' durations). Playback is modelled per viewer:
+//! it starts when the join media is in, and every later segment or part must be complete
+//! before the buffer runs dry, or the viewer stalls.
 //!
-//! One process drives up to `--per-process` viewers with one mio event loop and one
-//! non-blocking keep-alive connection per viewer; above that (fd ceiling 20000 per process)
-//! the command re-executes itself as `swarm-worker` children, each bound to its own
-//! loopback source address when the target is loopback (IP_BIND_ADDRESS_NO_PORT, so each gets
-//! a full ephemeral port range), and merges their HdrHistograms (V2 format, hex over a pipe).
-//! No async runtime: a single-threaded readiness loop per process is all this needs and
-//! keeps the client's own overhead small on a 2-core box.
+//! One process drives up to `--per-process` viewers with one mio event loop
+//! (`swarm/engine.rs`); above that (fd ceiling 20000 per process) the command re-executes
+//! itself as `swarm-worker` children, each bound to its own loopback source address when
+//! the target is loopback (IP_BIND_ADDRESS_NO_PORT, so each gets a full ephemeral port
+//! range), and merges their HdrHistograms (V2 format, hex over a pipe). No async runtime: a
+//! single-threaded readiness loop per process is all this needs and keeps the client's own
+//! overhead small on a 2-core box.
 
-use std::cmp::Reverse;
-use std::collections::{BinaryHeap, VecDeque};
+mod engine;
+mod player;
+#[cfg(test)]
+mod viewer_tests;
+
 use std::fmt::Write as _;
 use std::fs;
 use std::io::{self, BufReader, Read, Write};
 use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use hdrhistogram::serialization::{Deserializer, Serializer, V2Serializer};
 use hdrhistogram::Histogram;
-use mio::net::TcpStream;
-use mio::{Events, Interest, Poll, Token};
 
-use crate::hls;
-
-/// Largest response head accepted before calling the response malformed.
-const MAX_HEAD: usize = 64 * 1024;
-/// Largest playlist body kept for parsing.
-const MAX_PLAYLIST: usize = 4 * 1024 * 1024;
-/// Segments fetched at join to build the start-up buffer (what common players do).
-const JOIN_SEGMENTS: usize = 3;
+pub use engine::run_engine;
+use engine::Kind;
 
 #[derive(Debug, Clone)]
 pub struct Target {
@@ -81,63 +77,11 @@ pub fn parse_url(url: &str) -> Result<Target, String> {
     })
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Kind {
-    Master,
-    Playlist,
-    Segment,
-}
-
-const KINDS: [(Kind, &str); 3] = [
-    (Kind::Master, "master"),
-    (Kind::Playlist, "playlist"),
-    (Kind::Segment, "segment"),
-];
-
-#[derive(Debug, Clone)]
-struct Req {
-    kind: Kind,
-    path: String,
-    intended: Instant,
-    seg_duration: f64,
-}
-
-#[derive(Default)]
-struct Viewer {
-    conn: Option<TcpStream>,
-    queue: VecDeque<Req>,
-    inflight: Option<Req>,
-    /// Bumped whenever the in-flight request ends, so stale timeout timers are ignored.
-    gen: u64,
-    out: Vec<u8>,
-    out_off: usize,
-    head: Vec<u8>,
-    body: Vec<u8>,
-    headers_done: bool,
-    status: u16,
-    body_left: usize,
-    close_after: bool,
-    media_path: Option<String>,
-    target: f64,
-    last_seq: Option<u64>,
-    next_reload: Option<Instant>,
-    join_left: usize,
-    /// When the playback buffer runs dry; None before playback starts.
-    buffer_end: Option<Instant>,
-    buffered_at_join: f64,
-    stalls: u64,
-    ended: bool,
-    connect_backoff_until: Option<Instant>,
-    /// The current connection has delivered response bytes (else a failure is a connect error).
-    got_bytes: bool,
-    /// The in-flight request was already resent once after a keep-alive close.
-    retried: bool,
-}
-
 #[derive(Debug, Default, Clone, Copy)]
 pub struct Counters {
     pub viewers: u64,
-    pub requests: [u64; 3],
+    /// Answered requests per kind: master, playlist, segment, part.
+    pub requests: [u64; 4],
     pub bytes: u64,
     pub err_connect: u64,
     pub err_read: u64,
@@ -154,16 +98,27 @@ pub struct Counters {
     /// Requests still queued or in flight when the run ended, and the oldest one's wait.
     pub unfinished: u64,
     pub unfinished_oldest_ms_max: u64,
+    /// Viewers whose next media had left the playlist window: they jumped to the live edge.
+    pub live_jumps: u64,
+    /// LL: reloads with `_HLS_msn`/`_HLS_part`; answers that did not have the part asked
+    /// for and nothing else new (the server did not block: the viewer polls); hinted parts
+    /// asked for, and those answered 404 instead of held until published.
+    pub blocking_reloads: u64,
+    pub polls_unchanged: u64,
+    pub hint_requests: u64,
+    pub hints_not_held: u64,
 }
 
 impl Counters {
-    fn fields(&mut self) -> [(&'static str, &mut u64); 17] {
-        let [m, p, s] = &mut self.requests;
+    /// Every counter by its name in the worker wire format: the one list of them.
+    fn fields(&mut self) -> [(&'static str, &mut u64); 23] {
+        let [m, p, s, pt] = &mut self.requests;
         [
             ("viewers", &mut self.viewers),
             ("req_master", m),
             ("req_playlist", p),
             ("req_segment", s),
+            ("req_part", pt),
             ("bytes", &mut self.bytes),
             ("err_connect", &mut self.err_connect),
             ("err_read", &mut self.err_read),
@@ -180,14 +135,40 @@ impl Counters {
                 "unfinished_oldest_ms_max",
                 &mut self.unfinished_oldest_ms_max,
             ),
+            ("live_jumps", &mut self.live_jumps),
+            ("blocking_reloads", &mut self.blocking_reloads),
+            ("polls_unchanged", &mut self.polls_unchanged),
+            ("hint_requests", &mut self.hint_requests),
+            ("hints_not_held", &mut self.hints_not_held),
         ]
+    }
+
+    pub fn errors(&self) -> u64 {
+        self.err_connect + self.err_read + self.err_timeout + self.err_status + self.err_parse
     }
 }
 
-/// Histograms: latency per kind (microseconds) and segment download time / duration (per mille).
+/// Histogram names in the worker wire format, and what each records: latency from the
+/// intended send time per request kind (us); segment download time / duration (per mille);
+/// LL part delivery and a playlist listing a new part, from the part's publication (us);
+/// the viewer's distance behind the live edge at each part, and at the end per viewer (us).
+const HIST_NAMES: [&str; 9] = [
+    "master",
+    "playlist",
+    "segment",
+    "part",
+    "seg_ratio",
+    "part_published",
+    "playlist_published",
+    "edge",
+    "edge_final",
+];
+
 pub struct Hists {
-    pub latency: [Histogram<u64>; 3],
+    pub latency: [Histogram<u64>; 4],
     pub seg_ratio: Histogram<u64>,
+    /// part_published, playlist_published, edge, edge_final
+    pub ll: [Histogram<u64>; 4],
 }
 
 fn new_hist(max: u64) -> Histogram<u64> {
@@ -198,16 +179,37 @@ fn new_hist(max: u64) -> Histogram<u64> {
 
 impl Hists {
     fn new() -> Hists {
+        let lat = || new_hist(600_000_000);
         Hists {
-            latency: [
-                new_hist(600_000_000),
-                new_hist(600_000_000),
-                new_hist(600_000_000),
-            ],
+            latency: [lat(), lat(), lat(), lat()],
             seg_ratio: new_hist(1_000_000),
+            ll: [lat(), lat(), lat(), lat()],
         }
     }
+
+    fn all(&mut self) -> impl Iterator<Item = &mut Histogram<u64>> {
+        self.latency
+            .iter_mut()
+            .chain(std::iter::once(&mut self.seg_ratio))
+            .chain(self.ll.iter_mut())
+    }
+
+    pub fn part_published(&mut self) -> &mut Histogram<u64> {
+        &mut self.ll[0]
+    }
+    pub fn playlist_published(&mut self) -> &mut Histogram<u64> {
+        &mut self.ll[1]
+    }
+    pub fn edge(&mut self) -> &mut Histogram<u64> {
+        &mut self.ll[2]
+    }
+    pub fn edge_final(&mut self) -> &mut Histogram<u64> {
+        &mut self.ll[3]
+    }
 }
+
+/// A condition on the counters that ends a run early.
+pub type StopWhen = Box<dyn Fn(&Counters) -> bool>;
 
 pub struct EngineOpts {
     pub target: Target,
@@ -218,25 +220,13 @@ pub struct EngineOpts {
     pub mix: Vec<f64>,
     pub timeout: Duration,
     pub bind: Option<IpAddr>,
-}
-
-#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-enum Timer {
-    Start,
-    Reload,
-    Timeout(u64),
-    Retry,
-}
-
-struct Engine {
-    o: EngineOpts,
-    poll: Poll,
-    viewers: Vec<Viewer>,
-    timers: BinaryHeap<Reverse<(Instant, usize, Timer)>>,
-    hist: Hists,
-    c: Counters,
-    end: Instant,
-    buf: Vec<u8>,
+    /// Play LL-HLS playlists the low-latency way (blocking reloads, parts, hints).
+    pub ll: bool,
+    /// Take a part's publication time from its file's mtime under this directory (the one
+    /// the server serves) instead of the playlist's dates.
+    pub published_from: Option<PathBuf>,
+    /// End the run early once this holds (tests wait for events, bounded by `duration`).
+    pub until: Option<StopWhen>,
 }
 
 /// Deterministic per-viewer choice in [0,1) (splitmix64), so runs are reproducible.
@@ -273,660 +263,9 @@ pub fn pick_variant(id: usize, n: usize, mix: &[f64]) -> usize {
     n - 1
 }
 
-fn connect(addr: SocketAddr, bind: Option<IpAddr>) -> io::Result<TcpStream> {
-    let Some(ip) = bind else {
-        return TcpStream::connect(addr);
-    };
-    let domain = if addr.is_ipv4() {
-        libc::AF_INET
-    } else {
-        libc::AF_INET6
-    };
-    // SAFETY: plain socket(2); the fd is owned by the std TcpStream built below.
-    let fd = unsafe {
-        libc::socket(
-            domain,
-            libc::SOCK_STREAM | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
-            0,
-        )
-    };
-    if fd < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: fd is a fresh socket we own; from here the TcpStream closes it on every path.
-    let std_stream = unsafe { <std::net::TcpStream as std::os::fd::FromRawFd>::from_raw_fd(fd) };
-    let one: libc::c_int = 1;
-    // SAFETY: setsockopt with a valid int option value on our socket. Deferring the port
-    // choice to connect() lets every source address use the whole ephemeral range per
-    // destination.
-    unsafe {
-        libc::setsockopt(
-            fd,
-            libc::IPPROTO_IP,
-            libc::IP_BIND_ADDRESS_NO_PORT,
-            (&one as *const libc::c_int).cast(),
-            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-        );
-    }
-    let sa = SocketAddr::new(ip, 0);
-    let (storage, len) = sockaddr(&sa);
-    // SAFETY: storage holds a valid sockaddr of length len.
-    if unsafe { libc::bind(fd, (&storage as *const libc::sockaddr_storage).cast(), len) } < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    let (storage, len) = sockaddr(&addr);
-    // SAFETY: as above; non-blocking connect returns EINPROGRESS, completion is reported by
-    // the writable event.
-    let r = unsafe { libc::connect(fd, (&storage as *const libc::sockaddr_storage).cast(), len) };
-    if r < 0 {
-        let e = io::Error::last_os_error();
-        if e.raw_os_error() != Some(libc::EINPROGRESS) {
-            return Err(e);
-        }
-    }
-    Ok(TcpStream::from_std(std_stream))
-}
-
-fn sockaddr(a: &SocketAddr) -> (libc::sockaddr_storage, libc::socklen_t) {
-    // SAFETY: an all-zero sockaddr_storage is valid; we fill the variant for the family.
-    let mut st: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
-    match a {
-        SocketAddr::V4(v4) => {
-            // SAFETY: sockaddr_storage is large and aligned enough for sockaddr_in.
-            let sin = unsafe {
-                &mut *(&mut st as *mut libc::sockaddr_storage).cast::<libc::sockaddr_in>()
-            };
-            sin.sin_family = libc::AF_INET as libc::sa_family_t;
-            sin.sin_port = v4.port().to_be();
-            sin.sin_addr.s_addr = u32::from_ne_bytes(v4.ip().octets());
-            (
-                st,
-                std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t,
-            )
-        }
-        SocketAddr::V6(v6) => {
-            // SAFETY: sockaddr_storage is large and aligned enough for sockaddr_in6.
-            let sin6 = unsafe {
-                &mut *(&mut st as *mut libc::sockaddr_storage).cast::<libc::sockaddr_in6>()
-            };
-            sin6.sin6_family = libc::AF_INET6 as libc::sa_family_t;
-            sin6.sin6_port = v6.port().to_be();
-            sin6.sin6_addr.s6_addr = v6.ip().octets();
-            sin6.sin6_scope_id = v6.scope_id();
-            (
-                st,
-                std::mem::size_of::<libc::sockaddr_in6>() as libc::socklen_t,
-            )
-        }
-    }
-}
-
-enum Outcome {
-    Pending,
-    Done,
-    Malformed,
-}
-
-impl Engine {
-    fn new(o: EngineOpts) -> Result<Engine, String> {
-        let poll = Poll::new().map_err(|e| format!("epoll: {e}"))?;
-        let now = Instant::now();
-        let mut timers = BinaryHeap::new();
-        let n = o.viewers;
-        for i in 0..n {
-            // Spread joins evenly over the ramp so the start is not a thundering herd.
-            let at = now + o.ramp.mul_f64(i as f64 / n.max(1) as f64);
-            timers.push(Reverse((at, i, Timer::Start)));
-        }
-        let c = Counters {
-            viewers: n as u64,
-            ..Counters::default()
-        };
-        Ok(Engine {
-            end: now + o.duration,
-            o,
-            poll,
-            viewers: (0..n).map(|_| Viewer::default()).collect(),
-            timers,
-            hist: Hists::new(),
-            c,
-            buf: vec![0u8; 256 * 1024],
-        })
-    }
-
-    fn run(mut self) -> Result<(Counters, Hists), String> {
-        let mut events = Events::with_capacity(1024);
-        loop {
-            let now = Instant::now();
-            if now >= self.end {
-                break;
-            }
-            while let Some(Reverse((at, _, _))) = self.timers.peek() {
-                if *at > now {
-                    break;
-                }
-                if let Some(Reverse((at, v, t))) = self.timers.pop() {
-                    self.on_timer(v, t, at, now);
-                }
-            }
-            let next = self
-                .timers
-                .peek()
-                .map_or(self.end, |Reverse((at, _, _))| (*at).min(self.end));
-            let wait = next.saturating_duration_since(Instant::now());
-            match self.poll.poll(&mut events, Some(wait)) {
-                Ok(()) => {}
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(format!("poll: {e}")),
-            }
-            for ev in events.iter() {
-                let v = ev.token().0;
-                if v < self.viewers.len() {
-                    self.on_ready(v);
-                }
-            }
-        }
-        // Viewers whose buffer ran dry before the end and never got the next segment.
-        let end = self.end;
-        for v in &mut self.viewers {
-            for r in v.inflight.iter().chain(v.queue.iter()) {
-                self.c.unfinished += 1;
-                let age = end.saturating_duration_since(r.intended).as_millis() as u64;
-                self.c.unfinished_oldest_ms_max = self.c.unfinished_oldest_ms_max.max(age);
-            }
-            if let Some(be) = v.buffer_end {
-                self.c.playing_viewers += 1;
-                if be + Duration::from_secs_f64(v.target.max(1.0)) < end {
-                    v.stalls += 1;
-                    self.c.stalls += 1;
-                }
-            }
-            if v.stalls > 0 {
-                self.c.stalled_viewers += 1;
-            }
-        }
-        Ok((self.c, self.hist))
-    }
-
-    fn on_timer(&mut self, v: usize, t: Timer, at: Instant, now: Instant) {
-        match t {
-            Timer::Start => {
-                let path = self.o.target.path.clone();
-                // From the scheduled join time: a late loop must not hide its lateness.
-                self.viewers[v].queue.push_back(Req {
-                    kind: Kind::Master,
-                    path,
-                    intended: at,
-                    seg_duration: 0.0,
-                });
-                self.issue(v, now);
-            }
-            Timer::Reload => {
-                let vw = &mut self.viewers[v];
-                if vw.ended {
-                    return;
-                }
-                let (Some(at), Some(path)) = (vw.next_reload, vw.media_path.clone()) else {
-                    return;
-                };
-                // Like a player, never queue a second reload behind one not yet answered:
-                // the waiting one keeps its intended time, so its latency still shows
-                // how late the server is.
-                let waiting = vw.queue.iter().any(|r| r.kind == Kind::Playlist)
-                    || vw
-                        .inflight
-                        .as_ref()
-                        .is_some_and(|r| r.kind == Kind::Playlist);
-                if waiting {
-                    self.c.reloads_skipped += 1;
-                } else {
-                    vw.queue.push_back(Req {
-                        kind: Kind::Playlist,
-                        path,
-                        intended: at,
-                        seg_duration: 0.0,
-                    });
-                }
-                let next = at + Duration::from_secs_f64(vw.target.max(0.1));
-                vw.next_reload = Some(next);
-                self.timers.push(Reverse((next, v, Timer::Reload)));
-                self.issue(v, now);
-            }
-            Timer::Timeout(gen) => {
-                if self.viewers[v].gen == gen && self.viewers[v].inflight.is_some() {
-                    self.c.err_timeout += 1;
-                    self.fail(v, now);
-                }
-            }
-            Timer::Retry => self.issue(v, now),
-        }
-    }
-
-    /// Start the next queued request if the connection is free.
-    fn issue(&mut self, v: usize, now: Instant) {
-        let vw = &mut self.viewers[v];
-        if vw.inflight.is_some() || vw.queue.is_empty() {
-            return;
-        }
-        if vw.connect_backoff_until.is_some_and(|t| t > now) {
-            return;
-        }
-        if vw.conn.is_none() {
-            match connect(self.o.target.addr, self.o.bind) {
-                Ok(mut s) => {
-                    if let Err(_e) = self.poll.registry().register(
-                        &mut s,
-                        Token(v),
-                        Interest::READABLE | Interest::WRITABLE,
-                    ) {
-                        self.c.err_connect += 1;
-                        self.backoff(v, now);
-                        return;
-                    }
-                    let vw = &mut self.viewers[v];
-                    vw.conn = Some(s);
-                    vw.got_bytes = false;
-                }
-                Err(_) => {
-                    self.c.err_connect += 1;
-                    self.backoff(v, now);
-                    return;
-                }
-            }
-        }
-        let vw = &mut self.viewers[v];
-        let Some(req) = vw.queue.pop_front() else {
-            return;
-        };
-        vw.out.clear();
-        vw.out_off = 0;
-        let _ = write!(
-            DisplayVec(&mut vw.out),
-            "GET {} HTTP/1.1\r\nHost: {}\r\nUser-Agent: corestream-bench-swarm\r\nAccept: */*\r\n\r\n",
-            req.path, self.o.target.host_header
-        );
-        vw.head.clear();
-        vw.body.clear();
-        vw.headers_done = false;
-        vw.body_left = 0;
-        vw.status = 0;
-        vw.close_after = false;
-        vw.gen += 1;
-        let gen = vw.gen;
-        vw.inflight = Some(req);
-        self.timers
-            .push(Reverse((now + self.o.timeout, v, Timer::Timeout(gen))));
-        self.flush(v, now);
-    }
-
-    /// A connection that never delivered a response byte failed to connect (refused, reset
-    /// in the handshake or accept queue); otherwise it is a read/reset error.
-    fn count_io_error(&mut self, v: usize) {
-        if self.viewers[v].got_bytes {
-            if self.retry_on_fresh(v) {
-                return;
-            }
-            self.c.err_read += 1;
-        } else {
-            self.c.err_connect += 1;
-        }
-    }
-
-    /// A reused keep-alive connection that the server closed before any byte of the current
-    /// response (idle timeout race): resend once on a new connection, as browsers do. Returns
-    /// whether the request was requeued; `fail` then finds nothing in flight.
-    fn retry_on_fresh(&mut self, v: usize) -> bool {
-        let vw = &mut self.viewers[v];
-        if vw.headers_done || !vw.head.is_empty() || vw.retried {
-            return false;
-        }
-        if let Some(r) = vw.inflight.take() {
-            vw.queue.push_front(r);
-            vw.retried = true;
-            self.c.reconnects += 1;
-            return true;
-        }
-        false
-    }
-
-    fn backoff(&mut self, v: usize, now: Instant) {
-        let at = now + Duration::from_millis(500);
-        let vw = &mut self.viewers[v];
-        // The request stays queued and is sent when a connect succeeds; its latency keeps
-        // counting from its intended time.
-        vw.connect_backoff_until = Some(at);
-        self.timers.push(Reverse((at, v, Timer::Retry)));
-    }
-
-    fn flush(&mut self, v: usize, now: Instant) {
-        let vw = &mut self.viewers[v];
-        let Some(conn) = vw.conn.as_mut() else { return };
-        while vw.out_off < vw.out.len() {
-            match conn.write(&vw.out[vw.out_off..]) {
-                Ok(0) => {
-                    self.count_io_error(v);
-                    self.fail(v, now);
-                    return;
-                }
-                Ok(n) => vw.out_off += n,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) if e.kind() == io::ErrorKind::NotConnected => return,
-                Err(_) => {
-                    self.count_io_error(v);
-                    self.fail(v, now);
-                    return;
-                }
-            }
-        }
-    }
-
-    fn on_ready(&mut self, v: usize) {
-        let now = Instant::now();
-        if self.viewers[v].out_off < self.viewers[v].out.len() {
-            self.flush(v, now);
-        }
-        loop {
-            let vw = &mut self.viewers[v];
-            let Some(conn) = vw.conn.as_mut() else { return };
-            match conn.read(&mut self.buf) {
-                Ok(0) => {
-                    if vw.inflight.is_some() {
-                        self.count_io_error(v);
-                    }
-                    self.close(v);
-                    self.fail(v, now);
-                    return;
-                }
-                Ok(n) => {
-                    vw.got_bytes = true;
-                    self.c.bytes += n as u64;
-                    let data = std::mem::take(&mut self.buf);
-                    let out = self.feed(v, &data[..n]);
-                    self.buf = data;
-                    match out {
-                        Outcome::Pending => {}
-                        Outcome::Done => {
-                            let now = Instant::now();
-                            self.complete(v, now);
-                            if self.viewers[v].conn.is_none() {
-                                return;
-                            }
-                        }
-                        Outcome::Malformed => {
-                            self.c.err_parse += 1;
-                            self.fail(v, now);
-                            return;
-                        }
-                    }
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(_) => {
-                    self.count_io_error(v);
-                    self.fail(v, now);
-                    return;
-                }
-            }
-        }
-    }
-
-    /// Feed response bytes to viewer `v`'s parser.
-    fn feed(&mut self, v: usize, mut data: &[u8]) -> Outcome {
-        let vw = &mut self.viewers[v];
-        let Some(req) = vw.inflight.as_ref() else {
-            // Bytes nobody asked for: the stream is out of sync.
-            return Outcome::Malformed;
-        };
-        let keep_body = req.kind != Kind::Segment;
-        if !vw.headers_done {
-            vw.head.extend_from_slice(data);
-            let mut headers = [httparse::EMPTY_HEADER; 48];
-            let mut resp = httparse::Response::new(&mut headers);
-            match resp.parse(&vw.head) {
-                Ok(httparse::Status::Partial) => {
-                    return if vw.head.len() > MAX_HEAD {
-                        Outcome::Malformed
-                    } else {
-                        Outcome::Pending
-                    };
-                }
-                Err(_) => return Outcome::Malformed,
-                Ok(httparse::Status::Complete(n)) => {
-                    vw.status = resp.code.unwrap_or(0);
-                    let mut len = None;
-                    for h in resp.headers.iter() {
-                        if h.name.eq_ignore_ascii_case("content-length") {
-                            len = std::str::from_utf8(h.value)
-                                .ok()
-                                .and_then(|s| s.trim().parse::<usize>().ok());
-                        } else if h.name.eq_ignore_ascii_case("connection")
-                            && h.value.eq_ignore_ascii_case(b"close")
-                        {
-                            vw.close_after = true;
-                        }
-                    }
-                    // Static file servers always send Content-Length; chunked bodies are not
-                    // handled here and count as parse errors.
-                    let Some(len) = len else {
-                        return Outcome::Malformed;
-                    };
-                    vw.headers_done = true;
-                    vw.body_left = len;
-                    let rest = vw.head.split_off(n);
-                    vw.head = Vec::new();
-                    if keep_body && len > MAX_PLAYLIST {
-                        return Outcome::Malformed;
-                    }
-                    if rest.len() > len {
-                        return Outcome::Malformed;
-                    }
-                    vw.body_left -= rest.len();
-                    if keep_body {
-                        vw.body = rest;
-                    }
-                    return if vw.body_left == 0 {
-                        Outcome::Done
-                    } else {
-                        Outcome::Pending
-                    };
-                }
-            }
-        }
-        if data.len() > vw.body_left {
-            return Outcome::Malformed;
-        }
-        vw.body_left -= data.len();
-        if keep_body {
-            vw.body.extend_from_slice(data);
-        }
-        data = &data[..0];
-        let _ = data;
-        if vw.body_left == 0 {
-            Outcome::Done
-        } else {
-            Outcome::Pending
-        }
-    }
-
-    fn close(&mut self, v: usize) {
-        if let Some(mut c) = self.viewers[v].conn.take() {
-            let _ = self.poll.registry().deregister(&mut c);
-        }
-    }
-
-    /// The in-flight request failed: drop the connection (its state is unknown) and move on.
-    fn fail(&mut self, v: usize, now: Instant) {
-        self.close(v);
-        let vw = &mut self.viewers[v];
-        let was = vw.inflight.take();
-        if was.is_some() {
-            vw.retried = false;
-        }
-        vw.gen += 1;
-        vw.out.clear();
-        vw.out_off = 0;
-        vw.head = Vec::new();
-        vw.body = Vec::new();
-        // A failed join fetch leaves the viewer nowhere to go: retry it after a pause.
-        if let Some(r) = was {
-            if r.kind == Kind::Master || (r.kind == Kind::Playlist && vw.last_seq.is_none()) {
-                let at = now + Duration::from_millis(500);
-                vw.queue.push_front(Req { intended: at, ..r });
-                vw.connect_backoff_until = Some(at);
-                self.timers.push(Reverse((at, v, Timer::Retry)));
-                return;
-            }
-        }
-        self.issue(v, now);
-    }
-
-    fn complete(&mut self, v: usize, now: Instant) {
-        let vw = &mut self.viewers[v];
-        let Some(req) = vw.inflight.take() else {
-            return;
-        };
-        vw.gen += 1;
-        vw.retried = false;
-        let kind_i = KINDS.iter().position(|k| k.0 == req.kind).unwrap_or(0);
-        self.c.requests[kind_i] += 1;
-        let us = now.saturating_duration_since(req.intended).as_micros() as u64;
-        self.hist.latency[kind_i].saturating_record(us.max(1));
-        let close_after = vw.close_after;
-        let status = vw.status;
-        let body = std::mem::take(&mut vw.body);
-        if close_after {
-            self.close(v);
-        }
-        if !(200..300).contains(&status) {
-            self.c.err_status += 1;
-            if req.kind == Kind::Master {
-                let vw = &mut self.viewers[v];
-                let at = now + Duration::from_secs(1);
-                vw.queue.push_front(Req {
-                    intended: at,
-                    ..req
-                });
-                vw.connect_backoff_until = Some(at);
-                self.timers.push(Reverse((at, v, Timer::Retry)));
-                return;
-            }
-        } else {
-            match req.kind {
-                Kind::Master | Kind::Playlist => self.on_playlist(v, &req, &body, now),
-                Kind::Segment => self.on_segment(v, &req, now),
-            }
-        }
-        self.issue(v, now);
-    }
-
-    fn on_playlist(&mut self, v: usize, req: &Req, body: &[u8], now: Instant) {
-        let Ok(text) = std::str::from_utf8(body) else {
-            self.c.err_parse += 1;
-            return;
-        };
-        let pl = match hls::parse(text) {
-            Ok(p) => p,
-            Err(_) => {
-                self.c.err_parse += 1;
-                return;
-            }
-        };
-        let id = v + self.o.id_offset;
-        let vw = &mut self.viewers[v];
-        if pl.is_master() {
-            // Variants from high to low bandwidth, so the mix weights read top-down.
-            let mut vars = pl.variants.clone();
-            vars.sort_by_key(|x| Reverse(x.bandwidth));
-            let pick = pick_variant(id, vars.len(), &self.o.mix);
-            let path = hls::resolve(&req.path, &vars[pick].uri);
-            vw.media_path = Some(path.clone());
-            vw.queue.push_back(Req {
-                kind: Kind::Playlist,
-                path,
-                intended: now,
-                seg_duration: 0.0,
-            });
-            return;
-        }
-        let media_path = vw
-            .media_path
-            .get_or_insert_with(|| req.path.clone())
-            .clone();
-        vw.target = pl.target_duration;
-        let first = vw.last_seq.is_none();
-        let new: Vec<&hls::Segment> = match vw.last_seq {
-            None => {
-                let n = pl.segments.len();
-                pl.segments[n.saturating_sub(JOIN_SEGMENTS)..]
-                    .iter()
-                    .collect()
-            }
-            Some(last) => pl.segments.iter().filter(|s| s.seq > last).collect(),
-        };
-        if first {
-            vw.join_left = new.len();
-        }
-        for s in &new {
-            vw.queue.push_back(Req {
-                kind: Kind::Segment,
-                path: hls::resolve(&media_path, &s.uri),
-                intended: now,
-                seg_duration: s.duration,
-            });
-        }
-        if let Some(last) = pl.segments.last() {
-            vw.last_seq = Some(vw.last_seq.map_or(last.seq, |l| l.max(last.seq)));
-        }
-        if pl.endlist {
-            vw.ended = true;
-        }
-        if first && !pl.endlist {
-            // Constant clock from the intended time of the first media playlist request.
-            let at = req.intended + Duration::from_secs_f64(vw.target.max(0.1));
-            vw.next_reload = Some(at);
-            self.timers.push(Reverse((at, v, Timer::Reload)));
-        }
-    }
-
-    fn on_segment(&mut self, v: usize, req: &Req, now: Instant) {
-        let dur = req.seg_duration.max(0.001);
-        let took = now.saturating_duration_since(req.intended).as_secs_f64();
-        self.hist
-            .seg_ratio
-            .saturating_record(((took / dur) * 1000.0).round().max(1.0) as u64);
-        let vw = &mut self.viewers[v];
-        match vw.buffer_end {
-            None => {
-                vw.buffered_at_join += dur;
-                vw.join_left = vw.join_left.saturating_sub(1);
-                if vw.join_left == 0 {
-                    vw.buffer_end = Some(now + Duration::from_secs_f64(vw.buffered_at_join));
-                }
-            }
-            Some(be) => {
-                let d = Duration::from_secs_f64(dur);
-                if now > be {
-                    vw.stalls += 1;
-                    self.c.stalls += 1;
-                    vw.buffer_end = Some(now + d);
-                } else {
-                    vw.buffer_end = Some(be + d);
-                }
-            }
-        }
-    }
-}
-
-/// `write!` into a Vec<u8> without an io::Result.
-struct DisplayVec<'a>(&'a mut Vec<u8>);
-impl std::fmt::Write for DisplayVec<'_> {
-    fn write_str(&mut self, s: &str) -> std::fmt::Result {
-        self.0.extend_from_slice(s.as_bytes());
-        Ok(())
-    }
-}
-
+/// A non-blocking connect to `addr`, from source address `bind` when given. The port choice
+/// is deferred to connect() (IP_BIND_ADDRESS_NO_PORT), so every source address has the whole
+/// ephemeral range per destination instead of one port per bind.
 fn hex(b: &[u8]) -> String {
     let mut s = String::with_capacity(b.len() * 2);
     for x in b {
@@ -946,19 +285,13 @@ fn unhex(s: &str) -> Option<Vec<u8>> {
 }
 
 /// Worker wire format: `COUNTER name value` lines, then `HIST name hex(V2)` lines, then `END`.
-pub fn write_results(c: &Counters, h: &Hists, out: &mut impl Write) -> Result<(), String> {
+pub fn write_results(c: &Counters, h: &mut Hists, out: &mut impl Write) -> Result<(), String> {
     let mut c = *c;
     for (k, v) in c.fields() {
         writeln!(out, "COUNTER {k} {v}").map_err(|e| e.to_string())?;
     }
     let mut ser = V2Serializer::new();
-    let hs: [(&str, &Histogram<u64>); 4] = [
-        ("master", &h.latency[0]),
-        ("playlist", &h.latency[1]),
-        ("segment", &h.latency[2]),
-        ("seg_ratio", &h.seg_ratio),
-    ];
-    for (name, hist) in hs {
+    for (name, hist) in HIST_NAMES.iter().zip(h.all()) {
         let mut v = Vec::new();
         ser.serialize(hist, &mut v)
             .map_err(|e| format!("serialize {name}: {e:?}"))?;
@@ -998,13 +331,11 @@ pub fn read_results(text: &str, c: &mut Counters, h: &mut Hists) -> Result<(), S
                 let hist: Histogram<u64> = de
                     .deserialize(&mut &bytes[..])
                     .map_err(|e| format!("worker histogram {k}: {e:?}"))?;
-                let dst = match k {
-                    "master" => &mut h.latency[0],
-                    "playlist" => &mut h.latency[1],
-                    "segment" => &mut h.latency[2],
-                    "seg_ratio" => &mut h.seg_ratio,
-                    _ => return Err(format!("unknown histogram {k}")),
-                };
+                let dst = HIST_NAMES
+                    .iter()
+                    .zip(h.all())
+                    .find_map(|(n, dst)| (*n == k).then_some(dst))
+                    .ok_or_else(|| format!("unknown histogram {k}"))?;
                 dst.add(&hist).map_err(|e| format!("merge {k}: {e:?}"))?;
             }
             Some("END") => ended = true,
@@ -1015,10 +346,6 @@ pub fn read_results(text: &str, c: &mut Counters, h: &mut Hists) -> Result<(), S
         return Err("worker output ended early (no END line)".into());
     }
     Ok(())
-}
-
-pub fn run_engine(o: EngineOpts) -> Result<(Counters, Hists), String> {
-    Engine::new(o)?.run()
 }
 
 pub struct Opts {
@@ -1032,19 +359,24 @@ pub struct Opts {
     pub processes: Option<usize>,
     pub report: Option<PathBuf>,
     pub label: Option<String>,
+    pub ll: bool,
+    pub published_from: Option<PathBuf>,
     pub command_line: String,
 }
 
 pub fn run(o: Opts) -> Result<(), String> {
-    let soft = crate::compare::raise_nofile() as usize;
+    let soft = crate::machine::raise_nofile() as usize;
     let target = parse_url(&o.url)?;
-    let budget = soft.saturating_sub(100).min(o.per_process).max(1);
+    // An LL viewer holds two connections (playlists and media), a classic one one.
+    let fds_per_viewer = if o.ll { 2 } else { 1 };
+    let fit = soft.saturating_sub(100) / fds_per_viewer;
+    let budget = fit.min(o.per_process).max(1);
     let procs = o
         .processes
         .unwrap_or(1)
         .max(o.viewers.div_ceil(budget))
         .max(1);
-    if o.viewers.div_ceil(procs) > soft.saturating_sub(100) {
+    if o.viewers.div_ceil(procs) > fit {
         return Err(format!(
             "{} viewers per process exceed the fd limit {soft}; raise --processes",
             o.viewers.div_ceil(procs)
@@ -1065,20 +397,20 @@ pub fn run(o: Opts) -> Result<(), String> {
             mix: o.mix.clone(),
             timeout: o.timeout,
             bind: None,
+            ll: o.ll,
+            published_from: o.published_from.clone(),
+            until: None,
         })?;
         c = cc;
         h = hh;
         layout.push_str("1 process");
     } else {
-        let exe = std::env::current_exe().map_err(|e| format!("own executable: {e}"))?;
         let mut kids = Vec::new();
         let mut offset = 0;
         for k in 0..procs {
             let n = o.viewers / procs + usize::from(k < o.viewers % procs);
-            let mut cmd = Command::new(&exe);
-            crate::servers::die_with_parent(&mut cmd);
-            cmd.arg("swarm-worker")
-                .arg("--viewers")
+            let mut cmd = crate::child::own("swarm-worker")?;
+            cmd.arg("--viewers")
                 .arg(n.to_string())
                 .arg("--id-offset")
                 .arg(offset.to_string())
@@ -1099,15 +431,19 @@ pub fn run(o: Opts) -> Result<(), String> {
             if loopback {
                 cmd.arg("--bind").arg(format!("127.0.0.{}", k + 2));
             }
+            if o.ll {
+                cmd.arg("--ll");
+            }
+            if let Some(d) = &o.published_from {
+                cmd.arg("--published-from").arg(d);
+            }
             cmd.arg(&o.url);
             offset += n;
-            let child = cmd
-                .stdin(Stdio::null())
-                .stdout(Stdio::piped())
-                .stderr(Stdio::inherit())
-                .spawn()
-                .map_err(|e| format!("cannot start swarm-worker: {e}"))?;
-            kids.push(child);
+            kids.push(crate::child::spawn_reporting(
+                &mut cmd,
+                Stdio::null(),
+                "swarm-worker",
+            )?);
         }
         let _ = write!(
             layout,
@@ -1155,6 +491,14 @@ fn ms(h: &Histogram<u64>, q: f64) -> f64 {
     }
 }
 
+fn max_ms(h: &Histogram<u64>) -> f64 {
+    if h.is_empty() {
+        f64::NAN
+    } else {
+        h.max() as f64 / 1000.0
+    }
+}
+
 fn render(o: &Opts, c: &Counters, h: &Hists, wall: f64, layout: &str, t: &Target) -> String {
     let mut s = String::new();
     let _ = writeln!(
@@ -1186,39 +530,25 @@ fn render(o: &Opts, c: &Counters, h: &Hists, wall: f64, layout: &str, t: &Target
     let _ = writeln!(s, "Latency from the intended send time (ms):\n");
     let _ = writeln!(s, "| kind | requests | p50 | p90 | p99 | p99.9 | max |");
     let _ = writeln!(s, "| --- | ---: | ---: | ---: | ---: | ---: | ---: |");
-    for (i, (_, name)) in KINDS.iter().enumerate() {
-        let hh = &h.latency[i];
+    for kind in Kind::ALL {
+        let (i, name) = (kind.index(), kind.name());
+        if c.requests[i] == 0 && kind == Kind::Part {
+            continue;
+        }
+        let _ = writeln!(s, "{}", hist_row(name, c.requests[i], &h.latency[i]));
+    }
+    if c.requests[Kind::Segment.index()] > 0 {
+        let r = &h.seg_ratio;
         let _ = writeln!(
             s,
-            "| {name} | {} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} |",
-            c.requests[i],
-            ms(hh, 0.5),
-            ms(hh, 0.9),
-            ms(hh, 0.99),
-            ms(hh, 0.999),
-            if hh.is_empty() {
-                f64::NAN
-            } else {
-                hh.max() as f64 / 1000.0
-            }
+            "\nSegment download time / segment duration: p50 {:.3}, p90 {:.3}, p99 {:.3}, max {:.3} (above 1.0 a viewer cannot keep up).",
+            ms(r, 0.5),
+            ms(r, 0.9),
+            ms(r, 0.99),
+            max_ms(r)
         );
     }
-    let r = &h.seg_ratio;
-    let q = |p: f64| {
-        if r.is_empty() {
-            f64::NAN
-        } else {
-            r.value_at_quantile(p) as f64 / 1000.0
-        }
-    };
-    let _ = writeln!(
-        s,
-        "\nSegment download time / segment duration: p50 {:.3}, p90 {:.3}, p99 {:.3}, max {:.3} (above 1.0 a viewer cannot keep up).\n",
-        q(0.5),
-        q(0.9),
-        q(0.99),
-        if r.is_empty() { f64::NAN } else { r.max() as f64 / 1000.0 }
-    );
+    s.push('\n');
     let _ = writeln!(
         s,
         "Stalls: {} events; {} of {} viewers stalled at least once ({:.2}%); {} viewers reached playback.\n",
@@ -1230,15 +560,70 @@ fn render(o: &Opts, c: &Counters, h: &Hists, wall: f64, layout: &str, t: &Target
     );
     let _ = writeln!(
         s,
-        "Unfinished at the end (queued or in flight, not in the percentiles above): {} requests, the oldest waiting {:.0} ms.\n",
-        c.unfinished, c.unfinished_oldest_ms_max as f64
+        "Unfinished at the end (queued or in flight, not in the percentiles above): {} requests, the oldest waiting {:.0} ms.{}\n",
+        c.unfinished,
+        c.unfinished_oldest_ms_max as f64,
+        if o.ll {
+            " An LL viewer normally has a blocking reload and a hinted part waiting at any time."
+        } else {
+            ""
+        }
     );
     let _ = writeln!(
         s,
-        "Errors: connect {}, read/reset {}, timeout {}, non-2xx {}, malformed response/playlist {}. Requests resent once after the server closed an idle keep-alive connection: {}. Reloads skipped because the previous one was still unanswered (the viewer was behind): {}.",
-        c.err_connect, c.err_read, c.err_timeout, c.err_status, c.err_parse, c.reconnects, c.reloads_skipped
+        "Errors: connect {}, read/reset {}, timeout {}, non-2xx {}, malformed response/playlist {} ({} in all). Requests resent once after the server closed an idle keep-alive connection: {}. Reloads skipped because the previous one was still unanswered (the viewer was behind): {}. Jumps to the live edge (the next media had left the playlist window; each also counts as a stall): {}.",
+        c.err_connect, c.err_read, c.err_timeout, c.err_status, c.err_parse, c.errors(), c.reconnects, c.reloads_skipped, c.live_jumps
     );
+    if o.ll {
+        render_ll(&mut s, o, c, h);
+    }
     s
+}
+
+/// One table row: count, then p50 / p90 / p99 / p99.9 / max in ms.
+fn hist_row(name: &str, count: u64, h: &Histogram<u64>) -> String {
+    format!(
+        "| {name} | {count} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} |",
+        ms(h, 0.5),
+        ms(h, 0.9),
+        ms(h, 0.99),
+        ms(h, 0.999),
+        max_ms(h)
+    )
+}
+
+/// The LL-HLS part of the report: what a low-latency viewer sees and what it costs.
+fn render_ll(s: &mut String, o: &Opts, c: &Counters, h: &Hists) {
+    let secs = o.duration.as_secs_f64().max(0.001);
+    let viewers = c.viewers.max(1) as f64;
+    let [part_pub, pl_pub, edge, edge_final] = &h.ll;
+    let _ = writeln!(s, "\n### LL-HLS\n");
+    let source = match &o.published_from {
+        Some(d) => format!("the mtime of its file under {}: when the packager wrote it", d.display()),
+        None => "its segment's EXT-X-PROGRAM-DATE-TIME plus the durations of its parts up to it: when a packager on the playlist's clock has the part".to_string(),
+    };
+    let _ = writeln!(s, "Measured from each part's publication ({source}), in ms, leaving out the parts fetched at join; the distance behind the live edge is the wall-clock time minus the media time at the playhead (the buffered media's end, dated by the playlist, minus what is left to play), in ms:\n");
+    let _ = writeln!(s, "| what | count | p50 | p90 | p99 | p99.9 | max |");
+    let _ = writeln!(s, "| --- | ---: | ---: | ---: | ---: | ---: | ---: |");
+    for (name, hh) in [
+        ("part delivered, from its publication", part_pub),
+        ("playlist listing a new part, from its publication", pl_pub),
+        ("live-edge distance at each part", edge),
+        ("live-edge distance per viewer at the end", edge_final),
+    ] {
+        let _ = writeln!(s, "{}", hist_row(name, hh.len(), hh));
+    }
+    let pl = c.requests[Kind::Playlist.index()] as f64;
+    let _ = writeln!(
+        s,
+        "\nRequests per viewer per second: playlists {:.2} ({} blocking reloads sent; {} answers had neither the part asked for nor anything new, i.e. the server did not block and the viewer polled), parts {:.2}. Preload hints: {} asked for, {} answered 404 instead of being held until the part was published (then fetched once listed).",
+        pl / viewers / secs,
+        c.blocking_reloads,
+        c.polls_unchanged,
+        c.requests[Kind::Part.index()] as f64 / viewers / secs,
+        c.hint_requests,
+        c.hints_not_held
+    );
 }
 
 /// `--rendition-mix 30,50,20` -> weights.
@@ -1261,164 +646,17 @@ pub fn parse_mix(s: &str) -> Result<Vec<f64>, String> {
 
 /// `swarm-worker`: run the engine and print results in the wire format.
 pub fn worker(o: EngineOpts) -> Result<(), String> {
-    crate::compare::raise_nofile();
-    let (c, h) = run_engine(o)?;
+    crate::machine::raise_nofile();
+    let (c, mut h) = run_engine(o)?;
     let stdout = io::stdout();
     let mut lock = stdout.lock();
-    write_results(&c, &h, &mut lock)?;
+    write_results(&c, &mut h, &mut lock)?;
     lock.flush().map_err(|e| e.to_string())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// Minimal keep-alive HTTP server for the tests: one thread per connection, GET heads
-    /// only; `respond` gets the request path and returns the whole response.
-    fn serve(respond: impl Fn(&str) -> Vec<u8> + Send + Sync + 'static) -> SocketAddr {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let addr = l.local_addr().unwrap();
-        let respond = std::sync::Arc::new(respond);
-        std::thread::spawn(move || {
-            for s in l.incoming() {
-                let Ok(mut s) = s else { return };
-                let respond = respond.clone();
-                std::thread::spawn(move || {
-                    let mut buf = Vec::new();
-                    let mut chunk = [0u8; 4096];
-                    loop {
-                        let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") else {
-                            match s.read(&mut chunk) {
-                                Ok(0) | Err(_) => return,
-                                Ok(n) => buf.extend_from_slice(&chunk[..n]),
-                            }
-                            continue;
-                        };
-                        let head = String::from_utf8_lossy(&buf[..end]).to_string();
-                        buf.drain(..end + 4);
-                        let path = head.split_whitespace().nth(1).unwrap_or("/");
-                        if s.write_all(&respond(path)).is_err() {
-                            return;
-                        }
-                    }
-                });
-            }
-        });
-        addr
-    }
-
-    fn ok(body: &[u8]) -> Vec<u8> {
-        let mut r =
-            format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n", body.len()).into_bytes();
-        r.extend_from_slice(body);
-        r
-    }
-
-    /// Static files from `root` (404 for anything missing).
-    fn serve_dir(root: std::path::PathBuf) -> SocketAddr {
-        serve(
-            move |path| match fs::read(root.join(path.trim_start_matches('/'))) {
-                Ok(body) => ok(&body),
-                Err(_) => b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n".to_vec(),
-            },
-        )
-    }
-
-    /// A live media playlist whose reloads after the first take 2.5 s (target duration 1 s):
-    /// the viewer keeps one reload outstanding, as players do, instead of queueing one per
-    /// second and then fetching a backlog of stale playlists.
-    #[test]
-    fn reloads_do_not_pile_up_behind_a_slow_answer() {
-        let playlists = std::sync::atomic::AtomicUsize::new(0);
-        let addr = serve(move |path| {
-            if !path.ends_with(".m3u8") {
-                return ok(b"0123456789");
-            }
-            if playlists.fetch_add(1, std::sync::atomic::Ordering::Relaxed) > 0 {
-                std::thread::sleep(Duration::from_millis(2500));
-            }
-            ok(b"#EXTM3U\n#EXT-X-TARGETDURATION:1\n#EXT-X-MEDIA-SEQUENCE:7\n#EXTINF:1.0,\nseg7.ts\n")
-        });
-        let (c, _) = run_engine(EngineOpts {
-            target: parse_url(&format!("http://{addr}/live/index.m3u8")).unwrap(),
-            viewers: 1,
-            id_offset: 0,
-            duration: Duration::from_secs(6),
-            ramp: Duration::from_millis(10),
-            mix: vec![],
-            timeout: Duration::from_secs(5),
-            bind: None,
-        })
-        .unwrap();
-        // First answer at once, then one 2.5 s reload at a time: 3 answered in 6 s. A
-        // queue per tick would also leave several stale reloads waiting at the end.
-        assert!(c.requests[1] <= 3, "{c:?}");
-        assert!(c.reloads_skipped >= 2, "{c:?}");
-        assert!(c.unfinished <= 1, "{c:?}");
-        assert_eq!(c.err_status + c.err_timeout + c.err_read, 0, "{c:?}");
-    }
-
-    #[test]
-    fn viewers_follow_a_live_stream() {
-        let dir = std::env::temp_dir().join(format!("csbench-swarm-{}", std::process::id()));
-        let d2 = dir.clone();
-        let publisher = std::thread::spawn(move || {
-            crate::publish::run(crate::publish::Opts {
-                dir: d2,
-                segment_seconds: 0.5,
-                renditions: vec![200, 100],
-                window: 4,
-                duration: Duration::from_secs(5),
-            })
-        });
-        std::thread::sleep(Duration::from_millis(200));
-        let addr = serve_dir(dir.clone());
-        let (c, h) = run_engine(EngineOpts {
-            target: parse_url(&format!("http://{addr}/master.m3u8")).unwrap(),
-            viewers: 20,
-            id_offset: 0,
-            duration: Duration::from_secs(3),
-            ramp: Duration::from_millis(500),
-            mix: vec![1.0, 1.0],
-            timeout: Duration::from_secs(5),
-            bind: None,
-        })
-        .unwrap();
-        assert_eq!(c.requests[0], 20, "one master per viewer");
-        // Reloads every 0.5 s (target duration rounds up to 1 s in the playlist: the swarm
-        // follows #EXT-X-TARGETDURATION) for ~2.5-3 s after joining.
-        assert!(c.requests[1] >= 20 * 2 && c.requests[1] <= 20 * 4, "{c:?}");
-        // Three join segments plus the new ones.
-        assert!(c.requests[2] >= 20 * 4, "{c:?}");
-        assert_eq!(
-            c.err_connect + c.err_read + c.err_timeout + c.err_status + c.err_parse,
-            0,
-            "{c:?}"
-        );
-        assert_eq!(c.playing_viewers, 20);
-        assert_eq!(h.latency[0].len(), 20);
-        assert!(h.seg_ratio.len() >= c.requests[2] - 1);
-        publisher.join().unwrap().unwrap();
-
-        // A server that is not there: connect errors, no panic, no playback.
-        let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let dead_addr = dead.local_addr().unwrap();
-        drop(dead);
-        let (c, _) = run_engine(EngineOpts {
-            target: parse_url(&format!("http://{dead_addr}/master.m3u8")).unwrap(),
-            viewers: 3,
-            id_offset: 0,
-            duration: Duration::from_millis(800),
-            ramp: Duration::ZERO,
-            mix: vec![],
-            timeout: Duration::from_secs(1),
-            bind: None,
-        })
-        .unwrap();
-        assert!(c.err_connect >= 3, "{c:?}");
-        assert_eq!(c.playing_viewers, 0);
-        fs::remove_dir_all(&dir).unwrap();
-    }
 
     #[test]
     fn urls() {
@@ -1463,19 +701,19 @@ mod tests {
         h.seg_ratio.record(500).unwrap();
         let c = Counters {
             viewers: 10,
-            requests: [1, 3, 2],
+            requests: [1, 3, 2, 5],
             err_timeout: 4,
             unfinished_oldest_ms_max: 7,
             ..Counters::default()
         };
         let mut out = Vec::new();
-        write_results(&c, &h, &mut out).unwrap();
+        write_results(&c, &mut h, &mut out).unwrap();
         let text = String::from_utf8(out).unwrap();
         let (mut c2, mut h2) = (Counters::default(), Hists::new());
         read_results(&text, &mut c2, &mut h2).unwrap();
         read_results(&text, &mut c2, &mut h2).unwrap();
         assert_eq!(c2.viewers, 20);
-        assert_eq!(c2.requests, [2, 6, 4]);
+        assert_eq!(c2.requests, [2, 6, 4, 10]);
         assert_eq!(c2.err_timeout, 8);
         assert_eq!(
             c2.unfinished_oldest_ms_max, 7,

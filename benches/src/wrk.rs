@@ -58,23 +58,15 @@ impl Errors {
     }
 }
 
-/// "1.23ms" / "850.00us" / "2.01s" / "1.5m" -> milliseconds.
+/// "1.23ms" / "850.00us" / "2.01s" / "1.5m" -> milliseconds. wrk always prints a unit, so a
+/// bare number is not one of its durations (the shared parser would read it as seconds).
 pub fn parse_duration_ms(s: &str) -> Option<f64> {
     let s = s.trim();
-    let (num, mult) = if let Some(n) = s.strip_suffix("us") {
-        (n, 0.001)
-    } else if let Some(n) = s.strip_suffix("ms") {
-        (n, 1.0)
-    } else if let Some(n) = s.strip_suffix('s') {
-        (n, 1000.0)
-    } else if let Some(n) = s.strip_suffix('m') {
-        (n, 60_000.0)
-    } else if let Some(n) = s.strip_suffix('h') {
-        (n, 3_600_000.0)
-    } else {
+    if s.ends_with(|c: char| c.is_ascii_digit() || c == '.') {
         return None;
-    };
-    num.parse::<f64>().ok().map(|v| v * mult)
+    }
+    let d = corestream_common::duration::parse(s).ok()?;
+    Some(d.as_nanos() as f64 / 1e6)
 }
 
 /// "12.34MB" / "512.00KB" / "100B" / "1.2GB" -> bytes (wrk uses powers of 1024).

@@ -1,6 +1,7 @@
 //! UTC calendar dates from Unix time, for the few timestamp formats we print: RFC 3339
-//! (playlists' PROGRAM-DATE-TIME, backups, JSON logs) and the common log format. HTTP dates
-//! use the `httpdate` crate.
+//! (playlists' PROGRAM-DATE-TIME, backups, JSON logs) and the common log format, and back
+//! from RFC 3339 (the load harness reads PROGRAM-DATE-TIME). HTTP dates use the `httpdate`
+//! crate.
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -57,6 +58,23 @@ impl Civil {
         Civil::from_unix_ms(ms)
     }
 
+    /// Milliseconds since 1970-01-01T00:00:00Z: the inverse of [`Civil::from_unix_ms`].
+    pub fn to_unix_ms(&self) -> i64 {
+        // Civil date to days: Howard Hinnant's algorithm, the inverse of the one above.
+        let y = self.year - i64::from(self.month <= 2);
+        let era = y.div_euclid(400);
+        let yoe = y.rem_euclid(400);
+        let m = i64::from(self.month);
+        let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + i64::from(self.day) - 1;
+        let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+        let days = era * 146_097 + doe - 719_468;
+        days * 86_400_000
+            + i64::from(self.hour) * 3_600_000
+            + i64::from(self.minute) * 60_000
+            + i64::from(self.second) * 1000
+            + i64::from(self.milli)
+    }
+
     /// `2026-11-24T18:36:55.123Z`
     pub fn rfc3339_millis(&self) -> String {
         format!(
@@ -85,6 +103,70 @@ impl Civil {
             self.second
         )
     }
+}
+
+/// An RFC 3339 date-time (`2026-11-24T18:36:55.123Z`, `2010-02-19T14:54:23.031+08:00`; any
+/// number of fraction digits, kept to the millisecond) as milliseconds since the Unix epoch.
+/// None for anything else, including out-of-range fields.
+pub fn parse_rfc3339_ms(s: &str) -> Option<i64> {
+    let s = s.trim();
+    let num = |a: usize, b: usize| -> Option<u32> {
+        let t = s.get(a..b)?;
+        if t.bytes().all(|c| c.is_ascii_digit()) {
+            t.parse().ok()
+        } else {
+            None
+        }
+    };
+    let sep = |i: usize, c: &[u8]| s.as_bytes().get(i).is_some_and(|b| c.contains(b));
+    if !(sep(4, b"-") && sep(7, b"-") && sep(10, b"Tt ") && sep(13, b":") && sep(16, b":")) {
+        return None;
+    }
+    let (year, month, day) = (num(0, 4)?, num(5, 7)?, num(8, 10)?);
+    let (hour, minute, second) = (num(11, 13)?, num(14, 16)?, num(17, 19)?);
+    let mut rest = &s[19..];
+    let mut milli = 0;
+    if let Some(f) = rest.strip_prefix('.') {
+        let digits = f.bytes().take_while(u8::is_ascii_digit).count();
+        if digits == 0 {
+            return None;
+        }
+        let ms = format!("{:0<3}", &f[..digits.min(3)]);
+        milli = ms.parse().ok()?;
+        rest = &f[digits..];
+    }
+    let offset_min: i64 = match rest {
+        "Z" | "z" => 0,
+        _ => {
+            let sign = match rest.as_bytes().first()? {
+                b'+' => 1,
+                b'-' => -1,
+                _ => return None,
+            };
+            let hm = rest[1..].replace(':', "");
+            if hm.len() != 4 || !hm.bytes().all(|c| c.is_ascii_digit()) {
+                return None;
+            }
+            sign * (hm[..2].parse::<i64>().ok()? * 60 + hm[2..].parse::<i64>().ok()?)
+        }
+    };
+    if !(1..=12).contains(&month) || !(1..=31).contains(&day) || hour > 23 || minute > 59 {
+        return None;
+    }
+    // 60 is a leap second; it reads as the first instant of the next minute.
+    if second > 60 {
+        return None;
+    }
+    let c = Civil {
+        year: i64::from(year),
+        month,
+        day,
+        hour,
+        minute,
+        second,
+        milli,
+    };
+    Some(c.to_unix_ms() - offset_min * 60_000)
 }
 
 #[cfg(test)]
@@ -118,6 +200,38 @@ mod tests {
             Civil::from_unix_ms(1_764_009_415_123).compact(),
             "20251124T183655.123Z"
         );
+    }
+
+    #[test]
+    fn parses_what_it_prints_and_offsets() {
+        for ms in [0, 1_764_009_415_123, 951_782_400_000, -1, 4_102_444_800_000] {
+            let t = Civil::from_unix_ms(ms);
+            assert_eq!(t.to_unix_ms(), ms);
+            assert_eq!(parse_rfc3339_ms(&t.rfc3339_millis()), Some(ms));
+        }
+        assert_eq!(
+            parse_rfc3339_ms("2010-02-19T14:54:23.031+08:00"),
+            parse_rfc3339_ms("2010-02-19T06:54:23.031Z")
+        );
+        assert_eq!(
+            parse_rfc3339_ms("2025-11-24T18:36:55Z"),
+            Some(1_764_009_415_000)
+        );
+        assert_eq!(
+            parse_rfc3339_ms("2025-11-24T18:36:55.1234567-0100"),
+            Some(1_764_009_415_123 + 3_600_000)
+        );
+        for bad in [
+            "",
+            "2025-11-24",
+            "2025-11-24T18:36:55",
+            "2025-13-24T18:36:55Z",
+            "2025-11-24T18:36:55.Z",
+            "2025-11-24T18:36:55+8",
+            "x025-11-24T18:36:55Z",
+        ] {
+            assert_eq!(parse_rfc3339_ms(bad), None, "{bad}");
+        }
     }
 
     #[test]
