@@ -181,6 +181,9 @@ struct Publisher {
     next_unit: u64,
     /// Wall-clock time of the first sample (ms since epoch), if PROGRAM-DATE-TIME is on.
     origin_ms: Option<i64>,
+    /// The instant of `origin_ms`'s clock reading: the schedule runs from it, so the
+    /// PROGRAM-DATE-TIME a part carries is when it is published (not when prefill ended).
+    clock_start: Instant,
     time_scale: f64,
     unit_ticks: u64,
     /// Exclusive lock on the directory's marker file, held while publishing.
@@ -266,6 +269,7 @@ impl Publisher {
             prefill_units,
             next_unit: 0,
             origin_ms: cfg.program_date_time.then_some(now_ms - prefill_ms),
+            clock_start: Instant::now(),
             time_scale: cfg.time_scale,
             unit_ticks: unit_chunks * CHUNK_TICKS,
             lock: None,
@@ -536,7 +540,7 @@ impl Publisher {
     }
 
     fn run(mut self, stop: mpsc::Receiver<()>) {
-        let start = Instant::now();
+        let start = self.clock_start;
         let mut last_error: Option<(String, Instant)> = None;
         loop {
             // Checked on every unit too, so a long catch-up burst still stops promptly.
