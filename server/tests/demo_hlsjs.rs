@@ -1,9 +1,13 @@
 //! hls.js in headless Chromium plays the demo stream (plain and Low-Latency) from the real
 //! `corestream --demo` / `--demo-ll` server, without an error.
 //!
-//! The page and hls.js come from a minimal HTTP server inside the test, on another port, so
-//! the stream is fetched cross-origin: this also checks Corestream's CORS headers, and in
-//! low-latency mode its blocking playlist reloads and preload-hint waits.
+//! Over plain HTTP the page and hls.js come from a minimal HTTP server inside the test, on
+//! another port, so the stream is fetched cross-origin: this also checks Corestream's CORS
+//! headers, and in low-latency mode its blocking playlist reloads and preload-hint waits.
+//! Over HTTPS, corestream serves the page, hls.js and the stream itself on its TLS listener
+//! (a browser refuses http:// media on an https:// page); Chromium trusts the test
+//! certificate only (`--ignore-certificate-errors-spki-list` with its key hash) and the page
+//! reports through the console.
 //!
 //! Needs a browser and hls.js (`.ci/run` installs both):
 //!   apt-get install -y chromium && npm install --prefix /opt/hlsjs hls.js@1
@@ -119,7 +123,18 @@ fn field(json: &str, name: &str) -> Option<f64> {
     json[at..].split([',', '}']).next()?.parse().ok()
 }
 
-fn play(low_latency: bool) {
+/// The SPKI hash Chromium's --ignore-certificate-errors-spki-list wants, via openssl.
+fn spki_hash(cert: &Path) -> Option<String> {
+    let pipeline = format!(
+        "openssl x509 -in '{}' -pubkey -noout | openssl pkey -pubin -outform der | openssl dgst -sha256 -binary | base64",
+        cert.display()
+    );
+    let out = Command::new("sh").args(["-c", &pipeline]).output().ok()?;
+    let h = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    (out.status.success() && !h.is_empty()).then_some(h)
+}
+
+fn play(low_latency: bool, tls: bool) {
     let Some(browser) = browser() else {
         eprintln!("SKIPPED: no chromium (apt-get install -y chromium)");
         return;
@@ -132,42 +147,106 @@ fn play(low_latency: bool) {
     let n = N.fetch_add(1, Ordering::Relaxed);
     let base = std::env::temp_dir().join(format!("corestream-hlsjs-{}-{n}", std::process::id()));
     let _ = fs::remove_dir_all(&base);
-    let server = common::Server::spawn(Command::new(env!("CARGO_BIN_EXE_corestream")).args([
-        if low_latency { "--demo-ll" } else { "--demo" },
-        "--listen",
-        "127.0.0.1:0",
-        "--workers",
-        "2",
-    ]));
-    let src = format!("http://{}/master.m3u8", server.addr);
-
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
+    let mode = if low_latency { "--demo-ll" } else { "--demo" };
     let reports = Arc::new(Mutex::new(Vec::new()));
-    {
-        let reports = reports.clone();
-        thread::spawn(move || serve(listener, hlsjs, reports));
-    }
-    let mut child = Command::new(browser)
-        .args([
-            "--headless=new",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--mute-audio",
-            "--autoplay-policy=no-user-gesture-required",
-        ])
-        .arg(format!(
-            "--user-data-dir={}",
-            base.join("profile").display()
-        ))
-        .arg(format!(
+    let (server, page, spki) = if tls {
+        let (_, crt, key) = common::tls::pki();
+        let Some(spki) = spki_hash(crt) else {
+            eprintln!("SKIPPED: openssl is needed to hash the test certificate's key");
+            return;
+        };
+        let root = base.join("root");
+        fs::create_dir_all(&root).unwrap();
+        let server = common::Server::spawn(Command::new(env!("CARGO_BIN_EXE_corestream")).args([
+            mode,
+            "--root",
+            root.to_str().unwrap(),
+            "--tls-listen",
+            "127.0.0.1:0",
+            "--tls-cert",
+            crt.to_str().unwrap(),
+            "--tls-key",
+            key.to_str().unwrap(),
+            "--workers",
+            "2",
+        ]));
+        // Same origin: corestream serves the page and hls.js next to the stream.
+        let page_html = PAGE.replace(
+            "fetch('/report?' + kind + '=' + encodeURIComponent(JSON.stringify(data)))",
+            "console.log('REPORT ' + kind + '=' + encodeURIComponent(JSON.stringify(data)))",
+        );
+        fs::write(root.join("player.html"), page_html).unwrap();
+        fs::copy(&hlsjs, root.join("hls.js")).unwrap();
+        let port = server.tls_addr.unwrap().port();
+        let page = format!(
+            "https://localhost:{port}/player.html?ll={}&src=https://localhost:{port}/master.m3u8",
+            u8::from(low_latency)
+        );
+        (server, page, Some(spki))
+    } else {
+        let server = common::Server::spawn(Command::new(env!("CARGO_BIN_EXE_corestream")).args([
+            mode,
+            "--listen",
+            "127.0.0.1:0",
+            "--workers",
+            "2",
+        ]));
+        let src = format!("http://{}/master.m3u8", server.addr);
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        {
+            let reports = reports.clone();
+            thread::spawn(move || serve(listener, hlsjs, reports));
+        }
+        let page = format!(
             "http://127.0.0.1:{port}/?ll={}&src={src}",
             u8::from(low_latency)
-        ))
+        );
+        (server, page, None)
+    };
+    let mut cmd = Command::new(browser);
+    cmd.args([
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--mute-audio",
+        "--autoplay-policy=no-user-gesture-required",
+    ])
+    .arg(format!(
+        "--user-data-dir={}",
+        base.join("profile").display()
+    ));
+    if let Some(spki) = &spki {
+        cmd.args([
+            "--enable-logging=stderr",
+            "--v=0",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--no-first-run",
+        ])
+        .arg(format!("--ignore-certificate-errors-spki-list={spki}"));
+    }
+    let mut child = cmd
+        .arg(&page)
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stderr(if tls { Stdio::piped() } else { Stdio::null() })
         .spawn()
         .unwrap();
+    if let Some(stderr) = child.stderr.take() {
+        // Console lines: `... "REPORT tick=..." ...`.
+        let reports = reports.clone();
+        thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if let Some(at) = line.find("\"REPORT ") {
+                    let rest = &line[at + 8..];
+                    let report = rest.split('"').next().unwrap_or("");
+                    if let Ok(mut r) = reports.lock() {
+                        r.push(report.to_string());
+                    }
+                }
+            }
+        });
+    }
     let played = Duration::from_secs(16);
     let start = Instant::now();
     while start.elapsed() < played {
@@ -226,10 +305,20 @@ fn play(low_latency: bool) {
 
 #[test]
 fn hlsjs_plays_the_demo() {
-    play(false);
+    play(false, false);
 }
 
 #[test]
 fn hlsjs_plays_the_low_latency_demo() {
-    play(true);
+    play(true, false);
+}
+
+#[test]
+fn hlsjs_plays_the_demo_over_https() {
+    play(false, true);
+}
+
+#[test]
+fn hlsjs_plays_the_low_latency_demo_over_https() {
+    play(true, true);
 }
