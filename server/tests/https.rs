@@ -6,6 +6,7 @@
 mod common;
 use common::tls::{pki, Pki};
 use common::*;
+use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::CertificateDer;
 use rustls::HandshakeKind;
 use std::io::{Read, Write};
@@ -393,4 +394,76 @@ fn https_only_opens_no_plain_listener_and_bad_files_refuse_to_start() {
 
     let s = Server::start_mode(Mode::Tls, &root("tls-only"), &[]);
     assert_eq!(s.addr, s.tls_addr.unwrap(), "only the HTTPS banner");
+}
+
+/// PEM keys in the three forms certificate tools write: PKCS#8 (`BEGIN PRIVATE KEY`),
+/// PKCS#1 RSA (`BEGIN RSA PRIVATE KEY`, `openssl genrsa -traditional`) and SEC1 EC
+/// (`BEGIN EC PRIVATE KEY`, `openssl ecparam -genkey`), each serving a handshake.
+#[test]
+fn pkcs8_pkcs1_and_sec1_keys_all_load() {
+    if std::process::Command::new("openssl")
+        .arg("version")
+        .output()
+        .is_err()
+    {
+        eprintln!("SKIPPED: openssl is needed to write keys in the legacy formats");
+        return;
+    }
+    let dir = std::env::temp_dir().join(format!("corestream-keys-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let sh = |cmd: &str| {
+        let st = std::process::Command::new("sh")
+            .args(["-c", cmd])
+            .current_dir(&dir)
+            .status()
+            .unwrap();
+        assert!(st.success(), "{cmd}");
+    };
+    sh("openssl genrsa -traditional -out rsa1.key 2048 2>/dev/null");
+    sh("openssl ecparam -name prime256v1 -genkey -noout -out sec1.key");
+    sh("openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out p8.key");
+    for (key, marker) in [
+        ("rsa1.key", "BEGIN RSA PRIVATE KEY"),
+        ("sec1.key", "BEGIN EC PRIVATE KEY"),
+        ("p8.key", "BEGIN PRIVATE KEY"),
+    ] {
+        let text = std::fs::read_to_string(dir.join(key)).unwrap();
+        assert!(text.contains(marker), "{key} is not in the form under test");
+        let crt = key.replace(".key", ".crt");
+        sh(&format!(
+            "openssl req -x509 -key {key} -out {crt} -days 2 -subj /CN=localhost \
+             -addext subjectAltName=DNS:localhost -addext basicConstraints=critical,CA:FALSE 2>/dev/null"
+        ));
+        let s = Server::start(
+            &root(&format!("tls-key-{key}")),
+            &[
+                "--tls-listen",
+                "127.0.0.1:0",
+                "--tls-cert",
+                dir.join(&crt).to_str().unwrap(),
+                "--tls-key",
+                dir.join(key).to_str().unwrap(),
+            ],
+        );
+        // Trust exactly this self-signed certificate.
+        let der = CertificateDer::pem_file_iter(dir.join(&crt))
+            .unwrap()
+            .next()
+            .unwrap()
+            .unwrap();
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(der).unwrap();
+        let client = std::sync::Arc::new(
+            rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+                rustls::crypto::aws_lc_rs::default_provider(),
+            ))
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_no_client_auth(),
+        );
+        let mut c = s.tls_client(&client, "localhost");
+        assert_eq!(ask(&mut c, "/index.m3u8").status, 200, "{key}");
+    }
 }
