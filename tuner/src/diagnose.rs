@@ -2,8 +2,11 @@
 //! evidence, cause and remedy. Exit status 0 healthy, 1 warnings, 2 critical (also used for
 //! errors), so it can run from monitoring. `--json` output is versioned by its `schema` field.
 
+use crate::finding::{number, Finding, Severity};
 use crate::probe::{self, Sample, Target};
-use crate::rules::{self, Finding, Rates, Severity};
+use crate::rates::{self, Rates};
+use crate::report;
+use crate::{profile, rules};
 use anyhow::bail;
 use serde::Serialize;
 use std::path::Path;
@@ -26,31 +29,20 @@ pub struct Args {
     /// Print one JSON document (schema documented in docs/sre-diagnose.md) instead of text.
     #[arg(long)]
     pub json: bool,
+    /// Profile whose values the remedies propose (default: the built-in `edge` profile).
+    #[arg(long, value_name = "FILE")]
+    pub profile: Option<std::path::PathBuf>,
 }
 
-/// Parse `5s`, `500ms`, `2m`, `1.5s` or a plain number of seconds.
+/// Shortest and longest time between two samples: below 10 ms the counters barely move, above an
+/// hour a monitoring check has long timed out.
+pub const INTERVAL_MIN: Duration = Duration::from_millis(10);
+pub const INTERVAL_MAX: Duration = Duration::from_secs(3600);
+
+/// Parse an interval (`5s`, `500ms`, `1m`, `1h` or plain seconds) within
+/// [`INTERVAL_MIN`]..=[`INTERVAL_MAX`]; `watch` and `softirq` take the same.
 pub fn parse_interval(s: &str) -> Result<Duration, String> {
-    let t = s.trim();
-    let (num, scale) = if let Some(n) = t.strip_suffix("ms") {
-        (n, 0.001)
-    } else if let Some(n) = t.strip_suffix('s') {
-        (n, 1.0)
-    } else if let Some(n) = t.strip_suffix('m') {
-        (n, 60.0)
-    } else {
-        (t, 1.0)
-    };
-    let v: f64 = num
-        .trim()
-        .parse()
-        .map_err(|_| format!("{s:?} is not a duration: use e.g. 5s, 500ms, 1m or plain seconds"))?;
-    let secs = v * scale;
-    if !secs.is_finite() || !(0.01..=3600.0).contains(&secs) {
-        return Err(format!(
-            "{s:?} is out of range: the interval must be between 10ms and 1h"
-        ));
-    }
-    Ok(Duration::from_secs_f64(secs))
+    corestream_common::duration::parse_within(s, INTERVAL_MIN, INTERVAL_MAX)
 }
 
 /// The target of the fd probes, checking explicit PIDs exist so a typo is an error, not silence.
@@ -59,7 +51,7 @@ pub fn target(root: &Path, pids: &[u32], name: &str) -> anyhow::Result<Target> {
         return Ok(Target::Named(name.to_string()));
     }
     for pid in pids {
-        let dir = probe::path(root, &format!("proc/{pid}"));
+        let dir = crate::paths::under(root, &crate::paths::pid(*pid, ""));
         if !dir.is_dir() {
             bail!("no process with pid {pid} ({} does not exist); check the pid with `pgrep corestream`", dir.display());
         }
@@ -84,9 +76,10 @@ pub struct Report {
     pub notes: Vec<String>,
 }
 
-pub fn report(root: &Path, a: &Sample, b: Sample) -> Report {
+pub fn report(root: &Path, a: &Sample, b: Sample, prof: &profile::Profile) -> Report {
     let secs = b.taken.duration_since(a.taken).as_secs_f64();
-    let findings = rules::evaluate(a, &b, secs);
+    let rates = rates::between(a, &b, secs);
+    let findings = rules::evaluate(a, &b, &rates, prof);
     let worst = findings.iter().map(|f| f.severity).max();
     let exit_code = Severity::exit_code(worst);
     Report {
@@ -100,7 +93,7 @@ pub fn report(root: &Path, a: &Sample, b: Sample) -> Report {
         },
         exit_code,
         findings,
-        rates: rules::rates(a, &b, secs),
+        rates,
         listeners: b.listeners,
         processes: b.processes,
         file_nr: b.file_nr,
@@ -112,16 +105,20 @@ pub fn report(root: &Path, a: &Sample, b: Sample) -> Report {
 
 pub fn run(root: &Path, args: Args) -> anyhow::Result<u8> {
     let target = target(root, &args.pids, &args.name)?;
+    let prof = profile::load(args.profile.as_deref())?;
     let a = probe::take(root, &target);
     std::thread::sleep(args.interval);
     let b = probe::take(root, &target);
-    let r = report(root, &a, b);
-    if args.json {
-        println!("{}", serde_json::to_string_pretty(&r)?);
-    } else {
-        print!("{}", render(&r));
+    report::emit(&report(root, &a, b, &prof), args.json)
+}
+
+impl report::Report for Report {
+    fn text(&self) -> String {
+        render(self)
     }
-    Ok(r.exit_code)
+    fn exit_code(&self) -> u8 {
+        self.exit_code
+    }
 }
 
 fn opt(v: Option<f64>, digits: usize) -> String {
@@ -157,7 +154,7 @@ pub fn render(r: &Report) -> String {
                 o,
                 "    {} = {} {}   ({})",
                 e.name,
-                rules::number(e.value),
+                number(e.value),
                 e.unit,
                 e.source
             );
@@ -165,10 +162,7 @@ pub fn render(r: &Report) -> String {
         let _ = writeln!(o, "  cause: {}", f.cause);
         let _ = writeln!(o, "  remedy:");
         for m in &f.remedy {
-            let kind = serde_json::to_value(&m.kind)
-                .ok()
-                .and_then(|v| v.as_str().map(String::from))
-                .unwrap_or_default();
+            let kind = m.kind.label();
             match &m.file {
                 Some(file) => {
                     let _ = writeln!(o, "    {kind:<9} {}   (in {file})", m.text);

@@ -11,11 +11,11 @@ fn main() -> ExitCode {
         Cmd::Diagnose(a) => corestream_tune::diagnose::run(&cli.root, a),
         Cmd::Watch(a) => corestream_tune::watch::run(&cli.root, a),
         Cmd::Softirq(a) => corestream_tune::softirq::run(&cli.root, a),
-        Cmd::Plan(a) => corestream_tune::plan::run_plan(&cli.root, a),
-        Cmd::Apply(a) => corestream_tune::plan::run_apply(&cli.root, a),
-        Cmd::Check(a) => corestream_tune::plan::run_check(&cli.root, a),
-        Cmd::Rollback(a) => corestream_tune::plan::run_rollback(&cli.root, a),
-        Cmd::Profile(a) => corestream_tune::plan::run_show(&cli.root, a),
+        Cmd::Plan(a) => corestream_tune::cmd::plan::run(&cli.root, a),
+        Cmd::Apply(a) => corestream_tune::cmd::apply::run(&cli.root, a),
+        Cmd::Check(a) => corestream_tune::cmd::check::run(&cli.root, a),
+        Cmd::Rollback(a) => corestream_tune::cmd::rollback::run(&cli.root, a),
+        Cmd::Profile(a) => corestream_tune::cmd::profile::run(&cli.root, a),
         Cmd::Nofile(a) => corestream_tune::nofile::run(&cli.root, a),
     };
     match result {

@@ -5,12 +5,10 @@
 //! hard limit of a process they own; raising the hard limit needs CAP_SYS_RESOURCE; no limit
 //! may exceed fs.nr_open; acting on another user's process needs CAP_SYS_RESOURCE too.
 
+use crate::probe::caps;
 use crate::sysctl;
 use anyhow::bail;
 use std::path::Path;
-
-/// CAP_SYS_RESOURCE's bit in /proc/PID/status CapEff.
-const CAP_SYS_RESOURCE: u32 = 24;
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -52,13 +50,10 @@ pub fn set(pid: i32, soft: u64, hard: u64) -> std::io::Result<()> {
 
 /// Whether our effective capability set (from `<root>/proc/self/status`) has CAP_SYS_RESOURCE.
 pub fn have_cap_sys_resource(root: &Path) -> Option<bool> {
-    let status = std::fs::read_to_string(root.join("proc/self/status")).ok()?;
-    let hex = status
-        .lines()
-        .find_map(|l| l.strip_prefix("CapEff:"))?
-        .trim();
-    let bits = u64::from_str_radix(hex, 16).ok()?;
-    Some(bits & (1 << CAP_SYS_RESOURCE) != 0)
+    let status =
+        std::fs::read_to_string(crate::paths::under(root, crate::paths::SELF_STATUS)).ok()?;
+    let c = caps::parse_eff(&status).ok()?;
+    Some(caps::has(c, caps::CAP_SYS_RESOURCE))
 }
 
 fn fmt_lim(v: u64) -> String {

@@ -16,7 +16,7 @@
 //! printed beside the counts in every mode.
 
 use crate::diagnose::parse_interval;
-use crate::probe::{self, softirqs::Softirqs, stat::Stat};
+use crate::probe::{self, caps, softirqs::Softirqs, stat::Stat};
 use anyhow::Context;
 use perf_event::events::Tracepoint;
 use perf_event::{Builder, Counter, SampleFlag, Sampler};
@@ -29,11 +29,7 @@ use std::time::{Duration, Instant};
 pub const SCHEMA: &str = "corestream-tune/softirq/v1";
 
 /// Where tracefs may be mounted, newest convention first.
-pub const TRACEFS_DIRS: &[&str] = &["sys/kernel/tracing", "sys/kernel/debug/tracing"];
-
-/// CAP_SYS_ADMIN and CAP_PERFMON, from linux/capability.h.
-const CAP_SYS_ADMIN: u32 = 21;
-const CAP_PERFMON: u32 = 38;
+pub use crate::paths::TRACEFS_DIRS;
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -111,15 +107,6 @@ fn find_tracefs(root: &Path) -> Result<Option<PathBuf>, String> {
     Ok(None)
 }
 
-fn own_caps() -> Option<u64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let hex = status
-        .lines()
-        .find_map(|l| l.strip_prefix("CapEff:"))?
-        .trim();
-    u64::from_str_radix(hex, 16).ok()
-}
-
 /// Mount tracefs at /sys/kernel/tracing in a private mount namespace of this process only, so the
 /// host's mounts are untouched. Needs CAP_SYS_ADMIN and a single-threaded process.
 fn mount_tracefs_privately() -> anyhow::Result<PathBuf> {
@@ -189,8 +176,8 @@ fn set_filter(counter: &Counter, filter: &str) -> std::io::Result<()> {
 fn permission_hint(root: &Path) -> String {
     let paranoid = crate::sysctl::read(root, "kernel.perf_event_paranoid")
         .unwrap_or_else(|_| "unknown".into());
-    let caps = own_caps().unwrap_or(0);
-    let perfmon = caps & (1 << CAP_PERFMON) != 0 || caps & (1 << CAP_SYS_ADMIN) != 0;
+    let c = caps::own().unwrap_or(0);
+    let perfmon = caps::has(c, caps::CAP_PERFMON) || caps::has(c, caps::CAP_SYS_ADMIN);
     format!(
         "kernel.perf_event_paranoid = {paranoid}; this process {} CAP_PERFMON/CAP_SYS_ADMIN. System-wide tracepoint counting needs CAP_PERFMON (run as root) or kernel.perf_event_paranoid <= -1",
         if perfmon { "has" } else { "lacks" }
@@ -550,8 +537,8 @@ pub fn proc_rates(a: &Softirqs, b: &Softirqs, secs: f64) -> Vec<VectorRates> {
 }
 
 pub fn measure(root: &Path, args: &Args) -> anyhow::Result<Report> {
-    let read_softirqs = || probe::read_parse(root, "proc/softirqs", probe::softirqs::parse);
-    let read_stat = || probe::read_parse(root, "proc/stat", probe::stat::parse).ok();
+    let read_softirqs = || probe::read_parse(root, crate::paths::SOFTIRQS, probe::softirqs::parse);
+    let read_stat = || probe::read_parse(root, crate::paths::STAT, probe::stat::parse).ok();
     let first = read_softirqs()?;
     let cpus = first.cpus.clone();
     let mut perf = if args.no_perf {

@@ -4,7 +4,7 @@
 
 use crate::diagnose::{parse_interval, target};
 use crate::probe::{self, Sample};
-use crate::rules::{self, Rates};
+use crate::rates::{self, Rates};
 use std::io::{IsTerminal, Write};
 use std::path::Path;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -144,7 +144,7 @@ pub fn run(root: &Path, args: Args) -> anyhow::Result<u8> {
         std::thread::sleep(args.interval);
         let b = probe::take(root, &target);
         let secs = b.taken.duration_since(a.taken).as_secs_f64();
-        let r = rules::rates(&a, &b, secs);
+        let r = rates::between(&a, &b, secs);
         let clock = utc_clock();
         let text = if tty {
             // Home the cursor and clear the screen, then draw: the table stays in place.

@@ -93,7 +93,7 @@ fn diagnose_bad_input_says_the_fix() {
     let o = run(&["--root", r, "diagnose", "--interval", "soon"]);
     assert_eq!(o.status.code(), Some(2));
     assert!(
-        stderr(&o).contains("use e.g. 5s, 500ms, 1m or plain seconds"),
+        stderr(&o).contains("write e.g. 500ms, 10s, 2m or 1h"),
         "{}",
         stderr(&o)
     );

@@ -9,6 +9,7 @@
 //! 3. `<root>/proc/net/tcp` and `tcp6` (parsed by `procfs_core`): the current queue length only,
 //!    the maximum is unknown. Used for a fake root, or when netlink is refused.
 
+use crate::paths;
 use anyhow::{bail, Context};
 use netlink_packet_core::{
     NetlinkHeader, NetlinkMessage, NetlinkPayload, NLM_F_DUMP, NLM_F_REQUEST,
@@ -24,9 +25,6 @@ use procfs_core::{ExplicitSystemInfo, FromReadSI};
 use serde::Serialize;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::Path;
-
-/// Relative path of the captured `ss -Hlnt` output beneath the root.
-pub const FIXTURE: &str = "corestream-fixtures/listeners";
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Listener {
@@ -64,7 +62,7 @@ impl Source {
     pub fn describe(&self) -> &'static str {
         match self {
             Source::Netlink => "sock_diag netlink (inet_diag), current network namespace",
-            Source::Fixture => FIXTURE,
+            Source::Fixture => paths::LISTENERS_FIXTURE,
             Source::ProcNetTcp => "/proc/net/tcp and /proc/net/tcp6",
         }
     }
@@ -79,7 +77,7 @@ pub struct Listeners {
 }
 
 pub fn probe(root: &Path) -> anyhow::Result<Listeners> {
-    let fixture = root.join(FIXTURE);
+    let fixture = paths::under(root, paths::LISTENERS_FIXTURE);
     if fixture.exists() {
         let text = std::fs::read_to_string(&fixture)
             .with_context(|| format!("cannot read {}", fixture.display()))?;
@@ -108,12 +106,12 @@ pub fn probe(root: &Path) -> anyhow::Result<Listeners> {
         }
     }
     let mut sockets = Vec::new();
-    for f in ["proc/net/tcp", "proc/net/tcp6"] {
-        let path = root.join(f);
+    for f in [paths::NET_TCP, paths::NET_TCP6] {
+        let path = paths::under(root, f);
         // tcp6 is absent when IPv6 is disabled; tcp must exist.
         let text = match std::fs::read_to_string(&path) {
             Ok(t) => t,
-            Err(e) if f.ends_with('6') && e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) if f == paths::NET_TCP6 && e.kind() == std::io::ErrorKind::NotFound => continue,
             Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
         };
         sockets

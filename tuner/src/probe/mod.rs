@@ -4,6 +4,7 @@
 //! A probe that cannot read its file does not fail the sample: the gap is recorded in
 //! [`Sample::notes`] so `diagnose` can say what it could not see (containers hide some files).
 
+pub mod caps;
 pub mod fds;
 pub mod listeners;
 pub mod netstat;
@@ -13,18 +14,14 @@ pub mod softnet;
 pub mod stat;
 pub mod sysctls;
 
+use crate::paths;
 use anyhow::Context;
 use serde::Serialize;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Instant;
 
 /// Process name `diagnose` and `watch` look for when no `--pid` is given.
 pub const DEFAULT_PROCESS: &str = "corestream";
-
-/// Path of `rel` (e.g. `proc/net/netstat`) beneath `root`.
-pub fn path(root: &Path, rel: &str) -> PathBuf {
-    root.join(rel.trim_start_matches('/'))
-}
 
 /// Read and parse one file beneath `root`; errors name the full path.
 pub fn read_parse<T>(
@@ -32,7 +29,7 @@ pub fn read_parse<T>(
     rel: &str,
     parse: impl FnOnce(&str) -> anyhow::Result<T>,
 ) -> anyhow::Result<T> {
-    let p = path(root, rel);
+    let p = paths::under(root, rel);
     let text =
         std::fs::read_to_string(&p).with_context(|| format!("cannot read {}", p.display()))?;
     parse(&text).with_context(|| format!("cannot parse {}", p.display()))
@@ -79,22 +76,22 @@ pub fn take(root: &Path, target: &Target) -> Sample {
     let taken = Instant::now();
     let softirqs = keep(
         &mut notes,
-        read_parse(root, "proc/softirqs", softirqs::parse),
+        read_parse(root, paths::SOFTIRQS, softirqs::parse),
     );
-    let stat = keep(&mut notes, read_parse(root, "proc/stat", stat::parse));
+    let stat = keep(&mut notes, read_parse(root, paths::STAT, stat::parse));
     let softnet = keep(
         &mut notes,
-        read_parse(root, "proc/net/softnet_stat", softnet::parse),
+        read_parse(root, paths::SOFTNET_STAT, softnet::parse),
     );
     let mut counters = netstat::Counters::default();
-    for f in ["proc/net/netstat", "proc/net/snmp"] {
+    for f in [paths::NETSTAT, paths::SNMP] {
         if let Some(c) = keep(&mut notes, read_parse(root, f, netstat::parse)) {
             counters.merge(c);
         }
     }
     let sockstat = keep(
         &mut notes,
-        read_parse(root, "proc/net/sockstat", sockstat::parse),
+        read_parse(root, paths::SOCKSTAT, sockstat::parse),
     );
     let listeners = keep(&mut notes, listeners::probe(root));
     if let Some(n) = listeners.as_ref().and_then(|l| l.note.clone()) {
@@ -102,7 +99,7 @@ pub fn take(root: &Path, target: &Target) -> Sample {
     }
     let file_nr = keep(
         &mut notes,
-        read_parse(root, "proc/sys/fs/file-nr", fds::parse_file_nr),
+        read_parse(root, paths::FILE_NR, fds::parse_file_nr),
     );
     let pids = match target {
         Target::Pids(p) => p.clone(),

@@ -1,7 +1,7 @@
 //! The sysctls that decide how the network stack queues and drops, read beneath `--root`, plus
 //! the RPS masks per NIC receive queue (`/sys/class/net/<dev>/queues/rx-<n>/rps_cpus`).
 
-use crate::sysctl;
+use crate::{paths, sysctl};
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -83,7 +83,8 @@ pub fn read(root: &Path) -> Sysctls {
 /// have no `device` link and take no interrupt, so spreading their receive work is not the fix.
 pub fn read_rps(root: &Path) -> Vec<RpsQueue> {
     let mut out = Vec::new();
-    let Ok(devs) = std::fs::read_dir(root.join("sys/class/net")) else {
+    let net = paths::under(root, paths::CLASS_NET);
+    let Ok(devs) = std::fs::read_dir(&net) else {
         return out;
     };
     let mut devs: Vec<_> = devs
@@ -91,12 +92,11 @@ pub fn read_rps(root: &Path) -> Vec<RpsQueue> {
         .map(|d| d.file_name().to_string_lossy().into_owned())
         .collect();
     devs.sort();
-    let net = root.join("sys/class/net");
     for dev in devs
         .into_iter()
         .filter(|d| net.join(d).join("device").exists())
     {
-        let qdir = root.join("sys/class/net").join(&dev).join("queues");
+        let qdir = net.join(&dev).join("queues");
         let Ok(queues) = std::fs::read_dir(&qdir) else {
             continue;
         };

@@ -1,0 +1,133 @@
+//! What a rule returns: a [`Finding`] with its severity, the numbers that triggered it
+//! ([`Evidence`]), the cause and the exact fix ([`Remedy`]).
+
+use crate::paths;
+use crate::thresholds::Rule;
+use serde::Serialize;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    Warning,
+    Critical,
+}
+
+impl Severity {
+    pub fn exit_code(worst: Option<Severity>) -> u8 {
+        match worst {
+            None => 0,
+            Some(Severity::Warning) => 1,
+            Some(Severity::Critical) => 2,
+        }
+    }
+    pub fn label(&self) -> &'static str {
+        match self {
+            Severity::Warning => "WARNING",
+            Severity::Critical => "CRITICAL",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Evidence {
+    pub name: String,
+    pub value: f64,
+    pub unit: String,
+    /// File (or interface) the number was read from.
+    pub source: String,
+}
+
+pub fn ev(name: impl Into<String>, value: f64, unit: &str, source: impl Into<String>) -> Evidence {
+    Evidence {
+        name: name.into(),
+        value,
+        unit: unit.into(),
+        source: source.into(),
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RemedyKind {
+    /// `key = value` for a sysctl.d file, applied with `sysctl -w key=value`.
+    Sysctl,
+    /// A line for a systemd unit file.
+    UnitFile,
+    /// A change to the application.
+    Code,
+    /// A command to run.
+    Command,
+}
+
+impl RemedyKind {
+    pub fn label(self) -> &'static str {
+        match self {
+            RemedyKind::Sysctl => "sysctl",
+            RemedyKind::UnitFile => "unit-file",
+            RemedyKind::Code => "code",
+            RemedyKind::Command => "command",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Remedy {
+    pub kind: RemedyKind,
+    pub text: String,
+    /// File the line belongs in, when there is one.
+    pub file: Option<String>,
+}
+
+impl Remedy {
+    pub fn sysctl(key: &str, value: impl std::fmt::Display) -> Remedy {
+        Remedy {
+            kind: RemedyKind::Sysctl,
+            text: format!("{key} = {value}"),
+            file: Some(paths::shown(paths::SYSCTL_D)),
+        }
+    }
+    /// A line for the drop-in `apply --persist` writes for the server's unit.
+    pub fn unit(line: String) -> Remedy {
+        Remedy {
+            kind: RemedyKind::UnitFile,
+            text: line,
+            file: Some(paths::shown(paths::DROPIN)),
+        }
+    }
+    pub fn code(text: String) -> Remedy {
+        Remedy {
+            kind: RemedyKind::Code,
+            text,
+            file: None,
+        }
+    }
+    pub fn command(text: String) -> Remedy {
+        Remedy {
+            kind: RemedyKind::Command,
+            text,
+            file: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Finding {
+    pub rule: Rule,
+    pub severity: Severity,
+    /// What the finding is about: `system`, `cpu1`, `listener 0.0.0.0:8080`, `pid 4242 (corestream)`.
+    pub subject: String,
+    pub summary: String,
+    pub evidence: Vec<Evidence>,
+    /// The cause in one sentence.
+    pub cause: String,
+    pub remedy: Vec<Remedy>,
+}
+
+/// Numbers in text output: integers without decimals, the rest with two.
+pub fn number(v: f64) -> String {
+    if v.fract() == 0.0 && v.abs() < 1e15 {
+        format!("{v:.0}")
+    } else {
+        format!("{v:.2}")
+    }
+}
