@@ -2,6 +2,7 @@
 //! target, and what `apply` would do with it. Deciding only: nothing here prints or writes
 //! except [`write_and_verify`], which `apply` calls once the plan is confirmed.
 
+use crate::probe::netns::{self, Netns};
 use crate::profile::{self, Profile, Scope, Shape, Value};
 use crate::{paths, rps, sysctl};
 use serde::Serialize;
@@ -81,13 +82,6 @@ impl Row {
     }
 }
 
-/// True when this looks like a child network namespace: per-netns keys are visible but the
-/// global net.core ones are not (Linux hides them outside the initial namespace).
-pub fn in_child_netns(root: &Path) -> bool {
-    sysctl::path(root, "net.core.somaxconn").exists()
-        && !sysctl::path(root, "net.core.netdev_max_backlog").exists()
-}
-
 /// Explain an I/O error on a kernel setting in words an SRE can act on.
 pub fn explain(root: &Path, key: &str, scope: Scope, file: &Path, e: &std::io::Error) -> String {
     let where_ = file.display();
@@ -110,7 +104,10 @@ pub fn explain(root: &Path, key: &str, scope: Scope, file: &Path, e: &std::io::E
              container these are usually dropped, so set {key} from the host or the pod spec"
         ),
         Some(libc::ENOENT) => {
-            if scope == Scope::Global && key.starts_with("net.") && in_child_netns(root) {
+            if scope == Scope::Global
+                && key.starts_with("net.")
+                && matches!(netns::detect(root), Netns::Child(_))
+            {
                 format!(
                     "{key} is global and only exists in the host's (initial) network namespace; this process runs \
                      in another one (a container or `unshare -n`). Set it on the host, or drop it with \
@@ -252,9 +249,13 @@ pub fn build_rows(
     // Inside a child network namespace (a container, `unshare -n`) the global keys that are
     // still visible (fs.*) are the host's: writing them from here would change the whole machine
     // behind the host admin's back, so apply leaves them to the host.
-    if in_child_netns(root) {
-        for r in rows.iter_mut() {
-            if r.scope == Scope::Global && r.write.is_some() {
+    let ns = netns::detect(root);
+    for r in rows.iter_mut() {
+        if r.write.is_none() || r.scope == Scope::PerNetns {
+            continue;
+        }
+        if let (Netns::Child(_), Scope::Global) = (&ns, r.scope) {
+            {
                 r.write = None;
                 r.action = Action::Unavailable(format!(
                     "{} is global (one value for the whole machine) and this process runs in a child network \
@@ -263,6 +264,12 @@ pub fn build_rows(
                     r.key, r.key
                 ));
             }
+        } else if let Some(why) = ns.refusal(
+            &format!("writing {} ({})", r.key, r.scope.label()),
+            "corestream-tune apply --rps",
+        ) {
+            r.write = None;
+            r.action = Action::Unavailable(why);
         }
     }
     guard_tcp_mem(root, &mut rows);
@@ -315,6 +322,7 @@ fn guard_tcp_mem(root: &Path, rows: &mut [Row]) {
 
 /// The profile, the RPS plan when asked for, and every row.
 pub struct Plan {
+    pub netns: Netns,
     pub profile: Profile,
     pub rps: Option<rps::RpsPlan>,
     pub rows: Vec<Row>,
@@ -325,7 +333,12 @@ impl Plan {
         let profile = profile::load(p.profile.as_deref())?;
         let rps = if p.rps { Some(rps::plan(root)?) } else { None };
         let rows = build_rows(root, &profile, rps.as_ref(), allow_lower);
-        Ok(Plan { profile, rps, rows })
+        Ok(Plan {
+            netns: netns::detect(root),
+            profile,
+            rps,
+            rows,
+        })
     }
 
     pub fn writes(&self) -> impl Iterator<Item = &Row> {

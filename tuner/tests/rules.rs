@@ -610,3 +610,29 @@ fn extreme_settings_do_not_overflow() {
     assert!(find(&f, Rule::SoftnetSqueezed)
         .is_some_and(|x| x.remedy[0].text == "net.core.netdev_budget = 9223372036854775807"));
 }
+
+#[test]
+fn net_rx_imbalance_in_a_child_netns_proposes_no_host_device_change() {
+    // Issue 17, defect 1: inside `unshare -n` or a container, RPS on the host's NIC is no fix
+    // for loopback traffic and would change the host.
+    let (a, d) = (Tree::real(), Tree::real());
+    d.edit("proc/softirqs", |t| {
+        bump_softirq(bump_softirq(t, "NET_RX", 0, 60_000), "NET_RX", 1, 600)
+    });
+    d.write("proc/self/ns/net", "net:[4026532174]\n");
+    d.write("proc/self/ns/pid", "pid:[4026531836]\n");
+    d.write("proc/1/ns/net", "net:[4026531833]\n");
+    let hit = only_rule(&eval(&a, &d), Rule::NetRxImbalance);
+    assert!(
+        hit.remedy.iter().all(|r| !r.text.contains("rps_cpus")),
+        "{:?}",
+        hit.remedy
+    );
+    assert!(
+        hit.remedy
+            .iter()
+            .any(|r| r.text.contains("child network namespace")),
+        "{:?}",
+        hit.remedy
+    );
+}

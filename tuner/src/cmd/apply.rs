@@ -81,6 +81,8 @@ pub enum Outcome {
 #[derive(Debug, Clone, Serialize)]
 pub struct ApplyReport {
     pub plan: PlanReport,
+    /// Writes refused outright (e.g. `--persist` outside the host's network namespace).
+    pub refused: Vec<String>,
     #[serde(flatten)]
     pub outcome: Outcome,
 }
@@ -145,9 +147,30 @@ impl ApplyReport {
 
 impl Report for ApplyReport {
     fn text(&self) -> String {
-        format!("{}\n{}", self.plan.table_text(), self.outcome_text())
+        format!(
+            "{}{}\n{}",
+            self.plan.table_text(),
+            self.refused_text(),
+            self.outcome_text()
+        )
     }
     fn exit_code(&self) -> u8 {
+        if !self.refused.is_empty() && !matches!(self.outcome, Outcome::NotConfirmed) {
+            return self.exit_code_of_outcome().max(1);
+        }
+        self.exit_code_of_outcome()
+    }
+}
+
+impl ApplyReport {
+    fn refused_text(&self) -> String {
+        self.refused
+            .iter()
+            .map(|r| format!("  refused: {r}\n"))
+            .collect()
+    }
+
+    fn exit_code_of_outcome(&self) -> u8 {
         match &self.outcome {
             Outcome::NothingToChange { unavailable } => u8::from(*unavailable > 0),
             Outcome::DryRun { .. } => 0,
@@ -180,14 +203,21 @@ fn file_changes(root: &Path, plan: &Plan) -> Vec<FileChange> {
 pub fn run(root: &Path, a: Args) -> anyhow::Result<u8> {
     let plan = Plan::load(root, &a.p, a.allow_lower)?;
     let table = PlanReport::new(root, &plan, false);
-    let files = if a.persist.unwrap_or(false) {
-        file_changes(root, &plan)
-    } else {
-        Vec::new()
-    };
+    let mut refused = Vec::new();
+    let mut files = Vec::new();
+    if a.persist.unwrap_or(false) {
+        match plan.netns.refusal(
+            "--persist (writing /etc/sysctl.d, /etc/security/limits.d and the systemd drop-in)",
+            "corestream-tune apply --persist",
+        ) {
+            Some(why) => refused.push(why),
+            None => files = file_changes(root, &plan),
+        }
+    }
     let writes: Vec<&plan::Row> = plan.writes().collect();
     let report = |outcome| ApplyReport {
         plan: table.clone(),
+        refused: refused.clone(),
         outcome,
     };
     if writes.is_empty() && files.is_empty() {
@@ -223,7 +253,8 @@ pub fn run(root: &Path, a: Args) -> anyhow::Result<u8> {
         if a.json {
             anyhow::bail!("--json cannot ask for confirmation: add --yes (or --dry-run)");
         }
-        report::print_text(&format!("{}\n", table.table_text()))?;
+        let head = report(Outcome::NotConfirmed);
+        report::print_text(&format!("{}{}\n", table.table_text(), head.refused_text()))?;
         let q = format!(
             "Apply {} value(s) and {} file(s) beneath {}?",
             writes.len(),

@@ -7,6 +7,7 @@
 pub mod caps;
 pub mod fds;
 pub mod listeners;
+pub mod netns;
 pub mod netstat;
 pub mod sockstat;
 pub mod softirqs;
@@ -56,6 +57,8 @@ pub struct Sample {
     pub file_nr: Option<fds::FileNr>,
     pub processes: Vec<fds::ProcessFds>,
     pub sysctls: sysctls::Sysctls,
+    /// Whose network namespace this is: device remedies only fit the host's.
+    pub netns: netns::Netns,
     /// What could not be read, and why.
     pub notes: Vec<String>,
 }
@@ -120,6 +123,7 @@ pub fn take(root: &Path, target: &Target) -> Sample {
         file_nr,
         processes,
         sysctls: sysctls::read(root),
+        netns: netns::detect(root),
         notes,
     }
 }

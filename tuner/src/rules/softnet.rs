@@ -144,40 +144,7 @@ pub(super) fn net_rx_imbalance(r: &Rates, b: &Sample, f: &mut Vec<Finding>) {
             evidence.push(ev(format!("cpu{cpu} busy"), *bp, "%", src(paths::STAT)));
         }
     }
-    let ncpu = r.cpus.len();
-    let mask = rps_mask(ncpu);
-    let mut remedy = Vec::new();
-    let queues: Vec<_> = b.sysctls.rps.iter().filter(|q| !q.enabled()).collect();
-    if queues.is_empty() {
-        remedy.push(Remedy::command(format!(
-            "echo {mask} > /sys/class/net/<nic>/queues/rx-<n>/rps_cpus   (spread receive processing over all CPUs)"
-        )));
-    }
-    for q in queues {
-        remedy.push(Remedy::command(format!(
-            "echo {mask} > /sys/class/net/{}/queues/{}/rps_cpus",
-            q.device, q.queue
-        )));
-    }
-    remedy.push(Remedy::sysctl(
-        "net.core.rps_sock_flow_entries",
-        SOCK_FLOW_ENTRIES,
-    ));
-    let flow_cnt = SOCK_FLOW_ENTRIES / b.sysctls.rps.len().max(1) as u64;
-    if b.sysctls.rps.is_empty() {
-        remedy.push(Remedy::command(format!(
-            "echo {flow_cnt} > /sys/class/net/<nic>/queues/rx-<n>/rps_flow_cnt   (RFS: rps_sock_flow_entries / number of RX queues)"
-        )));
-    }
-    for q in &b.sysctls.rps {
-        remedy.push(Remedy::command(format!(
-            "echo {flow_cnt} > /sys/class/net/{}/queues/{}/rps_flow_cnt   (RFS: rps_sock_flow_entries / {} RX queues)",
-            q.device,
-            q.queue,
-            b.sysctls.rps.len()
-        )));
-    }
-    remedy.push(Remedy::command("systemctl enable --now irqbalance   (spread NIC interrupts when the NIC has several queues)".into()));
+    let remedy = rx_remedies(r, b);
     f.push(Finding {
         rule: Rule::NetRxImbalance,
         severity: sev,
@@ -230,4 +197,52 @@ pub(super) fn softirq_cpu(r: &Rates, f: &mut Vec<Finding>) {
             ],
         });
     }
+}
+
+/// How to spread receive work, fitted to where this runs and to the hardware.
+fn rx_remedies(r: &Rates, b: &Sample) -> Vec<Remedy> {
+    if let Some(why) = b.netns.refusal(
+        "changing NIC queues (RPS/RFS, IRQ affinity)",
+        "corestream-tune diagnose",
+    ) {
+        return vec![Remedy::command(format!(
+            "nothing to change from here: traffic in this namespace arrives over loopback or a veth, whose \
+             receive work runs on the sending CPU. {why}"
+        ))];
+    }
+    let ncpu = r.cpus.len();
+    let mask = rps_mask(ncpu);
+    let mut remedy = Vec::new();
+    let queues: Vec<_> = b.sysctls.rps.iter().filter(|q| !q.enabled()).collect();
+    if queues.is_empty() {
+        remedy.push(Remedy::command(format!(
+            "echo {mask} > /sys/class/net/<nic>/queues/rx-<n>/rps_cpus   (spread receive processing over all CPUs)"
+        )));
+    }
+    for q in queues {
+        remedy.push(Remedy::command(format!(
+            "echo {mask} > /sys/class/net/{}/queues/{}/rps_cpus",
+            q.device, q.queue
+        )));
+    }
+    remedy.push(Remedy::sysctl(
+        "net.core.rps_sock_flow_entries",
+        SOCK_FLOW_ENTRIES,
+    ));
+    let flow_cnt = SOCK_FLOW_ENTRIES / b.sysctls.rps.len().max(1) as u64;
+    if b.sysctls.rps.is_empty() {
+        remedy.push(Remedy::command(format!(
+            "echo {flow_cnt} > /sys/class/net/<nic>/queues/rx-<n>/rps_flow_cnt   (RFS: rps_sock_flow_entries / number of RX queues)"
+        )));
+    }
+    for q in &b.sysctls.rps {
+        remedy.push(Remedy::command(format!(
+            "echo {flow_cnt} > /sys/class/net/{}/queues/{}/rps_flow_cnt   (RFS: rps_sock_flow_entries / {} RX queues)",
+            q.device,
+            q.queue,
+            b.sysctls.rps.len()
+        )));
+    }
+    remedy.push(Remedy::command("systemctl enable --now irqbalance   (spread NIC interrupts when the NIC has several queues)".into()));
+    remedy
 }

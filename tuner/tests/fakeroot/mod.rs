@@ -26,6 +26,9 @@ pub const HOST_VALUES: &[(&str, &str)] = &[
     ("net/ipv4/ip_local_port_range", "32768\t60999"),
 ];
 
+/// `readlink /proc/self/ns/net` in the initial network namespace (PROC_NET_INIT_INO).
+pub const INIT_NETNS: &str = "net:[4026531833]";
+
 pub struct FakeRoot {
     pub dir: PathBuf,
 }
@@ -46,7 +49,17 @@ impl FakeRoot {
         for (k, v) in HOST_VALUES {
             r.set(k, v);
         }
+        // The host's network namespace, as `readlink /proc/self/ns/net` shows it on 6.18+.
+        r.netns_link("proc/self/ns/net", INIT_NETNS);
         r
+    }
+
+    /// A namespace link (`proc/self/ns/net -> net:[N]`), replacing any there.
+    pub fn netns_link(&self, rel: &str, target: &str) {
+        let p = self.path(rel);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        let _ = std::fs::remove_file(&p);
+        std::os::unix::fs::symlink(target, p).unwrap();
     }
 
     pub fn path(&self, rel: &str) -> PathBuf {
