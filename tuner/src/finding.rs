@@ -86,12 +86,12 @@ impl Remedy {
             file: Some(paths::shown(paths::SYSCTL_D)),
         }
     }
-    /// A line for the drop-in `apply --persist` writes for the server's unit.
-    pub fn unit(line: String) -> Remedy {
+    /// A line for the drop-in `apply --persist` writes for `unit`.
+    pub fn unit(unit: &str, line: String) -> Remedy {
         Remedy {
             kind: RemedyKind::UnitFile,
             text: line,
-            file: Some(paths::shown(paths::DROPIN)),
+            file: Some(paths::shown(&paths::dropin(unit))),
         }
     }
     pub fn code(text: String) -> Remedy {

@@ -41,7 +41,10 @@ pub const UNIT_DIRS: &[&str] = &[
     "lib/systemd/system",
     "usr/lib/systemd/system",
 ];
-pub const DROPIN: &str = "etc/systemd/system/corestream.service.d/nofile.conf";
+/// The drop-in `apply --persist` writes for `unit` (`corestream.service`, `corestream@9181.service`).
+pub fn dropin(unit: &str) -> String {
+    format!("etc/systemd/system/{unit}.d/nofile.conf")
+}
 
 /// Backups and the apply lock, beneath the root unless `--state-dir` says otherwise.
 pub const STATE_DIR: &str = "var/lib/corestream-tune";

@@ -3,6 +3,7 @@
 //! except [`write_and_verify`], which `apply` calls once the plan is confirmed.
 
 use crate::probe::netns::{self, Netns};
+use crate::probe::unit::UnitNofile;
 use crate::profile::{self, Profile, Scope, Shape, Value};
 use crate::{paths, rps, sysctl};
 use serde::Serialize;
@@ -323,6 +324,8 @@ fn guard_tcp_mem(root: &Path, rows: &mut [Row]) {
 /// The profile, the RPS plan when asked for, and every row.
 pub struct Plan {
     pub netns: Netns,
+    /// The server's open-file limit, when the profile sets one.
+    pub nofile: Option<NofilePlan>,
     pub profile: Profile,
     pub rps: Option<rps::RpsPlan>,
     pub rows: Vec<Row>,
@@ -333,8 +336,10 @@ impl Plan {
         let profile = profile::load(p.profile.as_deref())?;
         let rps = if p.rps { Some(rps::plan(root)?) } else { None };
         let rows = build_rows(root, &profile, rps.as_ref(), allow_lower);
+        let unit = crate::probe::unit::read(root, paths::UNIT);
         Ok(Plan {
             netns: netns::detect(root),
+            nofile: nofile_plan(root, &profile, &unit),
             profile,
             rps,
             rows,
@@ -357,8 +362,63 @@ impl Plan {
     }
 }
 
+/// What `--persist` does about the server's open-file limit: decided from the limit the unit
+/// really gets (the unit file and every drop-in, as systemd reads them), never lowering it.
+#[derive(Debug, Clone, Serialize)]
+pub struct NofilePlan {
+    pub unit: String,
+    pub target: u64,
+    pub reason: String,
+    /// Soft limit the service starts with today; `None` is systemd's default (1024 soft).
+    pub effective: Option<u64>,
+    /// Where that comes from: the last file that set it, or systemd.
+    pub from: String,
+    pub write_dropin: bool,
+    pub write_limits_d: bool,
+    /// Later drop-ins that set a lower limit and so would override ours.
+    pub overridden_by: Vec<String>,
+}
+
+pub fn nofile_plan(root: &Path, prof: &Profile, unit: &UnitNofile) -> Option<NofilePlan> {
+    let (target, reason) = prof.nofile.as_ref()?;
+    let effective = unit.effective();
+    let from = match (unit.systemctl, unit.assignments.last()) {
+        (Some(_), _) => "systemctl show".to_string(),
+        (None, Some(a)) => paths::shown(&a.file),
+        (None, None) if unit.unit_file.is_some() => "systemd's default".to_string(),
+        (None, None) => "not installed".to_string(),
+    };
+    let ours = paths::dropin(paths::UNIT);
+    let ours_name = Path::new(&ours)
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let overridden_by = unit
+        .later_than(&ours_name)
+        .filter(|a| a.soft.is_some_and(|s| s < *target))
+        .map(|a| paths::shown(&a.file))
+        .collect();
+    let limits_d = std::fs::read_to_string(paths::under(root, paths::LIMITS_D))
+        .ok()
+        .and_then(|t| profile::parse_limits_d(&t));
+    Some(NofilePlan {
+        unit: unit.unit.clone(),
+        target: *target,
+        reason: reason.clone(),
+        effective,
+        from,
+        write_dropin: effective.is_none_or(|e| e < *target),
+        write_limits_d: limits_d.is_none_or(|(s, h)| s < *target || h < *target),
+        overridden_by,
+    })
+}
+
 /// The three persistence files for the rows as decided (relative path, content).
-pub fn persist_files(prof: &Profile, rows: &[Row]) -> Vec<(String, String)> {
+pub fn persist_files(
+    prof: &Profile,
+    rows: &[Row],
+    nofile: Option<&NofilePlan>,
+) -> Vec<(String, String)> {
     let mut entries = Vec::new();
     let mut notes = Vec::new();
     for r in rows.iter().filter(|r| r.persistable) {
@@ -392,15 +452,19 @@ pub fn persist_files(prof: &Profile, rows: &[Row]) -> Vec<(String, String)> {
         paths::SYSCTL_D.to_string(),
         profile::render_sysctl_d(&prof.name, &entries, &notes),
     )];
-    if let Some((n, reason)) = &prof.nofile {
-        files.push((
-            paths::LIMITS_D.to_string(),
-            profile::render_limits_d(*n, reason),
-        ));
-        files.push((
-            paths::DROPIN.to_string(),
-            profile::render_systemd_dropin(*n),
-        ));
+    if let Some(np) = nofile {
+        if np.write_limits_d {
+            files.push((
+                paths::LIMITS_D.to_string(),
+                profile::render_limits_d(np.target, &np.reason),
+            ));
+        }
+        if np.write_dropin {
+            files.push((
+                paths::dropin(paths::UNIT),
+                profile::render_systemd_dropin(np.target),
+            ));
+        }
     }
     files
 }

@@ -576,21 +576,6 @@ pub fn render_systemd_dropin(nofile: u64) -> String {
     )
 }
 
-/// Parse `LimitNOFILE=` out of a unit or drop-in (`N` or `soft:hard`; returns soft).
-pub fn parse_limit_nofile(text: &str) -> Option<u64> {
-    text.lines()
-        .filter_map(|l| l.trim().strip_prefix("LimitNOFILE="))
-        .next_back()
-        .and_then(|v| v.split(':').next())
-        .and_then(|v| {
-            if v.trim() == "infinity" {
-                Some(u64::MAX)
-            } else {
-                v.trim().parse().ok()
-            }
-        })
-}
-
 /// Parse `<user> soft nofile N` out of a limits.d file.
 pub fn parse_limits_d(text: &str) -> Option<(u64, u64)> {
     let mut soft = None;
@@ -726,6 +711,9 @@ mod tests {
         }
         let (n, why) = p.nofile.unwrap();
         assert_eq!(parse_limits_d(&render_limits_d(n, &why)), Some((n, n)));
-        assert_eq!(parse_limit_nofile(&render_systemd_dropin(n)), Some(n));
+        assert_eq!(
+            crate::probe::unit::parse_limit_nofile(&render_systemd_dropin(n)),
+            vec![Some(n)]
+        );
     }
 }

@@ -187,7 +187,7 @@ impl ApplyReport {
 
 /// The files `--persist` would change (those whose content differs from what is there).
 fn file_changes(root: &Path, plan: &Plan) -> Vec<FileChange> {
-    plan::persist_files(&plan.profile, &plan.rows)
+    plan::persist_files(&plan.profile, &plan.rows, plan.nofile.as_ref())
         .into_iter()
         .filter_map(|(rel, content)| {
             let previous = std::fs::read_to_string(paths::under(root, &rel)).ok();
@@ -378,7 +378,7 @@ fn execute(
     }
     backup::save(&bpath, &b)?;
     let mut notes = Vec::new();
-    if files.iter().any(|f| f.path == paths::DROPIN) {
+    if files.iter().any(|f| f.path == paths::dropin(paths::UNIT)) {
         notes.push(
             "LimitNOFILE takes effect for corestream.service after `systemctl daemon-reload && systemctl restart corestream` \
              (systemd ignores limits.d; a running process can be raised now with `corestream-tune nofile --pid PID`)."

@@ -126,6 +126,26 @@ pub fn check(root: &Path, p: &ProfileArgs) -> anyhow::Result<CheckReport> {
         });
     }
     let key_drifts = drifts.len();
+    if let Some(np) = &plan.nofile {
+        let installed = np.from != "not installed";
+        match np.effective {
+            Some(e) if e >= np.target => {}
+            _ if !installed => {}
+            e => drifts.push(Drift {
+                key: format!("LimitNOFILE ({})", np.unit),
+                scope: "service".into(),
+                current: e.map(|v| v.to_string()),
+                target: np.target.to_string(),
+                message: format!(
+                    "{}: LimitNOFILE soft {} (from {}), profile wants {} (corestream-tune apply --persist, then restart it)",
+                    np.unit,
+                    e.map_or("1024 (systemd's default)".to_string(), |v| v.to_string()),
+                    np.from,
+                    np.target
+                ),
+            }),
+        }
+    }
     let mut procs = 0;
     if let Some((n, _)) = &plan.profile.nofile {
         for pid in fds::find_by_name(root, probe::DEFAULT_PROCESS) {

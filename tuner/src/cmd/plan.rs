@@ -1,8 +1,8 @@
 //! `corestream-tune plan`: what `apply` would change, key by key; changes nothing.
 
 use crate::paths;
-use crate::plan::{Action, Plan, ProfileArgs, Row};
-use crate::profile::{self, Profile};
+use crate::plan::{Action, NofilePlan, Plan, ProfileArgs, Row};
+use crate::profile;
 use crate::report::{self, Report};
 use serde::Serialize;
 use std::fmt::Write as _;
@@ -61,20 +61,28 @@ impl RowView {
 pub struct NofileView {
     pub unit: String,
     pub current: String,
+    /// The file (or systemd) the current value comes from.
+    pub from: String,
     pub target: u64,
+    /// Later drop-ins with a lower limit: ours would not take effect until they change.
+    pub overridden_by: Vec<String>,
     pub action: String,
     pub reason: String,
 }
 
-fn nofile_view(root: &Path, prof: &Profile) -> Option<NofileView> {
-    let (n, reason) = prof.nofile.as_ref()?;
-    let current = std::fs::read_to_string(paths::under(root, paths::DROPIN))
-        .ok()
-        .and_then(|t| profile::parse_limit_nofile(&t));
-    let (cur, action) = match current {
-        Some(c) if c >= *n => (c.to_string(), "already fine".to_string()),
+fn nofile_view(np: &NofilePlan) -> NofileView {
+    let n = np.target;
+    let limit = |c: u64| {
+        if c == u64::MAX {
+            "infinity".to_string()
+        } else {
+            c.to_string()
+        }
+    };
+    let (cur, action) = match np.effective {
+        Some(c) if c >= n => (limit(c), "already fine".to_string()),
         Some(c) => (
-            c.to_string(),
+            limit(c),
             "raise with --persist (then restart corestream)".into(),
         ),
         None => (
@@ -82,13 +90,15 @@ fn nofile_view(root: &Path, prof: &Profile) -> Option<NofileView> {
             "set with --persist (then restart corestream)".into(),
         ),
     };
-    Some(NofileView {
-        unit: paths::UNIT.into(),
+    NofileView {
+        unit: np.unit.clone(),
         current: cur,
-        target: *n,
+        from: np.from.clone(),
+        target: n,
         action,
-        reason: reason.clone(),
-    })
+        overridden_by: np.overridden_by.clone(),
+        reason: np.reason.clone(),
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -114,7 +124,7 @@ impl PlanReport {
             profile: plan.profile.name.clone(),
             root: root.display().to_string(),
             rows: plan.rows.iter().map(RowView::of).collect(),
-            nofile: nofile_view(root, &plan.profile),
+            nofile: plan.nofile.as_ref().map(nofile_view),
             notes: plan.rps_notes().to_vec(),
             to_change: count(|r| r.write.is_some()),
             already_fine: count(|r| r.action == Action::Fine),
@@ -163,6 +173,18 @@ impl PlanReport {
                     o,
                     "  {}: fields above the profile are kept; apply writes {w} (--allow-lower writes the target)",
                     r.key
+                );
+            }
+        }
+        if let Some(n) = &self.nofile {
+            if n.current != "unset (1024 soft)" {
+                let _ = writeln!(o, "  LimitNOFILE: {} comes from {}", n.current, n.from);
+            }
+            for f in &n.overridden_by {
+                let _ = writeln!(
+                    o,
+                    "  LimitNOFILE: {f} sorts after {} and sets a lower limit: it wins over what apply writes; raise or remove it there",
+                    paths::dropin(&n.unit)
                 );
             }
         }

@@ -309,7 +309,7 @@ fn restore(
                 match res {
                     Ok(()) => {
                         // Drop the drop-in directory apply created, if nothing else is in it.
-                        if f.previous.is_none() && f.path == paths::DROPIN {
+                        if f.previous.is_none() && f.path.contains(".service.d/") {
                             if let Some(parent) = path.parent() {
                                 let _ = std::fs::remove_dir(parent);
                             }

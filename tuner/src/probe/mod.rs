@@ -14,6 +14,7 @@ pub mod softirqs;
 pub mod softnet;
 pub mod stat;
 pub mod sysctls;
+pub mod unit;
 
 use crate::paths;
 use anyhow::Context;

@@ -30,7 +30,7 @@ fn nofile_remedies(p: &ProcessFds, want: u64, nr_open_target: u64) -> Vec<Remedy
             .max(nr_open_target);
         out.push(Remedy::sysctl("fs.nr_open", want));
     }
-    out.push(Remedy::unit(format!("LimitNOFILE={want}")));
+    out.push(Remedy::unit(paths::UNIT, format!("LimitNOFILE={want}")));
     if p.soft_limit < p.hard_limit || p.hard_limit.is_none() {
         out.push(Remedy::command(format!(
             "corestream-tune nofile --pid {}   (raise the running process's soft limit up to its hard limit {} now)",
