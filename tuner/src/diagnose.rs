@@ -1,13 +1,12 @@
 //! `corestream-tune diagnose`: two samples `--interval` apart, rates per second, findings with
-//! evidence, cause and remedy. Exit status 0 healthy, 1 warnings, 2 critical (also used for
-//! errors), so it can run from monitoring. `--json` output is versioned by its `schema` field.
+//! evidence, cause and remedy. Exit status as monitoring plugins: 0 OK, 1 WARNING, 2 CRITICAL,
+//! 3 UNKNOWN (a probe a rule needs could not be read, or the tool failed); 64 for usage errors. `--json` output is versioned by its `schema` field.
 
-use crate::finding::{number, Finding, Severity};
+use crate::finding::{number, Finding, Status};
 use crate::probe::{self, Sample, Target};
 use crate::rates::{self, Rates};
 use crate::report;
 use crate::{profile, rules};
-use anyhow::bail;
 use serde::Serialize;
 use std::path::Path;
 use std::time::Duration;
@@ -18,7 +17,7 @@ pub const SCHEMA: &str = "corestream-tune/diagnose/v1";
 #[derive(clap::Args, Debug)]
 pub struct Args {
     /// Time between the two samples: `5s`, `500ms`, `1m` or plain seconds (`2`, `0.5`).
-    #[arg(long, default_value = "5s", value_parser = parse_interval)]
+    #[arg(long, default_value = "5s", value_parser = parse_interval, allow_hyphen_values = true)]
     pub interval: Duration,
     /// Process to check fds for (repeatable); default: every process named `corestream`.
     #[arg(long = "pid")]
@@ -53,7 +52,7 @@ pub fn target(root: &Path, pids: &[u32], name: &str) -> anyhow::Result<Target> {
     for pid in pids {
         let dir = crate::paths::under(root, &crate::paths::pid(*pid, ""));
         if !dir.is_dir() {
-            bail!("no process with pid {pid} ({} does not exist); check the pid with `pgrep corestream`", dir.display());
+            return report::usage(format!("no process with pid {pid} ({} does not exist); check the pid with `pgrep corestream`", dir.display()));
         }
     }
     Ok(Target::Pids(pids.to_vec()))
@@ -64,7 +63,7 @@ pub struct Report {
     pub schema: &'static str,
     pub root: String,
     pub interval_seconds: f64,
-    pub status: &'static str,
+    pub status: Status,
     pub exit_code: u8,
     pub findings: Vec<Finding>,
     pub rates: Rates,
@@ -74,6 +73,9 @@ pub struct Report {
     pub sysctls: probe::sysctls::Sysctls,
     pub sockstat: Option<probe::sockstat::Sockstat>,
     pub notes: Vec<String>,
+    /// Probes the rules need that could not be read; with no finding they make the status
+    /// UNKNOWN (exit 3).
+    pub unknown: Vec<String>,
 }
 
 pub fn report(root: &Path, a: &Sample, b: Sample, prof: &profile::Profile) -> Report {
@@ -81,17 +83,17 @@ pub fn report(root: &Path, a: &Sample, b: Sample, prof: &profile::Profile) -> Re
     let rates = rates::between(a, &b, secs);
     let findings = rules::evaluate(a, &b, &rates, prof);
     let worst = findings.iter().map(|f| f.severity).max();
-    let exit_code = Severity::exit_code(worst);
+    let mut unknown = a.unknown.clone();
+    unknown.extend(b.unknown.iter().cloned());
+    unknown.sort();
+    unknown.dedup();
+    let status = Status::of(worst, !unknown.is_empty());
     Report {
         schema: SCHEMA,
         root: root.display().to_string(),
         interval_seconds: secs,
-        status: match worst {
-            None => "ok",
-            Some(Severity::Warning) => "warning",
-            Some(Severity::Critical) => "critical",
-        },
-        exit_code,
+        status,
+        exit_code: status.exit_code(),
         findings,
         rates,
         listeners: b.listeners,
@@ -100,12 +102,13 @@ pub fn report(root: &Path, a: &Sample, b: Sample, prof: &profile::Profile) -> Re
         sysctls: b.sysctls,
         sockstat: b.sockstat,
         notes: b.notes,
+        unknown,
     }
 }
 
 pub fn run(root: &Path, args: Args) -> anyhow::Result<u8> {
     let target = target(root, &args.pids, &args.name)?;
-    let prof = profile::load(args.profile.as_deref())?;
+    let prof = profile::load_for_cli(args.profile.as_deref())?;
     let a = probe::take(root, &target);
     std::thread::sleep(args.interval);
     let b = probe::take(root, &target);
@@ -132,12 +135,17 @@ pub fn render(r: &Report) -> String {
     let mut o = String::new();
     let _ = writeln!(
         o,
-        "corestream-tune diagnose: 2 samples {:.1}s apart, root {}\nstatus: {} ({} finding{})",
+        "corestream-tune diagnose: 2 samples {:.1}s apart, root {}\nstatus: {} ({} finding{}{})",
         r.interval_seconds,
         r.root,
-        r.status.to_uppercase(),
+        r.status.label(),
         r.findings.len(),
-        if r.findings.len() == 1 { "" } else { "s" }
+        if r.findings.len() == 1 { "" } else { "s" },
+        if r.unknown.is_empty() {
+            String::new()
+        } else {
+            format!("; blind to {}: see \"not read\"", r.unknown.join(", "))
+        }
     );
     for f in &r.findings {
         let _ = writeln!(

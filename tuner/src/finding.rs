@@ -28,6 +28,46 @@ impl Severity {
     }
 }
 
+/// A verdict in the monitoring-plugins convention, and its exit status: 0 OK, 1 WARNING,
+/// 2 CRITICAL, 3 UNKNOWN. Findings outrank blindness (a critical finding is critical even if
+/// some other probe could not be read); with no finding, any probe a rule needed that could
+/// not be read makes it UNKNOWN: blind is not healthy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    Ok,
+    Warning,
+    Critical,
+    Unknown,
+}
+
+impl Status {
+    pub fn of(worst: Option<Severity>, blind: bool) -> Status {
+        match worst {
+            Some(Severity::Critical) => Status::Critical,
+            Some(Severity::Warning) => Status::Warning,
+            None if blind => Status::Unknown,
+            None => Status::Ok,
+        }
+    }
+    pub fn exit_code(self) -> u8 {
+        match self {
+            Status::Ok => 0,
+            Status::Warning => 1,
+            Status::Critical => 2,
+            Status::Unknown => 3,
+        }
+    }
+    pub fn label(self) -> &'static str {
+        match self {
+            Status::Ok => "OK",
+            Status::Warning => "WARNING",
+            Status::Critical => "CRITICAL",
+            Status::Unknown => "UNKNOWN",
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Evidence {
     pub name: String,
@@ -53,6 +93,8 @@ pub enum RemedyKind {
     Sysctl,
     /// A line for a systemd unit file.
     UnitFile,
+    /// A line for a limits.d file (pam_limits: login sessions, not services).
+    LimitsFile,
     /// A change to the application.
     Code,
     /// A command to run.
@@ -64,6 +106,7 @@ impl RemedyKind {
         match self {
             RemedyKind::Sysctl => "sysctl",
             RemedyKind::UnitFile => "unit-file",
+            RemedyKind::LimitsFile => "limits",
             RemedyKind::Code => "code",
             RemedyKind::Command => "command",
         }
@@ -92,6 +135,14 @@ impl Remedy {
             kind: RemedyKind::UnitFile,
             text: line,
             file: Some(paths::shown(&paths::dropin(unit))),
+        }
+    }
+    /// A line for the limits.d file `apply --persist` writes (login sessions, pam_limits).
+    pub fn limits_d(line: String) -> Remedy {
+        Remedy {
+            kind: RemedyKind::LimitsFile,
+            text: line,
+            file: Some(paths::shown(paths::LIMITS_D)),
         }
     }
     pub fn code(text: String) -> Remedy {

@@ -333,7 +333,7 @@ pub struct Plan {
 
 impl Plan {
     pub fn load(root: &Path, p: &ProfileArgs, allow_lower: bool) -> anyhow::Result<Plan> {
-        let profile = profile::load(p.profile.as_deref())?;
+        let profile = profile::load_for_cli(p.profile.as_deref())?;
         let rps = if p.rps { Some(rps::plan(root)?) } else { None };
         let rows = build_rows(root, &profile, rps.as_ref(), allow_lower);
         let unit = crate::probe::unit::read(root, paths::UNIT);

@@ -508,6 +508,12 @@ pub fn load(file: Option<&Path>) -> anyhow::Result<Profile> {
     }
 }
 
+/// [`load`] for a command line: a profile file that cannot be read or parsed is a usage error
+/// (the user named it), exit 64.
+pub fn load_for_cli(file: Option<&Path>) -> anyhow::Result<Profile> {
+    load(file).map_err(|e| crate::report::Usage(format!("{e:#}")).into())
+}
+
 /// Wrap a reason into `# ` comment lines of at most ~96 columns.
 fn comment(out: &mut String, text: &str) {
     let mut line = String::from("#");

@@ -1,7 +1,6 @@
 //! The one renderer: every command builds a report value, and this prints it as text or as JSON
 //! (`--json`) from that same value, so the two never disagree.
 
-use anyhow::bail;
 use serde::Serialize;
 use std::io::{BufRead, IsTerminal, Write};
 
@@ -62,14 +61,56 @@ pub fn table(out: &mut String, rows: &[Vec<String>]) {
 /// Ask on the terminal, or refuse when nobody can answer.
 pub fn confirm(question: &str, what: &str) -> anyhow::Result<bool> {
     if !std::io::stdin().is_terminal() {
-        bail!(
+        return usage(format!(
             "refusing to {what} without confirmation: stdin is not a terminal. Re-run with --yes \
              (or --dry-run to only see what would change)"
-        );
+        ));
     }
     print!("{question} [y/N] ");
     std::io::stdout().flush()?;
     let mut line = String::new();
     std::io::stdin().lock().read_line(&mut line)?;
     Ok(matches!(line.trim(), "y" | "Y" | "yes" | "YES" | "Yes"))
+}
+
+/// Exit statuses of every command (documented in `--help` and docs/sre-*.md). 0-3 follow the
+/// monitoring-plugins convention so `diagnose` and `check` can run from Nagios, Icinga or a
+/// Prometheus blackbox; a usage error is 64 (EX_USAGE from sysexits.h), never 2, so a typo in
+/// a check's arguments does not page anyone as CRITICAL.
+pub mod exit {
+    pub const OK: u8 = 0;
+    /// A warning finding, a drift, or something asked for that was not done.
+    pub const WARNING: u8 = 1;
+    pub const CRITICAL: u8 = 2;
+    /// Could not tell: a probe could not be read, or the tool failed.
+    pub const UNKNOWN: u8 = 3;
+    /// Bad command line or arguments (including clap's own errors).
+    pub const USAGE: u8 = 64;
+}
+
+/// An error in what the user asked for (bad value, missing --yes, a pid that does not exist):
+/// exits [`exit::USAGE`] instead of [`exit::UNKNOWN`].
+#[derive(Debug)]
+pub struct Usage(pub String);
+
+impl std::fmt::Display for Usage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Usage {}
+
+/// `bail!` for usage errors.
+pub fn usage<T>(msg: impl Into<String>) -> anyhow::Result<T> {
+    Err(Usage(msg.into()).into())
+}
+
+/// The exit status of an error: usage errors anywhere in its chain are 64, the rest 3.
+pub fn error_exit(e: &anyhow::Error) -> u8 {
+    if e.chain().any(|c| c.is::<Usage>()) {
+        exit::USAGE
+    } else {
+        exit::UNKNOWN
+    }
 }

@@ -34,7 +34,7 @@ pub use crate::paths::TRACEFS_DIRS;
 #[derive(clap::Args, Debug)]
 pub struct Args {
     /// How long to count: `5s`, `500ms`, `1m` or plain seconds.
-    #[arg(long, default_value = "5s", value_parser = parse_interval)]
+    #[arg(long, default_value = "5s", value_parser = parse_interval, allow_hyphen_values = true)]
     pub interval: Duration,
     /// Do not use perf events; report /proc/softirqs deltas (what the fallback shows).
     #[arg(long)]

@@ -12,7 +12,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 #[derive(clap::Args, Debug)]
 pub struct Args {
     /// Refresh period: `1s`, `500ms`, `1m` or plain seconds.
-    #[arg(long, default_value = "1s", value_parser = parse_interval)]
+    #[arg(long, default_value = "1s", value_parser = parse_interval, allow_hyphen_values = true)]
     pub interval: Duration,
     /// Stop after N refreshes (default: run until interrupted).
     #[arg(long)]
@@ -131,7 +131,7 @@ pub fn lines(r: &Rates, b: &Sample, clock: &str) -> String {
 
 pub fn run(root: &Path, args: Args) -> anyhow::Result<u8> {
     if args.count == Some(0) {
-        anyhow::bail!("--count must be at least 1");
+        return crate::report::usage("--count must be at least 1");
     }
     let target = target(root, &args.pids, &args.name)?;
     let tty = std::io::stdout().is_terminal();

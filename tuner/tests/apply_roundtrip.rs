@@ -158,7 +158,7 @@ fn apply_raises_only_with_backup_first_then_check_and_rollback() {
 
     // Nothing left to roll back.
     let o = r.run(&["rollback", "--yes"]);
-    assert_eq!(o.code, 2, "{o:?}");
+    assert_eq!(o.code, 3, "{o:?}");
     assert!(
         o.stderr.contains("no backup in") && o.stderr.contains("nothing to roll back"),
         "{o:?}"
@@ -230,12 +230,12 @@ fn rollback_refuses_a_backup_from_another_root() {
     assert_eq!(r.run(&["apply", "--yes"]).code, 0);
     let b = r.backups()[0].to_str().unwrap().to_string();
     let o = other.run(&["rollback", "--yes", "--backup", &b]);
-    assert_eq!(o.code, 2, "{o:?}");
+    assert_eq!(o.code, 64, "{o:?}");
     assert!(o.stderr.contains("was taken with --root"), "{o:?}");
     assert_eq!(other.get("net/core/somaxconn"), "4096");
     let bad = r.profile("not json");
     let o = r.run(&["rollback", "--yes", "--backup", &bad]);
-    assert_eq!(o.code, 2);
+    assert_eq!(o.code, 3);
     assert!(
         o.stderr.contains("is not a corestream-tune backup"),
         "{o:?}"
@@ -254,7 +254,7 @@ fn dry_run_and_missing_confirmation_change_nothing() {
     );
     assert!(o.stdout.contains("dry run: would create"), "{o:?}");
     let o = r.run(&["apply"]);
-    assert_eq!(o.code, 2, "{o:?}");
+    assert_eq!(o.code, 64, "{o:?}");
     assert!(
         o.stderr.contains("refusing to change kernel settings without confirmation: stdin is not a terminal. Re-run with --yes"),
         "{o:?}"
@@ -266,7 +266,7 @@ fn dry_run_and_missing_confirmation_change_nothing() {
     // Rollback asks too.
     assert_eq!(r.run(&["apply", "--yes"]).code, 0);
     let o = r.run(&["rollback"]);
-    assert_eq!(o.code, 2, "{o:?}");
+    assert_eq!(o.code, 64, "{o:?}");
     assert!(
         o.stderr
             .contains("refusing to roll back kernel settings without confirmation"),
@@ -412,7 +412,7 @@ fn a_second_concurrent_apply_or_rollback_is_refused() {
     // SAFETY: flock on a descriptor this test owns.
     assert_eq!(unsafe { libc::flock(held.as_raw_fd(), libc::LOCK_EX) }, 0);
     let o = r.run(&["apply", "--yes"]);
-    assert_eq!(o.code, 2, "{o:?}");
+    assert_eq!(o.code, 3, "{o:?}");
     assert!(
         o.stderr
             .contains("another corestream-tune apply or rollback is running"),
@@ -426,7 +426,7 @@ fn a_second_concurrent_apply_or_rollback_is_refused() {
     // SAFETY: as above.
     assert_eq!(unsafe { libc::flock(held.as_raw_fd(), libc::LOCK_EX) }, 0);
     let o = r.run(&["rollback", "--yes"]);
-    assert_eq!(o.code, 2, "{o:?}");
+    assert_eq!(o.code, 3, "{o:?}");
     assert_eq!(r.get("net/core/somaxconn"), "65535");
 }
 

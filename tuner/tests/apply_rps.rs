@@ -108,7 +108,7 @@ fn rps_plan_apply_check_rollback() {
 fn rps_needs_the_cpu_list() {
     let r = FakeRoot::new();
     let o = r.run(&["plan", "--rps"]);
-    assert_eq!(o.code, 2, "{o:?}");
+    assert_eq!(o.code, 3, "{o:?}");
     assert!(
         o.stderr.contains("sys/devices/system/cpu/online")
             && o.stderr.contains("needed to build RPS masks"),

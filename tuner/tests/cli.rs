@@ -91,7 +91,11 @@ fn diagnose_bad_input_says_the_fix() {
     let root = fixture_root();
     let r = root.to_str().expect("utf8");
     let o = run(&["--root", r, "diagnose", "--interval", "soon"]);
-    assert_eq!(o.status.code(), Some(2));
+    assert_eq!(
+        o.status.code(),
+        Some(64),
+        "usage errors exit 64 (EX_USAGE), never 2 (CRITICAL)"
+    );
     assert!(
         stderr(&o).contains("write e.g. 500ms, 10s, 2m or 1h"),
         "{}",
@@ -106,7 +110,11 @@ fn diagnose_bad_input_says_the_fix() {
         "--pid",
         "999999",
     ]);
-    assert_eq!(o.status.code(), Some(2));
+    assert_eq!(
+        o.status.code(),
+        Some(64),
+        "usage errors exit 64 (EX_USAGE), never 2 (CRITICAL)"
+    );
     assert!(
         stderr(&o).contains("no process with pid 999999"),
         "{}",
@@ -157,7 +165,11 @@ fn watch_plain_lines_when_not_a_tty() {
         "--count",
         "0",
     ]);
-    assert_eq!(o.status.code(), Some(2));
+    assert_eq!(
+        o.status.code(),
+        Some(64),
+        "usage errors exit 64 (EX_USAGE), never 2 (CRITICAL)"
+    );
     assert!(stderr(&o).contains("--count must be at least 1"));
 }
 
@@ -376,6 +388,7 @@ fn diagnose_json_top_level_fields_are_stable() {
         "sysctls",
         "sockstat",
         "notes",
+        "unknown",
     ];
     documented.sort_unstable();
     assert_eq!(keys, documented);
@@ -449,7 +462,7 @@ fn hostile_proc_files_are_notes_not_panics() {
         ] {
             let o = run(&args);
             assert!(
-                matches!(o.status.code(), Some(0..=2)),
+                matches!(o.status.code(), Some(0..=3)),
                 "garbage #{n} {args:?}: status {:?}, stderr {}",
                 o.status,
                 stderr(&o)
@@ -462,11 +475,94 @@ fn hostile_proc_files_are_notes_not_panics() {
         }
         let o = run(&["--root", r, "softirq", "--interval", "10ms"]);
         assert!(
-            matches!(o.status.code(), Some(0) | Some(2)),
+            matches!(o.status.code(), Some(0) | Some(3)),
             "softirq on garbage #{n}: {}",
             stderr(&o)
         );
         assert!(!stderr(&o).contains("panicked"), "{}", stderr(&o));
         let _ = std::fs::remove_dir_all(&dir);
     }
+}
+
+#[test]
+fn blind_is_unknown_not_ok() {
+    // Issue 17, defect 3: nothing readable used to be `status: OK (0 findings)`, exit 0.
+    let o = run(&[
+        "--root",
+        "/nonexistent-root",
+        "diagnose",
+        "--interval",
+        "10ms",
+    ]);
+    assert_eq!(o.status.code(), Some(3), "{}", stdout(&o));
+    assert!(
+        stdout(&o).contains("status: UNKNOWN (0 findings; blind to "),
+        "{}",
+        stdout(&o)
+    );
+    // One file a rule needs missing from a healthy capture is enough.
+    let dir =
+        Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("cli-blind-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(Command::new("cp")
+        .arg("-r")
+        .arg(fixture_root())
+        .arg(&dir)
+        .status()
+        .expect("cp")
+        .success());
+    std::fs::remove_file(dir.join("proc/net/netstat")).expect("rm");
+    let o = run(&[
+        "--root",
+        dir.to_str().expect("utf8"),
+        "diagnose",
+        "--interval",
+        "10ms",
+        "--json",
+    ]);
+    let _ = std::fs::remove_dir_all(&dir);
+    assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_str(&stdout(&o)).expect("json");
+    assert_eq!(v["status"], "unknown");
+    assert_eq!(v["exit_code"], 3);
+    assert_eq!(v["unknown"][0], "/proc/net/netstat");
+}
+
+#[test]
+fn usage_errors_exit_64_and_help_exits_0() {
+    for args in [
+        vec!["diagnose", "--no-such-flag"],
+        vec!["diagnose", "--interval", "soon"],
+        vec!["diagnose", "--interval", "-1s"],
+        vec!["diagnose", "--interval", "1e-2"],
+        vec!["nofile", "--pid", "abc"],
+        vec!["no-such-command"],
+        vec![],
+    ] {
+        let o = run(&args);
+        assert_eq!(o.status.code(), Some(64), "{args:?}: {}", stderr(&o));
+    }
+    let o = run(&["diagnose", "--interval", "-1s"]);
+    assert!(
+        stderr(&o).contains("\"-1s\" is not a duration"),
+        "{}",
+        stderr(&o)
+    );
+    assert_eq!(run(&["--help"]).status.code(), Some(0));
+    assert_eq!(run(&["--version"]).status.code(), Some(0));
+    // 1h is inside the documented range (10ms to 1h) and is accepted.
+    let o = run(&[
+        "--root",
+        "/nonexistent-root",
+        "watch",
+        "--interval",
+        "1h",
+        "--count",
+        "0",
+    ]);
+    assert!(
+        stderr(&o).contains("--count must be at least 1"),
+        "{}",
+        stderr(&o)
+    );
 }

@@ -251,7 +251,7 @@ pub fn run(root: &Path, a: Args) -> anyhow::Result<u8> {
     }
     if !a.yes {
         if a.json {
-            anyhow::bail!("--json cannot ask for confirmation: add --yes (or --dry-run)");
+            return report::usage("--json cannot ask for confirmation: add --yes (or --dry-run)");
         }
         let head = report(Outcome::NotConfirmed);
         report::print_text(&format!("{}{}\n", table.table_text(), head.refused_text()))?;

@@ -26,7 +26,7 @@ pub enum ShowFormat {
 
 /// `corestream-tune profile`: print the effective profile as a sysctl.d / limits.d / drop-in file.
 pub fn run(_root: &Path, a: Args) -> anyhow::Result<u8> {
-    let prof = profile::load(a.p.profile.as_deref())?;
+    let prof = profile::load_for_cli(a.p.profile.as_deref())?;
     let text = match a.format {
         ShowFormat::SysctlD => profile::render_sysctl_d(&prof.name, &prof.sysctls, &[]),
         ShowFormat::LimitsD | ShowFormat::Dropin => {

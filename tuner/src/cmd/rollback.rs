@@ -156,13 +156,13 @@ pub fn run(root: &Path, a: Args) -> anyhow::Result<u8> {
     };
     let b = backup::load(&bpath)?;
     if Path::new(&b.root) != root {
-        bail!(
+        return report::usage(format!(
             "{} was taken with --root {}; run rollback with --root {} (this run uses {})",
             bpath.display(),
             b.root,
             b.root,
             root.display()
-        );
+        ));
     }
     // Decide everything first so a conflict is visible before anything is touched.
     let mut steps = Vec::new();
@@ -240,7 +240,7 @@ pub fn run(root: &Path, a: Args) -> anyhow::Result<u8> {
     }
     if !a.yes {
         if a.json {
-            bail!("--json cannot ask for confirmation: add --yes (or --dry-run)");
+            return report::usage("--json cannot ask for confirmation: add --yes (or --dry-run)");
         }
         let head = report(Outcome::DryRun).head_text();
         report::print_text(&head)?;

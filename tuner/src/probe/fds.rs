@@ -45,6 +45,29 @@ pub struct ProcessFds {
     pub hard_limit: Option<u64>,
     /// CAP_SYS_RESOURCE in the effective set: the process may raise its own hard limit.
     pub cap_sys_resource: Option<bool>,
+    /// The systemd unit it runs in, from `/proc/PID/cgroup` (`corestream.service`); `None`
+    /// outside any service (a login session, a container's init) or when unreadable.
+    pub unit: Option<String>,
+}
+
+/// The systemd service of a `/proc/PID/cgroup` text: the innermost `*.service` on the unified
+/// (`0::`) line, else on the v1 `name=systemd` line.
+pub fn parse_cgroup_unit(text: &str) -> Option<String> {
+    let service = |path: &str| {
+        path.rsplit('/')
+            .find(|c| c.ends_with(".service"))
+            .map(String::from)
+    };
+    let line = |prefix: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(prefix))
+            .and_then(service)
+    };
+    line("0::").or_else(|| {
+        text.lines()
+            .find_map(|l| l.split_once(":name=systemd:").map(|x| x.1))
+            .and_then(service)
+    })
 }
 
 /// (soft, hard) RLIMIT_NOFILE from the text of `/proc/PID/limits`; `None` is unlimited.
@@ -124,6 +147,9 @@ pub fn process(root: &Path, pid: u32) -> anyhow::Result<ProcessFds> {
     let cap_sys_resource = std::fs::read_to_string(dir.join("status"))
         .ok()
         .and_then(|s| parse_cap_sys_resource(&s).ok());
+    let unit = std::fs::read_to_string(dir.join("cgroup"))
+        .ok()
+        .and_then(|t| parse_cgroup_unit(&t));
     Ok(ProcessFds {
         pid,
         comm,
@@ -131,5 +157,6 @@ pub fn process(root: &Path, pid: u32) -> anyhow::Result<ProcessFds> {
         soft_limit,
         hard_limit,
         cap_sys_resource,
+        unit,
     })
 }

@@ -58,51 +58,71 @@ pub struct Sample {
     pub file_nr: Option<fds::FileNr>,
     pub processes: Vec<fds::ProcessFds>,
     pub sysctls: sysctls::Sysctls,
+    /// Whether this process (not the target) may raise a hard limit: CAP_SYS_RESOURCE.
+    pub caller_can_raise_hard: Option<bool>,
     /// Whose network namespace this is: device remedies only fit the host's.
     pub netns: netns::Netns,
     /// What could not be read, and why.
     pub notes: Vec<String>,
+    /// Probes the rules need that could not be read: a verdict over this sample is UNKNOWN,
+    /// not OK (`/proc/net/netstat`, `pid 4242`, ...).
+    pub unknown: Vec<String>,
 }
 
-fn keep<T>(notes: &mut Vec<String>, r: anyhow::Result<T>) -> Option<T> {
-    match r {
-        Ok(v) => Some(v),
-        Err(e) => {
-            notes.push(format!("{e:#}"));
-            None
+/// What a sample could not see: every gap as a sentence (`notes`), and the probes rules
+/// depend on (`unknown`), which make a verdict UNKNOWN rather than OK.
+#[derive(Default)]
+struct Gaps {
+    notes: Vec<String>,
+    unknown: Vec<String>,
+}
+
+impl Gaps {
+    fn keep<T>(&mut self, what: &str, r: anyhow::Result<T>) -> Option<T> {
+        match r {
+            Ok(v) => Some(v),
+            Err(e) => {
+                self.notes.push(format!("{e:#}"));
+                self.unknown.push(what.to_string());
+                None
+            }
         }
     }
 }
 
 /// Read every probe once.
 pub fn take(root: &Path, target: &Target) -> Sample {
-    let mut notes = Vec::new();
+    let mut g = Gaps::default();
     let taken = Instant::now();
-    let softirqs = keep(
-        &mut notes,
+    let read = |rel: &str| paths::shown(rel);
+    let softirqs = g.keep(
+        &read(paths::SOFTIRQS),
         read_parse(root, paths::SOFTIRQS, softirqs::parse),
     );
-    let stat = keep(&mut notes, read_parse(root, paths::STAT, stat::parse));
-    let softnet = keep(
-        &mut notes,
+    let stat = g.keep(
+        &read(paths::STAT),
+        read_parse(root, paths::STAT, stat::parse),
+    );
+    let softnet = g.keep(
+        &read(paths::SOFTNET_STAT),
         read_parse(root, paths::SOFTNET_STAT, softnet::parse),
     );
     let mut counters = netstat::Counters::default();
     for f in [paths::NETSTAT, paths::SNMP] {
-        if let Some(c) = keep(&mut notes, read_parse(root, f, netstat::parse)) {
+        if let Some(c) = g.keep(&read(f), read_parse(root, f, netstat::parse)) {
             counters.merge(c);
         }
     }
-    let sockstat = keep(
-        &mut notes,
+    let sockstat = g.keep(
+        &read(paths::SOCKSTAT),
         read_parse(root, paths::SOCKSTAT, sockstat::parse),
     );
-    let listeners = keep(&mut notes, listeners::probe(root));
+    let listeners = g.keep("listening sockets", listeners::probe(root));
     if let Some(n) = listeners.as_ref().and_then(|l| l.note.clone()) {
-        notes.push(n);
+        g.notes.push(n);
     }
-    let file_nr = keep(
-        &mut notes,
+    let file_nr = g.keep(
+        &read(paths::FILE_NR),
         read_parse(root, paths::FILE_NR, fds::parse_file_nr),
     );
     let pids = match target {
@@ -111,8 +131,16 @@ pub fn take(root: &Path, target: &Target) -> Sample {
     };
     let processes = pids
         .iter()
-        .filter_map(|&pid| keep(&mut notes, fds::process(root, pid)))
+        .filter_map(|&pid| g.keep(&format!("pid {pid}"), fds::process(root, pid)))
         .collect();
+    let sysctls = sysctls::read(root);
+    if sysctls.values.is_empty() {
+        g.notes.push(format!(
+            "no kernel setting readable beneath {}",
+            paths::under(root, paths::PROC_SYS).display()
+        ));
+        g.unknown.push(read(paths::PROC_SYS));
+    }
     Sample {
         taken,
         softirqs,
@@ -123,8 +151,10 @@ pub fn take(root: &Path, target: &Target) -> Sample {
         listeners,
         file_nr,
         processes,
-        sysctls: sysctls::read(root),
+        sysctls,
+        caller_can_raise_hard: caps::own().map(|c| caps::has(c, caps::CAP_SYS_RESOURCE)),
         netns: netns::detect(root),
-        notes,
+        notes: g.notes,
+        unknown: g.unknown,
     }
 }

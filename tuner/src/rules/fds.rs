@@ -18,36 +18,73 @@ fn profile_nr_open(prof: &Profile) -> u64 {
         .unwrap_or(KERNEL_NR_OPEN)
 }
 
-fn nofile_remedies(p: &ProcessFds, want: u64, nr_open_target: u64) -> Vec<Remedy> {
+/// How to give `p` more file descriptors: the profile's one value, in the one file that
+/// governs this process (its own unit's drop-in, or limits.d outside any service), and what can
+/// be done live, judged from this tool's own capabilities.
+fn nofile_remedies(
+    p: &ProcessFds,
+    prof: &Profile,
+    nr_open: u64,
+    caller_can_raise: Option<bool>,
+) -> Vec<Remedy> {
     let mut out = Vec::new();
-    let mut want = want;
-    // fs.nr_open caps every RLIMIT_NOFILE: when it leaves no room, it has to go up first.
+    let Some((want, _)) = prof.nofile.as_ref().map(|(n, r)| (*n, r)) else {
+        out.push(Remedy::command(
+            "set `nofile = N` in the --profile file: it sets no open-file limit to apply".into(),
+        ));
+        return out;
+    };
     if p.soft_limit.is_some_and(|s| want <= s) {
-        want = p
-            .soft_limit
-            .unwrap_or(0)
-            .saturating_mul(4)
-            .max(nr_open_target);
-        out.push(Remedy::sysctl("fs.nr_open", want));
+        out.push(Remedy::command(format!(
+            "the profile's nofile ({want}) is not above this process's limit ({}): raise `nofile` in a --profile file (within fs.nr_open) and re-run `corestream-tune apply --persist`",
+            limit_text(p.soft_limit)
+        )));
+        return out;
     }
-    out.push(Remedy::unit(paths::UNIT, format!("LimitNOFILE={want}")));
-    if p.soft_limit < p.hard_limit || p.hard_limit.is_none() {
-        out.push(Remedy::command(format!(
-            "corestream-tune nofile --pid {}   (raise the running process's soft limit up to its hard limit {} now)",
-            p.pid,
-            limit_text(p.hard_limit)
-        )));
-    } else if p.cap_sys_resource == Some(false) {
-        out.push(Remedy::command(format!(
-            "restart the service after setting LimitNOFILE: pid {} is at its hard limit and lacks CAP_SYS_RESOURCE, so it cannot be raised live",
+    // fs.nr_open caps every RLIMIT_NOFILE: when it leaves no room, it has to go up first.
+    if want > nr_open {
+        out.push(Remedy::sysctl(
+            "fs.nr_open",
+            profile_nr_open(prof).max(want),
+        ));
+    }
+    match &p.unit {
+        Some(unit) => {
+            out.push(Remedy::unit(unit, format!("LimitNOFILE={want}")));
+            out.push(Remedy::command(format!(
+                "systemctl daemon-reload && systemctl restart {unit}   (a unit's limit applies when it starts)"
+            )));
+        }
+        None => {
+            out.push(Remedy::limits_d(format!(
+                "{} soft nofile {want}   (pid {} runs in no systemd service: pam_limits gives it to the user's next login sessions; or `ulimit -n {want}` in the shell that starts it)",
+                crate::profile::SERVICE_USER,
+                p.pid
+            )));
+        }
+    }
+    match (p.soft_limit, p.hard_limit) {
+        (Some(s), h) if h.is_none_or(|h| s < h) => {
+            let to = h.map_or(want, |h| h.min(want));
+            out.push(Remedy::command(format!(
+                "corestream-tune nofile --pid {} --to {to}   (raise the soft limit up to the hard limit {} now; no privilege needed)",
+                p.pid,
+                limit_text(h)
+            )));
+        }
+        _ if caller_can_raise == Some(true) => out.push(Remedy::command(format!(
+            "corestream-tune nofile --pid {} --to {want}   (this tool has CAP_SYS_RESOURCE and may raise the hard limit live)",
             p.pid
-        )));
+        ))),
+        _ => out.push(Remedy::command(format!(
+            "restart it after setting the limit: pid {} is at its hard limit and this tool lacks CAP_SYS_RESOURCE, so it cannot be raised live (as root on the host it could: corestream-tune nofile --pid {} --to {want})",
+            p.pid, p.pid
+        ))),
     }
     out
 }
 
 pub(super) fn process_fds(b: &Sample, prof: &Profile, f: &mut Vec<Finding>) {
-    let nr_open_target = profile_nr_open(prof);
     let nr_open = b
         .sysctls
         .int("fs.nr_open")
@@ -72,7 +109,7 @@ pub(super) fn process_fds(b: &Sample, prof: &Profile, f: &mut Vec<Finding>) {
                     .chain(p.hard_limit.map(|h| ev("hard RLIMIT_NOFILE", h as f64, "fds", limits_src.as_str())))
                     .collect(),
                     cause: "The process is close to its open-file limit; at the limit accept() fails with EMFILE and new viewers are refused.".into(),
-                    remedy: nofile_remedies(p, soft.saturating_mul(4).max(65536).min(nr_open.max(soft)), nr_open_target),
+                    remedy: nofile_remedies(p, prof, nr_open, b.caller_can_raise_hard),
                 });
             }
             // A soft limit that low is a misconfiguration on an edge server before it is a crisis.
@@ -87,7 +124,7 @@ pub(super) fn process_fds(b: &Sample, prof: &Profile, f: &mut Vec<Finding>) {
                         ev("open fds", p.open_fds as f64, "fds", src(&paths::pid(p.pid, "fd"))),
                     ],
                     cause: "systemd starts services with a soft limit of 1024 unless the unit sets LimitNOFILE=, far below what an edge server needs.".into(),
-                    remedy: nofile_remedies(p, nr_open.min(nr_open_target), nr_open_target),
+                    remedy: nofile_remedies(p, prof, nr_open, b.caller_can_raise_hard),
                 });
             }
         }
