@@ -51,7 +51,15 @@ fn fds_text(b: &Sample) -> Vec<String> {
             .unwrap_or_else(|| "unlimited".into());
         out.push(format!("pid {} fds {}/{}", p.pid, p.open_fds, soft));
     }
+    for pid in gone(b) {
+        out.push(format!("pid {pid} gone (exited, or unreadable)"));
+    }
     out
+}
+
+/// Watched processes the sample could not read: exited, or no longer readable.
+fn gone(b: &Sample) -> impl Iterator<Item = &str> {
+    b.unknown.iter().filter_map(|u| u.strip_prefix("pid "))
 }
 
 /// One screen for a terminal.
@@ -125,6 +133,9 @@ pub fn lines(r: &Rates, b: &Sample, clock: &str) -> String {
             .unwrap_or_else(|| "unlimited".into());
         let _ = write!(summary, " pid{}_fds={}/{}", p.pid, p.open_fds, soft);
     }
+    for pid in gone(b) {
+        let _ = write!(summary, " pid{pid}_fds=gone");
+    }
     let _ = writeln!(o, "{summary}");
     o
 }
@@ -143,6 +154,9 @@ pub fn run(root: &Path, args: Args) -> anyhow::Result<u8> {
     loop {
         std::thread::sleep(args.interval);
         let b = probe::take(root, &target);
+        for pid in gone(&b).filter(|p| !gone(&a).any(|q| q == *p)) {
+            eprintln!("corestream-tune watch: pid {pid} is gone (exited, or no longer readable)");
+        }
         let secs = b.taken.duration_since(a.taken).as_secs_f64();
         let r = rates::between(&a, &b, secs);
         let clock = utc_clock();
@@ -163,7 +177,8 @@ pub fn run(root: &Path, args: Args) -> anyhow::Result<u8> {
         }
         n += 1;
         if args.count.is_some_and(|c| n >= c) {
-            return Ok(0);
+            // Watching a process that is gone is not a healthy ending.
+            return Ok(if gone(&b).next().is_some() { 3 } else { 0 });
         }
         a = b;
     }

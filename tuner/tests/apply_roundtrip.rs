@@ -469,3 +469,36 @@ fn check_json_lists_drifts_for_config_management() {
     assert_eq!(v["ok"], true);
     assert!(v["drifts"].as_array().unwrap().is_empty());
 }
+
+#[test]
+fn rollback_dry_run_fails_on_a_conflict_the_real_run_refuses() {
+    // Issue 17, defect 6: the dry run said 0 where the real run refuses.
+    let r = FakeRoot::new();
+    assert_eq!(r.run(&["apply", "--yes"]).code, 0);
+    r.set("net/core/somaxconn", "1000");
+    let o = r.run(&["rollback", "--dry-run"]);
+    assert!(o.stdout.contains("CHANGED net.core.somaxconn"), "{o:?}");
+    assert_eq!(o.code, 1, "{o:?}");
+    assert_eq!(r.run(&["rollback", "--yes"]).code, 1);
+}
+
+#[test]
+fn the_backup_root_is_canonical() {
+    // Issue 17, defect 6: `--root r4` at apply and `--root /abs/r4` at rollback were two roots.
+    let r = FakeRoot::new();
+    let parent = r.dir.parent().unwrap().to_path_buf();
+    let name = r.dir.file_name().unwrap().to_str().unwrap().to_string();
+    let run_in = |root: &str, args: &[&str]| {
+        fakeroot::run(
+            std::process::Command::new(fakeroot::BIN)
+                .current_dir(&parent)
+                .arg("--root")
+                .arg(root)
+                .args(args),
+        )
+    };
+    assert_eq!(run_in(&name, &["apply", "--yes"]).code, 0);
+    let o = run_in(r.dir.to_str().unwrap(), &["rollback", "--yes"]);
+    assert_eq!(o.code, 0, "{o:?}");
+    assert_eq!(r.get("net/core/somaxconn"), "4096");
+}

@@ -566,3 +566,63 @@ fn usage_errors_exit_64_and_help_exits_0() {
         stderr(&o)
     );
 }
+
+#[test]
+fn procfs_internal_errors_do_not_leak_into_notes() {
+    // Issue 17, defect 6: "Internal error: bug at .../procfs-core-0.18.0/src/net.rs:225 (please
+    // report this procfs bug)" reached the SRE as a note.
+    let dir =
+        Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("cli-procfs-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(dir.join("proc/net")).expect("mkdir");
+    std::fs::write(dir.join("proc/stat"), "cpu0\n").expect("write");
+    std::fs::write(
+        dir.join("proc/net/tcp"),
+        "sl local\n0: 7F:0050 00000000:0000 0A 00000000:00000000 00:00000000 00000000 0 0 1 1\n",
+    )
+    .expect("write");
+    let o = run(&[
+        "--root",
+        dir.to_str().expect("utf8"),
+        "diagnose",
+        "--interval",
+        "10ms",
+    ]);
+    let _ = std::fs::remove_dir_all(&dir);
+    let out = stdout(&o);
+    assert!(
+        !out.contains("procfs bug") && !out.contains("Internal"),
+        "{out}"
+    );
+    assert!(out.contains("a line is malformed"), "{out}");
+}
+
+#[test]
+fn watch_says_when_a_watched_pid_is_gone() {
+    // Issue 17, defect 6: an exited --pid used to vanish from the output silently.
+    let dir =
+        Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("cli-gone-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(Command::new("cp")
+        .arg("-r")
+        .arg(fixture_root())
+        .arg(&dir)
+        .status()
+        .expect("cp")
+        .success());
+    std::fs::remove_file(dir.join("proc/4242/limits")).expect("rm");
+    let o = run(&[
+        "--root",
+        dir.to_str().expect("utf8"),
+        "watch",
+        "--interval",
+        "10ms",
+        "--count",
+        "1",
+        "--pid",
+        "4242",
+    ]);
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(stdout(&o).contains("pid4242_fds=gone"), "{}", stdout(&o));
+    assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
+}

@@ -710,3 +710,24 @@ fn live_raise_remedy_is_the_command_that_works() {
         hit.remedy
     );
 }
+
+#[test]
+fn listen_overflows_says_what_the_counter_counts() {
+    // Issue 17, defect 6: ListenOverflows counts dropped handshake packets (retransmits
+    // included), not connections.
+    let (a, b) = (Tree::real(), Tree::real());
+    b.edit("proc/net/netstat", |t| {
+        bump_counter(t, "TcpExt:ListenOverflows", 12)
+    });
+    let hit = only_rule(&eval(&a, &b), Rule::ListenOverflows);
+    assert!(
+        !hit.summary.contains("connections overflowed"),
+        "{}",
+        hit.summary
+    );
+    assert!(
+        hit.summary.contains("was full 12 times") && hit.summary.contains("not distinct clients"),
+        "{}",
+        hit.summary
+    );
+}

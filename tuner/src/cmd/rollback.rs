@@ -129,7 +129,9 @@ impl Report for RollbackReport {
     }
     fn exit_code(&self) -> u8 {
         match &self.outcome {
-            Outcome::NothingToRestore { .. } | Outcome::DryRun => 0,
+            Outcome::NothingToRestore { .. } => 0,
+            // A dry run answers as the real run would: a conflict it would refuse is not OK.
+            Outcome::DryRun => u8::from(self.conflicts > 0),
             Outcome::NothingRestored | Outcome::NotConfirmed => 1,
             Outcome::Done { retired, .. } => u8::from(retired.is_none()),
         }

@@ -133,8 +133,7 @@ pub fn parse_proc_net_tcp(text: &str) -> anyhow::Result<Vec<Listener>> {
         // Addresses in /proc/net/tcp are in host byte order of the kernel that wrote them.
         is_little_endian: cfg!(target_endian = "little"),
     };
-    let entries = TcpNetEntries::from_read(text.as_bytes(), &info)
-        .map_err(|e| anyhow::anyhow!("procfs: {e}"))?;
+    let entries = TcpNetEntries::from_read(text.as_bytes(), &info).map_err(super::procfs_error)?;
     Ok(entries
         .0
         .into_iter()

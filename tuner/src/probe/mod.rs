@@ -37,6 +37,17 @@ pub fn read_parse<T>(
     parse(&text).with_context(|| format!("cannot parse {}", p.display()))
 }
 
+/// A procfs-core error in words for an SRE. Its "internal error" text names a source line of
+/// the crate and asks to report a bug; what it means to us is a malformed line in the file.
+pub fn procfs_error(e: procfs_core::ProcError) -> anyhow::Error {
+    match e {
+        procfs_core::ProcError::InternalError(_) => anyhow::anyhow!(
+            "a line is malformed (a field is missing or not a number): is this a complete copy of the kernel's file?"
+        ),
+        other => anyhow::anyhow!("{other}"),
+    }
+}
+
 /// Which processes to look at.
 #[derive(Debug, Clone)]
 pub enum Target {

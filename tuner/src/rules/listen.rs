@@ -64,7 +64,7 @@ pub(super) fn listen_overflows(a: &Sample, b: &Sample, r: &Rates, f: &mut Vec<Fi
         ev(
             "TcpExt:ListenOverflows increase",
             d as f64,
-            "connections",
+            "drops",
             src(paths::NETSTAT),
         ),
         ev(
@@ -115,7 +115,10 @@ pub(super) fn listen_overflows(a: &Sample, b: &Sample, r: &Rates, f: &mut Vec<Fi
         rule: Rule::ListenOverflows,
         severity: sev,
         subject,
-        summary: format!("{d} connections overflowed an accept queue in {:.1}s ({per_min:.1}/min)", r.seconds),
+        summary: format!(
+            "an accept queue was full {d} times in {:.1}s ({per_min:.1}/min): the kernel dropped that many handshake packets (ListenOverflows counts drops, a client's retransmitted SYN or ACK again each time, not distinct clients)",
+            r.seconds
+        ),
         evidence,
         cause: "A listener's accept queue was full, so the kernel dropped new connections (clients retry the SYN after 1 s, 3 s, 7 s: viewers see slow starts).".into(),
         remedy: backlog_remedies(culprits.first().copied(), somaxconn(b)),
