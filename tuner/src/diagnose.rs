@@ -72,6 +72,17 @@ pub struct Report {
     pub file_nr: Option<probe::fds::FileNr>,
     pub sysctls: probe::sysctls::Sysctls,
     pub sockstat: Option<probe::sockstat::Sockstat>,
+    /// Tuning opportunities with their cost (severity `info`); never change the status.
+    pub advice: Vec<Finding>,
+    /// Whose network namespace this ran in.
+    pub netns: probe::netns::Netns,
+    /// NICs: queues, the IRQ of each queue and its CPUs, RPS/XPS, threaded NAPI; irqbalance.
+    pub nics: probe::nic::Nics,
+    pub conntrack: Option<probe::conntrack::Conntrack>,
+    /// Destinations with the most ephemeral ports in use.
+    pub destinations: Vec<probe::sockets::Destination>,
+    /// Processes with the most open files.
+    pub top_fds: Vec<probe::sockets::FdUser>,
     pub notes: Vec<String>,
     /// Probes the rules need that could not be read; with no finding they make the status
     /// UNKNOWN (exit 3).
@@ -82,6 +93,7 @@ pub fn report(root: &Path, a: &Sample, b: Sample, prof: &profile::Profile) -> Re
     let secs = b.taken.duration_since(a.taken).as_secs_f64();
     let rates = rates::between(a, &b, secs);
     let findings = rules::evaluate(a, &b, &rates, prof);
+    let advice = rules::advise(&b);
     let worst = findings.iter().map(|f| f.severity).max();
     let mut unknown = a.unknown.clone();
     unknown.extend(b.unknown.iter().cloned());
@@ -101,6 +113,12 @@ pub fn report(root: &Path, a: &Sample, b: Sample, prof: &profile::Profile) -> Re
         file_nr: b.file_nr,
         sysctls: b.sysctls,
         sockstat: b.sockstat,
+        advice,
+        netns: b.netns,
+        nics: b.nics,
+        conntrack: b.conntrack,
+        destinations: b.destinations,
+        top_fds: b.top_fds,
         notes: b.notes,
         unknown,
     }
@@ -147,7 +165,7 @@ pub fn render(r: &Report) -> String {
             format!("; blind to {}: see \"not read\"", r.unknown.join(", "))
         }
     );
-    for f in &r.findings {
+    for f in r.findings.iter().chain(&r.advice) {
         let _ = writeln!(
             o,
             "\n[{}] {}: {}\n  {}",
@@ -217,12 +235,18 @@ pub fn render(r: &Report) -> String {
                 .backlog
                 .map(|b| b.to_string())
                 .unwrap_or_else(|| "?".into());
+            let owners: Vec<String> = l
+                .owners
+                .iter()
+                .map(|(p, c)| format!("{c} (pid {p})"))
+                .collect();
             let _ = writeln!(
                 o,
-                "  {:<40} {:>12} {:>8}",
+                "  {:<40} {:>12} {:>8}  {}",
                 l.address.to_string(),
                 l.accept_queue,
-                max
+                max,
+                owners.join(", ")
             );
         }
     }
@@ -263,6 +287,7 @@ pub fn render(r: &Report) -> String {
             lim(p.hard_limit)
         );
     }
+    render_path(&mut o, r);
     let _ = writeln!(o, "\nsettings");
     for k in probe::sysctls::KEYS {
         match r.sysctls.get(k) {
@@ -295,4 +320,134 @@ pub fn render(r: &Report) -> String {
         }
     }
     o
+}
+
+/// The delivery path: NICs and their queues, connection capacity, who holds the most files.
+fn render_path(o: &mut String, r: &Report) {
+    use std::fmt::Write;
+    let _ = writeln!(
+        o,
+        "\nNICs (irqbalance {})",
+        match r.nics.irqbalance {
+            Some(p) => format!("running, pid {p}"),
+            None => "not running".into(),
+        }
+    );
+    for n in r.nics.nics.iter().filter(|n| n.physical) {
+        let rate = r.rates.ifaces.iter().find(|i| i.name == n.name);
+        let _ = writeln!(
+            o,
+            "  {}: {} rx / {} tx queues, {} queue IRQs, threaded NAPI {}{}",
+            n.name,
+            n.rx.len(),
+            n.tx.len(),
+            n.irqs.len(),
+            n.threaded.as_deref().unwrap_or("?"),
+            rate.map(|i| format!(
+                ", {:.0} rx / {:.0} tx packets/s, {:.0} drops/s",
+                i.rx_packets_per_s, i.tx_packets_per_s, i.drops_per_s
+            ))
+            .unwrap_or_default()
+        );
+        for i in &n.irqs {
+            let per_s = r
+                .rates
+                .nic_irqs
+                .iter()
+                .find(|x| x.irq == i.irq)
+                .map(|x| {
+                    x.per_cpu
+                        .iter()
+                        .filter(|c| c.1 > 0.0)
+                        .map(|(c, v)| format!("cpu{c} {v:.0}/s"))
+                        .collect::<Vec<_>>()
+                        .join(" ")
+                })
+                .unwrap_or_default();
+            let _ = writeln!(
+                o,
+                "    IRQ {:<5} {:<20} queue {} ({:?}) allowed on {}, delivered to {}  {}",
+                i.irq,
+                i.name,
+                i.queue,
+                i.kind,
+                i.affinity.as_deref().unwrap_or("?"),
+                i.effective.as_deref().unwrap_or("?"),
+                per_s
+            );
+        }
+        for q in &n.rx {
+            let _ = writeln!(
+                o,
+                "    {}: rps_cpus {} rps_flow_cnt {}",
+                q.name,
+                q.rps_cpus.as_deref().unwrap_or("?"),
+                q.rps_flow_cnt.map_or("?".to_string(), |v| v.to_string())
+            );
+        }
+        for q in n.tx.iter().filter(|q| q.xps_cpus.is_some()) {
+            let _ = writeln!(
+                o,
+                "    {}: xps_cpus {}",
+                q.name,
+                q.xps_cpus.as_deref().unwrap_or("?")
+            );
+        }
+    }
+    let _ = writeln!(o, "\nconnection capacity");
+    match &r.conntrack {
+        Some(c) => {
+            let _ = writeln!(
+                o,
+                "  conntrack: {} of {} entries{}",
+                c.count,
+                c.max,
+                r.rates
+                    .conntrack_drops_per_s
+                    .map(|d| format!(", {d:.2} drops/s"))
+                    .unwrap_or_default()
+            );
+        }
+        None => {
+            let _ = writeln!(o, "  conntrack: not loaded (no table to fill)");
+        }
+    }
+    if let Some(s) = &r.sockstat {
+        let _ = writeln!(
+            o,
+            "  TIME_WAIT {} of tcp_max_tw_buckets {}; orphans {} of tcp_max_orphans {}",
+            s.tcp_tw,
+            r.sysctls.get("net.ipv4.tcp_max_tw_buckets").unwrap_or("?"),
+            s.tcp_orphan,
+            r.sysctls.get("net.ipv4.tcp_max_orphans").unwrap_or("?")
+        );
+    }
+    let _ = writeln!(
+        o,
+        "  ephemeral ports (ip_local_port_range {}), busiest destinations:",
+        r.sysctls.get("net.ipv4.ip_local_port_range").unwrap_or("?")
+    );
+    if r.destinations.is_empty() {
+        let _ = writeln!(o, "    none");
+    }
+    for d in r.destinations.iter().take(5) {
+        let _ = writeln!(o, "    {} -> {}: {} ports", d.local, d.remote, d.ports);
+    }
+    let _ = writeln!(o, "\nmost open files");
+    for p in r.top_fds.iter().take(5) {
+        let _ = writeln!(o, "  pid {} ({}): {} fds", p.pid, p.comm, p.open_fds);
+    }
+    let _ = writeln!(
+        o,
+        "\ndelivery: congestion control {}, default qdisc {}, kTLS {}",
+        r.sysctls
+            .get("net.ipv4.tcp_congestion_control")
+            .unwrap_or("?"),
+        r.sysctls.get("net.core.default_qdisc").unwrap_or("?"),
+        match r.sysctls.get("net.ipv4.tcp_available_ulp") {
+            Some(u) if u.split_whitespace().any(|w| w == "tls") => "available (tls ULP)",
+            Some(_) => "unavailable (no tls ULP)",
+            None => "unknown",
+        }
+    );
 }

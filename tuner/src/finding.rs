@@ -8,6 +8,8 @@ use serde::Serialize;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Severity {
+    /// Advice: a tuning opportunity, never a fault (exit 0).
+    Info,
     Warning,
     Critical,
 }
@@ -15,13 +17,14 @@ pub enum Severity {
 impl Severity {
     pub fn exit_code(worst: Option<Severity>) -> u8 {
         match worst {
-            None => 0,
+            None | Some(Severity::Info) => 0,
             Some(Severity::Warning) => 1,
             Some(Severity::Critical) => 2,
         }
     }
     pub fn label(&self) -> &'static str {
         match self {
+            Severity::Info => "ADVICE",
             Severity::Warning => "WARNING",
             Severity::Critical => "CRITICAL",
         }
@@ -46,8 +49,8 @@ impl Status {
         match worst {
             Some(Severity::Critical) => Status::Critical,
             Some(Severity::Warning) => Status::Warning,
-            None if blind => Status::Unknown,
-            None => Status::Ok,
+            None | Some(Severity::Info) if blind => Status::Unknown,
+            None | Some(Severity::Info) => Status::Ok,
         }
     }
     pub fn exit_code(self) -> u8 {

@@ -29,6 +29,8 @@ pub enum Action {
     Fine,
     /// Below the target: write it.
     Raise,
+    /// A word (qdisc, congestion control) other than the profile's: write it.
+    Change,
     /// Some fields below, some above: write each field's higher value.
     RaiseKeep,
     /// Above the target and lowering not allowed: skipped.
@@ -44,6 +46,7 @@ impl Action {
         match self {
             Action::Fine => "already fine".into(),
             Action::Raise => "raise".into(),
+            Action::Change => "change".into(),
             Action::RaiseKeep => "raise (higher fields kept)".into(),
             Action::WouldLower => "would lower: skipped (--allow-lower)".into(),
             Action::Lower => "lower (--allow-lower)".into(),
@@ -164,6 +167,9 @@ pub fn decide(
     allow_lower: bool,
 ) -> (Action, Option<Value>) {
     let c = profile::compare(shape, current, target);
+    if let (Shape::Choice(_), true) = (shape, c.below) {
+        return (Action::Change, Some(target.to_vec()));
+    }
     match (c.below, c.above) {
         (false, false) => (Action::Fine, None),
         (true, false) => (Action::Raise, Some(target.to_vec())),

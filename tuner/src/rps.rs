@@ -30,28 +30,7 @@ pub struct RpsPlan {
     pub notes: Vec<String>,
 }
 
-/// Parse a CPU list such as `0-3,8,10-11` (sys/devices/system/cpu/online).
-pub fn parse_cpu_list(text: &str) -> Result<Vec<u32>, String> {
-    let mut cpus = Vec::new();
-    for part in text.trim().split(',').filter(|p| !p.is_empty()) {
-        let bad = || format!("bad CPU list element {part:?}");
-        match part.split_once('-') {
-            Some((a, b)) => {
-                let a: u32 = a.parse().map_err(|_| bad())?;
-                let b: u32 = b.parse().map_err(|_| bad())?;
-                if a > b || b > 65535 {
-                    return Err(bad());
-                }
-                cpus.extend(a..=b);
-            }
-            None => cpus.push(part.parse().map_err(|_| bad())?),
-        }
-    }
-    if cpus.is_empty() {
-        return Err("empty CPU list".into());
-    }
-    Ok(cpus)
-}
+pub use crate::probe::interrupts::parse_cpu_list;
 
 /// Find NICs whose RX queues are fewer than the online CPUs and plan RPS/RFS for them.
 /// Virtual devices (no `device` link: lo, veth, bridges, ifb) are skipped: their receive work

@@ -25,6 +25,16 @@ pub enum Rule {
     TcpBacklogDrops,
     SomaxconnLow,
     SyncookiesOff,
+    ConntrackFull,
+    ConntrackDrops,
+    EphemeralPorts,
+    TimeWait,
+    TimeWaitOverflow,
+    Orphans,
+    /// Advice, never a warning: what the delivery path could do better.
+    QdiscForBbr,
+    KtlsUnavailable,
+    NotsentLowat,
 }
 
 impl Serialize for Rule {
@@ -72,7 +82,7 @@ const fn row(
 
 impl Rule {
     /// Every rule, in the order of the table.
-    pub const ALL: [Rule; 15] = [
+    pub const ALL: [Rule; 24] = [
         Rule::ListenOverflows,
         Rule::AcceptQueueFull,
         Rule::SynQueueDrops,
@@ -88,6 +98,15 @@ impl Rule {
         Rule::TcpBacklogDrops,
         Rule::SomaxconnLow,
         Rule::SyncookiesOff,
+        Rule::ConntrackFull,
+        Rule::ConntrackDrops,
+        Rule::EphemeralPorts,
+        Rule::TimeWait,
+        Rule::TimeWaitOverflow,
+        Rule::Orphans,
+        Rule::QdiscForBbr,
+        Rule::KtlsUnavailable,
+        Rule::NotsentLowat,
     ];
 
     pub const fn name(self) -> &'static str {
@@ -107,6 +126,15 @@ impl Rule {
             Rule::TcpBacklogDrops => "tcp_backlog_drops",
             Rule::SomaxconnLow => "somaxconn_low",
             Rule::SyncookiesOff => "syncookies_off",
+            Rule::ConntrackFull => "conntrack_full",
+            Rule::ConntrackDrops => "conntrack_drops",
+            Rule::EphemeralPorts => "ephemeral_ports",
+            Rule::TimeWait => "time_wait",
+            Rule::TimeWaitOverflow => "time_wait_overflow",
+            Rule::Orphans => "orphans",
+            Rule::QdiscForBbr => "qdisc_for_bbr",
+            Rule::KtlsUnavailable => "ktls_unavailable",
+            Rule::NotsentLowat => "notsent_lowat",
         }
     }
 
@@ -130,6 +158,15 @@ impl Rule {
             TcpBacklogDrops => row(self, "TcpExt:TCPBacklogDrop increase", "per minute", Some(10.0), None, false),
             SomaxconnLow => row(self, "net.core.somaxconn", "connections", Some(4096.0), None, true),
             SyncookiesOff => row(self, "net.ipv4.tcp_syncookies", "0/1/2", Some(1.0), None, true),
+            ConntrackFull => row(self, "nf_conntrack_count / nf_conntrack_max", "%", Some(80.0), Some(95.0), false),
+            ConntrackDrops => row(self, "conntrack drop + insert_failed + early_drop, all CPUs", "per minute", None, Some(0.0), false),
+            EphemeralPorts => row(self, "ephemeral ports in use toward one destination / ports in ip_local_port_range", "%", Some(70.0), Some(90.0), false),
+            TimeWait => row(self, "sockstat TCP tw / net.ipv4.tcp_max_tw_buckets", "%", Some(80.0), None, false),
+            TimeWaitOverflow => row(self, "TcpExt:TCPTimeWaitOverflow increase", "per minute", Some(0.0), None, false),
+            Orphans => row(self, "sockstat TCP orphan / net.ipv4.tcp_max_orphans", "%", Some(80.0), Some(95.0), false),
+            QdiscForBbr => row(self, "advice: tcp_congestion_control = bbr over a default_qdisc other than fq", "-", None, None, false),
+            KtlsUnavailable => row(self, "advice: tls absent from net.ipv4.tcp_available_ulp", "-", None, None, false),
+            NotsentLowat => row(self, "advice: net.ipv4.tcp_notsent_lowat above its opt-in value", "bytes", None, None, false),
         }
     }
 

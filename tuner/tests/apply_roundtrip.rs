@@ -502,3 +502,54 @@ fn the_backup_root_is_canonical() {
     assert_eq!(o.code, 0, "{o:?}");
     assert_eq!(r.get("net/core/somaxconn"), "4096");
 }
+
+#[test]
+fn word_valued_knobs_plan_apply_check_and_roll_back() {
+    // Issue 17: the catalogue takes words (a qdisc, a congestion control) like numbers.
+    let r = FakeRoot::new();
+    r.set("net/core/default_qdisc", "pfifo_fast");
+    r.set("net/ipv4/tcp_congestion_control", "cubic");
+    r.set("net/ipv4/tcp_notsent_lowat", "4294967295");
+    let p = r.profile(
+        "base = none\nnet.core.default_qdisc = fq\nnet.ipv4.tcp_congestion_control = bbr\nnet.ipv4.tcp_notsent_lowat = 131072\n",
+    );
+    let o = r.run(&["plan", "--profile", &p]);
+    assert!(
+        row(&o.stdout, "net.core.default_qdisc").ends_with("change"),
+        "{o:?}"
+    );
+    assert!(
+        row(&o.stdout, "net.ipv4.tcp_congestion_control").contains("cubic"),
+        "{o:?}"
+    );
+    // A lower unsent watermark is a lowering: only with --allow-lower.
+    assert!(
+        row(&o.stdout, "net.ipv4.tcp_notsent_lowat").contains("would lower"),
+        "{o:?}"
+    );
+    let o = r.run(&["check", "--profile", &p]);
+    assert_eq!(o.code, 1, "{o:?}");
+    assert!(
+        o.stdout
+            .contains("net.core.default_qdisc [global]: running pfifo_fast, profile wants fq"),
+        "{o:?}"
+    );
+    let o = r.run(&["apply", "--profile", &p, "--allow-lower", "--yes"]);
+    assert_eq!(o.code, 0, "{o:?}");
+    assert_eq!(r.get("net/core/default_qdisc"), "fq");
+    assert_eq!(r.get("net/ipv4/tcp_congestion_control"), "bbr");
+    assert_eq!(r.get("net/ipv4/tcp_notsent_lowat"), "131072");
+    assert_eq!(r.run(&["check", "--profile", &p]).code, 0);
+    let bad = r.profile("net.core.default_qdisc = fastest\n");
+    let o = r.run(&["plan", "--profile", &bad]);
+    assert_eq!(o.code, 64, "{o:?}");
+    assert!(
+        o.stderr
+            .contains("\"fastest\" is not one of pfifo_fast, fq"),
+        "{o:?}"
+    );
+    assert_eq!(r.run(&["rollback", "--yes"]).code, 0);
+    assert_eq!(r.get("net/core/default_qdisc"), "pfifo_fast");
+    assert_eq!(r.get("net/ipv4/tcp_congestion_control"), "cubic");
+    assert_eq!(r.get("net/ipv4/tcp_notsent_lowat"), "4294967295");
+}

@@ -389,6 +389,13 @@ fn diagnose_json_top_level_fields_are_stable() {
         "sockstat",
         "notes",
         "unknown",
+        // Added with issue 17 (fields are only ever added within v1):
+        "advice",
+        "netns",
+        "nics",
+        "conntrack",
+        "destinations",
+        "top_fds",
     ];
     documented.sort_unstable();
     assert_eq!(keys, documented);

@@ -173,3 +173,61 @@ fn a_value_the_kernel_rejects_is_reported_and_nothing_else_breaks() {
         host_fin
     );
 }
+
+#[test]
+fn a_word_valued_knob_in_a_child_netns() {
+    // tcp_congestion_control is per network namespace: apply, read back, roll back for real.
+    let host_cc = std::fs::read_to_string("/proc/sys/net/ipv4/tcp_congestion_control").unwrap();
+    // Any namespace may pick from the allowed list (cubic, though available, is refused with
+    // EPERM on this machine's kernel).
+    let allowed =
+        std::fs::read_to_string("/proc/sys/net/ipv4/tcp_allowed_congestion_control").unwrap();
+    let want = allowed
+        .split_whitespace()
+        .find(|c| *c != host_cc.trim())
+        .unwrap_or("reno")
+        .to_string();
+    let dir = std::env::temp_dir().join(format!("cstune-netns-cc-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let profile = dir.join("p.conf");
+    std::fs::write(
+        &profile,
+        format!("base = none\nnet.ipv4.tcp_congestion_control = {want}\n"),
+    )
+    .unwrap();
+    let script = r#"
+        before=$(cat /proc/sys/net/ipv4/tcp_congestion_control)
+        "$1" --root / apply --profile "$2" --yes --state-dir "$3"; echo "rc=$?"
+        echo "now=$(cat /proc/sys/net/ipv4/tcp_congestion_control)"
+        "$1" --root / rollback --yes --state-dir "$3"; echo "rc=$?"
+        echo "after=$(cat /proc/sys/net/ipv4/tcp_congestion_control) before=$before"
+    "#;
+    let o = fakeroot::run(Command::new("unshare").args([
+        "-n",
+        "sh",
+        "-c",
+        script,
+        "sh",
+        BIN,
+        profile.to_str().unwrap(),
+        dir.join("state").to_str().unwrap(),
+    ]));
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(o.stdout.contains(&format!("now={want}")), "{o:?}");
+    let after = o
+        .stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("after="))
+        .unwrap();
+    let (a, b) = after.split_once(" before=").unwrap();
+    assert_eq!(a, b, "{o:?}");
+    assert!(
+        !o.stdout.contains("rc=1") && !o.stdout.contains("rc=3"),
+        "{o:?}"
+    );
+    assert_eq!(
+        std::fs::read_to_string("/proc/sys/net/ipv4/tcp_congestion_control").unwrap(),
+        host_cc
+    );
+}

@@ -17,7 +17,10 @@ fn copy_dir(from: &Path, to: &Path) {
     std::fs::create_dir_all(to).expect("mkdir");
     for e in std::fs::read_dir(from).expect("read fixture dir").flatten() {
         let (src, dst) = (e.path(), to.join(e.file_name()));
-        if src.is_dir() {
+        // Links stay links: `sys/class/net/eth0/device` names the NIC's device.
+        if let Ok(target) = std::fs::read_link(&src) {
+            std::os::unix::fs::symlink(target, &dst).expect("copy fixture link");
+        } else if src.is_dir() {
             copy_dir(&src, &dst);
         } else {
             std::fs::copy(&src, &dst).expect("copy fixture");

@@ -103,7 +103,7 @@ pub fn check(root: &Path, p: &ProfileArgs) -> anyhow::Result<CheckReport> {
     for r in &plan.rows {
         let message = match &r.action {
             Action::Fine | Action::WouldLower | Action::Lower => continue,
-            Action::Raise | Action::RaiseKeep => format!(
+            Action::Raise | Action::RaiseKeep | Action::Change => format!(
                 "{} [{}]: running {}, profile wants {}",
                 r.key,
                 r.scope.label(),
@@ -113,6 +113,7 @@ pub fn check(root: &Path, p: &ProfileArgs) -> anyhow::Result<CheckReport> {
                     Shape::Mask => format!("at least CPUs {}", r.target_label()),
                     Shape::Triple => format!("each field at least {}", r.target_label()),
                     Shape::Int { .. } => format!("at least {}", r.target_label()),
+                    Shape::Choice(_) => r.target_label(),
                 }
             ),
             Action::Unavailable(why) => format!("{} [{}]: {why}", r.key, r.scope.label()),

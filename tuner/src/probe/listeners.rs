@@ -33,6 +33,10 @@ pub struct Listener {
     pub accept_queue: u32,
     /// Accept-queue maximum (Send-Q of `ss -lnt`); None when read from /proc/net/tcp.
     pub backlog: Option<u32>,
+    /// Socket inode, to find the owning process (`None` in an `ss` capture).
+    pub inode: Option<u64>,
+    /// Processes holding it (pid, comm), as `ss -lntp` shows them.
+    pub owners: Vec<(u32, String)>,
 }
 
 impl Listener {
@@ -142,6 +146,8 @@ pub fn parse_proc_net_tcp(text: &str) -> anyhow::Result<Vec<Listener>> {
             address: e.local_address,
             accept_queue: e.rx_queue,
             backlog: None,
+            inode: Some(e.inode),
+            owners: Vec::new(),
         })
         .collect())
 }
@@ -171,6 +177,8 @@ pub fn parse_ss(text: &str) -> anyhow::Result<Vec<Listener>> {
             address: parse_ss_addr(w[3]).with_context(|| format!("line {}", i + 1))?,
             accept_queue: q(w[1])?,
             backlog: Some(q(w[2])?),
+            inode: None,
+            owners: Vec::new(),
         });
     }
     Ok(out)
@@ -249,6 +257,8 @@ pub fn netlink_dump() -> anyhow::Result<Vec<Listener>> {
                             ),
                             accept_queue: h.recv_queue,
                             backlog: Some(h.send_queue),
+                            inode: Some(u64::from(h.inode)),
+                            owners: Vec::new(),
                         });
                     }
                     NetlinkPayload::Done(_) => break 'dump,

@@ -5,10 +5,15 @@
 //! [`Sample::notes`] so `diagnose` can say what it could not see (containers hide some files).
 
 pub mod caps;
+pub mod conntrack;
 pub mod fds;
+pub mod interrupts;
 pub mod listeners;
+pub mod netdev;
 pub mod netns;
 pub mod netstat;
+pub mod nic;
+pub mod sockets;
 pub mod sockstat;
 pub mod softirqs;
 pub mod softnet;
@@ -69,6 +74,16 @@ pub struct Sample {
     pub file_nr: Option<fds::FileNr>,
     pub processes: Vec<fds::ProcessFds>,
     pub sysctls: sysctls::Sysctls,
+    pub interrupts: Option<interrupts::Interrupts>,
+    /// Per interface counters from `/proc/net/dev`.
+    pub netdev: Option<Vec<netdev::IfStats>>,
+    pub nics: nic::Nics,
+    /// `None` when nf_conntrack is not loaded.
+    pub conntrack: Option<conntrack::Conntrack>,
+    /// Destinations with the most ephemeral ports in use (at most [`TOP`]).
+    pub destinations: Vec<sockets::Destination>,
+    /// Processes with the most open files (at most [`TOP`]).
+    pub top_fds: Vec<sockets::FdUser>,
     /// Whether this process (not the target) may raise a hard limit: CAP_SYS_RESOURCE.
     pub caller_can_raise_hard: Option<bool>,
     /// Whose network namespace this is: device remedies only fit the host's.
@@ -101,6 +116,61 @@ impl Gaps {
     }
 }
 
+/// How many destinations and fd consumers a sample keeps.
+pub const TOP: usize = 10;
+
+/// Gaps that do not blind a rule: recorded as notes only.
+fn soft<T>(notes: &mut Vec<String>, r: anyhow::Result<T>) -> Option<T> {
+    r.map_err(|e| notes.push(format!("{e:#}"))).ok()
+}
+
+fn conntrack(
+    root: &Path,
+    s: &sysctls::Sysctls,
+    notes: &mut Vec<String>,
+) -> Option<conntrack::Conntrack> {
+    let count = s.int(conntrack::COUNT)?;
+    let max = s.int(conntrack::MAX)?;
+    let stat = if paths::under(root, conntrack::STAT).exists() {
+        soft(
+            notes,
+            read_parse(root, conntrack::STAT, conntrack::parse_stat),
+        )
+    } else {
+        None
+    };
+    Some(conntrack::Conntrack {
+        count: u64::try_from(count).unwrap_or(0),
+        max: u64::try_from(max).unwrap_or(0),
+        stat,
+    })
+}
+
+fn destinations(root: &Path, s: &sysctls::Sysctls) -> anyhow::Result<Vec<sockets::Destination>> {
+    let Some(r) = s
+        .ints("net.ipv4.ip_local_port_range")
+        .filter(|r| r.len() == 2)
+    else {
+        return Ok(Vec::new());
+    };
+    let port = |v: i64| u16::try_from(v).unwrap_or(u16::MAX);
+    let mut texts = Vec::new();
+    for f in [paths::NET_TCP, paths::NET_TCP6] {
+        if let Ok(t) = std::fs::read_to_string(paths::under(root, f)) {
+            texts.push(t);
+        }
+    }
+    let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+    let mut d = sockets::ports_per_destination(&refs, (port(r[0]), port(r[1]))).map_err(|e| {
+        e.context(format!(
+            "ephemeral ports from {}",
+            paths::shown(paths::NET_TCP)
+        ))
+    })?;
+    d.truncate(TOP);
+    Ok(d)
+}
+
 /// Read every probe once.
 pub fn take(root: &Path, target: &Target) -> Sample {
     let mut g = Gaps::default();
@@ -128,7 +198,7 @@ pub fn take(root: &Path, target: &Target) -> Sample {
         &read(paths::SOCKSTAT),
         read_parse(root, paths::SOCKSTAT, sockstat::parse),
     );
-    let listeners = g.keep("listening sockets", listeners::probe(root));
+    let mut listeners = g.keep("listening sockets", listeners::probe(root));
     if let Some(n) = listeners.as_ref().and_then(|l| l.note.clone()) {
         g.notes.push(n);
     }
@@ -144,7 +214,29 @@ pub fn take(root: &Path, target: &Target) -> Sample {
         .iter()
         .filter_map(|&pid| g.keep(&format!("pid {pid}"), fds::process(root, pid)))
         .collect();
-    let sysctls = sysctls::read(root);
+    let mut notes = Vec::new();
+    let interrupts = soft(
+        &mut notes,
+        read_parse(root, paths::INTERRUPTS, interrupts::parse),
+    );
+    let netdev = soft(&mut notes, read_parse(root, paths::NET_DEV, netdev::parse));
+    let nics = nic::read(root, interrupts.as_ref());
+    let sysctls = sysctls::with_nics(root, &nics);
+    let conntrack = conntrack(root, &sysctls, &mut notes);
+    let destinations = soft(&mut notes, destinations(root, &sysctls)).unwrap_or_default();
+    let wanted: std::collections::HashSet<u64> = listeners
+        .iter()
+        .flat_map(|l| l.sockets.iter().filter_map(|s| s.inode))
+        .collect();
+    let owners = sockets::owners(root, &wanted, TOP);
+    if let Some(ls) = listeners.as_mut() {
+        for s in ls.sockets.iter_mut() {
+            if let Some(o) = s.inode.and_then(|i| owners.sockets.get(&i)) {
+                s.owners = o.clone();
+            }
+        }
+    }
+    g.notes.extend(notes);
     if sysctls.values.is_empty() {
         g.notes.push(format!(
             "no kernel setting readable beneath {}",
@@ -163,6 +255,12 @@ pub fn take(root: &Path, target: &Target) -> Sample {
         file_nr,
         processes,
         sysctls,
+        interrupts,
+        netdev,
+        nics,
+        conntrack,
+        destinations,
+        top_fds: owners.top_fds,
         caller_can_raise_hard: caps::own().map(|c| caps::has(c, caps::CAP_SYS_RESOURCE)),
         netns: netns::detect(root),
         notes: g.notes,

@@ -1,9 +1,12 @@
 //! Rules: plain functions of two samples, their [`Rates`] and the profile, returning findings
 //! with the numbers that triggered them, the cause and the exact fix. Grouped by family:
 //! [`listen`] (accept and SYN queues), [`softnet`] (receive path and softirq CPU), [`fds`] (file
-//! descriptors), [`memory`] (TCP memory). Every threshold lives in [`crate::thresholds`]; every
+//! descriptors), [`memory`] (TCP memory), [`capacity`] (conntrack, ports, TIME_WAIT, orphans)
+//! and [`delivery`] (advice: qdisc, congestion control, kTLS). Every threshold lives in [`crate::thresholds`]; every
 //! value a remedy proposes comes from the profile or from [`crate::steps`].
 
+mod capacity;
+mod delivery;
 mod fds;
 mod listen;
 mod memory;
@@ -32,7 +35,20 @@ pub fn evaluate(a: &Sample, b: &Sample, r: &Rates, profile: &Profile) -> Vec<Fin
     listen::tcp_backlog_drops(a, b, r, profile, &mut f);
     listen::somaxconn_low(b, &mut f);
     listen::syncookies_off(b, &mut f);
+    capacity::conntrack(b, r, &mut f);
+    capacity::ephemeral_ports(b, profile, &mut f);
+    capacity::time_wait(a, b, r, &mut f);
+    capacity::orphans(b, &mut f);
     f.sort_by_key(|x| std::cmp::Reverse(x.severity));
+    f
+}
+
+/// Advice on the delivery path (severity Info): never changes the status.
+pub fn advise(b: &Sample) -> Vec<Finding> {
+    let mut f = Vec::new();
+    delivery::qdisc_for_bbr(b, &mut f);
+    delivery::notsent_lowat(b, &mut f);
+    delivery::ktls(b, &mut f);
     f
 }
 

@@ -1,5 +1,6 @@
 use super::*;
 use crate::finding::{ev, Evidence, Remedy};
+use crate::probe::interrupts::QueueKind;
 use crate::rates::CpuRates;
 use crate::rps::SOCK_FLOW_ENTRIES;
 use crate::steps::Key;
@@ -144,12 +145,36 @@ pub(super) fn net_rx_imbalance(r: &Rates, b: &Sample, f: &mut Vec<Finding>) {
             evidence.push(ev(format!("cpu{cpu} busy"), *bp, "%", src(paths::STAT)));
         }
     }
+    // Which NIC queue interrupts that CPU: the receive vector with the most interrupts there.
+    let culprit = r
+        .nic_irqs
+        .iter()
+        .filter(|i| i.kind != QueueKind::Tx && i.on(top.0) > 0.0)
+        .max_by(|x, y| x.on(top.0).total_cmp(&y.on(top.0)));
+    let from = match culprit {
+        Some(i) => {
+            evidence.push(ev(
+                format!("{} rx-{} (IRQ {}) on cpu{}", i.nic, i.queue, i.irq, top.0),
+                i.on(top.0),
+                "interrupts per second",
+                src(paths::INTERRUPTS),
+            ));
+            format!(
+                "; its interrupts come from {} rx-{} (IRQ {}, {})",
+                i.nic, i.queue, i.irq, i.name
+            )
+        }
+        None => String::new(),
+    };
     let remedy = rx_remedies(r, b);
     f.push(Finding {
         rule: Rule::NetRxImbalance,
         severity: sev,
         subject: format!("cpu{}", top.0),
-        summary: format!("cpu{} handles {share:.0}% of NET_RX ({:.0}/s of {total:.0}/s)", top.0, top.1),
+        summary: format!(
+            "cpu{} handles {share:.0}% of NET_RX ({:.0}/s of {total:.0}/s){from}",
+            top.0, top.1
+        ),
         evidence,
         cause: "Receive processing runs on the CPU that takes the NIC interrupt (for loopback, the sending CPU), so that CPU saturates first while the others do little of it.".into(),
         remedy,
@@ -205,10 +230,50 @@ fn rx_remedies(r: &Rates, b: &Sample) -> Vec<Remedy> {
         "changing NIC queues (RPS/RFS, IRQ affinity)",
         "corestream-tune diagnose",
     ) {
-        return vec![Remedy::command(format!(
+        let lead = if matches!(b.netns, crate::probe::netns::Netns::Child(_)) {
             "nothing to change from here: traffic in this namespace arrives over loopback or a veth, whose \
-             receive work runs on the sending CPU. {why}"
-        ))];
+             receive work runs on the sending CPU. "
+        } else {
+            ""
+        };
+        return vec![Remedy::command(format!("{lead}{why}"))];
+    }
+    // Several hardware queues: the NIC already splits flows (RSS); spread their IRQs over the
+    // CPUs. One queue: only software can spread it (RPS/RFS).
+    let online: Vec<u32> = r.cpus.iter().map(|c| c.cpu).collect();
+    let multi: Vec<_> = b
+        .nics
+        .nics
+        .iter()
+        .filter(|n| n.physical && n.rx_vectors() > 1 && !n.irqs.is_empty())
+        .collect();
+    if !multi.is_empty() {
+        let mut remedy = Vec::new();
+        if b.nics.irqbalance.is_none() {
+            remedy.push(Remedy::command(
+                "systemctl enable --now irqbalance   (spreads queue IRQs over CPUs and keeps them spread; or pin them by hand as below)".into(),
+            ));
+        } else {
+            remedy.push(Remedy::command(format!(
+                "irqbalance runs (pid {}) yet the queue IRQs land on one CPU: check IRQBALANCE_BANNED_CPULIST and its --policyscript, or stop it and pin by hand as below",
+                b.nics.irqbalance.unwrap_or(0)
+            )));
+        }
+        for n in multi {
+            let rxq: Vec<_> = n.irqs.iter().filter(|i| i.kind != QueueKind::Tx).collect();
+            for (k, i) in rxq.iter().enumerate() {
+                let cpu = online.get(k % online.len().max(1)).copied().unwrap_or(0);
+                remedy.push(Remedy::command(format!(
+                    "echo {cpu} > /proc/irq/{}/smp_affinity_list   ({} {} queue {}: now {}; one queue per CPU)",
+                    i.irq,
+                    n.name,
+                    i.name,
+                    i.queue,
+                    i.effective.as_deref().or(i.affinity.as_deref()).unwrap_or("?")
+                )));
+            }
+        }
+        return remedy;
     }
     let ncpu = r.cpus.len();
     let mask = rps_mask(ncpu);
@@ -243,6 +308,5 @@ fn rx_remedies(r: &Rates, b: &Sample) -> Vec<Remedy> {
             b.sysctls.rps.len()
         )));
     }
-    remedy.push(Remedy::command("systemctl enable --now irqbalance   (spread NIC interrupts when the NIC has several queues)".into()));
     remedy
 }
