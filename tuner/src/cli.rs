@@ -36,6 +36,8 @@ pub enum Cmd {
     Rollback(crate::cmd::rollback::Args),
     /// Print the effective profile as a sysctl.d, limits.d or systemd drop-in file.
     Profile(crate::cmd::profile::Args),
+    /// Evidence-gated tuning: raise one step at a time, within the profile, logged and undoable.
+    Auto(crate::cmd::auto::Args),
     /// Raise a running process's RLIMIT_NOFILE with prlimit(2), or explain why not.
     Nofile(crate::nofile::Args),
 }

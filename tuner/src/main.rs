@@ -33,6 +33,7 @@ fn main() -> ExitCode {
         Cmd::Rollback(a) => corestream_tune::cmd::rollback::run(root, a),
         Cmd::Profile(a) => corestream_tune::cmd::profile::run(root, a),
         Cmd::Nofile(a) => corestream_tune::nofile::run(root, a),
+        Cmd::Auto(a) => corestream_tune::cmd::auto::run(root, a),
     };
     match result {
         Ok(code) => ExitCode::from(code),

@@ -2,6 +2,7 @@
 //! ([`crate::report::Report`]) and hands it to the one renderer.
 
 pub mod apply;
+pub mod auto;
 pub mod check;
 pub mod plan;
 pub mod profile;
