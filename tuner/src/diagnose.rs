@@ -176,14 +176,11 @@ pub fn render(r: &Report) -> String {
         );
         let _ = writeln!(o, "  evidence:");
         for e in &f.evidence {
-            let _ = writeln!(
-                o,
-                "    {} = {} {}   ({})",
-                e.name,
-                number(e.value),
-                e.unit,
-                e.source
-            );
+            let value = match &e.text {
+                Some(t) => t.clone(),
+                None => format!("{} {}", number(e.value), e.unit),
+            };
+            let _ = writeln!(o, "    {} = {value}   ({})", e.name, e.source);
         }
         let _ = writeln!(o, "  cause: {}", f.cause);
         let _ = writeln!(o, "  remedy:");

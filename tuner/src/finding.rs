@@ -78,6 +78,9 @@ pub struct Evidence {
     pub unit: String,
     /// File (or interface) the number was read from.
     pub source: String,
+    /// The value as text when it is a word (a qdisc, a list of ULPs); `value` is then 0.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub text: Option<String>,
 }
 
 pub fn ev(name: impl Into<String>, value: f64, unit: &str, source: impl Into<String>) -> Evidence {
@@ -86,6 +89,15 @@ pub fn ev(name: impl Into<String>, value: f64, unit: &str, source: impl Into<Str
         value,
         unit: unit.into(),
         source: source.into(),
+        text: None,
+    }
+}
+
+/// Evidence whose value is a word.
+pub fn ev_text(name: &str, text: &str, source: impl Into<String>) -> Evidence {
+    Evidence {
+        text: Some(text.to_string()),
+        ..ev(name, 0.0, "", source)
     }
 }
 

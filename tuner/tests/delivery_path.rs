@@ -202,6 +202,14 @@ fn one_cpu_doing_all_net_rx_names_the_nic_queue_and_spreads_irqs_on_a_multiqueue
         "{}",
         hit.summary
     );
+    // Printed for docs/sre-diagnose.md (cargo test -- --nocapture).
+    eprintln!(
+        "[{:?}] {}: {}\n  {}",
+        hit.severity, hit.rule, hit.subject, hit.summary
+    );
+    for r in &hit.remedy {
+        eprintln!("    {:<9} {}", r.kind.label(), r.text);
+    }
     let texts: Vec<&str> = hit.remedy.iter().map(|r| r.text.as_str()).collect();
     assert!(
         texts

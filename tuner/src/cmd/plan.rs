@@ -184,7 +184,7 @@ impl PlanReport {
                 let _ = writeln!(
                     o,
                     "  LimitNOFILE: {f} sorts after {} and sets a lower limit: it wins over what apply writes; raise or remove it there",
-                    paths::dropin(&n.unit)
+                    paths::shown(&paths::dropin(&n.unit))
                 );
             }
         }

@@ -4,7 +4,7 @@
 //! cost, not a fault. Suggested values come from the profile's opt-in catalogue.
 
 use super::*;
-use crate::finding::{ev, Remedy, Severity};
+use crate::finding::{ev, ev_text, Remedy, Severity};
 use crate::profile::opt_in;
 use crate::thresholds::Rule;
 
@@ -58,8 +58,8 @@ pub(super) fn qdisc_for_bbr(b: &Sample, f: &mut Vec<Finding>) {
         Rule::QdiscForBbr,
         format!("tcp_congestion_control is bbr but default_qdisc is {q}"),
         vec![
-            ev(format!("net.ipv4.tcp_congestion_control = {cc}"), 0.0, "", sysctl_src("net.ipv4.tcp_congestion_control")),
-            ev(format!("net.core.default_qdisc = {q}"), 0.0, "", sysctl_src("net.core.default_qdisc")),
+            ev_text("net.ipv4.tcp_congestion_control", cc, sysctl_src("net.ipv4.tcp_congestion_control")),
+            ev_text("net.core.default_qdisc", q, sysctl_src("net.core.default_qdisc")),
         ],
         "Without the fq qdisc, bbr paces inside TCP with a timer per socket: it works (Linux 4.13+) but costs more CPU than fq's pacing.".into(),
         remedy,
@@ -76,7 +76,7 @@ pub(super) fn ktls(b: &Sample, f: &mut Vec<Finding>) {
     f.push(advice(
         Rule::KtlsUnavailable,
         format!("the kernel offers no tls upper-layer protocol (available: {})", if ulp.is_empty() { "none" } else { ulp }),
-        vec![ev(format!("net.ipv4.tcp_available_ulp = {ulp}"), 0.0, "", sysctl_src("net.ipv4.tcp_available_ulp"))],
+        vec![ev_text("net.ipv4.tcp_available_ulp", ulp, sysctl_src("net.ipv4.tcp_available_ulp"))],
         "Without kTLS, HTTPS is encrypted in user space: each byte of a segment is read into the server and copied out again, so sendfile's zero copy is lost and TLS costs CPU per byte. With kTLS (Linux 4.13+ AES-GCM) the kernel encrypts during sendfile.".into(),
         vec![Remedy::command(
             "modprobe tls && echo tls > /etc/modules-load.d/tls.conf   (if the kernel was built with CONFIG_TLS; measure: kTLS can be slower on small responses)".into(),

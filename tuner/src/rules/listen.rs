@@ -78,7 +78,7 @@ pub(super) fn listen_overflows(a: &Sample, b: &Sample, r: &Rates, f: &mut Vec<Fi
         evidence.push(ev(
             "TcpExt:ListenDrops increase",
             ld as f64,
-            "connections",
+            "drops",
             src(paths::NETSTAT),
         ));
     }
