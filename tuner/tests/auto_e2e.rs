@@ -7,6 +7,7 @@
 //! overflows; `rollback` restores the namespace's values. Every wait waits for an event with a
 //! generous upper bound. The host's values are compared before and after.
 
+mod fakeroot;
 use socket2::{Domain, Socket, Type};
 use std::io::{self, BufRead, BufReader};
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
@@ -31,22 +32,6 @@ fn read_sys(key: &str) -> String {
     std::fs::read_to_string(format!("/proc/sys/{key}"))
         .map(|s| s.trim().to_string())
         .unwrap_or_default()
-}
-
-fn bring_lo_up() -> io::Result<()> {
-    use std::os::fd::AsRawFd;
-    let sock = Socket::new(Domain::IPV4, Type::DGRAM, None)?;
-    // SAFETY: ifreq is plain old data; all-zero is a valid value.
-    let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
-    for (dst, src) in req.ifr_name.iter_mut().zip(b"lo\0") {
-        *dst = *src as libc::c_char;
-    }
-    req.ifr_ifru.ifru_flags = (libc::IFF_UP | libc::IFF_RUNNING) as libc::c_short;
-    // SAFETY: valid socket fd and a properly initialised ifreq that outlives the call.
-    if unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCSIFFLAGS, &req) } != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(())
 }
 
 fn burst(to: SocketAddr, n: usize) -> Vec<Socket> {
@@ -101,6 +86,24 @@ fn backlog_of(port: u16) -> Option<u32> {
         .and_then(|l| l.backlog)
 }
 
+/// In the test thread's namespace: somaxconn 16 and a listener that asks for 65535, as
+/// corestream does, and so gets 16.
+fn capped_listener() -> (Socket, SocketAddr) {
+    std::fs::write("/proc/sys/net/core/somaxconn", "16\n")
+        .expect("somaxconn in the test namespace");
+    let listener = Socket::new(Domain::IPV4, Type::STREAM, None).expect("socket");
+    listener
+        .bind(&SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 0)).into())
+        .expect("bind");
+    listener.listen(65535).expect("listen");
+    let addr = listener
+        .local_addr()
+        .expect("addr")
+        .as_socket()
+        .expect("inet");
+    (listener, addr)
+}
+
 #[test]
 fn auto_raises_somaxconn_under_a_burst_the_listener_relistens_and_rollback_restores() {
     let host_before: Vec<String> = HOST_KEYS.iter().map(|k| read_sys(k)).collect();
@@ -114,24 +117,11 @@ fn auto_raises_somaxconn_under_a_burst_the_listener_relistens_and_rollback_resto
         eprintln!("SKIPPED: cannot create a network namespace ({e}); needs root or CAP_SYS_ADMIN");
         return;
     }
-    bring_lo_up().expect("lo up");
+    fakeroot::bring_lo_up().expect("lo up");
     // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
     let old = unsafe { libc::signal(libc::SIGHUP, on_hup as *const () as libc::sighandler_t) };
     assert_ne!(old, libc::SIG_ERR);
-    std::fs::write("/proc/sys/net/core/somaxconn", "16\n")
-        .expect("somaxconn in the test namespace");
-
-    let listener = Socket::new(Domain::IPV4, Type::STREAM, None).expect("socket");
-    listener
-        .bind(&SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 0)).into())
-        .expect("bind");
-    // Asks for a big backlog, as corestream does; the kernel caps it at somaxconn (16).
-    listener.listen(65535).expect("listen");
-    let addr = listener
-        .local_addr()
-        .expect("addr")
-        .as_socket()
-        .expect("inet");
+    let (listener, addr) = capped_listener();
     assert_eq!(backlog_of(addr.port()), Some(16));
 
     let dir = std::env::temp_dir().join(format!("cstune-auto-{}", std::process::id()));
@@ -270,18 +260,8 @@ fn auto_backs_off_for_good_from_a_key_an_administrator_changed() {
         eprintln!("SKIPPED: cannot create a network namespace; needs root or CAP_SYS_ADMIN");
         return;
     }
-    bring_lo_up().expect("lo up");
-    std::fs::write("/proc/sys/net/core/somaxconn", "16\n").expect("somaxconn");
-    let listener = Socket::new(Domain::IPV4, Type::STREAM, None).expect("socket");
-    listener
-        .bind(&SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 0)).into())
-        .expect("bind");
-    listener.listen(65535).expect("listen");
-    let addr = listener
-        .local_addr()
-        .expect("addr")
-        .as_socket()
-        .expect("inet");
+    fakeroot::bring_lo_up().expect("lo up");
+    let (_listener, addr) = capped_listener();
     let dir = std::env::temp_dir().join(format!("cstune-backoff-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).expect("mkdir");

@@ -1,6 +1,7 @@
 //! The built binary end to end: diagnose/watch/softirq on the captured fake root, bad input, and
 //! the perf tracepoint path on the real kernel where this machine permits it.
 
+mod fakeroot;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -9,7 +10,7 @@ fn bin() -> Command {
 }
 
 fn fixture_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/linux-6.18")
+    fakeroot::fixture("linux-6.18")
 }
 
 fn run(args: &[&str]) -> Output {
@@ -53,16 +54,7 @@ fn diagnose_fake_root_healthy_json() {
 #[test]
 fn diagnose_text_warns_with_exit_1() {
     // A copy of the capture with somaxconn 128: a warning, exit status 1.
-    let dir =
-        Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("cli-warn-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    let status = Command::new("cp")
-        .arg("-r")
-        .arg(fixture_root())
-        .arg(&dir)
-        .status()
-        .expect("cp");
-    assert!(status.success());
+    let dir = fakeroot::scratch_copy("linux-6.18");
     std::fs::write(dir.join("proc/sys/net/core/somaxconn"), "128\n").expect("write");
     let o = run(&[
         "--root",
@@ -508,16 +500,7 @@ fn blind_is_unknown_not_ok() {
         stdout(&o)
     );
     // One file a rule needs missing from a healthy capture is enough.
-    let dir =
-        Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("cli-blind-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    assert!(Command::new("cp")
-        .arg("-r")
-        .arg(fixture_root())
-        .arg(&dir)
-        .status()
-        .expect("cp")
-        .success());
+    let dir = fakeroot::scratch_copy("linux-6.18");
     std::fs::remove_file(dir.join("proc/net/netstat")).expect("rm");
     let o = run(&[
         "--root",
@@ -607,16 +590,7 @@ fn procfs_internal_errors_do_not_leak_into_notes() {
 #[test]
 fn watch_says_when_a_watched_pid_is_gone() {
     // Issue 17, defect 6: an exited --pid used to vanish from the output silently.
-    let dir =
-        Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("cli-gone-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    assert!(Command::new("cp")
-        .arg("-r")
-        .arg(fixture_root())
-        .arg(&dir)
-        .status()
-        .expect("cp")
-        .success());
+    let dir = fakeroot::scratch_copy("linux-6.18");
     std::fs::remove_file(dir.join("proc/4242/limits")).expect("rm");
     let o = run(&[
         "--root",

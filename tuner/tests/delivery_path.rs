@@ -2,6 +2,7 @@
 //! machine (tests/fixtures/linux-6.18) and on hand-made 4-queue NIC trees with and without
 //! irqbalance (tests/fixtures/nic-4q*), and the rules that read them.
 
+mod fakeroot;
 use corestream_tune::probe::interrupts::{self, QueueKind};
 use corestream_tune::probe::{conntrack, netdev, nic, sockets, Target};
 use corestream_tune::thresholds::Rule;
@@ -130,31 +131,8 @@ fn four_queue_nic_with_and_without_irqbalance() {
     }
 }
 
-/// A copy of a fixture tree (links kept) to edit as the kernel would move it.
 fn copy(tree: &str) -> PathBuf {
-    fn go(from: &Path, to: &Path) {
-        std::fs::create_dir_all(to).expect("mkdir");
-        for e in std::fs::read_dir(from).expect("read").flatten() {
-            let (src, dst) = (e.path(), to.join(e.file_name()));
-            if let Ok(t) = std::fs::read_link(&src) {
-                std::os::unix::fs::symlink(t, &dst).expect("link");
-            } else if src.is_dir() {
-                go(&src, &dst);
-            } else {
-                std::fs::copy(&src, &dst).expect("copy");
-            }
-        }
-    }
-    use std::sync::atomic::{AtomicUsize, Ordering};
-    static N: AtomicUsize = AtomicUsize::new(0);
-    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!(
-        "path-{}-{}",
-        std::process::id(),
-        N.fetch_add(1, Ordering::SeqCst)
-    ));
-    let _ = std::fs::remove_dir_all(&dir);
-    go(&fixture(tree), &dir);
-    dir
+    fakeroot::scratch_copy(tree)
 }
 
 /// Add `delta` to column `col` of the `label:` row of a per-CPU table (softirqs, interrupts).

@@ -24,6 +24,21 @@ fn host_values() -> Vec<String> {
         .collect()
 }
 
+/// Run `script` in `sh` inside a fresh network namespace with $1 the tool, $2 the profile and
+/// $3 the state directory.
+fn in_netns(script: &str, profile: &std::path::Path, state: &std::path::Path) -> fakeroot::Out {
+    fakeroot::run(Command::new("unshare").args([
+        "-n",
+        "sh",
+        "-c",
+        script,
+        "sh",
+        BIN,
+        profile.to_str().unwrap(),
+        state.to_str().unwrap(),
+    ]))
+}
+
 #[test]
 fn apply_check_rollback_in_a_child_netns_leaves_the_host_alone() {
     let host_before = host_values();
@@ -57,16 +72,7 @@ fn apply_check_rollback_in_a_child_netns_leaves_the_host_alone() {
         show
         echo "== check3"; "$B" --root / check --profile "$P"; echo "rc=$?"
     "#;
-    let o = fakeroot::run(Command::new("unshare").args([
-        "-n",
-        "sh",
-        "-c",
-        script,
-        "sh",
-        BIN,
-        profile.to_str().unwrap(),
-        state.to_str().unwrap(),
-    ]));
+    let o = in_netns(script, &profile, &state);
     let host_after = host_values();
     let _ = std::fs::remove_dir_all(&dir);
     assert_eq!(
@@ -148,16 +154,7 @@ fn a_value_the_kernel_rejects_is_reported_and_nothing_else_breaks() {
         "$1" --root / apply --profile "$2" --yes --state-dir "$3"; echo "rc=$?"
         echo "fin=$(cat /proc/sys/net/ipv4/tcp_fin_timeout) somaxconn=$(cat /proc/sys/net/core/somaxconn)"
     "#;
-    let o = fakeroot::run(Command::new("unshare").args([
-        "-n",
-        "sh",
-        "-c",
-        script,
-        "sh",
-        BIN,
-        profile.to_str().unwrap(),
-        dir.join("state").to_str().unwrap(),
-    ]));
+    let o = in_netns(script, &profile, &dir.join("state"));
     let _ = std::fs::remove_dir_all(&dir);
     assert_eq!(o.code, 0, "{o:?}");
     assert!(
@@ -203,16 +200,7 @@ fn a_word_valued_knob_in_a_child_netns() {
         "$1" --root / rollback --yes --state-dir "$3"; echo "rc=$?"
         echo "after=$(cat /proc/sys/net/ipv4/tcp_congestion_control) before=$before"
     "#;
-    let o = fakeroot::run(Command::new("unshare").args([
-        "-n",
-        "sh",
-        "-c",
-        script,
-        "sh",
-        BIN,
-        profile.to_str().unwrap(),
-        dir.join("state").to_str().unwrap(),
-    ]));
+    let o = in_netns(script, &profile, &dir.join("state"));
     let _ = std::fs::remove_dir_all(&dir);
     assert!(o.stdout.contains(&format!("now={want}")), "{o:?}");
     let after = o

@@ -2,6 +2,7 @@
 //! "after" root whose files were edited the way the kernel would move them in 60 s. Each rule has
 //! a pair that fires it and one that does not; samples go through the real parsers.
 
+mod fakeroot;
 use corestream_tune::finding::{Finding, RemedyKind, Severity};
 use corestream_tune::probe::{self, Sample, Target};
 use corestream_tune::thresholds::{self, Rule};
@@ -13,21 +14,6 @@ const SECS: f64 = 60.0;
 
 struct Tree(PathBuf);
 
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).expect("mkdir");
-    for e in std::fs::read_dir(from).expect("read fixture dir").flatten() {
-        let (src, dst) = (e.path(), to.join(e.file_name()));
-        // Links stay links: `sys/class/net/eth0/device` names the NIC's device.
-        if let Ok(target) = std::fs::read_link(&src) {
-            std::os::unix::fs::symlink(target, &dst).expect("copy fixture link");
-        } else if src.is_dir() {
-            copy_dir(&src, &dst);
-        } else {
-            std::fs::copy(&src, &dst).expect("copy fixture");
-        }
-    }
-}
-
 impl Tree {
     fn real() -> Tree {
         static N: AtomicUsize = AtomicUsize::new(0);
@@ -37,10 +23,7 @@ impl Tree {
             N.fetch_add(1, Ordering::SeqCst)
         ));
         let _ = std::fs::remove_dir_all(&dir);
-        copy_dir(
-            &Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/linux-6.18"),
-            &dir,
-        );
+        fakeroot::copy_tree(&fakeroot::fixture("linux-6.18"), &dir);
         Tree(dir)
     }
     fn edit(&self, rel: &str, f: impl FnOnce(String) -> String) -> &Self {

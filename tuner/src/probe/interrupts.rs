@@ -44,20 +44,7 @@ impl Interrupts {
 
 pub fn parse(text: &str) -> anyhow::Result<Interrupts> {
     let mut lines = text.lines();
-    let header = lines
-        .next()
-        .context("empty file, expected a `CPU0 CPU1 ...` header")?;
-    let cpus = header
-        .split_whitespace()
-        .map(|c| {
-            c.strip_prefix("CPU")
-                .and_then(|n| n.parse::<u32>().ok())
-                .with_context(|| format!("header column {c:?} is not CPU<n>"))
-        })
-        .collect::<anyhow::Result<Vec<_>>>()?;
-    if cpus.is_empty() {
-        bail!("header names no CPU column");
-    }
+    let cpus = super::softirqs::cpu_header(lines.next())?;
     let mut out = Vec::new();
     for (i, line) in lines.enumerate() {
         if line.trim().is_empty() {
