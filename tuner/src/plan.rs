@@ -225,6 +225,29 @@ pub fn build_rows(
     let mut rows = Vec::new();
     for e in &prof.sysctls {
         let info = e.info();
+        if let Some(attr) = e.key.strip_prefix(profile::NIC_PREFIX) {
+            // One row per hardware NIC: sysfs, not sysctl.d (re-applied at boot by the unit).
+            for n in crate::probe::nic::read(root, None)
+                .nics
+                .iter()
+                .filter(|n| n.physical)
+            {
+                let key = format!("{} {attr}", n.name);
+                let want = Want {
+                    key: &key,
+                    rel: std::path::PathBuf::from(paths::CLASS_NET)
+                        .join(&n.name)
+                        .join(attr),
+                    scope: info.scope,
+                    shape: info.shape,
+                    target: e.value.clone(),
+                    reason: &e.reason,
+                    persistable: false,
+                };
+                rows.push(make_row(root, want, allow_lower));
+            }
+            continue;
+        }
         let want = Want {
             key: &e.key,
             rel: paths::sysctl(&e.key),
@@ -273,7 +296,11 @@ pub fn build_rows(
             }
         } else if let Some(why) = ns.refusal(
             &format!("writing {} ({})", r.key, r.scope.label()),
-            "corestream-tune apply --rps",
+            if r.key.contains(" rps_") || r.key.starts_with("net.core.rps") {
+                "corestream-tune apply --rps"
+            } else {
+                "corestream-tune apply"
+            },
         ) {
             r.write = None;
             r.action = Action::Unavailable(why);

@@ -100,6 +100,8 @@ pub const OPT_IN: &[OptIn] = &[
     OptIn { key: "net.ipv4.tcp_notsent_lowat", value: "131072", gain: "at most 128 KiB unsent per socket waits in the kernel, so memory per viewer stays small and HTTP/2 priorities act sooner", cost: "more wakeups (EPOLLOUT more often) for bulk senders" },
     OptIn { key: "net.core.busy_poll", value: "50", gain: "poll() spins up to 50 us on the NIC queue instead of sleeping for an interrupt: lower latency", cost: "burns CPU while spinning; only worth it with a core to spare per busy queue" },
     OptIn { key: "net.core.busy_read", value: "50", gain: "blocking reads spin up to 50 us on the NIC queue: lower latency for request/response", cost: "burns CPU while spinning" },
+    OptIn { key: "nic.napi_defer_hard_irqs", value: "2", gain: "after a NAPI poll finds nothing, the NIC's interrupt stays masked for 2 more polls: fewer interrupts under load", cost: "with gro_flush_timeout, up to that much added latency when traffic is light" },
+    OptIn { key: "nic.gro_flush_timeout", value: "200000", gain: "GRO holds packets up to 200 us to merge more of them, and the deferred polls above run on this timer", cost: "up to 200 us of added receive latency" },
 ];
 
 pub fn opt_in(key: &str) -> Option<&'static OptIn> {
@@ -152,11 +154,17 @@ pub const CATALOGUE: &[KeyInfo] = &[
     KeyInfo { key: "net.core.busy_poll", scope: Scope::Global, shape: Shape::Int { min: 0, max: INT_MAX } },
     KeyInfo { key: "net.core.busy_read", scope: Scope::Global, shape: Shape::Int { min: 0, max: INT_MAX } },
     KeyInfo { key: "net.netfilter.nf_conntrack_max", scope: Scope::Global, shape: POS },
+    // Per NIC (`/sys/class/net/NIC/...`), applied to every hardware NIC: see NIC_PREFIX.
+    KeyInfo { key: "nic.napi_defer_hard_irqs", scope: Scope::Device, shape: Shape::Int { min: 0, max: INT_MAX } },
+    KeyInfo { key: "nic.gro_flush_timeout", scope: Scope::Device, shape: Shape::Int { min: 0, max: u32::MAX as u64 } },
     KeyInfo { key: "net.ipv4.tcp_slow_start_after_idle", scope: Scope::PerNetns, shape: BOOL },
     KeyInfo { key: "net.ipv4.tcp_tw_reuse", scope: Scope::PerNetns, shape: Shape::Int { min: 0, max: 2 } },
     KeyInfo { key: "fs.file-max", scope: Scope::Global, shape: POS },
     KeyInfo { key: "fs.nr_open", scope: Scope::Global, shape: POS },
 ];
+
+/// Profile keys `nic.ATTR` set `/sys/class/net/NIC/ATTR` on every hardware NIC.
+pub const NIC_PREFIX: &str = "nic.";
 
 pub fn key_info(key: &str) -> Option<&'static KeyInfo> {
     CATALOGUE.iter().find(|k| k.key == key)
@@ -615,7 +623,7 @@ pub fn render_sysctl_d(profile_name: &str, entries: &[Entry], notes: &[String]) 
     for n in notes {
         comment(&mut out, n);
     }
-    for e in entries {
+    for e in entries.iter().filter(|e| !e.key.starts_with(NIC_PREFIX)) {
         out.push('\n');
         let info = e.info();
         comment(&mut out, &format!("[{}] {}", info.scope.label(), e.reason));
