@@ -22,11 +22,19 @@ pub const PROC_SYS: &str = "proc/sys";
 pub const PROC: &str = "proc";
 pub const SELF_STATUS: &str = "proc/self/status";
 pub const SELF_NETNS: &str = "proc/self/ns/net";
+pub const SELF_PIDNS: &str = "proc/self/ns/pid";
+/// init's network namespace: the initial one when this is the initial PID namespace.
+pub const INIT_NETNS: &str = "proc/1/ns/net";
+pub const CONNTRACK_STAT: &str = "proc/net/stat/nf_conntrack";
+/// Present when systemd is the running init (sd_booted(3)).
+pub const SYSTEMD_RUNNING: &str = "run/systemd/system";
+/// Where `softirq` mounts tracefs in its private mount namespace.
+pub const TRACEFS: &str = "sys/kernel/tracing";
 pub const CPU_ONLINE: &str = "sys/devices/system/cpu/online";
 pub const CLASS_NET: &str = "sys/class/net";
 pub const PROC_IRQ: &str = "proc/irq";
 /// Where the softirq tracepoints are, newest mount point first.
-pub const TRACEFS_DIRS: &[&str] = &["sys/kernel/tracing", "sys/kernel/debug/tracing"];
+pub const TRACEFS_DIRS: &[&str] = &[TRACEFS, "sys/kernel/debug/tracing"];
 /// `ss -Hlnt` output captured elsewhere, read instead of the live sockets (tests, offline trees).
 pub const LISTENERS_FIXTURE: &str = "corestream-fixtures/listeners";
 

@@ -16,6 +16,7 @@
 //! printed beside the counts in every mode.
 
 use crate::diagnose::parse_interval;
+use crate::paths;
 use crate::probe::{self, caps, softirqs::Softirqs, stat::Stat};
 use anyhow::Context;
 use perf_event::events::Tracepoint;
@@ -110,7 +111,8 @@ fn find_tracefs(root: &Path) -> Result<Option<PathBuf>, String> {
 /// Mount tracefs at /sys/kernel/tracing in a private mount namespace of this process only, so the
 /// host's mounts are untouched. Needs CAP_SYS_ADMIN and a single-threaded process.
 fn mount_tracefs_privately() -> anyhow::Result<PathBuf> {
-    let target = CString::new("/sys/kernel/tracing").context("path")?;
+    let live = paths::shown(paths::TRACEFS);
+    let target = CString::new(live.as_str()).context("path")?;
     let fstype = CString::new("tracefs").context("fstype")?;
     let root = CString::new("/").context("root")?;
     // SAFETY: unshare takes only flags; the CLI is single-threaded when it gets here.
@@ -142,7 +144,7 @@ fn mount_tracefs_privately() -> anyhow::Result<PathBuf> {
                 .context("mount -t tracefs on /sys/kernel/tracing");
         }
     }
-    Ok(PathBuf::from("/sys/kernel/tracing"))
+    Ok(PathBuf::from(live))
 }
 
 /// Open per-(CPU, vector) counters, or the reason they cannot be used.
@@ -197,7 +199,7 @@ impl PerfCounters {
         let tracefs = match find_tracefs(root)? {
             Some(t) => t,
             None => {
-                let supported = std::fs::read_to_string("/proc/filesystems")
+                let supported = std::fs::read_to_string(paths::shown(paths::FILESYSTEMS))
                     .map(|f| f.contains("tracefs"))
                     .unwrap_or(false);
                 if !supported {
@@ -694,7 +696,7 @@ pub fn render(r: &Report) -> String {
     }
     let _ = write!(o, "{:>11}", "total");
     if r.source == "perf" {
-        let _ = write!(o, "{:>16}", "/proc/softirqs");
+        let _ = write!(o, "{:>16}", paths::shown(paths::SOFTIRQS));
     }
     let _ = writeln!(o);
     for v in &r.vectors {
@@ -738,12 +740,15 @@ pub fn render(r: &Report) -> String {
     o
 }
 
-pub fn run(root: &Path, args: Args) -> anyhow::Result<u8> {
-    let r = measure(root, &args)?;
-    if args.json {
-        println!("{}", serde_json::to_string_pretty(&r)?);
-    } else {
-        print!("{}", render(&r));
+impl crate::report::Report for Report {
+    fn text(&self) -> String {
+        render(self)
     }
-    Ok(0)
+    fn exit_code(&self) -> u8 {
+        0
+    }
+}
+
+pub fn run(root: &Path, args: Args) -> anyhow::Result<u8> {
+    crate::report::emit(&measure(root, &args)?, args.json)
 }

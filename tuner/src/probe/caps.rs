@@ -24,5 +24,6 @@ pub fn has(caps: u64, cap: u32) -> bool {
 /// This process's effective capabilities. Always the live `/proc/self`, never beneath
 /// `--root`: what the kernel lets *this* process do does not depend on the tree it inspects.
 pub fn own() -> Option<u64> {
-    parse_eff(&std::fs::read_to_string("/proc/self/status").ok()?).ok()
+    let live = crate::paths::under(std::path::Path::new("/"), crate::paths::SELF_STATUS);
+    parse_eff(&std::fs::read_to_string(live).ok()?).ok()
 }

@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 
 pub const COUNT: &str = "net.netfilter.nf_conntrack_count";
 pub const MAX: &str = "net.netfilter.nf_conntrack_max";
-pub const STAT: &str = "proc/net/stat/nf_conntrack";
+pub const STAT: &str = crate::paths::CONNTRACK_STAT;
 
 /// Columns summed over CPUs, by name (`drop`, `insert_failed`, `early_drop`, ...).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]

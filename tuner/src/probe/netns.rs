@@ -86,8 +86,8 @@ pub fn detect(root: &Path) -> Netns {
         Ok(i) => i,
         Err(e) => return Netns::Unknown(format!("cannot read the namespace link: {e}")),
     };
-    let in_init_pidns = ns_inode(root, "proc/self/ns/pid") == Ok(PROC_PID_INIT_INO);
-    match ns_inode(root, "proc/1/ns/net") {
+    let in_init_pidns = ns_inode(root, paths::SELF_PIDNS) == Ok(PROC_PID_INIT_INO);
+    match ns_inode(root, paths::INIT_NETNS) {
         Ok(init) if in_init_pidns && init == own => Netns::Initial(format!(
             "same network namespace as init (pid 1 of the initial PID namespace): net:[{own}]"
         )),

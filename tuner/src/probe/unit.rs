@@ -122,7 +122,7 @@ pub fn read(root: &Path, unit: &str) -> UnitNofile {
 
 /// `systemctl show -p LimitNOFILESoft --value UNIT` when systemd is the running init.
 fn systemctl_soft(unit: &str) -> Option<u64> {
-    if !Path::new("/run/systemd/system").is_dir() {
+    if !paths::under(Path::new("/"), paths::SYSTEMD_RUNNING).is_dir() {
         return None;
     }
     let out = std::process::Command::new("systemctl")
