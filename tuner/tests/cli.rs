@@ -422,7 +422,20 @@ fn hostile_proc_files_are_notes_not_panics() {
         "proc/4242/limits",
         "proc/4242/status",
         "proc/4242/comm",
+        "proc/4242/cgroup",
         "corestream-fixtures/listeners",
+        // Issue 17's probes.
+        "proc/interrupts",
+        "proc/net/dev",
+        "proc/net/stat/nf_conntrack",
+        "proc/sys/net/netfilter/nf_conntrack_count",
+        "proc/sys/net/netfilter/nf_conntrack_max",
+        "proc/sys/net/ipv4/ip_local_port_range",
+        "proc/self/ns/net",
+        "proc/irq/38/smp_affinity_list",
+        "sys/class/net/eth0/queues/rx-0/rps_cpus",
+        "sys/class/net/eth0/threaded",
+        "etc/systemd/system/corestream.service",
     ];
     let garbage: [&[u8]; 8] = [
         b"9223372036854775807 9223372036854775807 9223372036854775807\n",
@@ -458,6 +471,9 @@ fn hostile_proc_files_are_notes_not_panics() {
                 "4242",
             ],
             vec!["--root", r, "watch", "--interval", "10ms", "--count", "1"],
+            vec!["--root", r, "plan", "--rps"],
+            vec!["--root", r, "check", "--json"],
+            vec!["--root", r, "apply", "--dry-run", "--persist"],
         ] {
             let o = run(&args);
             assert!(
