@@ -5,12 +5,10 @@
 //! next `rollback` undo the apply before it (a stack, like TuneD's saved originals).
 
 use anyhow::{bail, Context};
+use corestream_common::date::Civil;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
-use std::time::{SystemTime, UNIX_EPOCH};
-
-/// Default state directory, beneath `--root`.
-pub const DEFAULT_STATE_DIR: &str = "var/lib/corestream-tune";
+use std::time::SystemTime;
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
 pub struct SavedValue {
@@ -48,40 +46,17 @@ pub struct Backup {
     pub files: Vec<SavedFile>,
 }
 
-/// Days since 1970-01-01 to a civil date (Howard Hinnant's algorithm); hand-rolled because a
-/// timestamp is all we need from a date library.
-fn civil_from_days(z: i64) -> (i64, u32, u32) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    (y, m, d)
-}
-
 /// (RFC 3339 timestamp, file-name stamp) for a time.
 pub fn stamps(t: SystemTime) -> (String, String) {
-    let d = t.duration_since(UNIX_EPOCH).unwrap_or_default();
-    let secs = d.as_secs() as i64;
-    let ms = d.subsec_millis();
-    let (y, mo, da) = civil_from_days(secs.div_euclid(86_400));
-    let s = secs.rem_euclid(86_400);
-    let (h, mi, se) = (s / 3600, (s / 60) % 60, s % 60);
-    (
-        format!("{y:04}-{mo:02}-{da:02}T{h:02}:{mi:02}:{se:02}.{ms:03}Z"),
-        format!("{y:04}{mo:02}{da:02}T{h:02}{mi:02}{se:02}.{ms:03}Z"),
-    )
+    let c = Civil::from_system_time(t);
+    (c.rfc3339_millis(), c.compact())
 }
 
 /// The state directory: `--state-dir` as given, else the default beneath the root.
 pub fn state_dir(root: &Path, explicit: Option<&Path>) -> PathBuf {
     match explicit {
         Some(p) => p.to_path_buf(),
-        None => root.join(DEFAULT_STATE_DIR),
+        None => crate::paths::under(root, crate::paths::STATE_DIR),
     }
 }
 
@@ -206,7 +181,7 @@ pub fn retire(path: &Path) -> anyhow::Result<PathBuf> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::Duration;
+    use std::time::{Duration, UNIX_EPOCH};
 
     #[test]
     fn timestamps() {

@@ -27,15 +27,17 @@ pub enum Cmd {
     /// Count softirq tracepoints per vector per CPU through perf_event_open.
     Softirq(crate::softirq::Args),
     /// Show what `apply` would change: key, scope, current, target, action.
-    Plan(crate::plan::PlanArgs),
+    Plan(crate::cmd::plan::Args),
     /// Write the profile at runtime (and with --persist, to sysctl.d, limits.d and systemd).
-    Apply(crate::plan::ApplyArgs),
+    Apply(crate::cmd::apply::Args),
     /// Exit 0 if the running system meets the profile, 1 with the list of drifts.
-    Check(crate::plan::CheckArgs),
+    Check(crate::cmd::check::Args),
     /// Restore values saved by `apply` and remove the files it wrote.
-    Rollback(crate::plan::RollbackArgs),
+    Rollback(crate::cmd::rollback::Args),
     /// Print the effective profile as a sysctl.d, limits.d or systemd drop-in file.
-    Profile(crate::plan::ShowArgs),
+    Profile(crate::cmd::profile::Args),
+    /// Evidence-gated tuning: raise one step at a time, within the profile, logged and undoable.
+    Auto(crate::cmd::auto::Args),
     /// Raise a running process's RLIMIT_NOFILE with prlimit(2), or explain why not.
     Nofile(crate::nofile::Args),
 }

@@ -1,10 +1,12 @@
 //! `corestream-tune diagnose`: two samples `--interval` apart, rates per second, findings with
-//! evidence, cause and remedy. Exit status 0 healthy, 1 warnings, 2 critical (also used for
-//! errors), so it can run from monitoring. `--json` output is versioned by its `schema` field.
+//! evidence, cause and remedy. Exit status as monitoring plugins: 0 OK, 1 WARNING, 2 CRITICAL,
+//! 3 UNKNOWN (a probe a rule needs could not be read, or the tool failed); 64 for usage errors. `--json` output is versioned by its `schema` field.
 
+use crate::finding::{number, Finding, Status};
 use crate::probe::{self, Sample, Target};
-use crate::rules::{self, Finding, Rates, Severity};
-use anyhow::bail;
+use crate::rates::{self, Rates};
+use crate::report;
+use crate::{profile, rules};
 use serde::Serialize;
 use std::path::Path;
 use std::time::Duration;
@@ -15,7 +17,7 @@ pub const SCHEMA: &str = "corestream-tune/diagnose/v1";
 #[derive(clap::Args, Debug)]
 pub struct Args {
     /// Time between the two samples: `5s`, `500ms`, `1m` or plain seconds (`2`, `0.5`).
-    #[arg(long, default_value = "5s", value_parser = parse_interval)]
+    #[arg(long, default_value = "5s", value_parser = parse_interval, allow_hyphen_values = true)]
     pub interval: Duration,
     /// Process to check fds for (repeatable); default: every process named `corestream`.
     #[arg(long = "pid")]
@@ -26,31 +28,20 @@ pub struct Args {
     /// Print one JSON document (schema documented in docs/sre-diagnose.md) instead of text.
     #[arg(long)]
     pub json: bool,
+    /// Profile whose values the remedies propose (default: the built-in `edge` profile).
+    #[arg(long, value_name = "FILE")]
+    pub profile: Option<std::path::PathBuf>,
 }
 
-/// Parse `5s`, `500ms`, `2m`, `1.5s` or a plain number of seconds.
+/// Shortest and longest time between two samples: below 10 ms the counters barely move, above an
+/// hour a monitoring check has long timed out.
+pub const INTERVAL_MIN: Duration = Duration::from_millis(10);
+pub const INTERVAL_MAX: Duration = Duration::from_secs(3600);
+
+/// Parse an interval (`5s`, `500ms`, `1m`, `1h` or plain seconds) within
+/// [`INTERVAL_MIN`]..=[`INTERVAL_MAX`]; `watch` and `softirq` take the same.
 pub fn parse_interval(s: &str) -> Result<Duration, String> {
-    let t = s.trim();
-    let (num, scale) = if let Some(n) = t.strip_suffix("ms") {
-        (n, 0.001)
-    } else if let Some(n) = t.strip_suffix('s') {
-        (n, 1.0)
-    } else if let Some(n) = t.strip_suffix('m') {
-        (n, 60.0)
-    } else {
-        (t, 1.0)
-    };
-    let v: f64 = num
-        .trim()
-        .parse()
-        .map_err(|_| format!("{s:?} is not a duration: use e.g. 5s, 500ms, 1m or plain seconds"))?;
-    let secs = v * scale;
-    if !secs.is_finite() || !(0.01..=3600.0).contains(&secs) {
-        return Err(format!(
-            "{s:?} is out of range: the interval must be between 10ms and 1h"
-        ));
-    }
-    Ok(Duration::from_secs_f64(secs))
+    corestream_common::duration::parse_within(s, INTERVAL_MIN, INTERVAL_MAX)
 }
 
 /// The target of the fd probes, checking explicit PIDs exist so a typo is an error, not silence.
@@ -59,9 +50,9 @@ pub fn target(root: &Path, pids: &[u32], name: &str) -> anyhow::Result<Target> {
         return Ok(Target::Named(name.to_string()));
     }
     for pid in pids {
-        let dir = probe::path(root, &format!("proc/{pid}"));
+        let dir = crate::paths::under(root, &crate::paths::pid(*pid, ""));
         if !dir.is_dir() {
-            bail!("no process with pid {pid} ({} does not exist); check the pid with `pgrep corestream`", dir.display());
+            return report::usage(format!("no process with pid {pid} ({} does not exist); check the pid with `pgrep corestream`", dir.display()));
         }
     }
     Ok(Target::Pids(pids.to_vec()))
@@ -72,7 +63,7 @@ pub struct Report {
     pub schema: &'static str,
     pub root: String,
     pub interval_seconds: f64,
-    pub status: &'static str,
+    pub status: Status,
     pub exit_code: u8,
     pub findings: Vec<Finding>,
     pub rates: Rates,
@@ -81,47 +72,74 @@ pub struct Report {
     pub file_nr: Option<probe::fds::FileNr>,
     pub sysctls: probe::sysctls::Sysctls,
     pub sockstat: Option<probe::sockstat::Sockstat>,
+    /// Tuning opportunities with their cost (severity `info`); never change the status.
+    pub advice: Vec<Finding>,
+    /// Whose network namespace this ran in.
+    pub netns: probe::netns::Netns,
+    /// NICs: queues, the IRQ of each queue and its CPUs, RPS/XPS, threaded NAPI; irqbalance.
+    pub nics: probe::nic::Nics,
+    pub conntrack: Option<probe::conntrack::Conntrack>,
+    /// Destinations with the most ephemeral ports in use.
+    pub destinations: Vec<probe::sockets::Destination>,
+    /// Processes with the most open files.
+    pub top_fds: Vec<probe::sockets::FdUser>,
     pub notes: Vec<String>,
+    /// Probes the rules need that could not be read; with no finding they make the status
+    /// UNKNOWN (exit 3).
+    pub unknown: Vec<String>,
 }
 
-pub fn report(root: &Path, a: &Sample, b: Sample) -> Report {
+pub fn report(root: &Path, a: &Sample, b: Sample, prof: &profile::Profile) -> Report {
     let secs = b.taken.duration_since(a.taken).as_secs_f64();
-    let findings = rules::evaluate(a, &b, secs);
+    let rates = rates::between(a, &b, secs);
+    let findings = rules::evaluate(a, &b, &rates, prof);
+    let advice = rules::advise(&b);
     let worst = findings.iter().map(|f| f.severity).max();
-    let exit_code = Severity::exit_code(worst);
+    let mut unknown = a.unknown.clone();
+    unknown.extend(b.unknown.iter().cloned());
+    unknown.sort();
+    unknown.dedup();
+    let status = Status::of(worst, !unknown.is_empty());
     Report {
         schema: SCHEMA,
         root: root.display().to_string(),
         interval_seconds: secs,
-        status: match worst {
-            None => "ok",
-            Some(Severity::Warning) => "warning",
-            Some(Severity::Critical) => "critical",
-        },
-        exit_code,
+        status,
+        exit_code: status.exit_code(),
         findings,
-        rates: rules::rates(a, &b, secs),
+        rates,
         listeners: b.listeners,
         processes: b.processes,
         file_nr: b.file_nr,
         sysctls: b.sysctls,
         sockstat: b.sockstat,
+        advice,
+        netns: b.netns,
+        nics: b.nics,
+        conntrack: b.conntrack,
+        destinations: b.destinations,
+        top_fds: b.top_fds,
         notes: b.notes,
+        unknown,
     }
 }
 
 pub fn run(root: &Path, args: Args) -> anyhow::Result<u8> {
     let target = target(root, &args.pids, &args.name)?;
+    let prof = profile::load_for_cli(args.profile.as_deref())?;
     let a = probe::take(root, &target);
     std::thread::sleep(args.interval);
     let b = probe::take(root, &target);
-    let r = report(root, &a, b);
-    if args.json {
-        println!("{}", serde_json::to_string_pretty(&r)?);
-    } else {
-        print!("{}", render(&r));
+    report::emit(&report(root, &a, b, &prof), args.json)
+}
+
+impl report::Report for Report {
+    fn text(&self) -> String {
+        render(self)
     }
-    Ok(r.exit_code)
+    fn exit_code(&self) -> u8 {
+        self.exit_code
+    }
 }
 
 fn opt(v: Option<f64>, digits: usize) -> String {
@@ -135,14 +153,19 @@ pub fn render(r: &Report) -> String {
     let mut o = String::new();
     let _ = writeln!(
         o,
-        "corestream-tune diagnose: 2 samples {:.1}s apart, root {}\nstatus: {} ({} finding{})",
+        "corestream-tune diagnose: 2 samples {:.1}s apart, root {}\nstatus: {} ({} finding{}{})",
         r.interval_seconds,
         r.root,
-        r.status.to_uppercase(),
+        r.status.label(),
         r.findings.len(),
-        if r.findings.len() == 1 { "" } else { "s" }
+        if r.findings.len() == 1 { "" } else { "s" },
+        if r.unknown.is_empty() {
+            String::new()
+        } else {
+            format!("; blind to {}: see \"not read\"", r.unknown.join(", "))
+        }
     );
-    for f in &r.findings {
+    for f in r.findings.iter().chain(&r.advice) {
         let _ = writeln!(
             o,
             "\n[{}] {}: {}\n  {}",
@@ -153,22 +176,16 @@ pub fn render(r: &Report) -> String {
         );
         let _ = writeln!(o, "  evidence:");
         for e in &f.evidence {
-            let _ = writeln!(
-                o,
-                "    {} = {} {}   ({})",
-                e.name,
-                rules::number(e.value),
-                e.unit,
-                e.source
-            );
+            let value = match &e.text {
+                Some(t) => t.clone(),
+                None => format!("{} {}", number(e.value), e.unit),
+            };
+            let _ = writeln!(o, "    {} = {value}   ({})", e.name, e.source);
         }
         let _ = writeln!(o, "  cause: {}", f.cause);
         let _ = writeln!(o, "  remedy:");
         for m in &f.remedy {
-            let kind = serde_json::to_value(&m.kind)
-                .ok()
-                .and_then(|v| v.as_str().map(String::from))
-                .unwrap_or_default();
+            let kind = m.kind.label();
             match &m.file {
                 Some(file) => {
                     let _ = writeln!(o, "    {kind:<9} {}   (in {file})", m.text);
@@ -215,12 +232,18 @@ pub fn render(r: &Report) -> String {
                 .backlog
                 .map(|b| b.to_string())
                 .unwrap_or_else(|| "?".into());
+            let owners: Vec<String> = l
+                .owners
+                .iter()
+                .map(|(p, c)| format!("{c} (pid {p})"))
+                .collect();
             let _ = writeln!(
                 o,
-                "  {:<40} {:>12} {:>8}",
+                "  {:<40} {:>12} {:>8}  {}",
                 l.address.to_string(),
                 l.accept_queue,
-                max
+                max,
+                owners.join(", ")
             );
         }
     }
@@ -261,6 +284,7 @@ pub fn render(r: &Report) -> String {
             lim(p.hard_limit)
         );
     }
+    render_path(&mut o, r);
     let _ = writeln!(o, "\nsettings");
     for k in probe::sysctls::KEYS {
         match r.sysctls.get(k) {
@@ -293,4 +317,134 @@ pub fn render(r: &Report) -> String {
         }
     }
     o
+}
+
+/// The delivery path: NICs and their queues, connection capacity, who holds the most files.
+fn render_path(o: &mut String, r: &Report) {
+    use std::fmt::Write;
+    let _ = writeln!(
+        o,
+        "\nNICs (irqbalance {})",
+        match r.nics.irqbalance {
+            Some(p) => format!("running, pid {p}"),
+            None => "not running".into(),
+        }
+    );
+    for n in r.nics.nics.iter().filter(|n| n.physical) {
+        let rate = r.rates.ifaces.iter().find(|i| i.name == n.name);
+        let _ = writeln!(
+            o,
+            "  {}: {} rx / {} tx queues, {} queue IRQs, threaded NAPI {}{}",
+            n.name,
+            n.rx.len(),
+            n.tx.len(),
+            n.irqs.len(),
+            n.threaded.as_deref().unwrap_or("?"),
+            rate.map(|i| format!(
+                ", {:.0} rx / {:.0} tx packets/s, {:.0} drops/s",
+                i.rx_packets_per_s, i.tx_packets_per_s, i.drops_per_s
+            ))
+            .unwrap_or_default()
+        );
+        for i in &n.irqs {
+            let per_s = r
+                .rates
+                .nic_irqs
+                .iter()
+                .find(|x| x.irq == i.irq)
+                .map(|x| {
+                    x.per_cpu
+                        .iter()
+                        .filter(|c| c.1 > 0.0)
+                        .map(|(c, v)| format!("cpu{c} {v:.0}/s"))
+                        .collect::<Vec<_>>()
+                        .join(" ")
+                })
+                .unwrap_or_default();
+            let _ = writeln!(
+                o,
+                "    IRQ {:<5} {:<20} queue {} ({:?}) allowed on {}, delivered to {}  {}",
+                i.irq,
+                i.name,
+                i.queue,
+                i.kind,
+                i.affinity.as_deref().unwrap_or("?"),
+                i.effective.as_deref().unwrap_or("?"),
+                per_s
+            );
+        }
+        for q in &n.rx {
+            let _ = writeln!(
+                o,
+                "    {}: rps_cpus {} rps_flow_cnt {}",
+                q.name,
+                q.rps_cpus.as_deref().unwrap_or("?"),
+                q.rps_flow_cnt.map_or("?".to_string(), |v| v.to_string())
+            );
+        }
+        for q in n.tx.iter().filter(|q| q.xps_cpus.is_some()) {
+            let _ = writeln!(
+                o,
+                "    {}: xps_cpus {}",
+                q.name,
+                q.xps_cpus.as_deref().unwrap_or("?")
+            );
+        }
+    }
+    let _ = writeln!(o, "\nconnection capacity");
+    match &r.conntrack {
+        Some(c) => {
+            let _ = writeln!(
+                o,
+                "  conntrack: {} of {} entries{}",
+                c.count,
+                c.max,
+                r.rates
+                    .conntrack_drops_per_s
+                    .map(|d| format!(", {d:.2} drops/s"))
+                    .unwrap_or_default()
+            );
+        }
+        None => {
+            let _ = writeln!(o, "  conntrack: not loaded (no table to fill)");
+        }
+    }
+    if let Some(s) = &r.sockstat {
+        let _ = writeln!(
+            o,
+            "  TIME_WAIT {} of tcp_max_tw_buckets {}; orphans {} of tcp_max_orphans {}",
+            s.tcp_tw,
+            r.sysctls.get("net.ipv4.tcp_max_tw_buckets").unwrap_or("?"),
+            s.tcp_orphan,
+            r.sysctls.get("net.ipv4.tcp_max_orphans").unwrap_or("?")
+        );
+    }
+    let _ = writeln!(
+        o,
+        "  ephemeral ports (ip_local_port_range {}), busiest destinations:",
+        r.sysctls.get("net.ipv4.ip_local_port_range").unwrap_or("?")
+    );
+    if r.destinations.is_empty() {
+        let _ = writeln!(o, "    none");
+    }
+    for d in r.destinations.iter().take(5) {
+        let _ = writeln!(o, "    {} -> {}: {} ports", d.local, d.remote, d.ports);
+    }
+    let _ = writeln!(o, "\nmost open files");
+    for p in r.top_fds.iter().take(5) {
+        let _ = writeln!(o, "  pid {} ({}): {} fds", p.pid, p.comm, p.open_fds);
+    }
+    let _ = writeln!(
+        o,
+        "\ndelivery: congestion control {}, default qdisc {}, kTLS {}",
+        r.sysctls
+            .get("net.ipv4.tcp_congestion_control")
+            .unwrap_or("?"),
+        r.sysctls.get("net.core.default_qdisc").unwrap_or("?"),
+        match r.sysctls.get("net.ipv4.tcp_available_ulp") {
+            Some(u) if u.split_whitespace().any(|w| w == "tls") => "available (tls ULP)",
+            Some(_) => "unavailable (no tls ULP)",
+            None => "unknown",
+        }
+    );
 }

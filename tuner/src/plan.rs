@@ -1,21 +1,15 @@
-//! `corestream-tune plan|apply|check|rollback|profile`: compare the running kernel with a
-//! profile, change it (raise-only unless told otherwise) with a backup first, verify, undo.
-//!
-//! Everything happens beneath `--root`, so tests run against a fake tree; the real kernel is
-//! only touched with `--root /`.
+//! The plan: every key of the profile (and RPS targets) read beneath `--root`, compared with its
+//! target, and what `apply` would do with it. Deciding only: nothing here prints or writes
+//! except [`write_and_verify`], which `apply` calls once the plan is confirmed.
 
-use crate::backup::{self, Backup, SavedFile, SavedValue};
+use crate::probe::netns::{self, Netns};
+use crate::probe::unit::UnitNofile;
 use crate::profile::{self, Profile, Scope, Shape, Value};
-use crate::{rps, sysctl};
-use anyhow::{bail, Context};
-use std::io::{BufRead, IsTerminal, Write};
+use crate::{paths, rps, sysctl};
+use serde::Serialize;
 use std::path::{Path, PathBuf};
 
-/// Files `apply --persist` writes, relative to the root.
-pub const SYSCTL_D: &str = "etc/sysctl.d/60-corestream.conf";
-pub const LIMITS_D: &str = "etc/security/limits.d/90-corestream.conf";
-pub const DROPIN: &str = "etc/systemd/system/corestream.service.d/nofile.conf";
-
+/// The profile to compare with; shared by plan, apply, check and profile.
 #[derive(clap::Args, Debug, Clone)]
 pub struct ProfileArgs {
     /// Profile file layered over the built-in `edge` profile (sysctl.d syntax plus `nofile = N`,
@@ -27,96 +21,16 @@ pub struct ProfileArgs {
     pub rps: bool,
 }
 
-#[derive(clap::Args, Debug)]
-pub struct PlanArgs {
-    #[command(flatten)]
-    pub p: ProfileArgs,
-    /// Show lowering a value as something apply would do (it is skipped otherwise).
-    #[arg(long)]
-    pub allow_lower: bool,
-    /// Print the one-line reason for every key under the table.
-    #[arg(long)]
-    pub why: bool,
-}
-
-#[derive(clap::Args, Debug)]
-pub struct ApplyArgs {
-    #[command(flatten)]
-    pub p: ProfileArgs,
-    /// Show what would be written and stop; changes nothing and writes no backup.
-    #[arg(long)]
-    pub dry_run: bool,
-    /// Also write /etc/sysctl.d/60-corestream.conf, /etc/security/limits.d/90-corestream.conf and
-    /// the corestream.service drop-in with LimitNOFILE= (beneath --root), so it survives reboots.
-    #[arg(long, num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
-    pub persist: Option<bool>,
-    /// Do not ask for confirmation (required when stdin is not a terminal).
-    #[arg(long, short = 'y')]
-    pub yes: bool,
-    /// Also lower values that are above the profile (default: leave them, like bpftune does
-    /// with values an admin set).
-    #[arg(long)]
-    pub allow_lower: bool,
-    /// Where backups go [default: <root>/var/lib/corestream-tune].
-    #[arg(long, value_name = "DIR")]
-    pub state_dir: Option<PathBuf>,
-}
-
-#[derive(clap::Args, Debug)]
-pub struct CheckArgs {
-    #[command(flatten)]
-    pub p: ProfileArgs,
-    /// Print `{"ok", "profile", "root", "keys", "corestream_processes", "drifts": [{"key",
-    /// "scope", "current", "target", "message"}]}` instead of text (same exit status).
-    #[arg(long)]
-    pub json: bool,
-}
-
-#[derive(clap::Args, Debug)]
-pub struct RollbackArgs {
-    /// Backup to restore [default: the newest one not yet rolled back in the state directory].
-    #[arg(long, value_name = "FILE")]
-    pub backup: Option<PathBuf>,
-    /// Where backups are [default: <root>/var/lib/corestream-tune].
-    #[arg(long, value_name = "DIR")]
-    pub state_dir: Option<PathBuf>,
-    /// Do not ask for confirmation (required when stdin is not a terminal).
-    #[arg(long, short = 'y')]
-    pub yes: bool,
-    /// Restore values and files even if they were changed after apply.
-    #[arg(long)]
-    pub force: bool,
-    /// Show what would be restored and stop.
-    #[arg(long)]
-    pub dry_run: bool,
-}
-
-#[derive(clap::Args, Debug)]
-pub struct ShowArgs {
-    #[command(flatten)]
-    pub p: ProfileArgs,
-    /// What to print.
-    #[arg(long, value_enum, default_value = "sysctl-d")]
-    pub format: ShowFormat,
-}
-
-#[derive(clap::ValueEnum, Clone, Copy, Debug)]
-pub enum ShowFormat {
-    /// The sysctl.d file (as sysctl.d/60-corestream.conf in the repository).
-    SysctlD,
-    /// The limits.d file (as limits.d/90-corestream.conf in the repository).
-    LimitsD,
-    /// The systemd drop-in with LimitNOFILE=.
-    Dropin,
-}
-
 /// What apply does with one key.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum Action {
     /// Current equals the target.
     Fine,
     /// Below the target: write it.
     Raise,
+    /// A word (qdisc, congestion control) other than the profile's: write it.
+    Change,
     /// Some fields below, some above: write each field's higher value.
     RaiseKeep,
     /// Above the target and lowering not allowed: skipped.
@@ -128,10 +42,11 @@ pub enum Action {
 }
 
 impl Action {
-    fn label(&self) -> String {
+    pub fn label(&self) -> String {
         match self {
             Action::Fine => "already fine".into(),
             Action::Raise => "raise".into(),
+            Action::Change => "change".into(),
             Action::RaiseKeep => "raise (higher fields kept)".into(),
             Action::WouldLower => "would lower: skipped (--allow-lower)".into(),
             Action::Lower => "lower (--allow-lower)".into(),
@@ -160,22 +75,15 @@ pub struct Row {
 }
 
 impl Row {
-    fn current_label(&self) -> String {
+    pub fn current_label(&self) -> String {
         match &self.current {
             Some(v) => profile::format_value(self.shape, v),
             None => "?".into(),
         }
     }
-    fn target_label(&self) -> String {
+    pub fn target_label(&self) -> String {
         profile::format_value(self.shape, &self.target)
     }
-}
-
-/// True when this looks like a child network namespace: per-netns keys are visible but the
-/// global net.core ones are not (Linux hides them outside the initial namespace).
-pub fn in_child_netns(root: &Path) -> bool {
-    sysctl::path(root, "net.core.somaxconn").exists()
-        && !sysctl::path(root, "net.core.netdev_max_backlog").exists()
 }
 
 /// Explain an I/O error on a kernel setting in words an SRE can act on.
@@ -200,7 +108,10 @@ pub fn explain(root: &Path, key: &str, scope: Scope, file: &Path, e: &std::io::E
              container these are usually dropped, so set {key} from the host or the pod spec"
         ),
         Some(libc::ENOENT) => {
-            if scope == Scope::Global && key.starts_with("net.") && in_child_netns(root) {
+            if scope == Scope::Global
+                && key.starts_with("net.")
+                && matches!(netns::detect(root), Netns::Child(_))
+            {
                 format!(
                     "{key} is global and only exists in the host's (initial) network namespace; this process runs \
                      in another one (a container or `unshare -n`). Set it on the host, or drop it with \
@@ -231,7 +142,7 @@ pub fn explain(root: &Path, key: &str, scope: Scope, file: &Path, e: &std::io::E
     }
 }
 
-fn read_current(
+pub fn read_current(
     root: &Path,
     key: &str,
     scope: Scope,
@@ -239,8 +150,7 @@ fn read_current(
     rel: &Path,
 ) -> Result<(String, Value), String> {
     let file = root.join(rel);
-    let text = std::fs::read_to_string(&file).map_err(|e| explain(root, key, scope, &file, &e))?;
-    let norm = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    let norm = sysctl::read_file(&file).map_err(|e| explain(root, key, scope, &file, &e))?;
     let v = profile::parse_value(shape, &norm).map_err(|e| {
         format!(
             "{} holds {norm:?}, which is not a value for {key}: {e}",
@@ -250,13 +160,16 @@ fn read_current(
     Ok((norm, v))
 }
 
-fn decide(
+pub fn decide(
     shape: Shape,
     current: &[u64],
     target: &[u64],
     allow_lower: bool,
 ) -> (Action, Option<Value>) {
     let c = profile::compare(shape, current, target);
+    if let (Shape::Choice(_), true) = (shape, c.below) {
+        return (Action::Change, Some(target.to_vec()));
+    }
     match (c.below, c.above) {
         (false, false) => (Action::Fine, None),
         (true, false) => (Action::Raise, Some(target.to_vec())),
@@ -267,37 +180,38 @@ fn decide(
     }
 }
 
-#[allow(clippy::too_many_arguments)]
-fn make_row(
-    root: &Path,
-    key: &str,
+/// One key to compare: what the profile (or `--rps`) wants and where the kernel keeps it.
+struct Want<'a> {
+    key: &'a str,
     rel: PathBuf,
     scope: Scope,
     shape: Shape,
     target: Value,
-    reason: &str,
-    allow_lower: bool,
+    reason: &'a str,
     persistable: bool,
-) -> Row {
-    let (current_text, current, action, write) = match read_current(root, key, scope, shape, &rel) {
-        Ok((t, v)) => {
-            let (a, w) = decide(shape, &v, &target, allow_lower);
-            (Some(t), Some(v), a, w)
-        }
-        Err(why) => (None, None, Action::Unavailable(why), None),
-    };
+}
+
+fn make_row(root: &Path, w: Want, allow_lower: bool) -> Row {
+    let (current_text, current, action, write) =
+        match read_current(root, w.key, w.scope, w.shape, &w.rel) {
+            Ok((t, v)) => {
+                let (a, wr) = decide(w.shape, &v, &w.target, allow_lower);
+                (Some(t), Some(v), a, wr)
+            }
+            Err(why) => (None, None, Action::Unavailable(why), None),
+        };
     Row {
-        key: key.to_string(),
-        rel_path: rel,
-        scope,
-        shape,
+        key: w.key.to_string(),
+        rel_path: w.rel,
+        scope: w.scope,
+        shape: w.shape,
         current_text,
         current,
-        target,
-        reason: reason.to_string(),
+        target: w.target,
+        reason: w.reason.to_string(),
         action,
         write,
-        persistable,
+        persistable: w.persistable,
     }
 }
 
@@ -311,42 +225,67 @@ pub fn build_rows(
     let mut rows = Vec::new();
     for e in &prof.sysctls {
         let info = e.info();
-        rows.push(make_row(
-            root,
-            &e.key,
-            sysctl::path(Path::new(""), &e.key),
-            info.scope,
-            info.shape,
-            e.value.clone(),
-            &e.reason,
-            allow_lower,
-            true,
-        ));
+        if let Some(attr) = e.key.strip_prefix(profile::NIC_PREFIX) {
+            // One row per hardware NIC: sysfs, not sysctl.d (re-applied at boot by the unit).
+            for n in crate::probe::nic::read(root, None)
+                .nics
+                .iter()
+                .filter(|n| n.physical)
+            {
+                let key = format!("{} {attr}", n.name);
+                let want = Want {
+                    key: &key,
+                    rel: std::path::PathBuf::from(paths::CLASS_NET)
+                        .join(&n.name)
+                        .join(attr),
+                    scope: info.scope,
+                    shape: info.shape,
+                    target: e.value.clone(),
+                    reason: &e.reason,
+                    persistable: false,
+                };
+                rows.push(make_row(root, want, allow_lower));
+            }
+            continue;
+        }
+        let want = Want {
+            key: &e.key,
+            rel: paths::sysctl(&e.key),
+            scope: info.scope,
+            shape: info.shape,
+            target: e.value.clone(),
+            reason: &e.reason,
+            persistable: true,
+        };
+        rows.push(make_row(root, want, allow_lower));
     }
     if let Some(rp) = rps_plan {
         for t in &rp.targets {
             if rows.iter().any(|r| r.key == t.key) {
                 continue;
             }
-            rows.push(make_row(
-                root,
-                &t.key,
-                t.rel_path.clone(),
-                rps::scope_of(t),
-                t.shape,
-                t.value.clone(),
-                &t.reason,
-                allow_lower,
-                false,
-            ));
+            let want = Want {
+                key: &t.key,
+                rel: t.rel_path.clone(),
+                scope: rps::scope_of(t),
+                shape: t.shape,
+                target: t.value.clone(),
+                reason: &t.reason,
+                persistable: false,
+            };
+            rows.push(make_row(root, want, allow_lower));
         }
     }
     // Inside a child network namespace (a container, `unshare -n`) the global keys that are
     // still visible (fs.*) are the host's: writing them from here would change the whole machine
     // behind the host admin's back, so apply leaves them to the host.
-    if in_child_netns(root) {
-        for r in rows.iter_mut() {
-            if r.scope == Scope::Global && r.write.is_some() {
+    let ns = netns::detect(root);
+    for r in rows.iter_mut() {
+        if r.write.is_none() || r.scope == Scope::PerNetns {
+            continue;
+        }
+        if let (Netns::Child(_), Scope::Global) = (&ns, r.scope) {
+            {
                 r.write = None;
                 r.action = Action::Unavailable(format!(
                     "{} is global (one value for the whole machine) and this process runs in a child network \
@@ -355,6 +294,16 @@ pub fn build_rows(
                     r.key, r.key
                 ));
             }
+        } else if let Some(why) = ns.refusal(
+            &format!("writing {} ({})", r.key, r.scope.label()),
+            if r.key.contains(" rps_") || r.key.starts_with("net.core.rps") {
+                "corestream-tune apply --rps"
+            } else {
+                "corestream-tune apply"
+            },
+        ) {
+            r.write = None;
+            r.action = Action::Unavailable(why);
         }
     }
     guard_tcp_mem(root, &mut rows);
@@ -371,7 +320,7 @@ fn guard_tcp_mem(root: &Path, rows: &mut [Row]) {
     let (Some(w), Some(cur)) = (&row.write, &row.current) else {
         return;
     };
-    let Some(mem_kib) = std::fs::read_to_string(root.join("proc/meminfo"))
+    let Some(mem_kib) = std::fs::read_to_string(paths::under(root, paths::MEMINFO))
         .ok()
         .and_then(|t| {
             t.lines()
@@ -405,185 +354,104 @@ fn guard_tcp_mem(root: &Path, rows: &mut [Row]) {
     }
 }
 
-/// Running processes named `corestream`: (pid, soft, hard) RLIMIT_NOFILE from /proc/PID/limits.
-pub fn service_nofile(root: &Path) -> Vec<(u32, Option<u64>, Option<u64>)> {
-    let mut out = Vec::new();
-    let Ok(rd) = std::fs::read_dir(root.join("proc")) else {
-        return out;
+/// The profile, the RPS plan when asked for, and every row.
+pub struct Plan {
+    pub netns: Netns,
+    /// The server's open-file limit, when the profile sets one.
+    pub nofile: Option<NofilePlan>,
+    pub profile: Profile,
+    pub rps: Option<rps::RpsPlan>,
+    pub rows: Vec<Row>,
+}
+
+impl Plan {
+    pub fn load(root: &Path, p: &ProfileArgs, allow_lower: bool) -> anyhow::Result<Plan> {
+        let profile = profile::load_for_cli(p.profile.as_deref())?;
+        let rps = if p.rps { Some(rps::plan(root)?) } else { None };
+        let rows = build_rows(root, &profile, rps.as_ref(), allow_lower);
+        let unit = crate::probe::unit::read(root, paths::UNIT);
+        Ok(Plan {
+            netns: netns::detect(root),
+            nofile: nofile_plan(root, &profile, &unit),
+            profile,
+            rps,
+            rows,
+        })
+    }
+
+    pub fn writes(&self) -> impl Iterator<Item = &Row> {
+        self.rows.iter().filter(|r| r.write.is_some())
+    }
+
+    pub fn unavailable(&self) -> usize {
+        self.rows
+            .iter()
+            .filter(|r| matches!(r.action, Action::Unavailable(_)))
+            .count()
+    }
+
+    pub fn rps_notes(&self) -> &[String] {
+        self.rps.as_ref().map(|r| r.notes.as_slice()).unwrap_or(&[])
+    }
+}
+
+/// What `--persist` does about the server's open-file limit: decided from the limit the unit
+/// really gets (the unit file and every drop-in, as systemd reads them), never lowering it.
+#[derive(Debug, Clone, Serialize)]
+pub struct NofilePlan {
+    pub unit: String,
+    pub target: u64,
+    pub reason: String,
+    /// Soft limit the service starts with today; `None` is systemd's default (1024 soft).
+    pub effective: Option<u64>,
+    /// Where that comes from: the last file that set it, or systemd.
+    pub from: String,
+    pub write_dropin: bool,
+    pub write_limits_d: bool,
+    /// Later drop-ins that set a lower limit and so would override ours.
+    pub overridden_by: Vec<String>,
+}
+
+pub fn nofile_plan(root: &Path, prof: &Profile, unit: &UnitNofile) -> Option<NofilePlan> {
+    let (target, reason) = prof.nofile.as_ref()?;
+    let effective = unit.effective();
+    let from = match (unit.systemctl, unit.assignments.last()) {
+        (Some(_), _) => "systemctl show".to_string(),
+        (None, Some(a)) => paths::shown(&a.file),
+        (None, None) if unit.unit_file.is_some() => "systemd's default".to_string(),
+        (None, None) => "not installed".to_string(),
     };
-    for d in rd.filter_map(|d| d.ok()) {
-        let Ok(pid) = d.file_name().to_string_lossy().parse::<u32>() else {
-            continue;
-        };
-        let comm = std::fs::read_to_string(d.path().join("comm")).unwrap_or_default();
-        if comm.trim() != "corestream" {
-            continue;
-        }
-        let limits = std::fs::read_to_string(d.path().join("limits")).unwrap_or_default();
-        let (soft, hard) = parse_limits_nofile(&limits);
-        out.push((pid, soft, hard));
-    }
-    out.sort();
-    out
-}
-
-/// Soft and hard "Max open files" from /proc/PID/limits text ("unlimited" is u64::MAX).
-pub fn parse_limits_nofile(text: &str) -> (Option<u64>, Option<u64>) {
-    for l in text.lines() {
-        if let Some(rest) = l.strip_prefix("Max open files") {
-            let f: Vec<&str> = rest.split_whitespace().collect();
-            let num = |s: Option<&&str>| {
-                s.and_then(|s| {
-                    if *s == "unlimited" {
-                        Some(u64::MAX)
-                    } else {
-                        s.parse().ok()
-                    }
-                })
-            };
-            return (num(f.first()), num(f.get(1)));
-        }
-    }
-    (None, None)
-}
-
-fn print_table(out: &mut impl Write, rows: &[Vec<String>]) -> std::io::Result<()> {
-    let cols = rows.iter().map(|r| r.len()).max().unwrap_or(0);
-    let mut widths = vec![0; cols];
-    for r in rows {
-        for (i, c) in r.iter().enumerate() {
-            widths[i] = widths[i].max(c.chars().count());
-        }
-    }
-    for r in rows {
-        let mut line = String::new();
-        for (i, c) in r.iter().enumerate() {
-            if i + 1 == r.len() {
-                line.push_str(c);
-            } else {
-                line.push_str(&format!("{c:<w$}  ", w = widths[i]));
-            }
-        }
-        writeln!(out, "{}", line.trim_end())?;
-    }
-    Ok(())
-}
-
-fn nofile_row(root: &Path, prof: &Profile) -> Option<Vec<String>> {
-    let (n, _) = prof.nofile.as_ref()?;
-    let current = std::fs::read_to_string(root.join(DROPIN))
+    let ours = paths::dropin(paths::UNIT);
+    let ours_name = Path::new(&ours)
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let overridden_by = unit
+        .later_than(&ours_name)
+        .filter(|a| a.soft.is_some_and(|s| s < *target))
+        .map(|a| paths::shown(&a.file))
+        .collect();
+    let limits_d = std::fs::read_to_string(paths::under(root, paths::LIMITS_D))
         .ok()
-        .and_then(|t| profile::parse_limit_nofile(&t));
-    let (cur, action) = match current {
-        Some(c) if c >= *n => (c.to_string(), "already fine".to_string()),
-        Some(c) => (
-            c.to_string(),
-            "raise with --persist (then restart corestream)".into(),
-        ),
-        None => (
-            "unset (1024 soft)".into(),
-            "set with --persist (then restart corestream)".into(),
-        ),
-    };
-    Some(vec![
-        "LimitNOFILE (corestream.service)".into(),
-        "service".into(),
-        cur,
-        n.to_string(),
-        action,
-    ])
-}
-
-fn render_plan(
-    out: &mut impl Write,
-    root: &Path,
-    prof: &Profile,
-    rows: &[Row],
-    rps_plan: Option<&rps::RpsPlan>,
-    why: bool,
-) -> std::io::Result<()> {
-    writeln!(out, "Profile: {}   root: {}", prof.name, root.display())?;
-    let mut table = vec![vec![
-        "KEY".to_string(),
-        "SCOPE".into(),
-        "CURRENT".into(),
-        "TARGET".into(),
-        "ACTION".into(),
-    ]];
-    for r in rows {
-        table.push(vec![
-            r.key.clone(),
-            r.scope.label().into(),
-            r.current_label(),
-            r.target_label(),
-            r.action.label(),
-        ]);
-    }
-    if let Some(nr) = nofile_row(root, prof) {
-        table.push(nr);
-    }
-    print_table(out, &table)?;
-    for r in rows {
-        if let Action::Unavailable(why) = &r.action {
-            writeln!(out, "  {}: {why}", r.key)?;
-        }
-        if let (Action::RaiseKeep, Some(w)) = (&r.action, &r.write) {
-            writeln!(
-                out,
-                "  {}: fields above the profile are kept; apply writes {} (--allow-lower writes the target)",
-                r.key,
-                profile::format_value(r.shape, w)
-            )?;
-        }
-    }
-    if let Some(rp) = rps_plan {
-        for n in &rp.notes {
-            writeln!(out, "  rps: {n}")?;
-        }
-    }
-    if why {
-        writeln!(out, "\nWhy:")?;
-        for r in rows {
-            writeln!(out, "  {}: {}", r.key, r.reason)?;
-        }
-        if let Some((_, reason)) = &prof.nofile {
-            writeln!(out, "  LimitNOFILE: {reason}")?;
-        }
-    }
-    Ok(())
-}
-
-fn load_all(
-    root: &Path,
-    p: &ProfileArgs,
-    allow_lower: bool,
-) -> anyhow::Result<(Profile, Option<rps::RpsPlan>, Vec<Row>)> {
-    let prof = profile::load(p.profile.as_deref())?;
-    let rps_plan = if p.rps { Some(rps::plan(root)?) } else { None };
-    let rows = build_rows(root, &prof, rps_plan.as_ref(), allow_lower);
-    Ok((prof, rps_plan, rows))
-}
-
-pub fn run_plan(root: &Path, a: PlanArgs) -> anyhow::Result<u8> {
-    let (prof, rps_plan, rows) = load_all(root, &a.p, a.allow_lower)?;
-    let mut out = std::io::stdout().lock();
-    render_plan(&mut out, root, &prof, &rows, rps_plan.as_ref(), a.why)?;
-    let n = rows.iter().filter(|r| r.write.is_some()).count();
-    let bad = rows
-        .iter()
-        .filter(|r| matches!(r.action, Action::Unavailable(_)))
-        .count();
-    writeln!(
-        out,
-        "\n{n} to change, {} already fine, {} skipped (would lower), {bad} unavailable. Nothing was changed.",
-        rows.iter().filter(|r| r.action == Action::Fine).count(),
-        rows.iter().filter(|r| r.action == Action::WouldLower).count(),
-    )?;
-    Ok(0)
+        .and_then(|t| profile::parse_limits_d(&t));
+    Some(NofilePlan {
+        unit: unit.unit.clone(),
+        target: *target,
+        reason: reason.clone(),
+        effective,
+        from,
+        write_dropin: effective.is_none_or(|e| e < *target),
+        write_limits_d: limits_d.is_none_or(|(s, h)| s < *target || h < *target),
+        overridden_by,
+    })
 }
 
 /// The three persistence files for the rows as decided (relative path, content).
-pub fn persist_files(prof: &Profile, rows: &[Row]) -> Vec<(String, String)> {
+pub fn persist_files(
+    prof: &Profile,
+    rows: &[Row],
+    nofile: Option<&NofilePlan>,
+) -> Vec<(String, String)> {
     let mut entries = Vec::new();
     let mut notes = Vec::new();
     for r in rows.iter().filter(|r| r.persistable) {
@@ -614,32 +482,28 @@ pub fn persist_files(prof: &Profile, rows: &[Row]) -> Vec<(String, String)> {
         });
     }
     let mut files = vec![(
-        SYSCTL_D.to_string(),
+        paths::SYSCTL_D.to_string(),
         profile::render_sysctl_d(&prof.name, &entries, &notes),
     )];
-    if let Some((n, reason)) = &prof.nofile {
-        files.push((LIMITS_D.to_string(), profile::render_limits_d(*n, reason)));
-        files.push((DROPIN.to_string(), profile::render_systemd_dropin(*n)));
+    if let Some(np) = nofile {
+        if np.write_limits_d {
+            files.push((
+                paths::LIMITS_D.to_string(),
+                profile::render_limits_d(np.target, &np.reason),
+            ));
+        }
+        if np.write_dropin {
+            files.push((
+                paths::dropin(paths::UNIT),
+                profile::render_systemd_dropin(np.target),
+            ));
+        }
     }
     files
 }
 
-/// Ask on the terminal, or refuse when nobody can answer.
-fn confirm(question: &str, what: &str) -> anyhow::Result<bool> {
-    if !std::io::stdin().is_terminal() {
-        bail!(
-            "refusing to {what} without confirmation: stdin is not a terminal. Re-run with --yes \
-             (or --dry-run to only see what would change)"
-        );
-    }
-    print!("{question} [y/N] ");
-    std::io::stdout().flush()?;
-    let mut line = String::new();
-    std::io::stdin().lock().read_line(&mut line)?;
-    Ok(matches!(line.trim(), "y" | "Y" | "yes" | "YES" | "Yes"))
-}
-
-fn write_and_verify(
+/// Write one value and read it back the way `plan` reads it: the kernel may clamp or ignore.
+pub fn write_and_verify(
     root: &Path,
     key: &str,
     scope: Scope,
@@ -657,516 +521,4 @@ fn write_and_verify(
         ));
     }
     Ok(text)
-}
-
-fn display_path(root: &Path, rel: &str) -> String {
-    root.join(rel).display().to_string()
-}
-
-pub fn run_apply(root: &Path, a: ApplyArgs) -> anyhow::Result<u8> {
-    let (prof, rps_plan, rows) = load_all(root, &a.p, a.allow_lower)?;
-    let mut out = std::io::stdout().lock();
-    render_plan(&mut out, root, &prof, &rows, rps_plan.as_ref(), false)?;
-    let persist = a.persist.unwrap_or(false);
-
-    let writes: Vec<&Row> = rows.iter().filter(|r| r.write.is_some()).collect();
-    let mut file_changes: Vec<(String, Option<String>, String)> = Vec::new();
-    if persist {
-        for (rel, content) in persist_files(&prof, &rows) {
-            let existing = std::fs::read_to_string(root.join(&rel)).ok();
-            if existing.as_deref() != Some(content.as_str()) {
-                file_changes.push((rel, existing, content));
-            }
-        }
-    }
-    let unavailable = rows
-        .iter()
-        .filter(|r| matches!(r.action, Action::Unavailable(_)))
-        .count();
-    writeln!(out)?;
-    if writes.is_empty() && file_changes.is_empty() {
-        writeln!(
-            out,
-            "Nothing to change: the running system already meets the profile{}.",
-            if unavailable > 0 {
-                " (except the keys that cannot be read, above)"
-            } else {
-                ""
-            }
-        )?;
-        return Ok(if unavailable > 0 { 1 } else { 0 });
-    }
-    if a.dry_run {
-        for r in &writes {
-            writeln!(
-                out,
-                "dry run: would write {} = {}",
-                r.key,
-                profile::format_value(r.shape, r.write.as_deref().unwrap_or(&[]))
-            )?;
-        }
-        for (rel, old, _) in &file_changes {
-            writeln!(
-                out,
-                "dry run: would {} {}",
-                if old.is_some() { "replace" } else { "create" },
-                display_path(root, rel)
-            )?;
-        }
-        writeln!(
-            out,
-            "dry run: nothing was changed and no backup was written."
-        )?;
-        return Ok(0);
-    }
-    if !a.yes {
-        drop(out);
-        let q = format!(
-            "Apply {} value(s) and {} file(s) beneath {}?",
-            writes.len(),
-            file_changes.len(),
-            root.display()
-        );
-        if !confirm(&q, "change kernel settings")? {
-            println!("Not applied.");
-            return Ok(1);
-        }
-        out = std::io::stdout().lock();
-    }
-
-    // Backup first: if anything below fails half-way, rollback still knows every previous value.
-    let mut b = Backup {
-        format: 1,
-        created: backup::stamps(std::time::SystemTime::now()).0,
-        tool: format!("corestream-tune {}", env!("CARGO_PKG_VERSION")),
-        root: root.display().to_string(),
-        profile: prof.name.clone(),
-        values: writes
-            .iter()
-            .map(|r| SavedValue {
-                key: r.key.clone(),
-                path: r.rel_path.display().to_string(),
-                scope: r.scope.label().into(),
-                previous: r.current_text.clone().unwrap_or_default(),
-                applied: None,
-            })
-            .collect(),
-        files: file_changes
-            .iter()
-            .map(|(rel, old, new)| SavedFile {
-                path: rel.clone(),
-                previous: old.clone(),
-                written: new.clone(),
-            })
-            .collect(),
-    };
-    let dir = backup::state_dir(root, a.state_dir.as_deref());
-    let _lock = backup::lock(&dir)?;
-    let bpath = backup::create(&dir, &b)?;
-    writeln!(out, "Backup of previous values: {}", bpath.display())?;
-
-    let mut failed = 0;
-    let mut changed = 0;
-    for (i, r) in writes.iter().enumerate() {
-        let text = profile::format_value(r.shape, r.write.as_deref().unwrap_or(&[]));
-        match write_and_verify(root, &r.key, r.scope, r.shape, &r.rel_path, &text) {
-            Ok(now) => {
-                changed += 1;
-                writeln!(
-                    out,
-                    "  ok      {} [{}]: {} -> {} (read back)",
-                    r.key,
-                    r.scope.label(),
-                    r.current_label(),
-                    now
-                )?;
-                b.values[i].applied = Some(now);
-            }
-            Err(why) => {
-                failed += 1;
-                writeln!(out, "  FAILED  {} [{}]: {why}", r.key, r.scope.label())?;
-            }
-        }
-    }
-    // Values that failed were not changed; keep them out of the backup's "applied" record so
-    // rollback restores only what apply actually touched.
-    b.values.retain(|v| v.applied.is_some());
-    for (rel, _, content) in &file_changes {
-        let path = root.join(rel);
-        let res = path
-            .parent()
-            .map_or(Ok(()), std::fs::create_dir_all)
-            .and_then(|_| std::fs::write(&path, content));
-        match res {
-            Ok(()) => writeln!(out, "  wrote   {}", path.display())?,
-            Err(e) => {
-                failed += 1;
-                b.files.retain(|f| &f.path != rel);
-                writeln!(out, "  FAILED  {}: {e}", path.display())?;
-            }
-        }
-    }
-    if b.values.is_empty() && b.files.is_empty() {
-        // Nothing took effect: a backup of nothing would only confuse the next rollback.
-        let _ = std::fs::remove_file(&bpath);
-        writeln!(out, "Nothing was changed; backup removed.")?;
-        return Ok(1);
-    }
-    backup::save(&bpath, &b)?;
-    if file_changes.iter().any(|(rel, _, _)| rel == DROPIN) {
-        writeln!(
-            out,
-            "LimitNOFILE takes effect for corestream.service after `systemctl daemon-reload && systemctl restart corestream` \
-             (systemd ignores limits.d; a running process can be raised now with `corestream-tune nofile --pid PID`)."
-        )?;
-    }
-    if persist && rows.iter().any(|r| !r.persistable && r.write.is_some()) {
-        writeln!(out, "RPS queue settings live in sysfs, not sysctl.d: corestream-tune.service with --rps re-applies them at boot.")?;
-    }
-    writeln!(
-        out,
-        "{changed} changed, {failed} failed, {} unavailable. Undo with: corestream-tune rollback --backup {}",
-        unavailable,
-        bpath.display()
-    )?;
-    Ok(if failed + unavailable > 0 { 1 } else { 0 })
-}
-
-/// One way the running system misses the profile (`check --json` prints these).
-#[derive(Debug, serde::Serialize)]
-pub struct Drift {
-    /// Sysctl key, RPS queue name, or `corestream pid N`.
-    pub key: String,
-    /// per-netns, global, device, or process.
-    pub scope: String,
-    /// What runs now (`null` when unreadable).
-    pub current: Option<String>,
-    /// What the profile wants.
-    pub target: String,
-    /// The sentence `check` prints.
-    pub message: String,
-}
-
-pub fn run_check(root: &Path, a: CheckArgs) -> anyhow::Result<u8> {
-    let (prof, rps_plan, rows) = load_all(root, &a.p, false)?;
-    let mut out = std::io::stdout().lock();
-    let mut drifts = Vec::new();
-    for r in &rows {
-        let message = match &r.action {
-            Action::Fine | Action::WouldLower | Action::Lower => continue,
-            Action::Raise | Action::RaiseKeep => format!(
-                "{} [{}]: running {}, profile wants {}",
-                r.key,
-                r.scope.label(),
-                r.current_label(),
-                match r.shape {
-                    Shape::Range => format!("a range covering {}", r.target_label()),
-                    Shape::Mask => format!("at least CPUs {}", r.target_label()),
-                    Shape::Triple => format!("each field at least {}", r.target_label()),
-                    Shape::Int { .. } => format!("at least {}", r.target_label()),
-                }
-            ),
-            Action::Unavailable(why) => format!("{} [{}]: {why}", r.key, r.scope.label()),
-        };
-        drifts.push(Drift {
-            key: r.key.clone(),
-            scope: r.scope.label().into(),
-            current: r.current.as_ref().map(|_| r.current_label()),
-            target: r.target_label(),
-            message,
-        });
-    }
-    let key_drifts = drifts.len();
-    let mut procs = 0;
-    if let Some((n, _)) = &prof.nofile {
-        for (pid, soft, _) in service_nofile(root) {
-            procs += 1;
-            let message = match soft {
-                Some(s) if s >= *n => continue,
-                Some(s) => format!(
-                    "corestream pid {pid}: RLIMIT_NOFILE soft {s}, profile wants {n} (LimitNOFILE= in the unit, or corestream-tune nofile --pid {pid})"
-                ),
-                None => format!("corestream pid {pid}: cannot read its open-file limit"),
-            };
-            drifts.push(Drift {
-                key: format!("corestream pid {pid}"),
-                scope: "process".into(),
-                current: soft.map(|s| s.to_string()),
-                target: n.to_string(),
-                message,
-            });
-        }
-    }
-    if a.json {
-        let doc = serde_json::json!({
-            "ok": drifts.is_empty(),
-            "profile": prof.name,
-            "root": root.display().to_string(),
-            "keys": rows.len(),
-            "corestream_processes": procs,
-            "drifts": drifts,
-        });
-        writeln!(out, "{}", serde_json::to_string_pretty(&doc)?)?;
-        return Ok(u8::from(!drifts.is_empty()));
-    }
-    if let Some(rp) = &rps_plan {
-        for n in &rp.notes {
-            writeln!(out, "rps: {n}")?;
-        }
-    }
-    let procs_note = if procs > 0 {
-        format!("; {procs} corestream process(es) checked for open files")
-    } else {
-        String::new()
-    };
-    if drifts.is_empty() {
-        writeln!(
-            out,
-            "OK: {} keys meet profile {} beneath {}{procs_note}",
-            rows.len(),
-            prof.name,
-            root.display(),
-        )?;
-        return Ok(0);
-    }
-    writeln!(
-        out,
-        "DRIFT: {key_drifts} of {} keys do not meet profile {} beneath {}{procs_note}:",
-        rows.len(),
-        prof.name,
-        root.display()
-    )?;
-    for d in &drifts {
-        writeln!(out, "  {}", d.message)?;
-    }
-    writeln!(
-        out,
-        "Fix with: corestream-tune apply{}",
-        if a.p.profile.is_some() {
-            " --profile ..."
-        } else {
-            ""
-        }
-    )?;
-    Ok(1)
-}
-
-pub fn run_rollback(root: &Path, a: RollbackArgs) -> anyhow::Result<u8> {
-    let dir = backup::state_dir(root, a.state_dir.as_deref());
-    let bpath = match &a.backup {
-        Some(p) => p.clone(),
-        None => match backup::newest(&dir)? {
-            Some(p) => p,
-            None => bail!(
-                "no backup in {}: nothing to roll back (apply writes one there before changing anything; \
-                 pass --state-dir or --backup if it used another place)",
-                dir.display()
-            ),
-        },
-    };
-    let b = backup::load(&bpath)?;
-    if Path::new(&b.root) != root {
-        bail!(
-            "{} was taken with --root {}; run rollback with --root {} (this run uses {})",
-            bpath.display(),
-            b.root,
-            b.root,
-            root.display()
-        );
-    }
-    let mut out = std::io::stdout().lock();
-    writeln!(
-        out,
-        "Backup {} (apply of {} at {})",
-        bpath.display(),
-        b.profile,
-        b.created
-    )?;
-    // Decide everything first so a conflict is visible before anything is touched.
-    enum Step<'a> {
-        Value(&'a SavedValue),
-        File(&'a SavedFile),
-    }
-    let mut steps = Vec::new();
-    let mut conflicts = 0;
-    for v in b.values.iter().rev() {
-        let file = root.join(&v.path);
-        let cur = std::fs::read_to_string(&file)
-            .map(|t| t.split_whitespace().collect::<Vec<_>>().join(" "));
-        match cur {
-            Ok(c) if c == v.previous => writeln!(out, "  same    {}: already {}", v.key, c)?,
-            Ok(c) if v.applied.as_deref().is_some_and(|ap| ap != c) && !a.force => {
-                conflicts += 1;
-                writeln!(
-                    out,
-                    "  CHANGED {}: now {c}, but apply wrote {}: someone changed it since; left alone (--force restores {})",
-                    v.key,
-                    v.applied.as_deref().unwrap_or("?"),
-                    v.previous
-                )?;
-            }
-            Ok(c) => {
-                writeln!(
-                    out,
-                    "  restore {} [{}]: {} -> {}",
-                    v.key, v.scope, c, v.previous
-                )?;
-                steps.push(Step::Value(v));
-            }
-            Err(e) => {
-                let scope = Scope::from_label(&v.scope);
-                conflicts += 1;
-                writeln!(
-                    out,
-                    "  FAILED  {}: {}",
-                    v.key,
-                    explain(root, &v.key, scope, &file, &e)
-                )?;
-            }
-        }
-    }
-    for f in &b.files {
-        let path = root.join(&f.path);
-        let cur = std::fs::read_to_string(&path).ok();
-        if cur == f.previous {
-            writeln!(out, "  same    {}", path.display())?;
-        } else if cur.as_deref() != Some(f.written.as_str()) && !a.force {
-            conflicts += 1;
-            writeln!(
-                out,
-                "  CHANGED {}: edited since apply wrote it; left alone (--force restores it)",
-                path.display()
-            )?;
-        } else {
-            let what = if f.previous.is_some() {
-                "restore"
-            } else {
-                "remove "
-            };
-            writeln!(out, "  {what} {}", path.display())?;
-            steps.push(Step::File(f));
-        }
-    }
-    if steps.is_empty() {
-        if conflicts == 0 {
-            let done = backup::retire(&bpath)?;
-            writeln!(
-                out,
-                "Nothing to restore: everything is as before apply. Backup marked used: {}",
-                done.display()
-            )?;
-            return Ok(0);
-        }
-        writeln!(out, "Nothing restored; backup kept.")?;
-        return Ok(1);
-    }
-    if a.dry_run {
-        writeln!(out, "dry run: nothing was changed.")?;
-        return Ok(0);
-    }
-    if !a.yes {
-        drop(out);
-        if !confirm(
-            &format!(
-                "Restore {} item(s) beneath {}?",
-                steps.len(),
-                root.display()
-            ),
-            "roll back kernel settings",
-        )? {
-            println!("Not rolled back.");
-            return Ok(1);
-        }
-        out = std::io::stdout().lock();
-    }
-    // Lock where the backup lives: that is the state directory apply used.
-    let _lock = backup::lock(bpath.parent().unwrap_or(&dir))?;
-    let mut failed = 0;
-    for s in &steps {
-        match s {
-            Step::Value(v) => {
-                let file = root.join(&v.path);
-                let scope = Scope::from_label(&v.scope);
-                let res = sysctl::write_file(&file, &v.previous)
-                    .map_err(|e| explain(root, &v.key, scope, &file, &e))
-                    .and_then(|_| {
-                        std::fs::read_to_string(&file)
-                            .map(|t| t.split_whitespace().collect::<Vec<_>>().join(" "))
-                            .map_err(|e| explain(root, &v.key, scope, &file, &e))
-                    });
-                match res {
-                    Ok(now) if now == v.previous => writeln!(out, "  ok      {} = {now}", v.key)?,
-                    Ok(now) => {
-                        failed += 1;
-                        writeln!(
-                            out,
-                            "  FAILED  {}: wrote {} but reads back {now}",
-                            v.key, v.previous
-                        )?;
-                    }
-                    Err(why) => {
-                        failed += 1;
-                        writeln!(out, "  FAILED  {}: {why}", v.key)?;
-                    }
-                }
-            }
-            Step::File(f) => {
-                let path = root.join(&f.path);
-                let res = match &f.previous {
-                    Some(c) => std::fs::write(&path, c),
-                    None => match std::fs::remove_file(&path) {
-                        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-                        r => r,
-                    },
-                };
-                match res {
-                    Ok(()) => {
-                        // Drop the drop-in directory apply created, if nothing else is in it.
-                        if f.previous.is_none() && f.path.ends_with(".service.d/nofile.conf") {
-                            if let Some(parent) = path.parent() {
-                                let _ = std::fs::remove_dir(parent);
-                            }
-                        }
-                        writeln!(out, "  ok      {}", path.display())?
-                    }
-                    Err(e) => {
-                        failed += 1;
-                        writeln!(out, "  FAILED  {}: {e}", path.display())?;
-                    }
-                }
-            }
-        }
-    }
-    if failed + conflicts == 0 {
-        let done = backup::retire(&bpath).context("values restored, but")?;
-        writeln!(out, "Rolled back. Backup marked used: {}", done.display())?;
-        Ok(0)
-    } else {
-        writeln!(
-            out,
-            "{failed} failed, {conflicts} left alone; backup kept at {}",
-            bpath.display()
-        )?;
-        Ok(1)
-    }
-}
-
-/// `corestream-tune profile`: print the effective profile as a sysctl.d / limits.d / drop-in file.
-pub fn run_show(_root: &Path, a: ShowArgs) -> anyhow::Result<u8> {
-    let prof = profile::load(a.p.profile.as_deref())?;
-    let text = match a.format {
-        ShowFormat::SysctlD => profile::render_sysctl_d(&prof.name, &prof.sysctls, &[]),
-        ShowFormat::LimitsD | ShowFormat::Dropin => {
-            let Some((n, reason)) = &prof.nofile else {
-                bail!("profile {} sets no nofile", prof.name);
-            };
-            if matches!(a.format, ShowFormat::LimitsD) {
-                profile::render_limits_d(*n, reason)
-            } else {
-                profile::render_systemd_dropin(*n)
-            }
-        }
-    };
-    print!("{text}");
-    Ok(0)
 }

@@ -61,6 +61,51 @@ pub enum Shape {
     Range,
     /// Hex CPU bitmask as in rps_cpus (`3`, `ff,ffffffff`): more CPUs is more.
     Mask,
+    /// One word from a fixed list (a qdisc, a congestion control): no "more", only equal or
+    /// not. Stored as the word's index in the list.
+    Choice(&'static [&'static str]),
+}
+
+/// Queueing disciplines `net.core.default_qdisc` accepts.
+pub const QDISCS: &[&str] = &[
+    "pfifo_fast",
+    "fq",
+    "fq_codel",
+    "cake",
+    "sfq",
+    "pfifo",
+    "bfifo",
+    "fq_pie",
+    "noqueue",
+];
+/// TCP congestion controls Linux ships (a write loads the module if it is built).
+pub const CONGESTION: &[&str] = &[
+    "reno", "cubic", "bbr", "htcp", "dctcp", "westwood", "vegas", "illinois", "hybla", "scalable",
+];
+
+/// An opt-in knob: not in the `edge` profile because it trades something away; a profile file
+/// may set it (`key = value`), and `diagnose` suggests it with its cost.
+#[derive(Clone, Copy, Debug)]
+pub struct OptIn {
+    pub key: &'static str,
+    pub value: &'static str,
+    pub gain: &'static str,
+    pub cost: &'static str,
+}
+
+#[rustfmt::skip]
+pub const OPT_IN: &[OptIn] = &[
+    OptIn { key: "net.core.default_qdisc", value: "fq", gain: "per-flow fair queueing and pacing in the qdisc, which bbr uses instead of pacing inside TCP", cost: "per-flow state in the qdisc (a few hundred bytes per active flow); applies to qdiscs created afterwards: `tc qdisc replace dev NIC root fq` for running NICs" },
+    OptIn { key: "net.ipv4.tcp_congestion_control", value: "bbr", gain: "models bandwidth and RTT instead of reacting to loss: higher throughput to lossy and far viewers", cost: "less fair to cubic flows sharing a bottleneck; wants fq for pacing" },
+    OptIn { key: "net.ipv4.tcp_notsent_lowat", value: "131072", gain: "at most 128 KiB unsent per socket waits in the kernel, so memory per viewer stays small and HTTP/2 priorities act sooner", cost: "more wakeups (EPOLLOUT more often) for bulk senders" },
+    OptIn { key: "net.core.busy_poll", value: "50", gain: "poll() spins up to 50 us on the NIC queue instead of sleeping for an interrupt: lower latency", cost: "burns CPU while spinning; only worth it with a core to spare per busy queue" },
+    OptIn { key: "net.core.busy_read", value: "50", gain: "blocking reads spin up to 50 us on the NIC queue: lower latency for request/response", cost: "burns CPU while spinning" },
+    OptIn { key: "nic.napi_defer_hard_irqs", value: "2", gain: "after a NAPI poll finds nothing, the NIC's interrupt stays masked for 2 more polls: fewer interrupts under load", cost: "with gro_flush_timeout, up to that much added latency when traffic is light" },
+    OptIn { key: "nic.gro_flush_timeout", value: "200000", gain: "GRO holds packets up to 200 us to merge more of them, and the deferred polls above run on this timer", cost: "up to 200 us of added receive latency" },
+];
+
+pub fn opt_in(key: &str) -> Option<&'static OptIn> {
+    OPT_IN.iter().find(|o| o.key == key)
 }
 
 /// One key the tuner knows: its scope and shape. Profiles may only name these keys, so a typo
@@ -103,12 +148,23 @@ pub const CATALOGUE: &[KeyInfo] = &[
     KeyInfo { key: "net.ipv4.tcp_max_tw_buckets", scope: Scope::PerNetns, shape: POS },
     KeyInfo { key: "net.ipv4.tcp_max_orphans", scope: Scope::Global, shape: POS },
     KeyInfo { key: "net.ipv4.tcp_fin_timeout", scope: Scope::PerNetns, shape: POS },
-    KeyInfo { key: "net.ipv4.tcp_notsent_lowat", scope: Scope::PerNetns, shape: POS },
+    KeyInfo { key: "net.ipv4.tcp_notsent_lowat", scope: Scope::PerNetns, shape: Shape::Int { min: 1, max: u32::MAX as u64 } },
+    KeyInfo { key: "net.core.default_qdisc", scope: Scope::Global, shape: Shape::Choice(QDISCS) },
+    KeyInfo { key: "net.ipv4.tcp_congestion_control", scope: Scope::PerNetns, shape: Shape::Choice(CONGESTION) },
+    KeyInfo { key: "net.core.busy_poll", scope: Scope::Global, shape: Shape::Int { min: 0, max: INT_MAX } },
+    KeyInfo { key: "net.core.busy_read", scope: Scope::Global, shape: Shape::Int { min: 0, max: INT_MAX } },
+    KeyInfo { key: "net.netfilter.nf_conntrack_max", scope: Scope::Global, shape: POS },
+    // Per NIC (`/sys/class/net/NIC/...`), applied to every hardware NIC: see NIC_PREFIX.
+    KeyInfo { key: "nic.napi_defer_hard_irqs", scope: Scope::Device, shape: Shape::Int { min: 0, max: INT_MAX } },
+    KeyInfo { key: "nic.gro_flush_timeout", scope: Scope::Device, shape: Shape::Int { min: 0, max: u32::MAX as u64 } },
     KeyInfo { key: "net.ipv4.tcp_slow_start_after_idle", scope: Scope::PerNetns, shape: BOOL },
     KeyInfo { key: "net.ipv4.tcp_tw_reuse", scope: Scope::PerNetns, shape: Shape::Int { min: 0, max: 2 } },
     KeyInfo { key: "fs.file-max", scope: Scope::Global, shape: POS },
     KeyInfo { key: "fs.nr_open", scope: Scope::Global, shape: POS },
 ];
+
+/// Profile keys `nic.ATTR` set `/sys/class/net/NIC/ATTR` on every hardware NIC.
+pub const NIC_PREFIX: &str = "nic.";
 
 pub fn key_info(key: &str) -> Option<&'static KeyInfo> {
     CATALOGUE.iter().find(|k| k.key == key)
@@ -166,6 +222,14 @@ pub fn parse_value(shape: Shape, text: &str) -> Result<Value, String> {
             Ok(v)
         }
         Shape::Mask => parse_mask(text),
+        Shape::Choice(words) => {
+            let t = text.trim();
+            words
+                .iter()
+                .position(|w| *w == t)
+                .map(|i| vec![i as u64])
+                .ok_or_else(|| format!("{t:?} is not one of {}", words.join(", ")))
+        }
     }
 }
 
@@ -233,6 +297,11 @@ pub fn format_value(shape: Shape, v: &[u64]) -> String {
             }
             s
         }
+        Shape::Choice(words) => v
+            .first()
+            .and_then(|&i| words.get(usize::try_from(i).ok()?))
+            .map(|w| w.to_string())
+            .unwrap_or_default(),
         _ => v
             .iter()
             .map(|n| n.to_string())
@@ -274,6 +343,12 @@ pub fn compare(shape: Shape, current: &[u64], target: &[u64]) -> Comparison {
                 merged: trim_words(merged),
             }
         }
+        // A word is either the target or not: writing it lowers nothing.
+        Shape::Choice(_) => Comparison {
+            below: current != target,
+            above: false,
+            merged: target.to_vec(),
+        },
         _ => {
             let mut below = false;
             let mut above = false;
@@ -508,6 +583,12 @@ pub fn load(file: Option<&Path>) -> anyhow::Result<Profile> {
     }
 }
 
+/// [`load`] for a command line: a profile file that cannot be read or parsed is a usage error
+/// (the user named it), exit 64.
+pub fn load_for_cli(file: Option<&Path>) -> anyhow::Result<Profile> {
+    load(file).map_err(|e| crate::report::Usage(format!("{e:#}")).into())
+}
+
 /// Wrap a reason into `# ` comment lines of at most ~96 columns.
 fn comment(out: &mut String, text: &str) {
     let mut line = String::from("#");
@@ -542,7 +623,7 @@ pub fn render_sysctl_d(profile_name: &str, entries: &[Entry], notes: &[String]) 
     for n in notes {
         comment(&mut out, n);
     }
-    for e in entries {
+    for e in entries.iter().filter(|e| !e.key.starts_with(NIC_PREFIX)) {
         out.push('\n');
         let info = e.info();
         comment(&mut out, &format!("[{}] {}", info.scope.label(), e.reason));
@@ -574,21 +655,6 @@ pub fn render_systemd_dropin(nofile: u64) -> String {
          [Service]\n\
          LimitNOFILE={nofile}\n"
     )
-}
-
-/// Parse `LimitNOFILE=` out of a unit or drop-in (`N` or `soft:hard`; returns soft).
-pub fn parse_limit_nofile(text: &str) -> Option<u64> {
-    text.lines()
-        .filter_map(|l| l.trim().strip_prefix("LimitNOFILE="))
-        .next_back()
-        .and_then(|v| v.split(':').next())
-        .and_then(|v| {
-            if v.trim() == "infinity" {
-                Some(u64::MAX)
-            } else {
-                v.trim().parse().ok()
-            }
-        })
 }
 
 /// Parse `<user> soft nofile N` out of a limits.d file.
@@ -726,6 +792,9 @@ mod tests {
         }
         let (n, why) = p.nofile.unwrap();
         assert_eq!(parse_limits_d(&render_limits_d(n, &why)), Some((n, n)));
-        assert_eq!(parse_limit_nofile(&render_systemd_dropin(n)), Some(n));
+        assert_eq!(
+            crate::probe::unit::parse_limit_nofile(&render_systemd_dropin(n)),
+            vec![Some(n)]
+        );
     }
 }

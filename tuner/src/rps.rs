@@ -4,6 +4,7 @@
 //! CPU where its reader runs (rps_sock_flow_entries globally, rps_flow_cnt per queue).
 //! See Documentation/networking/scaling.rst.
 
+use crate::paths;
 use crate::profile::{self, Scope, Shape};
 use std::path::{Path, PathBuf};
 
@@ -29,34 +30,13 @@ pub struct RpsPlan {
     pub notes: Vec<String>,
 }
 
-/// Parse a CPU list such as `0-3,8,10-11` (sys/devices/system/cpu/online).
-pub fn parse_cpu_list(text: &str) -> Result<Vec<u32>, String> {
-    let mut cpus = Vec::new();
-    for part in text.trim().split(',').filter(|p| !p.is_empty()) {
-        let bad = || format!("bad CPU list element {part:?}");
-        match part.split_once('-') {
-            Some((a, b)) => {
-                let a: u32 = a.parse().map_err(|_| bad())?;
-                let b: u32 = b.parse().map_err(|_| bad())?;
-                if a > b || b > 65535 {
-                    return Err(bad());
-                }
-                cpus.extend(a..=b);
-            }
-            None => cpus.push(part.parse().map_err(|_| bad())?),
-        }
-    }
-    if cpus.is_empty() {
-        return Err("empty CPU list".into());
-    }
-    Ok(cpus)
-}
+pub use crate::probe::interrupts::parse_cpu_list;
 
 /// Find NICs whose RX queues are fewer than the online CPUs and plan RPS/RFS for them.
 /// Virtual devices (no `device` link: lo, veth, bridges, ifb) are skipped: their receive work
 /// already runs on the sending CPU.
 pub fn plan(root: &Path) -> anyhow::Result<RpsPlan> {
-    let online_path = root.join("sys/devices/system/cpu/online");
+    let online_path = paths::under(root, paths::CPU_ONLINE);
     let online = std::fs::read_to_string(&online_path).map_err(|e| {
         anyhow::anyhow!(
             "cannot read {}: {e} (needed to build RPS masks)",
@@ -66,7 +46,7 @@ pub fn plan(root: &Path) -> anyhow::Result<RpsPlan> {
     let cpus =
         parse_cpu_list(&online).map_err(|e| anyhow::anyhow!("{}: {e}", online_path.display()))?;
     let mut out = RpsPlan::default();
-    let net = root.join("sys/class/net");
+    let net = paths::under(root, paths::CLASS_NET);
     let mut devs: Vec<String> = match std::fs::read_dir(&net) {
         Ok(rd) => rd
             .filter_map(|d| d.ok())
@@ -106,7 +86,10 @@ pub fn plan(root: &Path) -> anyhow::Result<RpsPlan> {
             queues_total += 1;
             per_queue.push((
                 format!("{dev}/{q}"),
-                PathBuf::from(format!("sys/class/net/{dev}/queues/{q}")),
+                PathBuf::from(paths::CLASS_NET)
+                    .join(&dev)
+                    .join("queues")
+                    .join(&q),
             ));
         }
     }
@@ -119,7 +102,7 @@ pub fn plan(root: &Path) -> anyhow::Result<RpsPlan> {
     }
     out.targets.push(RpsTarget {
         key: "net.core.rps_sock_flow_entries".into(),
-        rel_path: crate::sysctl::path(Path::new(""), "net.core.rps_sock_flow_entries"),
+        rel_path: paths::sysctl("net.core.rps_sock_flow_entries"),
         shape: Shape::Int { min: 0, max: i32::MAX as u64 },
         value: vec![SOCK_FLOW_ENTRIES],
         reason: "RFS: global table of flows' consuming CPUs; ~32768 for a moderately loaded server (scaling.rst).".into(),

@@ -16,7 +16,8 @@
 //! printed beside the counts in every mode.
 
 use crate::diagnose::parse_interval;
-use crate::probe::{self, softirqs::Softirqs, stat::Stat};
+use crate::paths;
+use crate::probe::{self, caps, softirqs::Softirqs, stat::Stat};
 use anyhow::Context;
 use perf_event::events::Tracepoint;
 use perf_event::{Builder, Counter, SampleFlag, Sampler};
@@ -29,16 +30,12 @@ use std::time::{Duration, Instant};
 pub const SCHEMA: &str = "corestream-tune/softirq/v1";
 
 /// Where tracefs may be mounted, newest convention first.
-pub const TRACEFS_DIRS: &[&str] = &["sys/kernel/tracing", "sys/kernel/debug/tracing"];
-
-/// CAP_SYS_ADMIN and CAP_PERFMON, from linux/capability.h.
-const CAP_SYS_ADMIN: u32 = 21;
-const CAP_PERFMON: u32 = 38;
+pub use crate::paths::TRACEFS_DIRS;
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
     /// How long to count: `5s`, `500ms`, `1m` or plain seconds.
-    #[arg(long, default_value = "5s", value_parser = parse_interval)]
+    #[arg(long, default_value = "5s", value_parser = parse_interval, allow_hyphen_values = true)]
     pub interval: Duration,
     /// Do not use perf events; report /proc/softirqs deltas (what the fallback shows).
     #[arg(long)]
@@ -111,19 +108,11 @@ fn find_tracefs(root: &Path) -> Result<Option<PathBuf>, String> {
     Ok(None)
 }
 
-fn own_caps() -> Option<u64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let hex = status
-        .lines()
-        .find_map(|l| l.strip_prefix("CapEff:"))?
-        .trim();
-    u64::from_str_radix(hex, 16).ok()
-}
-
 /// Mount tracefs at /sys/kernel/tracing in a private mount namespace of this process only, so the
 /// host's mounts are untouched. Needs CAP_SYS_ADMIN and a single-threaded process.
 fn mount_tracefs_privately() -> anyhow::Result<PathBuf> {
-    let target = CString::new("/sys/kernel/tracing").context("path")?;
+    let live = paths::shown(paths::TRACEFS);
+    let target = CString::new(live.as_str()).context("path")?;
     let fstype = CString::new("tracefs").context("fstype")?;
     let root = CString::new("/").context("root")?;
     // SAFETY: unshare takes only flags; the CLI is single-threaded when it gets here.
@@ -155,7 +144,7 @@ fn mount_tracefs_privately() -> anyhow::Result<PathBuf> {
                 .context("mount -t tracefs on /sys/kernel/tracing");
         }
     }
-    Ok(PathBuf::from("/sys/kernel/tracing"))
+    Ok(PathBuf::from(live))
 }
 
 /// Open per-(CPU, vector) counters, or the reason they cannot be used.
@@ -189,8 +178,8 @@ fn set_filter(counter: &Counter, filter: &str) -> std::io::Result<()> {
 fn permission_hint(root: &Path) -> String {
     let paranoid = crate::sysctl::read(root, "kernel.perf_event_paranoid")
         .unwrap_or_else(|_| "unknown".into());
-    let caps = own_caps().unwrap_or(0);
-    let perfmon = caps & (1 << CAP_PERFMON) != 0 || caps & (1 << CAP_SYS_ADMIN) != 0;
+    let c = caps::own().unwrap_or(0);
+    let perfmon = caps::has(c, caps::CAP_PERFMON) || caps::has(c, caps::CAP_SYS_ADMIN);
     format!(
         "kernel.perf_event_paranoid = {paranoid}; this process {} CAP_PERFMON/CAP_SYS_ADMIN. System-wide tracepoint counting needs CAP_PERFMON (run as root) or kernel.perf_event_paranoid <= -1",
         if perfmon { "has" } else { "lacks" }
@@ -210,7 +199,7 @@ impl PerfCounters {
         let tracefs = match find_tracefs(root)? {
             Some(t) => t,
             None => {
-                let supported = std::fs::read_to_string("/proc/filesystems")
+                let supported = std::fs::read_to_string(paths::shown(paths::FILESYSTEMS))
                     .map(|f| f.contains("tracefs"))
                     .unwrap_or(false);
                 if !supported {
@@ -550,8 +539,8 @@ pub fn proc_rates(a: &Softirqs, b: &Softirqs, secs: f64) -> Vec<VectorRates> {
 }
 
 pub fn measure(root: &Path, args: &Args) -> anyhow::Result<Report> {
-    let read_softirqs = || probe::read_parse(root, "proc/softirqs", probe::softirqs::parse);
-    let read_stat = || probe::read_parse(root, "proc/stat", probe::stat::parse).ok();
+    let read_softirqs = || probe::read_parse(root, crate::paths::SOFTIRQS, probe::softirqs::parse);
+    let read_stat = || probe::read_parse(root, crate::paths::STAT, probe::stat::parse).ok();
     let first = read_softirqs()?;
     let cpus = first.cpus.clone();
     let mut perf = if args.no_perf {
@@ -707,7 +696,7 @@ pub fn render(r: &Report) -> String {
     }
     let _ = write!(o, "{:>11}", "total");
     if r.source == "perf" {
-        let _ = write!(o, "{:>16}", "/proc/softirqs");
+        let _ = write!(o, "{:>16}", paths::shown(paths::SOFTIRQS));
     }
     let _ = writeln!(o);
     for v in &r.vectors {
@@ -751,12 +740,15 @@ pub fn render(r: &Report) -> String {
     o
 }
 
-pub fn run(root: &Path, args: Args) -> anyhow::Result<u8> {
-    let r = measure(root, &args)?;
-    if args.json {
-        println!("{}", serde_json::to_string_pretty(&r)?);
-    } else {
-        print!("{}", render(&r));
+impl crate::report::Report for Report {
+    fn text(&self) -> String {
+        render(self)
     }
-    Ok(0)
+    fn exit_code(&self) -> u8 {
+        0
+    }
+}
+
+pub fn run(root: &Path, args: Args) -> anyhow::Result<u8> {
+    crate::report::emit(&measure(root, &args)?, args.json)
 }

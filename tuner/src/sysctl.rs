@@ -1,4 +1,4 @@
-//! Reading sysctls beneath a root directory: `net.core.somaxconn` is
+//! Reading and writing sysctls beneath a root directory: `net.core.somaxconn` is
 //! `<root>/proc/sys/net/core/somaxconn`.
 
 use std::io;
@@ -6,17 +6,23 @@ use std::path::{Path, PathBuf};
 
 /// Path of a dotted sysctl key beneath `root`.
 pub fn path(root: &Path, key: &str) -> PathBuf {
-    let mut p = root.join("proc/sys");
-    for part in key.split('.') {
-        p.push(part);
-    }
-    p
+    root.join(crate::paths::sysctl(key))
 }
 
-/// Current value of a sysctl, whitespace-normalised (tabs in `tcp_mem` become single spaces).
+/// A kernel value as one line with single spaces: the kernel separates `tcp_mem`'s fields with
+/// tabs, and backups, comparisons and messages must not depend on that.
+pub fn normalize(text: &str) -> String {
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+/// Read any single-value kernel file, normalised.
+pub fn read_file(file: &Path) -> io::Result<String> {
+    std::fs::read_to_string(file).map(|t| normalize(&t))
+}
+
+/// Current value of a sysctl, normalised.
 pub fn read(root: &Path, key: &str) -> io::Result<String> {
-    let text = std::fs::read_to_string(path(root, key))?;
-    Ok(text.split_whitespace().collect::<Vec<_>>().join(" "))
+    read_file(&path(root, key))
 }
 
 /// Write a sysctl (or any single-value kernel file) beneath `root` in one `write(2)`, the way

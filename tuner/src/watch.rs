@@ -3,8 +3,11 @@
 //! plain timestamped lines when stdout is not a terminal (logs, pipes).
 
 use crate::diagnose::{parse_interval, target};
+use crate::exporter::{self, Exporter};
+use crate::finding::Status;
 use crate::probe::{self, Sample};
-use crate::rules::{self, Rates};
+use crate::rates::{self, Rates};
+use crate::{metrics, rules};
 use std::io::{IsTerminal, Write};
 use std::path::Path;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -12,7 +15,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 #[derive(clap::Args, Debug)]
 pub struct Args {
     /// Refresh period: `1s`, `500ms`, `1m` or plain seconds.
-    #[arg(long, default_value = "1s", value_parser = parse_interval)]
+    #[arg(long, default_value = "1s", value_parser = parse_interval, allow_hyphen_values = true)]
     pub interval: Duration,
     /// Stop after N refreshes (default: run until interrupted).
     #[arg(long)]
@@ -23,6 +26,20 @@ pub struct Args {
     /// Process name looked up when no --pid is given.
     #[arg(long, default_value = probe::DEFAULT_PROCESS)]
     pub name: String,
+    /// Serve the rates, findings and probes as Prometheus metrics at http://ADDR:PORT/metrics
+    /// (port 0 picks a free one and prints it).
+    #[arg(long, value_name = "ADDR:PORT")]
+    pub prometheus: Option<std::net::SocketAddr>,
+    /// Also write them to DIR/corestream_tune.prom each interval, for node_exporter's textfile
+    /// collector (--collector.textfile.directory).
+    #[arg(long, value_name = "DIR")]
+    pub textfile: Option<std::path::PathBuf>,
+    /// Profile whose values the findings' remedies use (default: the built-in `edge` profile).
+    #[arg(long, value_name = "FILE")]
+    pub profile: Option<std::path::PathBuf>,
+    /// Print nothing per interval (with --prometheus or --textfile).
+    #[arg(long)]
+    pub quiet: bool,
 }
 
 /// `HH:MM:SS` UTC, without pulling in a date crate for one clock.
@@ -51,7 +68,15 @@ fn fds_text(b: &Sample) -> Vec<String> {
             .unwrap_or_else(|| "unlimited".into());
         out.push(format!("pid {} fds {}/{}", p.pid, p.open_fds, soft));
     }
+    for pid in gone(b) {
+        out.push(format!("pid {pid} gone (exited, or unreadable)"));
+    }
     out
+}
+
+/// Watched processes the sample could not read: exited, or no longer readable.
+fn gone(b: &Sample) -> impl Iterator<Item = &str> {
+    b.unknown.iter().filter_map(|u| u.strip_prefix("pid "))
 }
 
 /// One screen for a terminal.
@@ -125,45 +150,94 @@ pub fn lines(r: &Rates, b: &Sample, clock: &str) -> String {
             .unwrap_or_else(|| "unlimited".into());
         let _ = write!(summary, " pid{}_fds={}/{}", p.pid, p.open_fds, soft);
     }
+    for pid in gone(b) {
+        let _ = write!(summary, " pid{pid}_fds=gone");
+    }
     let _ = writeln!(o, "{summary}");
     o
 }
 
+/// Findings and status of one interval, exported as metrics.
+fn exposition(a: &Sample, b: &Sample, r: &Rates, prof: &crate::profile::Profile) -> String {
+    let findings = rules::evaluate(a, b, r, prof);
+    let worst = findings.iter().map(|f| f.severity).max();
+    let status = Status::of(worst, !b.unknown.is_empty());
+    metrics::render(r, b, &findings, status)
+}
+
 pub fn run(root: &Path, args: Args) -> anyhow::Result<u8> {
     if args.count == Some(0) {
-        anyhow::bail!("--count must be at least 1");
+        return crate::report::usage("--count must be at least 1");
     }
     let target = target(root, &args.pids, &args.name)?;
+    let prof = crate::profile::load_for_cli(args.profile.as_deref())?;
+    if let Some(dir) = &args.textfile {
+        if !dir.is_dir() {
+            return crate::report::usage(format!(
+                "--textfile {}: not a directory (give node_exporter's --collector.textfile.directory)",
+                dir.display()
+            ));
+        }
+    }
     let tty = std::io::stdout().is_terminal();
     let mut a = probe::take(root, &target);
     for note in &a.notes {
         eprintln!("corestream-tune watch: not read: {note}");
     }
+    let exporter = match args.prometheus {
+        Some(addr) => {
+            let e = Exporter::serve(addr)?;
+            // Until the first interval ends, a scrape sees the levels of the first sample.
+            e.publish(exposition(&a, &a, &rates::between(&a, &a, 1.0), &prof));
+            // Stderr: stdout may be a pipe of plain lines; this is how a caller learns the port.
+            eprintln!(
+                "corestream-tune watch: serving metrics on http://{}/metrics",
+                e.addr
+            );
+            Some(e)
+        }
+        None => None,
+    };
     let mut n = 0u64;
     loop {
         std::thread::sleep(args.interval);
         let b = probe::take(root, &target);
+        for pid in gone(&b).filter(|p| !gone(&a).any(|q| q == *p)) {
+            eprintln!("corestream-tune watch: pid {pid} is gone (exited, or no longer readable)");
+        }
         let secs = b.taken.duration_since(a.taken).as_secs_f64();
-        let r = rules::rates(&a, &b, secs);
-        let clock = utc_clock();
-        let text = if tty {
-            // Home the cursor and clear the screen, then draw: the table stays in place.
-            format!("\x1b[H\x1b[2J{}", frame(&r, &b, &clock))
-        } else {
-            lines(&r, &b, &clock)
-        };
-        let mut out = std::io::stdout().lock();
-        if out
-            .write_all(text.as_bytes())
-            .and_then(|_| out.flush())
-            .is_err()
-        {
-            // The reader went away (`| head`): stop quietly, that is not a failure.
-            return Ok(0);
+        let r = rates::between(&a, &b, secs);
+        if exporter.is_some() || args.textfile.is_some() {
+            let text = exposition(&a, &b, &r, &prof);
+            if let Some(dir) = &args.textfile {
+                exporter::write_textfile(dir, &text)?;
+            }
+            if let Some(e) = &exporter {
+                e.publish(text);
+            }
+        }
+        if !args.quiet {
+            let clock = utc_clock();
+            let text = if tty {
+                // Home the cursor and clear the screen, then draw: the table stays in place.
+                format!("\x1b[H\x1b[2J{}", frame(&r, &b, &clock))
+            } else {
+                lines(&r, &b, &clock)
+            };
+            let mut out = std::io::stdout().lock();
+            if out
+                .write_all(text.as_bytes())
+                .and_then(|_| out.flush())
+                .is_err()
+            {
+                // The reader went away (`| head`): stop quietly, that is not a failure.
+                return Ok(0);
+            }
         }
         n += 1;
         if args.count.is_some_and(|c| n >= c) {
-            return Ok(0);
+            // Watching a process that is gone is not a healthy ending.
+            return Ok(if gone(&b).next().is_some() { 3 } else { 0 });
         }
         a = b;
     }

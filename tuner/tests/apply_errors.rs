@@ -95,7 +95,7 @@ fn unknown_key_and_malformed_values_in_a_profile_name_the_line() {
         let p = r.profile(text);
         for cmd in ["plan", "apply", "check"] {
             let o = r.run(&[cmd, "--profile", &p, "--yes"][..if cmd == "apply" { 4 } else { 3 }]);
-            assert_eq!(o.code, 2, "{text:?} {o:?}");
+            assert_eq!(o.code, 64, "{text:?} {o:?}");
             assert!(
                 o.stderr.contains(&format!("{p}{want}")),
                 "{text:?}: want {want:?} in {o:?}"
@@ -105,7 +105,7 @@ fn unknown_key_and_malformed_values_in_a_profile_name_the_line() {
     assert_eq!(r.get("net/core/somaxconn"), "4096");
     assert!(r.backups().is_empty());
     let o = r.run(&["plan", "--profile", "/nonexistent/p.conf"]);
-    assert_eq!(o.code, 2);
+    assert_eq!(o.code, 64);
     assert!(
         o.stderr
             .contains("cannot read profile file /nonexistent/p.conf"),

@@ -158,7 +158,7 @@ fn apply_raises_only_with_backup_first_then_check_and_rollback() {
 
     // Nothing left to roll back.
     let o = r.run(&["rollback", "--yes"]);
-    assert_eq!(o.code, 2, "{o:?}");
+    assert_eq!(o.code, 3, "{o:?}");
     assert!(
         o.stderr.contains("no backup in") && o.stderr.contains("nothing to roll back"),
         "{o:?}"
@@ -230,12 +230,12 @@ fn rollback_refuses_a_backup_from_another_root() {
     assert_eq!(r.run(&["apply", "--yes"]).code, 0);
     let b = r.backups()[0].to_str().unwrap().to_string();
     let o = other.run(&["rollback", "--yes", "--backup", &b]);
-    assert_eq!(o.code, 2, "{o:?}");
+    assert_eq!(o.code, 64, "{o:?}");
     assert!(o.stderr.contains("was taken with --root"), "{o:?}");
     assert_eq!(other.get("net/core/somaxconn"), "4096");
     let bad = r.profile("not json");
     let o = r.run(&["rollback", "--yes", "--backup", &bad]);
-    assert_eq!(o.code, 2);
+    assert_eq!(o.code, 3);
     assert!(
         o.stderr.contains("is not a corestream-tune backup"),
         "{o:?}"
@@ -254,7 +254,7 @@ fn dry_run_and_missing_confirmation_change_nothing() {
     );
     assert!(o.stdout.contains("dry run: would create"), "{o:?}");
     let o = r.run(&["apply"]);
-    assert_eq!(o.code, 2, "{o:?}");
+    assert_eq!(o.code, 64, "{o:?}");
     assert!(
         o.stderr.contains("refusing to change kernel settings without confirmation: stdin is not a terminal. Re-run with --yes"),
         "{o:?}"
@@ -266,7 +266,7 @@ fn dry_run_and_missing_confirmation_change_nothing() {
     // Rollback asks too.
     assert_eq!(r.run(&["apply", "--yes"]).code, 0);
     let o = r.run(&["rollback"]);
-    assert_eq!(o.code, 2, "{o:?}");
+    assert_eq!(o.code, 64, "{o:?}");
     assert!(
         o.stderr
             .contains("refusing to roll back kernel settings without confirmation"),
@@ -412,7 +412,7 @@ fn a_second_concurrent_apply_or_rollback_is_refused() {
     // SAFETY: flock on a descriptor this test owns.
     assert_eq!(unsafe { libc::flock(held.as_raw_fd(), libc::LOCK_EX) }, 0);
     let o = r.run(&["apply", "--yes"]);
-    assert_eq!(o.code, 2, "{o:?}");
+    assert_eq!(o.code, 3, "{o:?}");
     assert!(
         o.stderr
             .contains("another corestream-tune apply or rollback is running"),
@@ -426,7 +426,7 @@ fn a_second_concurrent_apply_or_rollback_is_refused() {
     // SAFETY: as above.
     assert_eq!(unsafe { libc::flock(held.as_raw_fd(), libc::LOCK_EX) }, 0);
     let o = r.run(&["rollback", "--yes"]);
-    assert_eq!(o.code, 2, "{o:?}");
+    assert_eq!(o.code, 3, "{o:?}");
     assert_eq!(r.get("net/core/somaxconn"), "65535");
 }
 
@@ -468,4 +468,88 @@ fn check_json_lists_drifts_for_config_management() {
     let v: serde_json::Value = serde_json::from_str(&o.stdout).unwrap();
     assert_eq!(v["ok"], true);
     assert!(v["drifts"].as_array().unwrap().is_empty());
+}
+
+#[test]
+fn rollback_dry_run_fails_on_a_conflict_the_real_run_refuses() {
+    // Issue 17, defect 6: the dry run said 0 where the real run refuses.
+    let r = FakeRoot::new();
+    assert_eq!(r.run(&["apply", "--yes"]).code, 0);
+    r.set("net/core/somaxconn", "1000");
+    let o = r.run(&["rollback", "--dry-run"]);
+    assert!(o.stdout.contains("CHANGED net.core.somaxconn"), "{o:?}");
+    assert_eq!(o.code, 1, "{o:?}");
+    assert_eq!(r.run(&["rollback", "--yes"]).code, 1);
+}
+
+#[test]
+fn the_backup_root_is_canonical() {
+    // Issue 17, defect 6: `--root r4` at apply and `--root /abs/r4` at rollback were two roots.
+    let r = FakeRoot::new();
+    let parent = r.dir.parent().unwrap().to_path_buf();
+    let name = r.dir.file_name().unwrap().to_str().unwrap().to_string();
+    let run_in = |root: &str, args: &[&str]| {
+        fakeroot::run(
+            std::process::Command::new(fakeroot::BIN)
+                .current_dir(&parent)
+                .arg("--root")
+                .arg(root)
+                .args(args),
+        )
+    };
+    assert_eq!(run_in(&name, &["apply", "--yes"]).code, 0);
+    let o = run_in(r.dir.to_str().unwrap(), &["rollback", "--yes"]);
+    assert_eq!(o.code, 0, "{o:?}");
+    assert_eq!(r.get("net/core/somaxconn"), "4096");
+}
+
+#[test]
+fn word_valued_knobs_plan_apply_check_and_roll_back() {
+    // Issue 17: the catalogue takes words (a qdisc, a congestion control) like numbers.
+    let r = FakeRoot::new();
+    r.set("net/core/default_qdisc", "pfifo_fast");
+    r.set("net/ipv4/tcp_congestion_control", "cubic");
+    r.set("net/ipv4/tcp_notsent_lowat", "4294967295");
+    let p = r.profile(
+        "base = none\nnet.core.default_qdisc = fq\nnet.ipv4.tcp_congestion_control = bbr\nnet.ipv4.tcp_notsent_lowat = 131072\n",
+    );
+    let o = r.run(&["plan", "--profile", &p]);
+    assert!(
+        row(&o.stdout, "net.core.default_qdisc").ends_with("change"),
+        "{o:?}"
+    );
+    assert!(
+        row(&o.stdout, "net.ipv4.tcp_congestion_control").contains("cubic"),
+        "{o:?}"
+    );
+    // A lower unsent watermark is a lowering: only with --allow-lower.
+    assert!(
+        row(&o.stdout, "net.ipv4.tcp_notsent_lowat").contains("would lower"),
+        "{o:?}"
+    );
+    let o = r.run(&["check", "--profile", &p]);
+    assert_eq!(o.code, 1, "{o:?}");
+    assert!(
+        o.stdout
+            .contains("net.core.default_qdisc [global]: running pfifo_fast, profile wants fq"),
+        "{o:?}"
+    );
+    let o = r.run(&["apply", "--profile", &p, "--allow-lower", "--yes"]);
+    assert_eq!(o.code, 0, "{o:?}");
+    assert_eq!(r.get("net/core/default_qdisc"), "fq");
+    assert_eq!(r.get("net/ipv4/tcp_congestion_control"), "bbr");
+    assert_eq!(r.get("net/ipv4/tcp_notsent_lowat"), "131072");
+    assert_eq!(r.run(&["check", "--profile", &p]).code, 0);
+    let bad = r.profile("net.core.default_qdisc = fastest\n");
+    let o = r.run(&["plan", "--profile", &bad]);
+    assert_eq!(o.code, 64, "{o:?}");
+    assert!(
+        o.stderr
+            .contains("\"fastest\" is not one of pfifo_fast, fq"),
+        "{o:?}"
+    );
+    assert_eq!(r.run(&["rollback", "--yes"]).code, 0);
+    assert_eq!(r.get("net/core/default_qdisc"), "pfifo_fast");
+    assert_eq!(r.get("net/ipv4/tcp_congestion_control"), "cubic");
+    assert_eq!(r.get("net/ipv4/tcp_notsent_lowat"), "4294967295");
 }

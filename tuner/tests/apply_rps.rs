@@ -108,7 +108,7 @@ fn rps_plan_apply_check_rollback() {
 fn rps_needs_the_cpu_list() {
     let r = FakeRoot::new();
     let o = r.run(&["plan", "--rps"]);
-    assert_eq!(o.code, 2, "{o:?}");
+    assert_eq!(o.code, 3, "{o:?}");
     assert!(
         o.stderr.contains("sys/devices/system/cpu/online")
             && o.stderr.contains("needed to build RPS masks"),
@@ -119,4 +119,70 @@ fn rps_needs_the_cpu_list() {
     let o = r.run(&["plan", "--rps"]);
     assert_eq!(o.code, 0, "{o:?}");
     assert!(o.stdout.contains("rps: no physical NIC found"), "{o:?}");
+}
+
+#[test]
+fn per_nic_napi_knobs_plan_apply_check_roll_back_and_stay_on_the_host() {
+    // Issue 17: the opt-in latency knobs napi_defer_hard_irqs and gro_flush_timeout are per NIC
+    // (`nic.ATTR` in a profile sets /sys/class/net/NIC/ATTR on every hardware NIC).
+    let r = rps_tree();
+    for dev in ["eth0", "eth1", "lo"] {
+        r.write(&format!("sys/class/net/{dev}/napi_defer_hard_irqs"), "0\n");
+        r.write(&format!("sys/class/net/{dev}/gro_flush_timeout"), "0\n");
+    }
+    let p =
+        r.profile("base = none\nnic.napi_defer_hard_irqs = 2\nnic.gro_flush_timeout = 200000\n");
+    let o = r.run(&["plan", "--profile", &p]);
+    let line = |k: &str| {
+        o.stdout
+            .lines()
+            .find(|l| l.starts_with(k))
+            .unwrap_or_else(|| panic!("{k}: {o:?}"))
+            .to_string()
+    };
+    assert!(
+        line("eth0 napi_defer_hard_irqs").contains("device")
+            && line("eth0 napi_defer_hard_irqs").ends_with("raise")
+    );
+    assert!(line("eth1 gro_flush_timeout").contains("200000"));
+    assert!(
+        !o.stdout.contains("lo napi_defer_hard_irqs"),
+        "virtual NICs are left alone: {o:?}"
+    );
+    assert_eq!(r.run(&["apply", "--profile", &p, "--yes"]).code, 0);
+    assert_eq!(
+        r.read("sys/class/net/eth0/napi_defer_hard_irqs").as_deref(),
+        Some("2\n")
+    );
+    assert_eq!(
+        r.read("sys/class/net/eth1/gro_flush_timeout").as_deref(),
+        Some("200000\n")
+    );
+    assert_eq!(
+        r.read("sys/class/net/lo/gro_flush_timeout").as_deref(),
+        Some("0\n")
+    );
+    assert_eq!(r.run(&["check", "--profile", &p]).code, 0);
+    // Not a sysctl: never in the sysctl.d file.
+    let o = r.run(&["profile", "--profile", &p]);
+    assert!(!o.stdout.contains("nic."), "{o:?}");
+    assert_eq!(r.run(&["rollback", "--yes"]).code, 0);
+    assert_eq!(
+        r.read("sys/class/net/eth0/napi_defer_hard_irqs").as_deref(),
+        Some("0\n")
+    );
+    // From a child network namespace these are the host's NICs: refused.
+    r.netns_link("proc/self/ns/net", "net:[4026532174]");
+    r.netns_link("proc/self/ns/pid", "pid:[4026531836]");
+    r.netns_link("proc/1/ns/net", "net:[4026531833]");
+    let o = r.run(&["apply", "--profile", &p, "--yes"]);
+    assert_eq!(o.code, 1, "{o:?}");
+    assert!(
+        o.stdout.contains("Run `corestream-tune apply` on the host"),
+        "{o:?}"
+    );
+    assert_eq!(
+        r.read("sys/class/net/eth0/napi_defer_hard_irqs").as_deref(),
+        Some("0\n")
+    );
 }

@@ -1,6 +1,7 @@
 //! The built binary end to end: diagnose/watch/softirq on the captured fake root, bad input, and
 //! the perf tracepoint path on the real kernel where this machine permits it.
 
+mod fakeroot;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -9,7 +10,7 @@ fn bin() -> Command {
 }
 
 fn fixture_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/linux-6.18")
+    fakeroot::fixture("linux-6.18")
 }
 
 fn run(args: &[&str]) -> Output {
@@ -53,16 +54,7 @@ fn diagnose_fake_root_healthy_json() {
 #[test]
 fn diagnose_text_warns_with_exit_1() {
     // A copy of the capture with somaxconn 128: a warning, exit status 1.
-    let dir =
-        Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("cli-warn-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    let status = Command::new("cp")
-        .arg("-r")
-        .arg(fixture_root())
-        .arg(&dir)
-        .status()
-        .expect("cp");
-    assert!(status.success());
+    let dir = fakeroot::scratch_copy("linux-6.18");
     std::fs::write(dir.join("proc/sys/net/core/somaxconn"), "128\n").expect("write");
     let o = run(&[
         "--root",
@@ -91,9 +83,13 @@ fn diagnose_bad_input_says_the_fix() {
     let root = fixture_root();
     let r = root.to_str().expect("utf8");
     let o = run(&["--root", r, "diagnose", "--interval", "soon"]);
-    assert_eq!(o.status.code(), Some(2));
+    assert_eq!(
+        o.status.code(),
+        Some(64),
+        "usage errors exit 64 (EX_USAGE), never 2 (CRITICAL)"
+    );
     assert!(
-        stderr(&o).contains("use e.g. 5s, 500ms, 1m or plain seconds"),
+        stderr(&o).contains("write e.g. 500ms, 10s, 2m or 1h"),
         "{}",
         stderr(&o)
     );
@@ -106,7 +102,11 @@ fn diagnose_bad_input_says_the_fix() {
         "--pid",
         "999999",
     ]);
-    assert_eq!(o.status.code(), Some(2));
+    assert_eq!(
+        o.status.code(),
+        Some(64),
+        "usage errors exit 64 (EX_USAGE), never 2 (CRITICAL)"
+    );
     assert!(
         stderr(&o).contains("no process with pid 999999"),
         "{}",
@@ -157,7 +157,11 @@ fn watch_plain_lines_when_not_a_tty() {
         "--count",
         "0",
     ]);
-    assert_eq!(o.status.code(), Some(2));
+    assert_eq!(
+        o.status.code(),
+        Some(64),
+        "usage errors exit 64 (EX_USAGE), never 2 (CRITICAL)"
+    );
     assert!(stderr(&o).contains("--count must be at least 1"));
 }
 
@@ -376,6 +380,14 @@ fn diagnose_json_top_level_fields_are_stable() {
         "sysctls",
         "sockstat",
         "notes",
+        "unknown",
+        // Added with issue 17 (fields are only ever added within v1):
+        "advice",
+        "netns",
+        "nics",
+        "conntrack",
+        "destinations",
+        "top_fds",
     ];
     documented.sort_unstable();
     assert_eq!(keys, documented);
@@ -410,7 +422,20 @@ fn hostile_proc_files_are_notes_not_panics() {
         "proc/4242/limits",
         "proc/4242/status",
         "proc/4242/comm",
+        "proc/4242/cgroup",
         "corestream-fixtures/listeners",
+        // Issue 17's probes.
+        "proc/interrupts",
+        "proc/net/dev",
+        "proc/net/stat/nf_conntrack",
+        "proc/sys/net/netfilter/nf_conntrack_count",
+        "proc/sys/net/netfilter/nf_conntrack_max",
+        "proc/sys/net/ipv4/ip_local_port_range",
+        "proc/self/ns/net",
+        "proc/irq/38/smp_affinity_list",
+        "sys/class/net/eth0/queues/rx-0/rps_cpus",
+        "sys/class/net/eth0/threaded",
+        "etc/systemd/system/corestream.service",
     ];
     let garbage: [&[u8]; 8] = [
         b"9223372036854775807 9223372036854775807 9223372036854775807\n",
@@ -446,10 +471,13 @@ fn hostile_proc_files_are_notes_not_panics() {
                 "4242",
             ],
             vec!["--root", r, "watch", "--interval", "10ms", "--count", "1"],
+            vec!["--root", r, "plan", "--rps"],
+            vec!["--root", r, "check", "--json"],
+            vec!["--root", r, "apply", "--dry-run", "--persist"],
         ] {
             let o = run(&args);
             assert!(
-                matches!(o.status.code(), Some(0..=2)),
+                matches!(o.status.code(), Some(0..=3)),
                 "garbage #{n} {args:?}: status {:?}, stderr {}",
                 o.status,
                 stderr(&o)
@@ -462,11 +490,136 @@ fn hostile_proc_files_are_notes_not_panics() {
         }
         let o = run(&["--root", r, "softirq", "--interval", "10ms"]);
         assert!(
-            matches!(o.status.code(), Some(0) | Some(2)),
+            matches!(o.status.code(), Some(0) | Some(3)),
             "softirq on garbage #{n}: {}",
             stderr(&o)
         );
         assert!(!stderr(&o).contains("panicked"), "{}", stderr(&o));
         let _ = std::fs::remove_dir_all(&dir);
     }
+}
+
+#[test]
+fn blind_is_unknown_not_ok() {
+    // Issue 17, defect 3: nothing readable used to be `status: OK (0 findings)`, exit 0.
+    let o = run(&[
+        "--root",
+        "/nonexistent-root",
+        "diagnose",
+        "--interval",
+        "10ms",
+    ]);
+    assert_eq!(o.status.code(), Some(3), "{}", stdout(&o));
+    assert!(
+        stdout(&o).contains("status: UNKNOWN (0 findings; blind to "),
+        "{}",
+        stdout(&o)
+    );
+    // One file a rule needs missing from a healthy capture is enough.
+    let dir = fakeroot::scratch_copy("linux-6.18");
+    std::fs::remove_file(dir.join("proc/net/netstat")).expect("rm");
+    let o = run(&[
+        "--root",
+        dir.to_str().expect("utf8"),
+        "diagnose",
+        "--interval",
+        "10ms",
+        "--json",
+    ]);
+    let _ = std::fs::remove_dir_all(&dir);
+    assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_str(&stdout(&o)).expect("json");
+    assert_eq!(v["status"], "unknown");
+    assert_eq!(v["exit_code"], 3);
+    assert_eq!(v["unknown"][0], "/proc/net/netstat");
+}
+
+#[test]
+fn usage_errors_exit_64_and_help_exits_0() {
+    for args in [
+        vec!["diagnose", "--no-such-flag"],
+        vec!["diagnose", "--interval", "soon"],
+        vec!["diagnose", "--interval", "-1s"],
+        vec!["diagnose", "--interval", "1e-2"],
+        vec!["nofile", "--pid", "abc"],
+        vec!["no-such-command"],
+        vec![],
+    ] {
+        let o = run(&args);
+        assert_eq!(o.status.code(), Some(64), "{args:?}: {}", stderr(&o));
+    }
+    let o = run(&["diagnose", "--interval", "-1s"]);
+    assert!(
+        stderr(&o).contains("\"-1s\" is not a duration"),
+        "{}",
+        stderr(&o)
+    );
+    assert_eq!(run(&["--help"]).status.code(), Some(0));
+    assert_eq!(run(&["--version"]).status.code(), Some(0));
+    // 1h is inside the documented range (10ms to 1h) and is accepted.
+    let o = run(&[
+        "--root",
+        "/nonexistent-root",
+        "watch",
+        "--interval",
+        "1h",
+        "--count",
+        "0",
+    ]);
+    assert!(
+        stderr(&o).contains("--count must be at least 1"),
+        "{}",
+        stderr(&o)
+    );
+}
+
+#[test]
+fn procfs_internal_errors_do_not_leak_into_notes() {
+    // Issue 17, defect 6: "Internal error: bug at .../procfs-core-0.18.0/src/net.rs:225 (please
+    // report this procfs bug)" reached the SRE as a note.
+    let dir =
+        Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("cli-procfs-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(dir.join("proc/net")).expect("mkdir");
+    std::fs::write(dir.join("proc/stat"), "cpu0\n").expect("write");
+    std::fs::write(
+        dir.join("proc/net/tcp"),
+        "sl local\n0: 7F:0050 00000000:0000 0A 00000000:00000000 00:00000000 00000000 0 0 1 1\n",
+    )
+    .expect("write");
+    let o = run(&[
+        "--root",
+        dir.to_str().expect("utf8"),
+        "diagnose",
+        "--interval",
+        "10ms",
+    ]);
+    let _ = std::fs::remove_dir_all(&dir);
+    let out = stdout(&o);
+    assert!(
+        !out.contains("procfs bug") && !out.contains("Internal"),
+        "{out}"
+    );
+    assert!(out.contains("a line is malformed"), "{out}");
+}
+
+#[test]
+fn watch_says_when_a_watched_pid_is_gone() {
+    // Issue 17, defect 6: an exited --pid used to vanish from the output silently.
+    let dir = fakeroot::scratch_copy("linux-6.18");
+    std::fs::remove_file(dir.join("proc/4242/limits")).expect("rm");
+    let o = run(&[
+        "--root",
+        dir.to_str().expect("utf8"),
+        "watch",
+        "--interval",
+        "10ms",
+        "--count",
+        "1",
+        "--pid",
+        "4242",
+    ]);
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(stdout(&o).contains("pid4242_fds=gone"), "{}", stdout(&o));
+    assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
 }

@@ -2,29 +2,12 @@
 //! that never accepts, a burst of connects, and `diagnose` run in the same namespace must name
 //! the overflowing port. The namespace keeps the host's counters and sysctls untouched.
 
+mod fakeroot;
 use socket2::{Domain, Socket, Type};
 use std::io;
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-
-/// Set IFF_UP on `lo` in the current network namespace (no dependency on iproute2).
-fn bring_lo_up() -> io::Result<()> {
-    let sock = Socket::new(Domain::IPV4, Type::DGRAM, None)?;
-    use std::os::fd::AsRawFd;
-    // SAFETY: ifreq is plain old data; all-zero is a valid value.
-    let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
-    for (dst, src) in req.ifr_name.iter_mut().zip(b"lo\0") {
-        *dst = *src as libc::c_char;
-    }
-    req.ifr_ifru.ifru_flags = (libc::IFF_UP | libc::IFF_RUNNING) as libc::c_short;
-    // SAFETY: valid socket fd and a properly initialised ifreq that outlives the call.
-    let rc = unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCSIFFLAGS, &req) };
-    if rc != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(())
-}
 
 fn connect_nonblocking(to: SocketAddr) -> io::Result<Socket> {
     let s = Socket::new(Domain::IPV4, Type::STREAM, None)?;
@@ -45,7 +28,7 @@ fn diagnose_names_the_overflowing_listener_inside_a_netns() {
         eprintln!("SKIPPED: cannot create a network namespace (unshare(CLONE_NEWNET): {e}); needs root or CAP_SYS_ADMIN");
         return;
     }
-    bring_lo_up().expect("bring lo up in the new namespace");
+    fakeroot::bring_lo_up().expect("bring lo up in the new namespace");
 
     let listener = Socket::new(Domain::IPV4, Type::STREAM, None).expect("socket");
     listener

@@ -24,6 +24,21 @@ fn host_values() -> Vec<String> {
         .collect()
 }
 
+/// Run `script` in `sh` inside a fresh network namespace with $1 the tool, $2 the profile and
+/// $3 the state directory.
+fn in_netns(script: &str, profile: &std::path::Path, state: &std::path::Path) -> fakeroot::Out {
+    fakeroot::run(Command::new("unshare").args([
+        "-n",
+        "sh",
+        "-c",
+        script,
+        "sh",
+        BIN,
+        profile.to_str().unwrap(),
+        state.to_str().unwrap(),
+    ]))
+}
+
 #[test]
 fn apply_check_rollback_in_a_child_netns_leaves_the_host_alone() {
     let host_before = host_values();
@@ -57,16 +72,7 @@ fn apply_check_rollback_in_a_child_netns_leaves_the_host_alone() {
         show
         echo "== check3"; "$B" --root / check --profile "$P"; echo "rc=$?"
     "#;
-    let o = fakeroot::run(Command::new("unshare").args([
-        "-n",
-        "sh",
-        "-c",
-        script,
-        "sh",
-        BIN,
-        profile.to_str().unwrap(),
-        state.to_str().unwrap(),
-    ]));
+    let o = in_netns(script, &profile, &state);
     let host_after = host_values();
     let _ = std::fs::remove_dir_all(&dir);
     assert_eq!(
@@ -148,16 +154,7 @@ fn a_value_the_kernel_rejects_is_reported_and_nothing_else_breaks() {
         "$1" --root / apply --profile "$2" --yes --state-dir "$3"; echo "rc=$?"
         echo "fin=$(cat /proc/sys/net/ipv4/tcp_fin_timeout) somaxconn=$(cat /proc/sys/net/core/somaxconn)"
     "#;
-    let o = fakeroot::run(Command::new("unshare").args([
-        "-n",
-        "sh",
-        "-c",
-        script,
-        "sh",
-        BIN,
-        profile.to_str().unwrap(),
-        dir.join("state").to_str().unwrap(),
-    ]));
+    let o = in_netns(script, &profile, &dir.join("state"));
     let _ = std::fs::remove_dir_all(&dir);
     assert_eq!(o.code, 0, "{o:?}");
     assert!(
@@ -171,5 +168,54 @@ fn a_value_the_kernel_rejects_is_reported_and_nothing_else_breaks() {
     assert_eq!(
         std::fs::read_to_string("/proc/sys/net/ipv4/tcp_fin_timeout").unwrap(),
         host_fin
+    );
+}
+
+#[test]
+fn a_word_valued_knob_in_a_child_netns() {
+    // tcp_congestion_control is per network namespace: apply, read back, roll back for real.
+    let host_cc = std::fs::read_to_string("/proc/sys/net/ipv4/tcp_congestion_control").unwrap();
+    // Any namespace may pick from the allowed list (cubic, though available, is refused with
+    // EPERM on this machine's kernel).
+    let allowed =
+        std::fs::read_to_string("/proc/sys/net/ipv4/tcp_allowed_congestion_control").unwrap();
+    let want = allowed
+        .split_whitespace()
+        .find(|c| *c != host_cc.trim())
+        .unwrap_or("reno")
+        .to_string();
+    let dir = std::env::temp_dir().join(format!("cstune-netns-cc-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let profile = dir.join("p.conf");
+    std::fs::write(
+        &profile,
+        format!("base = none\nnet.ipv4.tcp_congestion_control = {want}\n"),
+    )
+    .unwrap();
+    let script = r#"
+        before=$(cat /proc/sys/net/ipv4/tcp_congestion_control)
+        "$1" --root / apply --profile "$2" --yes --state-dir "$3"; echo "rc=$?"
+        echo "now=$(cat /proc/sys/net/ipv4/tcp_congestion_control)"
+        "$1" --root / rollback --yes --state-dir "$3"; echo "rc=$?"
+        echo "after=$(cat /proc/sys/net/ipv4/tcp_congestion_control) before=$before"
+    "#;
+    let o = in_netns(script, &profile, &dir.join("state"));
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(o.stdout.contains(&format!("now={want}")), "{o:?}");
+    let after = o
+        .stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("after="))
+        .unwrap();
+    let (a, b) = after.split_once(" before=").unwrap();
+    assert_eq!(a, b, "{o:?}");
+    assert!(
+        !o.stdout.contains("rc=1") && !o.stdout.contains("rc=3"),
+        "{o:?}"
+    );
+    assert_eq!(
+        std::fs::read_to_string("/proc/sys/net/ipv4/tcp_congestion_control").unwrap(),
+        host_cc
     );
 }

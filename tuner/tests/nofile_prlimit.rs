@@ -88,7 +88,7 @@ fn lower_then_raise_soft_up_to_hard() {
     let (_, hard) = limits(pid);
     assert!(hard > 1000, "hard limit {hard} too small for this test");
     let p = pid.to_string();
-    let o = nofile(&["--pid", &p, "--to", "1000"]);
+    let o = nofile(&["--pid", &p, "--to", "1000", "--allow-lower", "--yes"]);
     assert_eq!(o.code, 0, "{o:?}");
     assert!(
         o.stdout.contains(&format!(
@@ -100,10 +100,10 @@ fn lower_then_raise_soft_up_to_hard() {
     assert_eq!(limits(pid), (1000, hard));
 
     let h = hard.to_string();
-    let o = nofile(&["--pid", &p, "--to", &h]);
+    let o = nofile(&["--pid", &p, "--to", &h, "--yes"]);
     assert_eq!(o.code, 0, "{o:?}");
     assert_eq!(limits(pid), (hard, hard));
-    let o = nofile(&["--pid", &p, "--to", &h]);
+    let o = nofile(&["--pid", &p, "--to", &h, "--yes"]);
     assert_eq!(o.code, 0, "{o:?}");
     assert!(o.stdout.contains("nothing to do"), "{o:?}");
 }
@@ -132,8 +132,8 @@ fn raising_the_hard_limit_without_cap_sys_resource_is_refused_and_explained() {
     assert_eq!(before, (1000, 2000));
     let cap = nr_open();
     let to = (before.1 + 1).to_string();
-    let o = nofile(&["--pid", &pid.to_string(), "--to", &to]);
-    assert_eq!(o.code, 2, "{o:?}");
+    let o = nofile(&["--pid", &pid.to_string(), "--to", &to, "--yes"]);
+    assert_eq!(o.code, 3, "a refusal is a failure (3), not CRITICAL: {o:?}");
     assert!(
         o.stderr.contains(&format!(
             "raising the hard limit above {} needs CAP_SYS_RESOURCE, which this process does not have",
@@ -145,8 +145,14 @@ fn raising_the_hard_limit_without_cap_sys_resource_is_refused_and_explained() {
     assert_eq!(limits(pid), before);
 
     // Above fs.nr_open nobody may go, capability or not.
-    let o = nofile(&["--pid", &pid.to_string(), "--to", &(cap + 1).to_string()]);
-    assert_eq!(o.code, 2, "{o:?}");
+    let o = nofile(&[
+        "--pid",
+        &pid.to_string(),
+        "--to",
+        &(cap + 1).to_string(),
+        "--yes",
+    ]);
+    assert_eq!(o.code, 3, "{o:?}");
     assert!(
         o.stderr.contains(&format!("is above fs.nr_open = {cap}")),
         "{o:?}"
@@ -164,8 +170,15 @@ fn another_users_process_and_missing_processes() {
     ]);
     let pid = s.0.id();
     let before = limits(pid);
-    let o = nofile(&["--pid", &pid.to_string(), "--to", "1000"]);
-    assert_eq!(o.code, 2, "{o:?}");
+    let o = nofile(&[
+        "--pid",
+        &pid.to_string(),
+        "--to",
+        "1000",
+        "--allow-lower",
+        "--yes",
+    ]);
+    assert_eq!(o.code, 3, "{o:?}");
     assert!(
         o.stderr
             .contains("belongs to another user and this process lacks CAP_SYS_RESOURCE"),
@@ -176,15 +189,15 @@ fn another_users_process_and_missing_processes() {
     let mut gone = Command::new("true").spawn().unwrap();
     let gone_pid = gone.id();
     gone.wait().unwrap();
-    let o = nofile(&["--pid", &gone_pid.to_string(), "--to", "1000"]);
-    assert_eq!(o.code, 2, "{o:?}");
+    let o = nofile(&["--pid", &gone_pid.to_string(), "--to", "1000", "--yes"]);
+    assert_eq!(o.code, 64, "{o:?}");
     assert!(
         o.stderr.contains(&format!("no process {gone_pid}")),
         "{o:?}"
     );
 
     let o = nofile(&["--pid", "0"]);
-    assert_eq!(o.code, 2);
+    assert_eq!(o.code, 64);
     assert!(o.stderr.contains("--pid must be a process id"), "{o:?}");
     let o = nofile(&["--pid", "1", "--to", "0"]);
     assert!(
@@ -193,5 +206,84 @@ fn another_users_process_and_missing_processes() {
         "{o:?}"
     );
     let o = nofile(&["--pid", "abc"]);
-    assert_eq!(o.code, 2);
+    assert_eq!(o.code, 64);
+}
+
+// Issue 17, defect 4: under a fake root it lowered a real process's soft limit to 100; it had
+// no dry run, no confirmation, lowered without being asked to and accepted kernel threads.
+
+#[test]
+fn a_fake_root_never_touches_a_real_process() {
+    let s = sleeper(&[]);
+    let pid = s.0.id();
+    let before = limits(pid);
+    let r = fakeroot::FakeRoot::new();
+    r.write(
+        &format!("proc/{pid}/limits"),
+        "Max open files            1024                 4096                 files     \n",
+    );
+    let o = fakeroot::run(Command::new(BIN).args([
+        "--root",
+        r.dir.to_str().unwrap(),
+        "nofile",
+        "--pid",
+        &pid.to_string(),
+        "--to",
+        "100",
+        "--allow-lower",
+        "--yes",
+    ]));
+    assert_eq!(o.code, 64, "{o:?}");
+    assert!(o.stderr.contains("is a tree, not this kernel"), "{o:?}");
+    assert_eq!(limits(pid), before, "the live process was changed");
+    // --dry-run shows it from the tree.
+    let o = fakeroot::run(Command::new(BIN).args([
+        "--root",
+        r.dir.to_str().unwrap(),
+        "nofile",
+        "--pid",
+        &pid.to_string(),
+        "--to",
+        "100",
+        "--allow-lower",
+        "--dry-run",
+    ]));
+    assert_eq!(o.code, 0, "{o:?}");
+    assert!(
+        o.stdout
+            .contains("soft 1024 hard 4096 (from the tree's /proc"),
+        "{o:?}"
+    );
+    assert_eq!(limits(pid), before);
+}
+
+#[test]
+fn never_lowers_unasked_and_asks_or_needs_yes() {
+    let s = sleeper(&[]);
+    let pid = s.0.id().to_string();
+    let before = limits(s.0.id());
+    let o = nofile(&["--pid", &pid, "--to", "100", "--yes"]);
+    assert_eq!(o.code, 1, "{o:?}");
+    assert!(o.stdout.contains("pass --allow-lower"), "{o:?}");
+    assert_eq!(limits(s.0.id()), before);
+    let o = nofile(&["--pid", &pid, "--to", "100", "--allow-lower"]);
+    assert_eq!(o.code, 64, "no terminal to ask, no --yes: {o:?}");
+    assert!(o.stderr.contains("Re-run with --yes"), "{o:?}");
+    assert_eq!(limits(s.0.id()), before);
+    let o = nofile(&["--pid", &pid, "--to", "100", "--allow-lower", "--dry-run"]);
+    assert_eq!(o.code, 0, "{o:?}");
+    assert!(o.stdout.contains("dry run: would set"), "{o:?}");
+    assert_eq!(limits(s.0.id()), before);
+}
+
+#[test]
+fn kernel_threads_are_refused() {
+    let stat = std::fs::read_to_string("/proc/2/stat").unwrap_or_default();
+    if !stat.contains("(kthreadd)") {
+        eprintln!("SKIPPED: pid 2 is not kthreadd in this PID namespace");
+        return;
+    }
+    let o = nofile(&["--pid", "2", "--to", "4096", "--dry-run"]);
+    assert_eq!(o.code, 64, "{o:?}");
+    assert!(o.stderr.contains("pid 2 is a kernel thread"), "{o:?}");
 }

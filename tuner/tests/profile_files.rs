@@ -79,8 +79,8 @@ fn committed_limits_d_is_the_builtin_nofile() {
     );
     let dropin = tool(&["profile", "--format", "dropin"]);
     assert_eq!(
-        corestream_tune::profile::parse_limit_nofile(&dropin),
-        Some(n)
+        corestream_tune::probe::unit::parse_limit_nofile(&dropin),
+        vec![Some(n)]
     );
 }
 

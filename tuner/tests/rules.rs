@@ -2,26 +2,17 @@
 //! "after" root whose files were edited the way the kernel would move them in 60 s. Each rule has
 //! a pair that fires it and one that does not; samples go through the real parsers.
 
+mod fakeroot;
+use corestream_tune::finding::{Finding, RemedyKind, Severity};
 use corestream_tune::probe::{self, Sample, Target};
-use corestream_tune::rules::{self, Finding, RemedyKind, Severity, THRESHOLDS};
+use corestream_tune::thresholds::{self, Rule};
+use corestream_tune::{paths, profile, rates, rules};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 const SECS: f64 = 60.0;
 
 struct Tree(PathBuf);
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).expect("mkdir");
-    for e in std::fs::read_dir(from).expect("read fixture dir").flatten() {
-        let (src, dst) = (e.path(), to.join(e.file_name()));
-        if src.is_dir() {
-            copy_dir(&src, &dst);
-        } else {
-            std::fs::copy(&src, &dst).expect("copy fixture");
-        }
-    }
-}
 
 impl Tree {
     fn real() -> Tree {
@@ -32,10 +23,7 @@ impl Tree {
             N.fetch_add(1, Ordering::SeqCst)
         ));
         let _ = std::fs::remove_dir_all(&dir);
-        copy_dir(
-            &Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/linux-6.18"),
-            &dir,
-        );
+        fakeroot::copy_tree(&fakeroot::fixture("linux-6.18"), &dir);
         Tree(dir)
     }
     fn edit(&self, rel: &str, f: impl FnOnce(String) -> String) -> &Self {
@@ -145,18 +133,22 @@ fn bump_stat(text: String, cpu: &str, adds: &[(usize, u64)]) -> String {
 }
 
 fn eval(before: &Tree, after: &Tree) -> Vec<Finding> {
-    rules::evaluate(&before.sample(), &after.sample(), SECS)
+    let (a, mut b) = (before.sample(), after.sample());
+    // What this tool may do live depends on its own capabilities: pin them (as on this
+    // machine and CI: no CAP_SYS_RESOURCE) so the remedies do not depend on who runs the test.
+    b.caller_can_raise_hard = Some(false);
+    rules::evaluate(&a, &b, &rates::between(&a, &b, SECS), &profile::edge())
 }
 
-fn find<'a>(f: &'a [Finding], rule: &str) -> Option<&'a Finding> {
+fn find(f: &[Finding], rule: Rule) -> Option<&Finding> {
     f.iter().find(|x| x.rule == rule)
 }
 
-fn only_rule(f: &[Finding], rule: &str) -> Finding {
+fn only_rule(f: &[Finding], rule: Rule) -> Finding {
     let hit = find(f, rule).unwrap_or_else(|| panic!("{rule} did not fire: {f:#?}"));
     assert!(
         f.iter()
-            .all(|x| x.rule == rule || x.rule == "accept_queue_full"),
+            .all(|x| x.rule == rule || x.rule == Rule::AcceptQueueFull),
         "unexpected extra findings: {f:#?}"
     );
     hit.clone()
@@ -172,6 +164,8 @@ fn real_capture_is_healthy() {
 
 #[test]
 fn every_rule_has_a_threshold_row_and_exit_codes_map() {
+    // Every rule has its row by construction (`Rule::threshold` is an exhaustive match); the
+    // names are the ones JSON and docs print.
     for rule in [
         "listen_overflows",
         "accept_queue_full",
@@ -189,7 +183,10 @@ fn every_rule_has_a_threshold_row_and_exit_codes_map() {
         "somaxconn_low",
         "syncookies_off",
     ] {
-        assert!(THRESHOLDS.iter().any(|t| t.rule == rule), "{rule}");
+        assert!(
+            Rule::ALL.iter().any(|t| t.threshold().rule.name() == rule),
+            "{rule}"
+        );
     }
     assert_eq!(Severity::exit_code(None), 0);
     assert_eq!(Severity::exit_code(Some(Severity::Warning)), 1);
@@ -213,7 +210,7 @@ fn listen_overflows_fires_and_names_the_full_listener() {
         )
     });
     let f = eval(&a, &b);
-    let hit = only_rule(&f, "listen_overflows");
+    let hit = only_rule(&f, Rule::ListenOverflows);
     assert_eq!(hit.severity, Severity::Critical, "12/min > 5/min");
     assert!(hit.subject.contains("127.0.0.1:8080"), "{}", hit.subject);
     assert!(hit
@@ -225,7 +222,7 @@ fn listen_overflows_fires_and_names_the_full_listener() {
         && r.text.contains("port 8080")));
     // The full listener is also its own finding.
     assert_eq!(
-        find(&f, "accept_queue_full").map(|x| x.subject.as_str()),
+        find(&f, Rule::AcceptQueueFull).map(|x| x.subject.as_str()),
         Some("listener 127.0.0.1:8080")
     );
     // 3 in a minute is a warning.
@@ -235,7 +232,7 @@ fn listen_overflows_fires_and_names_the_full_listener() {
     });
     let f = eval(&a, &c);
     assert_eq!(
-        find(&f, "listen_overflows").map(|x| x.severity),
+        find(&f, Rule::ListenOverflows).map(|x| x.severity),
         Some(Severity::Warning)
     );
 }
@@ -247,7 +244,7 @@ fn listen_overflows_quiet_without_increase() {
     b.edit("proc/net/netstat", |t| {
         bump_counter(t, "TcpExt:DelayedACKs", 500)
     });
-    assert!(find(&eval(&a, &b), "listen_overflows").is_none());
+    assert!(find(&eval(&a, &b), Rule::ListenOverflows).is_none());
 }
 
 #[test]
@@ -261,7 +258,7 @@ fn listen_overflows_at_somaxconn_recommends_the_sysctl() {
         bump_counter(t, "TcpExt:ListenOverflows", 100)
     });
     let f = eval(&a, &b);
-    let hit = find(&f, "listen_overflows").expect("fires");
+    let hit = find(&f, Rule::ListenOverflows).expect("fires");
     assert!(
         hit.remedy
             .iter()
@@ -283,7 +280,7 @@ fn accept_queue_full_pair() {
         "corestream-fixtures/listeners",
         "LISTEN 129 128 0.0.0.0:80 0.0.0.0:*\n",
     );
-    let hit = only_rule(&eval(&a, &b), "accept_queue_full");
+    let hit = only_rule(&eval(&a, &b), Rule::AcceptQueueFull);
     assert_eq!(hit.severity, Severity::Warning);
 }
 
@@ -297,7 +294,7 @@ fn syn_queue_drops_pair() {
     b.edit("proc/net/netstat", |t| {
         bump_counter(t, "TcpExt:TCPReqQFullDrop", 2)
     });
-    let hit = only_rule(&eval(&a, &b), "syn_queue_drops");
+    let hit = only_rule(&eval(&a, &b), Rule::SynQueueDrops);
     assert_eq!(hit.severity, Severity::Warning);
     assert!(hit
         .remedy
@@ -311,7 +308,7 @@ fn softnet_dropped_pair() {
     b.edit("proc/net/softnet_stat", |t| bump_softnet(t, 1, 1, 10));
     assert!(eval(&a, &b).is_empty(), "10/min is not above 10/min");
     b.edit("proc/net/softnet_stat", |t| bump_softnet(t, 1, 1, 15));
-    let hit = only_rule(&eval(&a, &b), "softnet_dropped");
+    let hit = only_rule(&eval(&a, &b), Rule::SoftnetDropped);
     assert_eq!(hit.severity, Severity::Warning);
     assert!(hit
         .evidence
@@ -329,7 +326,7 @@ fn softnet_squeezed_pair() {
     b.edit("proc/net/softnet_stat", |t| bump_softnet(t, 0, 2, 5));
     assert!(eval(&a, &b).is_empty());
     b.edit("proc/net/softnet_stat", |t| bump_softnet(t, 0, 2, 40));
-    let hit = only_rule(&eval(&a, &b), "softnet_squeezed");
+    let hit = only_rule(&eval(&a, &b), Rule::SoftnetSqueezed);
     assert!(
         hit.remedy
             .iter()
@@ -356,7 +353,7 @@ fn net_rx_imbalance_pair() {
     d.edit("proc/softirqs", |t| {
         bump_softirq(bump_softirq(t, "NET_RX", 0, 60_000), "NET_RX", 1, 600)
     });
-    let hit = only_rule(&eval(&a, &d), "net_rx_imbalance");
+    let hit = only_rule(&eval(&a, &d), Rule::NetRxImbalance);
     assert_eq!(hit.subject, "cpu0");
     assert!(hit.remedy.iter().any(
         |r| r.text.contains("/sys/class/net/eth0/queues/rx-0/rps_cpus")
@@ -377,7 +374,7 @@ fn softirq_cpu_pair() {
     let c = Tree::real();
     // 100 ticks, 70 in softirq = 70% -> critical.
     c.edit("proc/stat", |t| bump_stat(t, "cpu1", &[(3, 30), (6, 70)]));
-    let hit = only_rule(&eval(&a, &c), "softirq_cpu");
+    let hit = only_rule(&eval(&a, &c), Rule::SoftirqCpu);
     assert_eq!(
         (hit.subject.as_str(), hit.severity),
         ("cpu1", Severity::Critical)
@@ -412,7 +409,7 @@ fn process_fds_pair() {
     assert!(eval(&a, &b).is_empty(), "112 of 16384");
     b.edit("proc/4242/limits", |t| limits_with(t, "128", "4096"));
     let f = eval(&a, &b);
-    let hit = find(&f, "process_fds").expect("112 of 128 = 87%");
+    let hit = find(&f, Rule::ProcessFds).expect("112 of 128 = 87%");
     assert_eq!(hit.severity, Severity::Warning);
     assert!(hit
         .remedy
@@ -426,7 +423,7 @@ fn process_fds_pair() {
     );
     b.edit("proc/4242/limits", |t| limits_with(t, "115", "115"));
     let f = eval(&a, &b);
-    let hit = find(&f, "process_fds").expect("112 of 115 = 97%");
+    let hit = find(&f, Rule::ProcessFds).expect("112 of 115 = 97%");
     assert_eq!(hit.severity, Severity::Critical);
     assert!(
         hit.remedy
@@ -443,10 +440,10 @@ fn nofile_soft_low_pair() {
     b.edit("proc/4242/limits", |t| limits_with(t, "4096", "524288"));
     assert!(eval(&a, &b).is_empty());
     b.edit("proc/4242/limits", |t| limits_with(t, "1024", "524288"));
-    let hit = only_rule(&eval(&a, &b), "nofile_soft_low");
+    let hit = only_rule(&eval(&a, &b), Rule::NofileSoftLow);
     assert!(
-        hit.remedy.iter().any(|r| r.text == "LimitNOFILE=1048576"),
-        "{:?}",
+        hit.remedy.iter().any(|r| r.text == "LimitNOFILE=262144"),
+        "the profile's nofile, issue 17 defect 5: {:?}",
         hit.remedy
     );
 }
@@ -458,11 +455,11 @@ fn system_fds_pair() {
     assert!(eval(&a, &b).is_empty(), "80% is not above 80%");
     b.write("proc/sys/fs/file-nr", "850\t0\t1000\n");
     assert_eq!(
-        only_rule(&eval(&a, &b), "system_fds").severity,
+        only_rule(&eval(&a, &b), Rule::SystemFds).severity,
         Severity::Warning
     );
     b.write("proc/sys/fs/file-nr", "950\t0\t1000\n");
-    let hit = only_rule(&eval(&a, &b), "system_fds");
+    let hit = only_rule(&eval(&a, &b), Rule::SystemFds);
     assert_eq!(hit.severity, Severity::Critical);
     assert!(hit
         .remedy
@@ -478,11 +475,11 @@ fn tcp_memory_pair() {
     assert!(eval(&a, &b).is_empty(), "at, not above, pressure");
     b.edit("proc/net/sockstat", |t| t.replace("mem 2000", "mem 2500"));
     assert_eq!(
-        only_rule(&eval(&a, &b), "tcp_memory").severity,
+        only_rule(&eval(&a, &b), Rule::TcpMemory).severity,
         Severity::Warning
     );
     b.edit("proc/net/sockstat", |t| t.replace("mem 2500", "mem 3700"));
-    let hit = only_rule(&eval(&a, &b), "tcp_memory");
+    let hit = only_rule(&eval(&a, &b), Rule::TcpMemory);
     assert_eq!(hit.severity, Severity::Critical);
     assert!(hit
         .remedy
@@ -494,7 +491,7 @@ fn tcp_memory_pair() {
         bump_counter(t, "TcpExt:TCPAbortOnMemory", 1)
     });
     assert_eq!(
-        only_rule(&eval(&a, &c), "tcp_memory").severity,
+        only_rule(&eval(&a, &c), Rule::TcpMemory).severity,
         Severity::Critical
     );
 }
@@ -509,7 +506,7 @@ fn tcp_backlog_drops_pair() {
     b.edit("proc/net/netstat", |t| {
         bump_counter(t, "TcpExt:TCPBacklogDrop", 20)
     });
-    only_rule(&eval(&a, &b), "tcp_backlog_drops");
+    only_rule(&eval(&a, &b), Rule::TcpBacklogDrops);
 }
 
 #[test]
@@ -518,12 +515,12 @@ fn somaxconn_low_pair() {
     b.write("proc/sys/net/core/somaxconn", "4096\n");
     assert!(eval(&a, &b).is_empty());
     b.write("proc/sys/net/core/somaxconn", "128\n");
-    let hit = only_rule(&eval(&a, &b), "somaxconn_low");
+    let hit = only_rule(&eval(&a, &b), Rule::SomaxconnLow);
     assert!(hit
         .remedy
         .iter()
         .any(|r| r.text == "net.core.somaxconn = 4096"
-            && r.file.as_deref() == Some(rules::SYSCTL_FILE)));
+            && r.file.as_deref() == Some(paths::shown(paths::SYSCTL_D).as_str())));
 }
 
 #[test]
@@ -532,7 +529,7 @@ fn syncookies_off_pair() {
     b.write("proc/sys/net/ipv4/tcp_syncookies", "2\n");
     assert!(eval(&a, &b).is_empty());
     b.write("proc/sys/net/ipv4/tcp_syncookies", "0\n");
-    let hit = only_rule(&eval(&a, &b), "syncookies_off");
+    let hit = only_rule(&eval(&a, &b), Rule::SyncookiesOff);
     assert!(hit
         .remedy
         .iter()
@@ -545,7 +542,7 @@ fn counter_reset_is_not_a_negative_rate() {
     a.edit("proc/net/netstat", |t| {
         bump_counter(t, "TcpExt:ListenOverflows", 1000)
     });
-    let r = rules::rates(&a.sample(), &b.sample(), SECS);
+    let r = rates::between(&a.sample(), &b.sample(), SECS);
     assert_eq!(r.counters.get("TcpExt:ListenOverflows"), Some(&0.0));
     assert!(eval(&a, &b).is_empty());
 }
@@ -556,10 +553,10 @@ fn docs_print_the_same_thresholds_table() {
         Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/sre-diagnose.md"),
     )
     .expect("docs/sre-diagnose.md");
-    let table = rules::thresholds_markdown();
+    let table = thresholds::markdown();
     assert!(
         doc.contains(&table),
-        "docs/sre-diagnose.md must contain this table (rules::thresholds_markdown()):\n{table}"
+        "docs/sre-diagnose.md must contain this table (thresholds::markdown()):\n{table}"
     );
 }
 
@@ -586,7 +583,7 @@ fn extreme_settings_do_not_overflow() {
     b.write("proc/sys/net/core/netdev_budget", "9223372036854775807\n");
     b.edit("proc/net/softnet_stat", |t| bump_softnet(t, 0, 2, 40));
     let f = eval(&a, &b);
-    let low = find(&f, "nofile_soft_low").expect("1024 is low");
+    let low = find(&f, Rule::NofileSoftLow).expect("1024 is low");
     // nr_open caps what LimitNOFILE can be: with no room left, raise it first.
     assert!(
         low.remedy.iter().any(|r| r.text == "fs.nr_open = 1048576"),
@@ -594,11 +591,129 @@ fn extreme_settings_do_not_overflow() {
         low.remedy
     );
     assert!(
-        low.remedy.iter().any(|r| r.text == "LimitNOFILE=1048576"),
+        low.remedy.iter().any(|r| r.text == "LimitNOFILE=262144"),
         "{:?}",
         low.remedy
     );
-    assert!(find(&f, "somaxconn_low").is_some());
-    assert!(find(&f, "softnet_squeezed")
+    assert!(find(&f, Rule::SomaxconnLow).is_some());
+    assert!(find(&f, Rule::SoftnetSqueezed)
         .is_some_and(|x| x.remedy[0].text == "net.core.netdev_budget = 9223372036854775807"));
+}
+
+#[test]
+fn net_rx_imbalance_in_a_child_netns_proposes_no_host_device_change() {
+    // Issue 17, defect 1: inside `unshare -n` or a container, RPS on the host's NIC is no fix
+    // for loopback traffic and would change the host.
+    let (a, d) = (Tree::real(), Tree::real());
+    d.edit("proc/softirqs", |t| {
+        bump_softirq(bump_softirq(t, "NET_RX", 0, 60_000), "NET_RX", 1, 600)
+    });
+    d.write("proc/self/ns/net", "net:[4026532174]\n");
+    d.write("proc/self/ns/pid", "pid:[4026531836]\n");
+    d.write("proc/1/ns/net", "net:[4026531833]\n");
+    let hit = only_rule(&eval(&a, &d), Rule::NetRxImbalance);
+    assert!(
+        hit.remedy.iter().all(|r| !r.text.contains("rps_cpus")),
+        "{:?}",
+        hit.remedy
+    );
+    assert!(
+        hit.remedy
+            .iter()
+            .any(|r| r.text.contains("child network namespace")),
+        "{:?}",
+        hit.remedy
+    );
+}
+
+#[test]
+fn fd_remedies_agree_on_one_value_one_file_and_the_process_unit() {
+    // Issue 17, defect 5: 65536 in one rule, 1048576 in another, 262144 written by apply,
+    // override.conf in the text and nofile.conf on disk, always corestream.service.
+    let (a, b) = (Tree::real(), Tree::real());
+    b.edit("proc/4242/limits", |t| limits_with(t, "128", "128"));
+    add_fds(&b, 100);
+    b.write(
+        "proc/4242/cgroup",
+        "0::/system.slice/corestream@9181.service\n",
+    );
+    let f = eval(&a, &b);
+    let (want, _) = profile::edge().nofile.expect("profile nofile");
+    for rule in [Rule::ProcessFds, Rule::NofileSoftLow] {
+        let hit = find(&f, rule).unwrap_or_else(|| panic!("{rule}: {f:#?}"));
+        let unit: Vec<_> = hit
+            .remedy
+            .iter()
+            .filter(|r| r.kind == RemedyKind::UnitFile)
+            .collect();
+        assert_eq!(unit.len(), 1, "{:?}", hit.remedy);
+        assert_eq!(unit[0].text, format!("LimitNOFILE={want}"));
+        assert_eq!(
+            unit[0].file.as_deref(),
+            Some("/etc/systemd/system/corestream@9181.service.d/nofile.conf")
+        );
+        assert!(hit
+            .remedy
+            .iter()
+            .any(|r| r.text.contains("systemctl restart corestream@9181.service")));
+    }
+    // Outside any service: limits.d (or ulimit), not a unit it does not run in.
+    b.write(
+        "proc/4242/cgroup",
+        "0::/user.slice/user-1000.slice/session-3.scope\n",
+    );
+    let f = eval(&a, &b);
+    let hit = find(&f, Rule::ProcessFds).expect("fires");
+    assert!(
+        hit.remedy.iter().all(|r| r.kind != RemedyKind::UnitFile),
+        "{:?}",
+        hit.remedy
+    );
+    assert!(
+        hit.remedy.iter().any(|r| r.kind == RemedyKind::LimitsFile
+            && r.text
+                .starts_with(&format!("corestream soft nofile {want}"))
+            && r.text.contains("ulimit -n")),
+        "{:?}",
+        hit.remedy
+    );
+}
+
+#[test]
+fn live_raise_remedy_is_the_command_that_works() {
+    // Issue 17, defect 4: `nofile --pid N` without --to asks for the profile's value, which
+    // needs CAP_SYS_RESOURCE; up to the hard limit needs nothing.
+    let (a, b) = (Tree::real(), Tree::real());
+    b.edit("proc/4242/limits", |t| limits_with(t, "128", "4096"));
+    add_fds(&b, 100);
+    let f = eval(&a, &b);
+    let hit = find(&f, Rule::ProcessFds).expect("fires");
+    assert!(
+        hit.remedy.iter().any(|r| r
+            .text
+            .starts_with("corestream-tune nofile --pid 4242 --to 4096 ")),
+        "{:?}",
+        hit.remedy
+    );
+}
+
+#[test]
+fn listen_overflows_says_what_the_counter_counts() {
+    // Issue 17, defect 6: ListenOverflows counts dropped handshake packets (retransmits
+    // included), not connections.
+    let (a, b) = (Tree::real(), Tree::real());
+    b.edit("proc/net/netstat", |t| {
+        bump_counter(t, "TcpExt:ListenOverflows", 12)
+    });
+    let hit = only_rule(&eval(&a, &b), Rule::ListenOverflows);
+    assert!(
+        !hit.summary.contains("connections overflowed"),
+        "{}",
+        hit.summary
+    );
+    assert!(
+        hit.summary.contains("was full 12 times") && hit.summary.contains("not distinct clients"),
+        "{}",
+        hit.summary
+    );
 }

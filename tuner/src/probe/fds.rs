@@ -1,16 +1,12 @@
 //! File descriptors: system-wide (`fs.file-nr` against `fs.file-max`, `fs.nr_open`) and per
-//! process (entries of `/proc/PID/fd` against RLIMIT_NOFILE from `/proc/PID/limits`, parsed by
-//! `procfs_core::process::Limits`), plus whether the process may raise its hard limit
+//! process (entries of `/proc/PID/fd` against RLIMIT_NOFILE from `/proc/PID/limits`), plus whether the process may raise its hard limit
 //! (CAP_SYS_RESOURCE in `CapEff` of `/proc/PID/status`).
 
+use super::caps;
+use crate::paths;
 use anyhow::{bail, Context};
-use procfs_core::process::{LimitValue, Limits};
-use procfs_core::FromRead;
 use serde::Serialize;
 use std::path::Path;
-
-/// CAP_SYS_RESOURCE, from linux/capability.h.
-const CAP_SYS_RESOURCE: u32 = 24;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub struct FileNr {
@@ -49,65 +45,74 @@ pub struct ProcessFds {
     pub hard_limit: Option<u64>,
     /// CAP_SYS_RESOURCE in the effective set: the process may raise its own hard limit.
     pub cap_sys_resource: Option<bool>,
+    /// The systemd unit it runs in, from `/proc/PID/cgroup` (`corestream.service`); `None`
+    /// outside any service (a login session, a container's init) or when unreadable.
+    pub unit: Option<String>,
 }
 
-fn limit(v: &LimitValue) -> Option<u64> {
-    match v {
-        LimitValue::Unlimited => None,
-        LimitValue::Value(n) => Some(*n),
-    }
+/// The systemd service of a `/proc/PID/cgroup` text: the innermost `*.service` on the unified
+/// (`0::`) line, else on the v1 `name=systemd` line.
+pub fn parse_cgroup_unit(text: &str) -> Option<String> {
+    let service = |path: &str| {
+        path.rsplit('/')
+            .find(|c| c.ends_with(".service"))
+            .map(String::from)
+    };
+    let line = |prefix: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(prefix))
+            .and_then(service)
+    };
+    line("0::").or_else(|| {
+        text.lines()
+            .find_map(|l| l.split_once(":name=systemd:").map(|x| x.1))
+            .and_then(service)
+    })
 }
 
-/// (soft, hard) RLIMIT_NOFILE from the text of `/proc/PID/limits`.
+/// (soft, hard) RLIMIT_NOFILE from the text of `/proc/PID/limits`; `None` is unlimited.
+///
+/// Only the `Max open files` row is read: `procfs_core::process::Limits` insists on all sixteen
+/// rows (and indexes short lines unchecked), so a partial file, as a container or a test tree
+/// may show, would lose the one limit we need.
 pub fn parse_nofile(limits_text: &str) -> anyhow::Result<(Option<u64>, Option<u64>)> {
-    // procfs-core indexes `words - 3` without checking, which overflows (a panic in debug builds)
-    // on a short or blank line; every real line has a name, soft, hard (and units), so blank
-    // lines are dropped and short ones rejected before procfs sees the text.
-    let mut clean = String::with_capacity(limits_text.len());
-    for (i, line) in limits_text.lines().enumerate() {
-        match line.split_whitespace().count() {
-            0 => continue,
-            1 | 2 => bail!(
-                "line {}: {line:?} is not a `Name Soft Hard Units` limits line",
-                i + 1
-            ),
-            _ => {
-                clean.push_str(line);
-                clean.push('\n');
-            }
+    let line = limits_text
+        .lines()
+        .find_map(|l| l.trim_start().strip_prefix("Max open files"))
+        .context("no `Max open files` line in /proc/PID/limits")?;
+    let mut w = line.split_whitespace();
+    let mut next = |what: &str| -> anyhow::Result<Option<u64>> {
+        let v = w
+            .next()
+            .with_context(|| format!("`Max open files` has no {what} limit: {line:?}"))?;
+        if v == "unlimited" {
+            return Ok(None);
         }
-    }
-    let l = Limits::from_read(clean.as_bytes())
-        .map_err(|e| anyhow::anyhow!("{e}"))
-        .context("procfs could not parse /proc/PID/limits")?;
-    Ok((
-        limit(&l.max_open_files.soft_limit),
-        limit(&l.max_open_files.hard_limit),
-    ))
+        v.parse::<u64>()
+            .map(Some)
+            .with_context(|| format!("{what} limit {v:?} is not a number"))
+    };
+    Ok((next("soft")?, next("hard")?))
 }
 
 /// Whether `CapEff` in the text of `/proc/PID/status` holds CAP_SYS_RESOURCE.
 pub fn parse_cap_sys_resource(status_text: &str) -> anyhow::Result<bool> {
-    let hex = status_text
-        .lines()
-        .find_map(|l| l.strip_prefix("CapEff:"))
-        .context("no CapEff line in status")?
-        .trim();
-    let caps =
-        u64::from_str_radix(hex, 16).with_context(|| format!("CapEff {hex:?} is not hex"))?;
-    Ok(caps & (1 << CAP_SYS_RESOURCE) != 0)
+    Ok(caps::has(
+        caps::parse_eff(status_text)?,
+        caps::CAP_SYS_RESOURCE,
+    ))
 }
 
 /// PIDs under `<root>/proc` whose `comm` equals `name`, sorted.
 pub fn find_by_name(root: &Path, name: &str) -> Vec<u32> {
-    let Ok(entries) = std::fs::read_dir(root.join("proc")) else {
+    let Ok(entries) = std::fs::read_dir(paths::under(root, paths::PROC)) else {
         return Vec::new();
     };
     let mut pids: Vec<u32> = entries
         .flatten()
         .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
         .filter(|pid| {
-            std::fs::read_to_string(root.join(format!("proc/{pid}/comm")))
+            std::fs::read_to_string(paths::under(root, &paths::pid(*pid, "comm")))
                 .map(|c| c.trim_end_matches('\n') == name)
                 .unwrap_or(false)
         })
@@ -118,7 +123,7 @@ pub fn find_by_name(root: &Path, name: &str) -> Vec<u32> {
 
 /// Open fds and limits of one process beneath `root`.
 pub fn process(root: &Path, pid: u32) -> anyhow::Result<ProcessFds> {
-    let dir = root.join(format!("proc/{pid}"));
+    let dir = paths::under(root, &paths::pid(pid, ""));
     if !dir.is_dir() {
         bail!("no process {pid}: {} does not exist", dir.display());
     }
@@ -142,6 +147,9 @@ pub fn process(root: &Path, pid: u32) -> anyhow::Result<ProcessFds> {
     let cap_sys_resource = std::fs::read_to_string(dir.join("status"))
         .ok()
         .and_then(|s| parse_cap_sys_resource(&s).ok());
+    let unit = std::fs::read_to_string(dir.join("cgroup"))
+        .ok()
+        .and_then(|t| parse_cgroup_unit(&t));
     Ok(ProcessFds {
         pid,
         comm,
@@ -149,5 +157,6 @@ pub fn process(root: &Path, pid: u32) -> anyhow::Result<ProcessFds> {
         soft_limit,
         hard_limit,
         cap_sys_resource,
+        unit,
     })
 }

@@ -9,6 +9,7 @@
 //! 3. `<root>/proc/net/tcp` and `tcp6` (parsed by `procfs_core`): the current queue length only,
 //!    the maximum is unknown. Used for a fake root, or when netlink is refused.
 
+use crate::paths;
 use anyhow::{bail, Context};
 use netlink_packet_core::{
     NetlinkHeader, NetlinkMessage, NetlinkPayload, NLM_F_DUMP, NLM_F_REQUEST,
@@ -25,9 +26,6 @@ use serde::Serialize;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::Path;
 
-/// Relative path of the captured `ss -Hlnt` output beneath the root.
-pub const FIXTURE: &str = "corestream-fixtures/listeners";
-
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Listener {
     pub address: SocketAddr,
@@ -35,6 +33,10 @@ pub struct Listener {
     pub accept_queue: u32,
     /// Accept-queue maximum (Send-Q of `ss -lnt`); None when read from /proc/net/tcp.
     pub backlog: Option<u32>,
+    /// Socket inode, to find the owning process (`None` in an `ss` capture).
+    pub inode: Option<u64>,
+    /// Processes holding it (pid, comm), as `ss -lntp` shows them.
+    pub owners: Vec<(u32, String)>,
 }
 
 impl Listener {
@@ -64,7 +66,7 @@ impl Source {
     pub fn describe(&self) -> &'static str {
         match self {
             Source::Netlink => "sock_diag netlink (inet_diag), current network namespace",
-            Source::Fixture => FIXTURE,
+            Source::Fixture => paths::LISTENERS_FIXTURE,
             Source::ProcNetTcp => "/proc/net/tcp and /proc/net/tcp6",
         }
     }
@@ -79,7 +81,7 @@ pub struct Listeners {
 }
 
 pub fn probe(root: &Path) -> anyhow::Result<Listeners> {
-    let fixture = root.join(FIXTURE);
+    let fixture = paths::under(root, paths::LISTENERS_FIXTURE);
     if fixture.exists() {
         let text = std::fs::read_to_string(&fixture)
             .with_context(|| format!("cannot read {}", fixture.display()))?;
@@ -108,12 +110,12 @@ pub fn probe(root: &Path) -> anyhow::Result<Listeners> {
         }
     }
     let mut sockets = Vec::new();
-    for f in ["proc/net/tcp", "proc/net/tcp6"] {
-        let path = root.join(f);
+    for f in [paths::NET_TCP, paths::NET_TCP6] {
+        let path = paths::under(root, f);
         // tcp6 is absent when IPv6 is disabled; tcp must exist.
         let text = match std::fs::read_to_string(&path) {
             Ok(t) => t,
-            Err(e) if f.ends_with('6') && e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) if f == paths::NET_TCP6 && e.kind() == std::io::ErrorKind::NotFound => continue,
             Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
         };
         sockets
@@ -135,8 +137,7 @@ pub fn parse_proc_net_tcp(text: &str) -> anyhow::Result<Vec<Listener>> {
         // Addresses in /proc/net/tcp are in host byte order of the kernel that wrote them.
         is_little_endian: cfg!(target_endian = "little"),
     };
-    let entries = TcpNetEntries::from_read(text.as_bytes(), &info)
-        .map_err(|e| anyhow::anyhow!("procfs: {e}"))?;
+    let entries = TcpNetEntries::from_read(text.as_bytes(), &info).map_err(super::procfs_error)?;
     Ok(entries
         .0
         .into_iter()
@@ -145,6 +146,8 @@ pub fn parse_proc_net_tcp(text: &str) -> anyhow::Result<Vec<Listener>> {
             address: e.local_address,
             accept_queue: e.rx_queue,
             backlog: None,
+            inode: Some(e.inode),
+            owners: Vec::new(),
         })
         .collect())
 }
@@ -174,6 +177,8 @@ pub fn parse_ss(text: &str) -> anyhow::Result<Vec<Listener>> {
             address: parse_ss_addr(w[3]).with_context(|| format!("line {}", i + 1))?,
             accept_queue: q(w[1])?,
             backlog: Some(q(w[2])?),
+            inode: None,
+            owners: Vec::new(),
         });
     }
     Ok(out)
@@ -252,6 +257,8 @@ pub fn netlink_dump() -> anyhow::Result<Vec<Listener>> {
                             ),
                             accept_queue: h.recv_queue,
                             backlog: Some(h.send_queue),
+                            inode: Some(u64::from(h.inode)),
+                            owners: Vec::new(),
                         });
                     }
                     NetlinkPayload::Done(_) => break 'dump,

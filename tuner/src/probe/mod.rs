@@ -4,27 +4,31 @@
 //! A probe that cannot read its file does not fail the sample: the gap is recorded in
 //! [`Sample::notes`] so `diagnose` can say what it could not see (containers hide some files).
 
+pub mod caps;
+pub mod conntrack;
 pub mod fds;
+pub mod interrupts;
 pub mod listeners;
+pub mod netdev;
+pub mod netns;
 pub mod netstat;
+pub mod nic;
+pub mod sockets;
 pub mod sockstat;
 pub mod softirqs;
 pub mod softnet;
 pub mod stat;
 pub mod sysctls;
+pub mod unit;
 
+use crate::paths;
 use anyhow::Context;
 use serde::Serialize;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Instant;
 
 /// Process name `diagnose` and `watch` look for when no `--pid` is given.
 pub const DEFAULT_PROCESS: &str = "corestream";
-
-/// Path of `rel` (e.g. `proc/net/netstat`) beneath `root`.
-pub fn path(root: &Path, rel: &str) -> PathBuf {
-    root.join(rel.trim_start_matches('/'))
-}
 
 /// Read and parse one file beneath `root`; errors name the full path.
 pub fn read_parse<T>(
@@ -32,10 +36,21 @@ pub fn read_parse<T>(
     rel: &str,
     parse: impl FnOnce(&str) -> anyhow::Result<T>,
 ) -> anyhow::Result<T> {
-    let p = path(root, rel);
+    let p = paths::under(root, rel);
     let text =
         std::fs::read_to_string(&p).with_context(|| format!("cannot read {}", p.display()))?;
     parse(&text).with_context(|| format!("cannot parse {}", p.display()))
+}
+
+/// A procfs-core error in words for an SRE. Its "internal error" text names a source line of
+/// the crate and asks to report a bug; what it means to us is a malformed line in the file.
+pub fn procfs_error(e: procfs_core::ProcError) -> anyhow::Error {
+    match e {
+        procfs_core::ProcError::InternalError(_) => anyhow::anyhow!(
+            "a line is malformed (a field is missing or not a number): is this a complete copy of the kernel's file?"
+        ),
+        other => anyhow::anyhow!("{other}"),
+    }
 }
 
 /// Which processes to look at.
@@ -59,50 +74,137 @@ pub struct Sample {
     pub file_nr: Option<fds::FileNr>,
     pub processes: Vec<fds::ProcessFds>,
     pub sysctls: sysctls::Sysctls,
+    pub interrupts: Option<interrupts::Interrupts>,
+    /// Per interface counters from `/proc/net/dev`.
+    pub netdev: Option<Vec<netdev::IfStats>>,
+    pub nics: nic::Nics,
+    /// `None` when nf_conntrack is not loaded.
+    pub conntrack: Option<conntrack::Conntrack>,
+    /// Destinations with the most ephemeral ports in use (at most [`TOP`]).
+    pub destinations: Vec<sockets::Destination>,
+    /// Processes with the most open files (at most [`TOP`]).
+    pub top_fds: Vec<sockets::FdUser>,
+    /// Whether this process (not the target) may raise a hard limit: CAP_SYS_RESOURCE.
+    pub caller_can_raise_hard: Option<bool>,
+    /// Whose network namespace this is: device remedies only fit the host's.
+    pub netns: netns::Netns,
     /// What could not be read, and why.
     pub notes: Vec<String>,
+    /// Probes the rules need that could not be read: a verdict over this sample is UNKNOWN,
+    /// not OK (`/proc/net/netstat`, `pid 4242`, ...).
+    pub unknown: Vec<String>,
 }
 
-fn keep<T>(notes: &mut Vec<String>, r: anyhow::Result<T>) -> Option<T> {
-    match r {
-        Ok(v) => Some(v),
-        Err(e) => {
-            notes.push(format!("{e:#}"));
-            None
+/// What a sample could not see: every gap as a sentence (`notes`), and the probes rules
+/// depend on (`unknown`), which make a verdict UNKNOWN rather than OK.
+#[derive(Default)]
+struct Gaps {
+    notes: Vec<String>,
+    unknown: Vec<String>,
+}
+
+impl Gaps {
+    fn keep<T>(&mut self, what: &str, r: anyhow::Result<T>) -> Option<T> {
+        match r {
+            Ok(v) => Some(v),
+            Err(e) => {
+                self.notes.push(format!("{e:#}"));
+                self.unknown.push(what.to_string());
+                None
+            }
         }
     }
+}
+
+/// How many destinations and fd consumers a sample keeps.
+pub const TOP: usize = 10;
+
+/// Gaps that do not blind a rule: recorded as notes only.
+fn soft<T>(notes: &mut Vec<String>, r: anyhow::Result<T>) -> Option<T> {
+    r.map_err(|e| notes.push(format!("{e:#}"))).ok()
+}
+
+fn conntrack(
+    root: &Path,
+    s: &sysctls::Sysctls,
+    notes: &mut Vec<String>,
+) -> Option<conntrack::Conntrack> {
+    let count = s.int(conntrack::COUNT)?;
+    let max = s.int(conntrack::MAX)?;
+    let stat = if paths::under(root, conntrack::STAT).exists() {
+        soft(
+            notes,
+            read_parse(root, conntrack::STAT, conntrack::parse_stat),
+        )
+    } else {
+        None
+    };
+    Some(conntrack::Conntrack {
+        count: u64::try_from(count).unwrap_or(0),
+        max: u64::try_from(max).unwrap_or(0),
+        stat,
+    })
+}
+
+fn destinations(root: &Path, s: &sysctls::Sysctls) -> anyhow::Result<Vec<sockets::Destination>> {
+    let Some(r) = s
+        .ints("net.ipv4.ip_local_port_range")
+        .filter(|r| r.len() == 2)
+    else {
+        return Ok(Vec::new());
+    };
+    let port = |v: i64| u16::try_from(v).unwrap_or(u16::MAX);
+    let mut texts = Vec::new();
+    for f in [paths::NET_TCP, paths::NET_TCP6] {
+        if let Ok(t) = std::fs::read_to_string(paths::under(root, f)) {
+            texts.push(t);
+        }
+    }
+    let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+    let mut d = sockets::ports_per_destination(&refs, (port(r[0]), port(r[1]))).map_err(|e| {
+        e.context(format!(
+            "ephemeral ports from {}",
+            paths::shown(paths::NET_TCP)
+        ))
+    })?;
+    d.truncate(TOP);
+    Ok(d)
 }
 
 /// Read every probe once.
 pub fn take(root: &Path, target: &Target) -> Sample {
-    let mut notes = Vec::new();
+    let mut g = Gaps::default();
     let taken = Instant::now();
-    let softirqs = keep(
-        &mut notes,
-        read_parse(root, "proc/softirqs", softirqs::parse),
+    let read = |rel: &str| paths::shown(rel);
+    let softirqs = g.keep(
+        &read(paths::SOFTIRQS),
+        read_parse(root, paths::SOFTIRQS, softirqs::parse),
     );
-    let stat = keep(&mut notes, read_parse(root, "proc/stat", stat::parse));
-    let softnet = keep(
-        &mut notes,
-        read_parse(root, "proc/net/softnet_stat", softnet::parse),
+    let stat = g.keep(
+        &read(paths::STAT),
+        read_parse(root, paths::STAT, stat::parse),
+    );
+    let softnet = g.keep(
+        &read(paths::SOFTNET_STAT),
+        read_parse(root, paths::SOFTNET_STAT, softnet::parse),
     );
     let mut counters = netstat::Counters::default();
-    for f in ["proc/net/netstat", "proc/net/snmp"] {
-        if let Some(c) = keep(&mut notes, read_parse(root, f, netstat::parse)) {
+    for f in [paths::NETSTAT, paths::SNMP] {
+        if let Some(c) = g.keep(&read(f), read_parse(root, f, netstat::parse)) {
             counters.merge(c);
         }
     }
-    let sockstat = keep(
-        &mut notes,
-        read_parse(root, "proc/net/sockstat", sockstat::parse),
+    let sockstat = g.keep(
+        &read(paths::SOCKSTAT),
+        read_parse(root, paths::SOCKSTAT, sockstat::parse),
     );
-    let listeners = keep(&mut notes, listeners::probe(root));
+    let mut listeners = g.keep("listening sockets", listeners::probe(root));
     if let Some(n) = listeners.as_ref().and_then(|l| l.note.clone()) {
-        notes.push(n);
+        g.notes.push(n);
     }
-    let file_nr = keep(
-        &mut notes,
-        read_parse(root, "proc/sys/fs/file-nr", fds::parse_file_nr),
+    let file_nr = g.keep(
+        &read(paths::FILE_NR),
+        read_parse(root, paths::FILE_NR, fds::parse_file_nr),
     );
     let pids = match target {
         Target::Pids(p) => p.clone(),
@@ -110,8 +212,38 @@ pub fn take(root: &Path, target: &Target) -> Sample {
     };
     let processes = pids
         .iter()
-        .filter_map(|&pid| keep(&mut notes, fds::process(root, pid)))
+        .filter_map(|&pid| g.keep(&format!("pid {pid}"), fds::process(root, pid)))
         .collect();
+    let mut notes = Vec::new();
+    let interrupts = soft(
+        &mut notes,
+        read_parse(root, paths::INTERRUPTS, interrupts::parse),
+    );
+    let netdev = soft(&mut notes, read_parse(root, paths::NET_DEV, netdev::parse));
+    let nics = nic::read(root, interrupts.as_ref());
+    let sysctls = sysctls::with_nics(root, &nics);
+    let conntrack = conntrack(root, &sysctls, &mut notes);
+    let destinations = soft(&mut notes, destinations(root, &sysctls)).unwrap_or_default();
+    let wanted: std::collections::HashSet<u64> = listeners
+        .iter()
+        .flat_map(|l| l.sockets.iter().filter_map(|s| s.inode))
+        .collect();
+    let owners = sockets::owners(root, &wanted, TOP);
+    if let Some(ls) = listeners.as_mut() {
+        for s in ls.sockets.iter_mut() {
+            if let Some(o) = s.inode.and_then(|i| owners.sockets.get(&i)) {
+                s.owners = o.clone();
+            }
+        }
+    }
+    g.notes.extend(notes);
+    if sysctls.values.is_empty() {
+        g.notes.push(format!(
+            "no kernel setting readable beneath {}",
+            paths::under(root, paths::PROC_SYS).display()
+        ));
+        g.unknown.push(read(paths::PROC_SYS));
+    }
     Sample {
         taken,
         softirqs,
@@ -122,7 +254,16 @@ pub fn take(root: &Path, target: &Target) -> Sample {
         listeners,
         file_nr,
         processes,
-        sysctls: sysctls::read(root),
-        notes,
+        sysctls,
+        interrupts,
+        netdev,
+        nics,
+        conntrack,
+        destinations,
+        top_fds: owners.top_fds,
+        caller_can_raise_hard: caps::own().map(|c| caps::has(c, caps::CAP_SYS_RESOURCE)),
+        netns: netns::detect(root),
+        notes: g.notes,
+        unknown: g.unknown,
     }
 }

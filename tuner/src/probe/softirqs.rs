@@ -36,20 +36,7 @@ impl Softirqs {
 
 pub fn parse(text: &str) -> anyhow::Result<Softirqs> {
     let mut lines = text.lines();
-    let header = lines
-        .next()
-        .context("empty file, expected a `CPU0 CPU1 ...` header")?;
-    let cpus = header
-        .split_whitespace()
-        .map(|c| {
-            c.strip_prefix("CPU")
-                .and_then(|n| n.parse::<u32>().ok())
-                .with_context(|| format!("header column {c:?} is not CPU<n>"))
-        })
-        .collect::<anyhow::Result<Vec<_>>>()?;
-    if cpus.is_empty() {
-        bail!("header names no CPU column");
-    }
+    let cpus = cpu_header(lines.next())?;
     let mut vectors = Vec::new();
     for (i, line) in lines.enumerate() {
         if line.trim().is_empty() {
@@ -80,4 +67,22 @@ pub fn parse(text: &str) -> anyhow::Result<Softirqs> {
         bail!("no vector rows after the header");
     }
     Ok(Softirqs { cpus, vectors })
+}
+
+/// The `CPU0 CPU1 ...` header of a per-CPU table (`/proc/softirqs`, `/proc/interrupts`): CPU
+/// ids in column order. Offline CPUs are absent, so ids come from here, never from positions.
+pub fn cpu_header(line: Option<&str>) -> anyhow::Result<Vec<u32>> {
+    let header = line.context("empty file, expected a `CPU0 CPU1 ...` header")?;
+    let cpus = header
+        .split_whitespace()
+        .map(|c| {
+            c.strip_prefix("CPU")
+                .and_then(|n| n.parse::<u32>().ok())
+                .with_context(|| format!("header column {c:?} is not CPU<n>"))
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    if cpus.is_empty() {
+        bail!("header names no CPU column");
+    }
+    Ok(cpus)
 }

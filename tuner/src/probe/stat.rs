@@ -61,9 +61,7 @@ pub fn parse(text: &str) -> anyhow::Result<Stat> {
         page_size: 4096,
         is_little_endian: cfg!(target_endian = "little"),
     };
-    let ks = KernelStats::from_read(text.as_bytes(), &info)
-        .map_err(|e| anyhow::anyhow!("{e}"))
-        .context("procfs could not parse /proc/stat")?;
+    let ks = KernelStats::from_read(text.as_bytes(), &info).map_err(super::procfs_error)?;
     let ids = text
         .lines()
         .filter_map(|l| l.strip_prefix("cpu"))

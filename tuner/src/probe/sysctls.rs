@@ -20,6 +20,17 @@ pub const KEYS: &[&str] = &[
     "net.ipv4.tcp_wmem",
     "net.ipv4.ip_local_port_range",
     "net.ipv4.tcp_migrate_req",
+    "net.ipv4.tcp_max_tw_buckets",
+    "net.ipv4.tcp_max_orphans",
+    "net.core.default_qdisc",
+    "net.ipv4.tcp_congestion_control",
+    "net.ipv4.tcp_available_congestion_control",
+    "net.ipv4.tcp_available_ulp",
+    "net.ipv4.tcp_notsent_lowat",
+    "net.core.busy_poll",
+    "net.core.busy_read",
+    "net.netfilter.nf_conntrack_count",
+    "net.netfilter.nf_conntrack_max",
     "fs.file-max",
     "fs.nr_open",
 ];
@@ -67,6 +78,11 @@ impl Sysctls {
 }
 
 pub fn read(root: &Path) -> Sysctls {
+    with_nics(root, &super::nic::read(root, None))
+}
+
+/// [`read`], taking the RPS masks from NICs already read.
+pub fn with_nics(root: &Path, nics: &super::nic::Nics) -> Sysctls {
     let mut values = BTreeMap::new();
     for key in KEYS {
         if let Ok(v) = sysctl::read(root, key) {
@@ -75,51 +91,25 @@ pub fn read(root: &Path) -> Sysctls {
     }
     Sysctls {
         values,
-        rps: read_rps(root),
+        rps: rps_queues(nics),
     }
 }
 
 /// RPS masks of every RX queue of every hardware NIC. Virtual devices (lo, ifb, veth, bridges)
 /// have no `device` link and take no interrupt, so spreading their receive work is not the fix.
-pub fn read_rps(root: &Path) -> Vec<RpsQueue> {
-    let mut out = Vec::new();
-    let Ok(devs) = std::fs::read_dir(root.join("sys/class/net")) else {
-        return out;
-    };
-    let mut devs: Vec<_> = devs
-        .flatten()
-        .map(|d| d.file_name().to_string_lossy().into_owned())
-        .collect();
-    devs.sort();
-    let net = root.join("sys/class/net");
-    for dev in devs
-        .into_iter()
-        .filter(|d| net.join(d).join("device").exists())
-    {
-        let qdir = root.join("sys/class/net").join(&dev).join("queues");
-        let Ok(queues) = std::fs::read_dir(&qdir) else {
-            continue;
-        };
-        let mut queues: Vec<_> = queues
-            .flatten()
-            .map(|q| q.file_name().to_string_lossy().into_owned())
-            .filter(|q| q.starts_with("rx-"))
-            .collect();
-        queues.sort();
-        for q in queues {
-            let Ok(mask) = std::fs::read_to_string(qdir.join(&q).join("rps_cpus")) else {
-                continue;
-            };
-            let flow = std::fs::read_to_string(qdir.join(&q).join("rps_flow_cnt"))
-                .ok()
-                .and_then(|s| s.trim().parse().ok());
-            out.push(RpsQueue {
-                device: dev.clone(),
-                queue: q,
-                rps_cpus: mask.trim().to_string(),
-                rps_flow_cnt: flow,
-            });
-        }
-    }
-    out
+pub fn rps_queues(nics: &super::nic::Nics) -> Vec<RpsQueue> {
+    nics.nics
+        .iter()
+        .filter(|n| n.physical)
+        .flat_map(|n| {
+            n.rx.iter().filter_map(|q| {
+                Some(RpsQueue {
+                    device: n.name.clone(),
+                    rps_cpus: q.rps_cpus.clone()?,
+                    rps_flow_cnt: q.rps_flow_cnt,
+                    queue: q.name.clone(),
+                })
+            })
+        })
+        .collect()
 }

@@ -26,6 +26,9 @@ pub const HOST_VALUES: &[(&str, &str)] = &[
     ("net/ipv4/ip_local_port_range", "32768\t60999"),
 ];
 
+/// `readlink /proc/self/ns/net` in the initial network namespace (PROC_NET_INIT_INO).
+pub const INIT_NETNS: &str = "net:[4026531833]";
+
 pub struct FakeRoot {
     pub dir: PathBuf,
 }
@@ -46,7 +49,17 @@ impl FakeRoot {
         for (k, v) in HOST_VALUES {
             r.set(k, v);
         }
+        // The host's network namespace, as `readlink /proc/self/ns/net` shows it on 6.18+.
+        r.netns_link("proc/self/ns/net", INIT_NETNS);
         r
+    }
+
+    /// A namespace link (`proc/self/ns/net -> net:[N]`), replacing any there.
+    pub fn netns_link(&self, rel: &str, target: &str) {
+        let p = self.path(rel);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        let _ = std::fs::remove_file(&p);
+        std::os::unix::fs::symlink(target, p).unwrap();
     }
 
     pub fn path(&self, rel: &str) -> PathBuf {
@@ -148,4 +161,56 @@ pub fn run(cmd: &mut Command) -> Out {
         stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
         stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
     }
+}
+
+/// A captured tree under `tests/fixtures`.
+pub fn fixture(rel: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(rel)
+}
+
+/// Copy a tree, keeping symlinks as links (`sys/class/net/eth0/device` names the NIC's device).
+pub fn copy_tree(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).expect("mkdir");
+    for e in std::fs::read_dir(from).expect("read fixture dir").flatten() {
+        let (src, dst) = (e.path(), to.join(e.file_name()));
+        if let Ok(target) = std::fs::read_link(&src) {
+            std::os::unix::fs::symlink(target, &dst).expect("copy fixture link");
+        } else if src.is_dir() {
+            copy_tree(&src, &dst);
+        } else {
+            std::fs::copy(&src, &dst).expect("copy fixture");
+        }
+    }
+}
+
+/// A fresh copy of fixture `name` to edit the way the kernel would move it.
+pub fn scratch_copy(name: &str) -> PathBuf {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!(
+        "{name}-{}-{}",
+        std::process::id(),
+        SEQ.fetch_add(1, Ordering::Relaxed)
+    ));
+    let _ = std::fs::remove_dir_all(&dir);
+    copy_tree(&fixture(name), &dir);
+    dir
+}
+
+/// Set IFF_UP on `lo` in the calling thread's network namespace (no dependency on iproute2).
+pub fn bring_lo_up() -> std::io::Result<()> {
+    use socket2::{Domain, Socket, Type};
+    use std::os::fd::AsRawFd;
+    let sock = Socket::new(Domain::IPV4, Type::DGRAM, None)?;
+    // SAFETY: ifreq is plain old data; all-zero is a valid value.
+    let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
+    for (dst, src) in req.ifr_name.iter_mut().zip(b"lo\0") {
+        *dst = *src as libc::c_char;
+    }
+    req.ifr_ifru.ifru_flags = (libc::IFF_UP | libc::IFF_RUNNING) as libc::c_short;
+    // SAFETY: valid socket fd and a properly initialised ifreq that outlives the call.
+    if unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCSIFFLAGS, &req) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
 }
