@@ -204,6 +204,16 @@ pub fn send2(sock: RawFd, a: &[u8], b: &[u8], more: bool) -> io::Result<usize> {
     }
 }
 
+/// listen(2) again on a listening socket: Linux then applies the new backlog (capped by
+/// net.core.somaxconn as it is now) without closing the socket or its queue.
+pub fn relisten(sock: RawFd, backlog: i32) -> io::Result<()> {
+    // SAFETY: listen takes an fd and an int; an fd that is not a socket fails with ENOTSOCK.
+    if unsafe { libc::listen(sock, backlog) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
 /// recv(2) into `buf` (bytes to discard: a closing connection's leftovers).
 pub fn recv(sock: RawFd, buf: &mut [u8]) -> io::Result<usize> {
     // SAFETY: buf is a valid writable buffer of its length.

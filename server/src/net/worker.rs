@@ -4,6 +4,7 @@
 //! requests, and drains on shutdown. Nothing here knows HTTP: that is `Conn`'s business.
 
 use super::conn::{Conn, Cx, Step};
+use super::fsys;
 use super::pool::Pool;
 use super::timer::{self, Expiry, Phase, Wheel, PHASES, TICK};
 use super::transport::Transport;
@@ -20,6 +21,7 @@ use mio::{Events, Interest, Poll, Token, Waker};
 use slab::Slab;
 use std::collections::{HashMap, VecDeque};
 use std::io::{self, ErrorKind};
+use std::os::fd::AsRawFd;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
@@ -91,6 +93,8 @@ pub struct Worker {
     path_buf: Vec<u8>,
     accept_paused_until: Option<Instant>,
     last_emfile_log: Option<Instant>,
+    /// SIGHUPs seen (the shared generation): each one re-applies the listen backlog.
+    hups: u64,
 }
 
 impl Worker {
@@ -125,6 +129,7 @@ impl Worker {
             None => None,
         };
         let cache_bytes = cfg.worker_playlist_cache_bytes;
+        let hups = shared.log_generation.load(Ordering::Relaxed);
         let w = Worker {
             id,
             timeouts: timer::phase_ticks(cfg),
@@ -147,6 +152,7 @@ impl Worker {
             path_buf: Vec::with_capacity(256),
             accept_paused_until: None,
             last_emfile_log: None,
+            hups,
         };
         Ok((w, waker))
     }
@@ -248,8 +254,13 @@ impl Worker {
                 .store(self.cache.bytes() as u64, Ordering::Relaxed);
             st.playlist_cache_evictions
                 .store(self.cache.evictions, Ordering::Relaxed);
+            let generation = self.shared.log_generation.load(Ordering::Relaxed);
+            if generation != self.hups {
+                self.hups = generation;
+                self.relisten();
+            }
             if let Some(log) = self.access_log.as_mut() {
-                log.maybe_reopen(self.shared.log_generation.load(Ordering::Relaxed));
+                log.maybe_reopen(generation);
                 log.flush();
             }
             if self.draining && (self.conns.is_empty() || self.wheel.now() >= self.drain_deadline) {
@@ -556,6 +567,23 @@ impl Worker {
         let st = self.stats();
         bump(&st.accepted, 1);
         bump(&st.active, 1);
+    }
+
+    /// SIGHUP: call listen(2) again on our listeners, so a net.core.somaxconn raised since
+    /// start (by `corestream-tune auto` or an SRE) takes effect without a restart.
+    fn relisten(&mut self) {
+        let backlog = self.shared.cfg.backlog;
+        for l in &self.listeners {
+            if let Err(e) = fsys::relisten(l.sock.as_raw_fd(), backlog) {
+                eprintln!("corestream: worker {}: listen again: {e}", self.id);
+            }
+        }
+        if self.id == 0 && !self.listeners.is_empty() {
+            let cap = super::listen::somaxconn().map_or("unknown".to_string(), |v| v.to_string());
+            eprintln!(
+                "corestream: listen backlog re-applied on SIGHUP: asked {backlog}, net.core.somaxconn is {cap}"
+            );
+        }
     }
 
     /// Out of descriptors: stop accepting for a moment (and say so at most once a second).
