@@ -195,6 +195,9 @@ pub struct Conn {
     m: Machine,
     pub can_read: bool,
     pub can_write: bool,
+    /// The peer's FIN (or an error) has been reported: read until EOF, whatever a short read
+    /// suggests, or the end of the stream would never be seen.
+    pub read_closed: bool,
     /// On the worker's ready queue.
     pub queued: bool,
     /// Tick of this connection's pending timer entry, 0 if none.
@@ -216,6 +219,7 @@ impl Conn {
             },
             can_read: true,
             can_write: true,
+            read_closed: false,
             queued: true,
             armed: 0,
         }
@@ -512,8 +516,12 @@ impl Conn {
         match self.io.recv(&mut self.rbuf, READ_CHUNK) {
             // Peer closed. Everything it sent before has been answered (we only read when no
             // response is pending), so there is nothing left to do.
-            Ok(0) => return ControlFlow::Break(Step::Close(CloseReason::Peer)),
-            Ok(_) => {
+            Ok((0, _)) => return ControlFlow::Break(Step::Close(CloseReason::Peer)),
+            Ok((_, drained)) => {
+                // Saves the recv(2) that would only say EAGAIN after every request.
+                if drained && !self.read_closed {
+                    self.can_read = false;
+                }
                 if matches!(self.m.state, State::Idle) {
                     self.m.enter(State::Head, cx.now);
                 }
@@ -543,7 +551,7 @@ impl Conn {
                 self.rbuf = Vec::with_capacity(READ_CHUNK);
             }
             match self.io.recv(&mut self.rbuf, READ_CHUNK) {
-                Ok(0) => return Step::Close(CloseReason::Peer),
+                Ok((0, _)) => return Step::Close(CloseReason::Peer),
                 Ok(_) => {}
                 Err(e) if e.kind() == ErrorKind::WouldBlock => self.can_read = false,
                 Err(e) if e.kind() == ErrorKind::Interrupted => {}

@@ -246,8 +246,11 @@ pub fn return_free_memory() {
     }
 }
 
-/// recv(2) into the spare capacity of `buf`, at most `max` bytes.
-pub fn recv_into(sock: RawFd, buf: &mut Vec<u8>, max: usize) -> io::Result<usize> {
+/// recv(2) into the spare capacity of `buf`, at most `max` bytes. Returns the bytes read
+/// and whether fewer came than there was room for: a stream socket's queue was then empty,
+/// and with edge-triggered epoll the next bytes to arrive raise a new event, so reading
+/// again now would only return EAGAIN (nginx makes the same inference).
+pub fn recv_into(sock: RawFd, buf: &mut Vec<u8>, max: usize) -> io::Result<(usize, bool)> {
     // Grow only when little room is left: reserving `max` on every call would double a
     // pooled 4 KiB buffer the moment a partial head sits in it.
     if buf.capacity() - buf.len() < max / 4 {
@@ -264,7 +267,7 @@ pub fn recv_into(sock: RawFd, buf: &mut Vec<u8>, max: usize) -> io::Result<usize
     let n = n as usize;
     // SAFETY: the kernel initialised exactly n bytes after the current length.
     unsafe { buf.set_len(buf.len() + n) };
-    Ok(n)
+    Ok((n, n < want))
 }
 
 /// sendfile(2) from `file` at `*offset`, advancing it. Returns bytes sent (0 means the file

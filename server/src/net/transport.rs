@@ -44,12 +44,13 @@ impl Transport {
         self.sock().peer_addr().ok().map(|a| a.ip())
     }
 
-    /// Read request bytes into the spare capacity of `buf` (at most `max`). Ok(0): the peer
-    /// closed.
-    pub fn recv(&mut self, buf: &mut Vec<u8>, max: usize) -> io::Result<usize> {
+    /// Read request bytes into the spare capacity of `buf` (at most `max`). Returns the bytes
+    /// read (0: the peer closed) and whether nothing more can be read until the next
+    /// readiness event (a short read of a plain socket; TLS does not say).
+    pub fn recv(&mut self, buf: &mut Vec<u8>, max: usize) -> io::Result<(usize, bool)> {
         match self {
             Transport::Plain(s) => fsys::recv_into(s.as_raw_fd(), buf, max),
-            Transport::Tls(t) => t.recv(buf, max),
+            Transport::Tls(t) => t.recv(buf, max).map(|n| (n, false)),
         }
     }
 

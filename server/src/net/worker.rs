@@ -223,6 +223,7 @@ impl Worker {
                             continue;
                         };
                         c.can_read |= ev.is_readable() || ev.is_read_closed() || ev.is_error();
+                        c.read_closed |= ev.is_read_closed() || ev.is_error();
                         c.can_write |= ev.is_writable() || ev.is_write_closed() || ev.is_error();
                         if !c.queued {
                             c.queued = true;
