@@ -50,7 +50,11 @@ fn sighup_applies_a_raised_somaxconn() {
     let port = s.addr.port();
     assert_eq!(backlog(port), Some(16), "capped by somaxconn at start");
     somaxconn(4096);
-    assert_eq!(backlog(port), Some(16), "a listener keeps its backlog until listen() again");
+    assert_eq!(
+        backlog(port),
+        Some(16),
+        "a listener keeps its backlog until listen() again"
+    );
     s.signal(libc::SIGHUP);
     let t = Instant::now();
     while backlog(port) != Some(4096) {
@@ -62,5 +66,8 @@ fn sighup_applies_a_raised_somaxconn() {
         std::thread::sleep(Duration::from_millis(50));
     }
     // Still serving, nothing dropped.
-    assert_eq!(s.get("GET /index.m3u8 HTTP/1.1\r\nHost: t\r\n\r\n").status, 200);
+    assert_eq!(
+        s.get("GET /index.m3u8 HTTP/1.1\r\nHost: t\r\n\r\n").status,
+        200
+    );
 }
