@@ -6,6 +6,8 @@
 pub mod conn;
 pub mod fsys;
 pub mod listen;
+#[cfg(feature = "loop-stats")]
+pub mod loopstats;
 pub mod pool;
 pub mod timer;
 pub mod transport;

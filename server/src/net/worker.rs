@@ -95,6 +95,8 @@ pub struct Worker {
     last_emfile_log: Option<Instant>,
     /// SIGHUPs seen (the shared generation): each one re-applies the listen backlog.
     hups: u64,
+    #[cfg(feature = "loop-stats")]
+    loop_stats: super::loopstats::LoopStats,
 }
 
 impl Worker {
@@ -153,6 +155,8 @@ impl Worker {
             accept_paused_until: None,
             last_emfile_log: None,
             hups,
+            #[cfg(feature = "loop-stats")]
+            loop_stats: Default::default(),
         };
         Ok((w, waker))
     }
@@ -200,6 +204,8 @@ impl Worker {
                 // queued while we were paused, so try accepting unprompted.
                 self.listeners.iter_mut().for_each(|l| l.pending = true);
             }
+            #[cfg(feature = "loop-stats")]
+            self.loop_stats.before_poll();
             if let Err(e) = self.poll.poll(&mut events, self.poll_timeout(now)) {
                 if e.kind() == ErrorKind::Interrupted {
                     continue;
@@ -232,6 +238,9 @@ impl Worker {
                     }
                 }
             }
+            #[cfg(feature = "loop-stats")]
+            self.loop_stats
+                .after_poll(events.iter().count(), self.ready.len());
             self.handle_changes();
             if !self.draining && self.shared.draining.load(Ordering::Relaxed) {
                 self.begin_drain();
