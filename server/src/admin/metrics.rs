@@ -275,19 +275,69 @@ fn render_tls(o: &mut Exposition, t: &TlsShared) {
     );
 }
 
+/// The per-worker counters and gauges exported as one sum each: name, type, help, field.
+type Field = fn(&WorkerStats) -> &AtomicU64;
+
+const SUMS: [(&str, &str, &str, Field); 8] = [
+    (
+        "corestream_connections_active",
+        "gauge",
+        "Open viewer connections.",
+        |s| &s.active,
+    ),
+    (
+        "corestream_connections_accepted_total",
+        "counter",
+        "Connections accepted.",
+        |s| &s.accepted,
+    ),
+    (
+        "corestream_response_bytes_total",
+        "counter",
+        "Bytes written to viewers (heads and bodies).",
+        |s| &s.response_bytes,
+    ),
+    (
+        "corestream_sendfile_bytes_total",
+        "counter",
+        "Body bytes sent with sendfile(2).",
+        |s| &s.sendfile_bytes,
+    ),
+    (
+        "corestream_listener_pauses_total",
+        "counter",
+        "Times a worker paused accepting because it ran out of file descriptors.",
+        |s| &s.listener_pauses,
+    ),
+    (
+        "corestream_max_connections_pauses_total",
+        "counter",
+        "Times a worker stopped accepting at --max-connections.",
+        |s| &s.max_conn_pauses,
+    ),
+    (
+        "corestream_playlist_cache_bytes",
+        "gauge",
+        "Bytes of playlists held in memory (bounded by --playlist-cache-bytes).",
+        |s| &s.playlist_cache_bytes,
+    ),
+    (
+        "corestream_playlist_cache_evictions_total",
+        "counter",
+        "Playlists evicted from memory to stay within --playlist-cache-bytes.",
+        |s| &s.playlist_cache_evictions,
+    ),
+];
+
 /// Render the Prometheus text exposition format (version 0.0.4).
 pub fn render(stats: &[WorkerStats], p: &ProcessFacts, tls: Option<&TlsShared>) -> String {
     let mut o = Exposition::new();
     if let Some(t) = tls {
         render_tls(&mut o, t);
     }
-    let total = |f: fn(&WorkerStats) -> &AtomicU64| sum(stats, f);
-    o.single(
-        "corestream_connections_active",
-        "gauge",
-        "Open viewer connections.",
-        total(|s| &s.active),
-    );
+    for (name, kind, help, field) in SUMS {
+        o.single(name, kind, help, sum(stats, field));
+    }
     o.family(
         "corestream_worker_connections_active",
         "gauge",
@@ -300,12 +350,6 @@ pub fn render(stats: &[WorkerStats], p: &ProcessFacts, tls: Option<&TlsShared>) 
             s.active.load(Relaxed),
         );
     }
-    o.single(
-        "corestream_connections_accepted_total",
-        "counter",
-        "Connections accepted.",
-        total(|s| &s.accepted),
-    );
     o.family(
         "corestream_connections_closed_total",
         "counter",
@@ -345,18 +389,6 @@ pub fn render(stats: &[WorkerStats], p: &ProcessFacts, tls: Option<&TlsShared>) 
     }
     let other = sum(stats, |s| &s.requests[STATUSES]);
     o.sample("corestream_requests_total", &[("code", "other")], other);
-    o.single(
-        "corestream_response_bytes_total",
-        "counter",
-        "Bytes written to viewers (heads and bodies).",
-        total(|s| &s.response_bytes),
-    );
-    o.single(
-        "corestream_sendfile_bytes_total",
-        "counter",
-        "Body bytes sent with sendfile(2).",
-        total(|s| &s.sendfile_bytes),
-    );
     o.family(
         "corestream_accept_errors_total",
         "counter",
@@ -371,30 +403,6 @@ pub fn render(stats: &[WorkerStats], p: &ProcessFacts, tls: Option<&TlsShared>) 
         let n = sum(stats, |s| &s.accept_errors[i]);
         o.sample("corestream_accept_errors_total", &[("errno", name)], n);
     }
-    o.single(
-        "corestream_listener_pauses_total",
-        "counter",
-        "Times a worker paused accepting because it ran out of file descriptors.",
-        total(|s| &s.listener_pauses),
-    );
-    o.single(
-        "corestream_max_connections_pauses_total",
-        "counter",
-        "Times a worker stopped accepting at --max-connections.",
-        total(|s| &s.max_conn_pauses),
-    );
-    o.single(
-        "corestream_playlist_cache_bytes",
-        "gauge",
-        "Bytes of playlists held in memory (bounded by --playlist-cache-bytes).",
-        total(|s| &s.playlist_cache_bytes),
-    );
-    o.single(
-        "corestream_playlist_cache_evictions_total",
-        "counter",
-        "Playlists evicted from memory to stay within --playlist-cache-bytes.",
-        total(|s| &s.playlist_cache_evictions),
-    );
     o.single(
         "corestream_open_fds",
         "gauge",
