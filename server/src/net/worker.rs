@@ -275,6 +275,8 @@ impl Worker {
             }
             if self.draining && (self.conns.is_empty() || self.wheel.now() >= self.drain_deadline) {
                 self.end_drain();
+                #[cfg(feature = "loop-stats")]
+                self.loop_stats.report(self.id);
                 return Ok(());
             }
         }
