@@ -17,6 +17,7 @@ import argparse
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -237,10 +238,9 @@ def check_names(all_rules, exprs, listed, scrape_names):
             future.append(f"{n} ({producer})")
             if n in scrape_names:
                 print(f"ops/check: note: {n} is listed as future but the server now exports it: mark it now in ops/metrics.txt")
-        elif producer == "tuner":
-            fail(f"{n} is marked now, but ops/check.py has no tuner scrape yet: add one beside the server's")
         elif n not in scrape_names:
-            fail(f"{n} is used by the {', '.join(sorted(metrics.get(n, ['?'])))} but a real scrape of corestream --admin lacks it")
+            what = "corestream --admin" if producer == "server" else "corestream-tune watch --textfile"
+            fail(f"{n} is used by the {', '.join(sorted(metrics.get(n, ['?'])))} but a real scrape of {what} lacks it")
     now = len(listed) - len(future)
     ok(f"{len(metrics)} metric names used; {now} produced now, all in the scrape; "
        f"{len(future)} future (not produced by any code yet, skipped):", start)
@@ -248,11 +248,28 @@ def check_names(all_rules, exprs, listed, scrape_names):
         print(f"    future: {f}")
 
 
+def names_of(body):
+    names = set()
+    for line in body.splitlines():
+        if line.startswith("# TYPE "):
+            names.add(line.split()[2])
+        elif line and not line.startswith("#"):
+            names.add(re.match(r"[a-zA-Z_:][a-zA-Z0-9_:]*", line).group(0))
+    return names
+
+
 def scrape(server_bin):
-    """Start corestream with an admin port on loopback, return the metric names of /metrics."""
+    """Start corestream with a plain and a TLS listener and an admin port on loopback (so the
+    TLS families are exported too), return the metric names of /metrics."""
     root = tempfile.mkdtemp(prefix="corestream-ops-check-")
+    cert, key = os.path.join(root, ".c.pem"), os.path.join(root, ".k.pem")
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
+                    "-nodes", "-days", "2", "-subj", "/CN=ops-check.test", "-keyout", key, "-out", cert],
+                   check=True, capture_output=True)
     proc = subprocess.Popen(
-        [server_bin, "--root", root, "--listen", "127.0.0.1:0", "--workers", "1", "--admin", "127.0.0.1:0"],
+        [server_bin, "--root", root, "--listen", "127.0.0.1:0", "--tls-listen", "127.0.0.1:0",
+         "--tls-cert", cert, "--tls-key", key, "--workers", "1", "--max-connections", "100",
+         "--admin", "127.0.0.1:0"],
         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     try:
         admin = None
@@ -274,14 +291,29 @@ def scrape(server_bin):
             proc.wait(timeout=20)
         except subprocess.TimeoutExpired:
             proc.kill()
-        os.rmdir(root)
-    names = set()
-    for line in body.splitlines():
-        if line.startswith("# TYPE "):
-            names.add(line.split()[2])
-        elif line and not line.startswith("#"):
-            names.add(re.match(r"[a-zA-Z_:][a-zA-Z0-9_:]*", line).group(0))
+        shutil.rmtree(root, ignore_errors=True)
+    names = names_of(body)
     ok(f"scraped {admin}/metrics of {server_bin}: {len(names)} metric names")
+    return names
+
+
+def scrape_tuner(tune_bin):
+    """Names the tuner's exporter writes (`watch --textfile`), read from this host and from a
+    captured tree that has conntrack (a host without nf_conntrack exports no conntrack gauges)."""
+    names = set()
+    here = os.path.dirname(os.path.abspath(__file__))
+    for root in ["/", os.path.join(here, "..", "tuner", "tests", "fixtures", "linux-6.18")]:
+        out = tempfile.mkdtemp(prefix="corestream-ops-tune-")
+        try:
+            subprocess.run([tune_bin, "--root", root, "watch", "--interval", "200ms", "--count", "2",
+                            "--quiet", "--textfile", out], check=True, capture_output=True, timeout=60)
+            with open(os.path.join(out, "corestream_tune.prom")) as f:
+                names |= names_of(f.read())
+        except (subprocess.SubprocessError, OSError) as e:
+            fail(f"corestream-tune watch --textfile (root {root}) failed: {e}")
+        finally:
+            shutil.rmtree(out, ignore_errors=True)
+    ok(f"scraped corestream-tune watch --textfile of {tune_bin}: {len(names)} metric names")
     return names
 
 
@@ -297,7 +329,7 @@ def main():
     check_runbooks(alerts, args.tune_bin)
     exprs = dashboard_exprs()
     check_promql_parses(exprs)
-    check_names(all_rules, exprs, listed, scrape(args.server_bin))
+    check_names(all_rules, exprs, listed, scrape(args.server_bin) | scrape_tuner(args.tune_bin))
     if failures:
         print(f"ops/check: {len(failures)} failed", file=sys.stderr)
         sys.exit(1)

@@ -179,6 +179,7 @@ fn max_connections_caps_and_resumes() {
     }
     std::thread::sleep(Duration::from_millis(500));
     assert_eq!(s.metric("corestream_connections_active"), 10.0);
+    assert_eq!(s.metric("corestream_max_connections"), 10.0);
     assert!(s.metric("corestream_max_connections_pauses_total") >= 1.0);
     // Everyone is answered as others leave: no connection is lost in the queue.
     let mut answered = 0;

@@ -197,6 +197,8 @@ pub struct ProcessFacts {
     pub nofile_soft: u64,
     pub nofile_hard: u64,
     pub draining: bool,
+    /// The process's connection cap as the workers enforce it (0 = none).
+    pub max_connections: u64,
 }
 
 impl ProcessFacts {
@@ -208,6 +210,7 @@ impl ProcessFacts {
             nofile_soft: soft,
             nofile_hard: hard,
             draining: false,
+            max_connections: 0,
         }
     }
 }
@@ -429,6 +432,12 @@ pub fn render(stats: &[WorkerStats], p: &ProcessFacts, tls: Option<&TlsShared>) 
         "gauge",
         "1 while the process is shutting down gracefully.",
         u8::from(p.draining),
+    );
+    o.single(
+        "corestream_max_connections",
+        "gauge",
+        "Viewer connections this process accepts before it pauses its listeners (0 = no cap).",
+        p.max_connections,
     );
     o.finish()
 }

@@ -109,6 +109,7 @@ fn handle(mut s: TcpStream, shared: &Shared) {
         "/metrics" => {
             let mut facts = ProcessFacts::read();
             facts.draining = draining;
+            facts.max_connections = (shared.cfg.worker_max_connections * shared.cfg.workers) as u64;
             let text = metrics::render(&shared.stats, &facts, shared.tls.as_deref());
             (Status::Ok, PROMETHEUS, Body::Bytes(text.into()))
         }
