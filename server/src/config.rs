@@ -197,6 +197,53 @@ pub struct Cli {
     #[arg(long, env = "CORESTREAM_ACCESS_LOG", value_name = "PATH")]
     pub access_log: Option<PathBuf>,
 
+    /// Access log format: `combined` (nginx's), `combined-cmcd` (the same, then the players'
+    /// CMCD keys sid cid br bl mtp bs su ot rtp as key=value fields, `-` when not sent) or
+    /// `json` (one JSON object per line, with every CMCD key the player sent).
+    #[arg(
+        long,
+        env = "CORESTREAM_ACCESS_LOG_FORMAT",
+        value_enum,
+        default_value = "combined",
+        value_name = "FORMAT"
+    )]
+    pub access_log_format: LogFormat,
+
+    /// Send Common Media Server Data (CTA-5006) with viewer responses: CMSD-Static (object
+    /// type, duration, LL-HLS hold time, server name) and CMSD-Dynamic (estimated throughput
+    /// and RTT to this viewer, from the kernel's TCP_INFO: one getsockopt per response).
+    #[arg(long, env = "CORESTREAM_CMSD")]
+    pub cmsd: bool,
+
+    /// This server's name in CMSD (`n` and the CMSD-Dynamic item). Default: the host name.
+    #[arg(long, env = "CORESTREAM_CMSD_NAME", value_name = "NAME")]
+    pub cmsd_name: Option<String>,
+
+    /// How long a player's CMCD session counts as watching after its last request
+    /// (`corestream_viewers`, `/streams`). Viewers without CMCD count for two target durations
+    /// after their last playlist reload.
+    #[arg(long, env = "CORESTREAM_QOE_WINDOW", default_value = "30s", value_parser = parse_duration, value_name = "DURATION")]
+    pub qoe_window: Duration,
+
+    /// Most viewer sessions tracked at once for the viewer counts (memory stays bounded
+    /// whatever clients send; what does not fit is counted as dropped).
+    #[arg(
+        long,
+        env = "CORESTREAM_QOE_MAX_SESSIONS",
+        default_value_t = 100_000,
+        value_name = "N"
+    )]
+    pub qoe_max_sessions: usize,
+
+    /// Most streams tracked at once (each a label value in /metrics).
+    #[arg(
+        long,
+        env = "CORESTREAM_QOE_MAX_STREAMS",
+        default_value_t = 500,
+        value_name = "N"
+    )]
+    pub qoe_max_streams: usize,
+
     /// Memory for playlists and manifests kept in memory, for the whole process (split
     /// across workers), least recently used evicted first. Larger playlists, and what does
     /// not fit, are served from the file. Units: B, KiB, MiB, GiB.
@@ -215,6 +262,23 @@ pub struct Cli {
 }
 
 /// A timeout: a duration (`10s`, `500ms`, `2m`, plain seconds) above zero, at most a week.
+/// Access log line format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    Combined,
+    CombinedCmcd,
+    Json,
+}
+
+/// The host name, for CMSD's server name.
+fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .ok()
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "corestream".to_string())
+}
+
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     corestream_common::duration::parse_within(
         s,
@@ -264,6 +328,10 @@ pub struct Config {
     pub worker_max_connections: usize,
     pub admin: Option<SocketAddr>,
     pub access_log: Option<PathBuf>,
+    pub access_log_format: LogFormat,
+    /// This server's name as an RFC 8941 string, when `--cmsd` is on.
+    pub cmsd_name: Option<Vec<u8>>,
+    pub qoe: crate::qoe::Limits,
     pub hidden_suffixes: Vec<Vec<u8>>,
     /// Playlist cache bytes for each worker.
     pub worker_playlist_cache_bytes: usize,
@@ -388,6 +456,19 @@ impl Config {
                 .unwrap_or(usize::MAX),
             admin: cli.admin,
             access_log: cli.access_log.clone(),
+            access_log_format: cli.access_log_format,
+            cmsd_name: if cli.cmsd {
+                Some(crate::qoe::cmsd::sf_string(
+                    cli.cmsd_name.clone().unwrap_or_else(host_name).as_str(),
+                )?)
+            } else {
+                None
+            },
+            qoe: crate::qoe::Limits {
+                window_secs: cli.qoe_window.as_secs().max(1),
+                max_sessions: cli.qoe_max_sessions.div_ceil(workers).max(1),
+                max_streams: cli.qoe_max_streams.max(1),
+            },
             announce: None,
             hidden_suffixes: cli
                 .hidden_suffixes

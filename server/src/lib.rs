@@ -8,7 +8,8 @@
 //! - `http/`: request parsing, routing to a `Response` value (`respond`), the one head
 //!   encoder (`head`), paths, MIME types, conditionals and ranges.
 //! - `live/`: LL-HLS playlist model, playlist cache, preload hints, inotify watcher.
-//! - `admin/`: `/metrics` and `/healthz`, metrics, access log.
+//! - `admin/`: `/metrics`, `/streams` and `/healthz`, metrics, access log.
+//! - `qoe/`: CMCD from players, CMSD to them, viewers per stream and rendition.
 //! - `demo/`: the built-in live stream publisher.
 
 pub mod admin;
@@ -20,6 +21,7 @@ pub mod live;
 pub mod net;
 #[cfg(test)]
 mod proptests;
+pub mod qoe;
 pub mod serve;
 pub mod shared;
 pub mod tls;

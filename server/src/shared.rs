@@ -28,6 +28,8 @@ pub struct Shared {
     pub hints: Hints,
     /// TLS configuration, certificates and counters (None without --tls-listen).
     pub tls: Option<Arc<TlsShared>>,
+    /// Who watches what (CMCD, playlist reloads) and what the playlists list.
+    pub qoe: crate::qoe::Qoe,
 }
 
 impl Shared {
@@ -35,6 +37,7 @@ impl Shared {
     pub fn new(cfg: Config, root: OwnedFd) -> Shared {
         Shared {
             stats: (0..cfg.workers).map(|_| WorkerStats::default()).collect(),
+            qoe: crate::qoe::Qoe::new(cfg.workers, cfg.qoe),
             root: Arc::new(Root::new(cfg.root.clone(), root)),
             cfg,
             draining: AtomicBool::new(false),

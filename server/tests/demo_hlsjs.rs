@@ -55,18 +55,29 @@ fn browser() -> Option<&'static str> {
         })
 }
 
-/// Serves `/` (the page), `/hls.js`, `/report?...` (recorded) and `/live/...` from `root`.
-fn serve(listener: TcpListener, hlsjs: PathBuf, reports: Arc<Mutex<Vec<String>>>) {
+/// Serves `/` (the page), `/hls.js` and `/report?...` (recorded): another origin than the
+/// stream's, as a player page on a site usually is.
+fn serve(
+    listener: TcpListener,
+    page: &'static str,
+    hlsjs: PathBuf,
+    reports: Arc<Mutex<Vec<String>>>,
+) {
     for conn in listener.incoming() {
         let Ok(conn) = conn else { return };
         let (hlsjs, reports) = (hlsjs.clone(), reports.clone());
         thread::spawn(move || {
-            let _ = answer(conn, &hlsjs, &reports);
+            let _ = answer(conn, page, &hlsjs, &reports);
         });
     }
 }
 
-fn answer(mut conn: TcpStream, hlsjs: &Path, reports: &Mutex<Vec<String>>) -> std::io::Result<()> {
+fn answer(
+    mut conn: TcpStream,
+    page: &str,
+    hlsjs: &Path,
+    reports: &Mutex<Vec<String>>,
+) -> std::io::Result<()> {
     let mut line = String::new();
     let mut reader = BufReader::new(conn.try_clone()?);
     reader.read_line(&mut line)?;
@@ -79,7 +90,7 @@ fn answer(mut conn: TcpStream, hlsjs: &Path, reports: &Mutex<Vec<String>>) -> st
     let target = line.split(' ').nth(1).unwrap_or("/").to_string();
     let (path, query) = target.split_once('?').unwrap_or((&target, ""));
     let (status, kind, body) = if path == "/" {
-        ("200 OK", "text/html", PAGE.as_bytes().to_vec())
+        ("200 OK", "text/html", page.as_bytes().to_vec())
     } else if path == "/hls.js" {
         ("200 OK", "text/javascript", fs::read(hlsjs)?)
     } else if path == "/report" {
@@ -196,7 +207,7 @@ fn play(low_latency: bool, tls: bool) {
         let port = listener.local_addr().unwrap().port();
         {
             let reports = reports.clone();
-            thread::spawn(move || serve(listener, hlsjs, reports));
+            thread::spawn(move || serve(listener, PAGE, hlsjs, reports));
         }
         let page = format!(
             "http://127.0.0.1:{port}/?ll={}&src={src}",
@@ -321,4 +332,177 @@ fn hlsjs_plays_the_demo_over_https() {
 #[test]
 fn hlsjs_plays_the_low_latency_demo_over_https() {
     play(true, true);
+}
+
+/// hls.js with CMCD on (query mode, as it sends it by default) plays the demo from a page of
+/// another origin; the page also fetches a segment itself and reads the CMSD headers through
+/// CORS.
+const CMCD_PAGE: &str = r#"<!doctype html><html><body><video id=v muted autoplay playsinline></video>
+<script src="/hls.js"></script><script>
+const report = (kind, data) => fetch('/report?' + kind + '=' + encodeURIComponent(JSON.stringify(data)));
+const src = new URLSearchParams(location.search).get('src');
+const v = document.getElementById('v');
+const hls = new Hls({cmcd: {sessionId: 'chromium-session-1', contentId: 'demo-show'}});
+hls.on(Hls.Events.ERROR, (e, d) => report('error', {details: d.details, fatal: d.fatal}));
+hls.on(Hls.Events.FRAG_LOADED, async (e, d) => {
+  if (window.checked) return;
+  window.checked = true;
+  const r = await fetch(d.frag.url);
+  report('cmsd', {status: r.status, static: r.headers.get('CMSD-Static'), dynamic: r.headers.get('CMSD-Dynamic')});
+});
+hls.loadSource(src);
+hls.attachMedia(v);
+setInterval(() => report('tick', {t: v.currentTime}), 1000);
+</script></body></html>"#;
+
+#[test]
+fn hlsjs_sends_cmcd_counted_per_stream_and_reads_cmsd() {
+    let Some(browser) = browser() else {
+        eprintln!("SKIPPED: no chromium (apt-get install -y chromium)");
+        return;
+    };
+    let Some(hlsjs) = std::env::var_os("CORESTREAM_HLSJS").map(PathBuf::from) else {
+        eprintln!("SKIPPED: set CORESTREAM_HLSJS to hls.js or hls.min.js (npm install hls.js@1)");
+        return;
+    };
+    let base = std::env::temp_dir().join(format!("corestream-hlsjs-cmcd-{}", std::process::id()));
+    let _ = fs::remove_dir_all(&base);
+    fs::create_dir_all(&base).unwrap();
+    let log = base.join("access.json");
+    let server = common::Server::spawn(Command::new(env!("CARGO_BIN_EXE_corestream")).args([
+        "--demo",
+        "--listen",
+        "127.0.0.1:0",
+        "--workers",
+        "2",
+        "--admin",
+        "0",
+        "--cmsd",
+        "--cmsd-name",
+        "edge-test",
+        "--qoe-window",
+        "4s",
+        "--access-log-format",
+        "json",
+        "--access-log",
+        log.to_str().unwrap(),
+    ]));
+    let reports = Arc::new(Mutex::new(Vec::new()));
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    {
+        let reports = reports.clone();
+        thread::spawn(move || serve(listener, CMCD_PAGE, hlsjs, reports));
+    }
+    let page = format!(
+        "http://127.0.0.1:{port}/?src=http://{}/master.m3u8",
+        server.addr
+    );
+    let mut child = Command::new(browser)
+        .args([
+            "--headless=new",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--mute-audio",
+            "--autoplay-policy=no-user-gesture-required",
+        ])
+        .arg(format!(
+            "--user-data-dir={}",
+            base.join("profile").display()
+        ))
+        .arg(&page)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    // One viewer, counted under the content id hls.js sends, while it plays.
+    let viewers = "corestream_viewers{stream=\"demo-show\"}";
+    let count = |s: &common::Server| {
+        let (_, body) = s.admin_get("/metrics");
+        body.lines()
+            .find_map(|l| {
+                l.strip_prefix(viewers)
+                    .and_then(|r| r.trim().parse::<f64>().ok())
+            })
+            .unwrap_or(0.0)
+    };
+    let start = Instant::now();
+    let mut seen = 0.0;
+    while start.elapsed() < Duration::from_secs(14) {
+        sleep(Duration::from_millis(500));
+        seen = count(&server);
+        if seen == 1.0 && start.elapsed() > Duration::from_secs(8) {
+            break;
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    assert_eq!(seen, 1.0, "viewers of demo-show while hls.js plays");
+    // It left: within the window (4 s) the count drops.
+    let left = Instant::now();
+    while count(&server) != 0.0 {
+        assert!(
+            left.elapsed() < Duration::from_secs(8),
+            "the viewer never left"
+        );
+        sleep(Duration::from_millis(250));
+    }
+    let reports = reports.lock().unwrap().clone();
+    let errors: Vec<String> = reports
+        .iter()
+        .filter(|r| r.starts_with("error="))
+        .map(|r| unescape(r))
+        .collect();
+    assert!(
+        errors.iter().all(|e| !e.contains("\"fatal\":true")),
+        "hls.js errors: {errors:?}"
+    );
+    let cmsd = reports
+        .iter()
+        .find_map(|r| r.strip_prefix("cmsd="))
+        .map(unescape)
+        .expect("the page reported the CMSD headers it read");
+    assert!(cmsd.contains(r#""status":200"#), "{cmsd}");
+    assert!(
+        cmsd.contains(r#"n=\"edge-test\""#),
+        "CMSD-Static not readable by the page: {cmsd}"
+    );
+    assert!(
+        cmsd.contains(r#""dynamic":"\"edge-test\""#),
+        "CMSD-Dynamic not readable: {cmsd}"
+    );
+    // Every CMCD hls.js sent parsed whole, and the log has it.
+    let (_, metrics) = server.admin_get("/metrics");
+    assert!(
+        metrics.contains("\ncorestream_cmcd_ignored_members_total 0\n"),
+        "hls.js sent CMCD members the parser rejected"
+    );
+    drop(server);
+    let text = fs::read_to_string(&log).unwrap();
+    let with_cmcd: Vec<&str> = text
+        .lines()
+        .filter(|l| l.contains("chromium-session-1"))
+        .collect();
+    assert!(
+        with_cmcd.len() > 5,
+        "{} lines with the session id",
+        with_cmcd.len()
+    );
+    for l in &with_cmcd {
+        assert!(l.contains(r#""cid":"demo-show""#), "{l}");
+    }
+    if let Ok(dir) = std::env::var("CORESTREAM_CAPTURE_CMCD") {
+        // How tests/fixtures/hlsjs-cmcd.txt was made: the CMCD query values hls.js sent.
+        let lines: Vec<String> = text
+            .lines()
+            .filter_map(|l| l.split("CMCD=").nth(1))
+            .map(|q| q.split(['"', '&']).next().unwrap_or("").to_string())
+            .collect();
+        fs::write(
+            Path::new(&dir).join("hlsjs-cmcd.txt"),
+            lines.join("\n") + "\n",
+        )
+        .unwrap();
+    }
+    let _ = fs::remove_dir_all(&base);
 }

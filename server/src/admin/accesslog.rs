@@ -1,13 +1,27 @@
-//! Optional access log in the combined log format, buffered per worker and reopened when
-//! SIGHUP bumps the shared generation (logrotate's `postrotate kill -HUP`).
+//! Optional access log, buffered per worker and reopened when SIGHUP bumps the shared
+//! generation (logrotate's `postrotate kill -HUP`). Two formats (`--access-log-format`):
+//!
+//! - `combined`: nginx's combined format, as log tools expect it;
+//! - `combined-cmcd`: the same, then the CMCD keys an operator needs as `key=value` fields in
+//!   a fixed order, `-` where the player sent none:
+//!   `sid="..." cid="..." br=3200 bl=21300 mtp=48100 bs=0 su=0 ot=v rtp=15000`;
+//! - `json`: one object per line: `time` (RFC 3339), `remote`, `method`, `target`,
+//!   `protocol`, `status`, `bytes`, `referer`, `user_agent`, and `cmcd` with every key the
+//!   player sent (numbers, strings, booleans as JSON ones).
 
+use crate::config::LogFormat;
 use crate::http::Request;
+use crate::qoe::cmcd::{Cmcd, Value};
 use std::fs::{File, OpenOptions};
 use std::io::{self, BufWriter, Write};
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
+/// The CMCD keys the combined format carries, in order.
+const COMBINED_KEYS: [&str; 9] = ["sid", "cid", "br", "bl", "mtp", "bs", "su", "ot", "rtp"];
+
 pub struct AccessLog {
+    format: LogFormat,
     path: PathBuf,
     out: BufWriter<File>,
     generation: u64,
@@ -37,8 +51,9 @@ fn escaped(out: &mut Vec<u8>, v: &[u8]) {
 }
 
 impl AccessLog {
-    pub fn open(path: &Path, generation: u64) -> io::Result<AccessLog> {
+    pub fn open(path: &Path, generation: u64, format: LogFormat) -> io::Result<AccessLog> {
         Ok(AccessLog {
+            format,
             path: path.to_path_buf(),
             out: open(path)?,
             generation,
@@ -70,12 +85,36 @@ impl AccessLog {
         req: Option<&Request<'_>>,
         status: u16,
         bytes: u64,
+        cmcd: Option<&Cmcd>,
     ) {
+        let line = match self.format {
+            LogFormat::Combined => self.combined(now_secs, peer, req, status, bytes, None),
+            LogFormat::CombinedCmcd => {
+                let none = Cmcd::default();
+                let c = Some(cmcd.unwrap_or(&none));
+                self.combined(now_secs, peer, req, status, bytes, c)
+            }
+            LogFormat::Json => json(now_secs, peer, req, status, bytes, cmcd),
+        };
+        if let Err(e) = self.out.write_all(&line) {
+            eprintln!("corestream: access log write failed: {e}");
+        }
+    }
+
+    fn combined(
+        &mut self,
+        now_secs: u64,
+        peer: Option<IpAddr>,
+        req: Option<&Request<'_>>,
+        status: u16,
+        bytes: u64,
+        cmcd: Option<&Cmcd>,
+    ) -> Vec<u8> {
         if now_secs != self.secs {
             self.secs = now_secs;
             self.stamp = clf_time(now_secs).into_bytes();
         }
-        let mut line = Vec::with_capacity(256);
+        let mut line = Vec::with_capacity(320);
         match peer {
             Some(ip) => {
                 let _ = write!(line, "{ip}");
@@ -98,15 +137,72 @@ impl AccessLog {
         escaped(&mut line, req.and_then(|r| r.referer).unwrap_or(b"-"));
         line.extend_from_slice(b"\" \"");
         escaped(&mut line, req.and_then(|r| r.user_agent).unwrap_or(b"-"));
-        line.extend_from_slice(b"\"\n");
-        if let Err(e) = self.out.write_all(&line) {
-            eprintln!("corestream: access log write failed: {e}");
+        line.push(b'"');
+        // None: plain combined; Some: combined-cmcd (all nine fields, `-` for absent keys).
+        for key in COMBINED_KEYS.iter().filter(|_| cmcd.is_some()) {
+            let _ = write!(line, " {key}=");
+            match cmcd.and_then(|c| c.get(key)) {
+                None => line.push(b'-'),
+                Some(Value::Str(s)) => {
+                    line.push(b'"');
+                    escaped(&mut line, s.as_bytes());
+                    line.push(b'"');
+                }
+                Some(Value::Token(t)) => escaped(&mut line, t.as_bytes()),
+                Some(Value::Int(i)) => {
+                    let _ = write!(line, "{i}");
+                }
+                Some(Value::Dec(d)) => {
+                    let _ = write!(line, "{d}");
+                }
+                Some(Value::Bool(b)) => line.push(if *b { b'1' } else { b'0' }),
+            }
         }
+        line.push(b'\n');
+        line
     }
-
     pub fn flush(&mut self) {
         let _ = self.out.flush();
     }
+}
+
+/// One JSON line. Allocates (serde_json) where the combined format does not: JSON is for
+/// operators who ship the log to an analytics store and want every CMCD key typed.
+fn json(
+    now_secs: u64,
+    peer: Option<IpAddr>,
+    req: Option<&Request<'_>>,
+    status: u16,
+    bytes: u64,
+    cmcd: Option<&Cmcd>,
+) -> Vec<u8> {
+    use serde_json::{json, Map, Value as J};
+    let text = |b: &[u8]| J::String(String::from_utf8_lossy(b).into_owned());
+    let mut keys = Map::new();
+    for (k, v) in cmcd.map(|c| c.items.as_slice()).unwrap_or_default() {
+        let v = match v {
+            Value::Int(i) => J::from(*i),
+            Value::Dec(d) => serde_json::Number::from_f64(*d).map_or(J::Null, J::Number),
+            Value::Str(s) | Value::Token(s) => J::String(s.clone()),
+            Value::Bool(b) => J::Bool(*b),
+        };
+        keys.insert(k.clone(), v);
+    }
+    let doc = json!({
+        "time": corestream_common::date::Civil::from_unix_secs(now_secs).rfc3339_millis(),
+        "remote": peer.map(|ip| ip.to_string()),
+        "method": req.map(|r| r.method_str),
+        "target": req.map(|r| text(r.target)),
+        "protocol": req.map(|r| format!("HTTP/1.{}", r.minor)),
+        "status": status,
+        "bytes": bytes,
+        "referer": req.and_then(|r| r.referer).map(text),
+        "user_agent": req.and_then(|r| r.user_agent).map(text),
+        "cmcd": keys,
+    });
+    let mut line = serde_json::to_vec(&doc).unwrap_or_default();
+    line.push(b'\n');
+    line
 }
 
 #[cfg(test)]

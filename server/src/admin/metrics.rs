@@ -333,8 +333,14 @@ const SUMS: [(&str, &str, &str, Field); 8] = [
 ];
 
 /// Render the Prometheus text exposition format (version 0.0.4).
-pub fn render(stats: &[WorkerStats], p: &ProcessFacts, tls: Option<&TlsShared>) -> String {
+pub fn render(
+    stats: &[WorkerStats],
+    p: &ProcessFacts,
+    tls: Option<&TlsShared>,
+    qoe: &crate::qoe::Snapshot,
+) -> String {
     let mut o = Exposition::new();
+    qoe.render(&mut o);
     if let Some(t) = tls {
         render_tls(&mut o, t);
     }

@@ -110,8 +110,14 @@ fn handle(mut s: TcpStream, shared: &Shared) {
             let mut facts = ProcessFacts::read();
             facts.draining = draining;
             facts.max_connections = (shared.cfg.worker_max_connections * shared.cfg.workers) as u64;
-            let text = metrics::render(&shared.stats, &facts, shared.tls.as_deref());
+            let qoe = shared.qoe.snapshot(unix_now());
+            let text = metrics::render(&shared.stats, &facts, shared.tls.as_deref(), &qoe);
             (Status::Ok, PROMETHEUS, Body::Bytes(text.into()))
+        }
+        "/streams" => {
+            let qoe = shared.qoe.snapshot(unix_now());
+            let doc = qoe.to_json(shared.cfg.qoe.window_secs);
+            (Status::Ok, JSON, Body::Bytes(doc.into()))
         }
         "/healthz" if draining => (
             Status::ServiceUnavailable,
@@ -122,13 +128,21 @@ fn handle(mut s: TcpStream, shared: &Shared) {
         _ => (
             Status::NotFound,
             TEXT,
-            Body::Static(b"try /metrics or /healthz\n"),
+            Body::Static(b"try /metrics, /streams or /healthz\n"),
         ),
     };
     reply(&mut s, shared, status, ctype, body, head_only);
 }
 
 const TEXT: &str = "text/plain; charset=utf-8";
+const JSON: &str = "application/json";
+
+/// The clock the workers stamp viewers with (the Date header's).
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
 const PROMETHEUS: &str = "text/plain; version=0.0.4; charset=utf-8";
 
 /// Answer through the same head encoder as viewers get (without CORS: not for browsers),

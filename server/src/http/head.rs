@@ -113,14 +113,23 @@ pub fn encode(r: &Response<'_>, env: &Env<'_>, out: &mut Vec<u8>) {
                 out.extend_from_slice(b"Vary: Origin\r\n");
             }
         }
-        out.extend_from_slice(b"Access-Control-Expose-Headers: Content-Length, Content-Range\r\n");
+        out.extend_from_slice(if cfg.cmsd_name.is_some() {
+            b"Access-Control-Expose-Headers: Content-Length, Content-Range, CMSD-Static, CMSD-Dynamic\r\n"
+        } else {
+            b"Access-Control-Expose-Headers: Content-Length, Content-Range\r\n"
+        });
         if cors.preflight {
+            // Players send CMCD as headers when configured to (hls.js `useHeaders`).
             out.extend_from_slice(
                 b"Access-Control-Allow-Methods: GET, HEAD, OPTIONS\r\n\
-                  Access-Control-Allow-Headers: Range, If-Range, If-None-Match, If-Modified-Since\r\n\
+                  Access-Control-Allow-Headers: Range, If-Range, If-None-Match, If-Modified-Since, \
+                  CMCD-Object, CMCD-Request, CMCD-Session, CMCD-Status\r\n\
                   Access-Control-Max-Age: 86400\r\n",
             );
         }
+    }
+    if let (Some(c), Some(name)) = (&f.cmsd, &cfg.cmsd_name) {
+        crate::qoe::cmsd::encode(c, name, out);
     }
     if f.hsts {
         if let Some(v) = &cfg.hsts {
@@ -259,13 +268,24 @@ mod tests {
                     origin: Some(b"https://a.example"),
                     preflight: true,
                 }),
+                cmsd: Some(Box::new(crate::qoe::cmsd::Cmsd {
+                    ot: "av",
+                    sf: Some("h"),
+                    d_ms: Some(2000),
+                    ht_ms: None,
+                    etp_kbps: Some(9000),
+                    rtt_ms: Some(1),
+                })),
                 hsts: true,
                 close: true,
                 minor: 1,
             },
             body: Body::Empty,
         };
-        let head = encode_str(&r, &cfg(&["--hsts", "max-age=31536000"]));
+        let head = encode_str(
+            &r,
+            &cfg(&["--hsts", "max-age=31536000", "--cmsd", "--cmsd-name", "e1"]),
+        );
         let l = lines(&head);
         let tag = format!(
             "ETag: {}",
@@ -283,16 +303,18 @@ mod tests {
             "Allow: GET, HEAD, OPTIONS",
             "Retry-After: 7",
             "Access-Control-Allow-Origin: *",
-            "Access-Control-Expose-Headers: Content-Length, Content-Range",
+            "Access-Control-Expose-Headers: Content-Length, Content-Range, CMSD-Static, CMSD-Dynamic",
+            "CMSD-Static: ot=av, sf=h, d=2000, n=\"e1\"",
+            "CMSD-Dynamic: \"e1\";etp=9000;rtt=1",
             "Access-Control-Allow-Methods: GET, HEAD, OPTIONS",
-            "Access-Control-Allow-Headers: Range, If-Range, If-None-Match, If-Modified-Since",
+            "Access-Control-Allow-Headers: Range, If-Range, If-None-Match, If-Modified-Since, CMCD-Object, CMCD-Request, CMCD-Session, CMCD-Status",
             "Access-Control-Max-Age: 86400",
             "Strict-Transport-Security: max-age=31536000",
             "Connection: close",
         ] {
             assert!(l.contains(&want), "missing {want:?} in\n{head}");
         }
-        assert_eq!(l.len(), 19, "{head}");
+        assert_eq!(l.len(), 21, "{head}");
     }
 
     #[test]

@@ -34,6 +34,10 @@ pub struct Request<'a> {
     pub preflight: bool,
     pub referer: Option<&'a [u8]>,
     pub user_agent: Option<&'a [u8]>,
+    /// The stretch of the head holding its CMCD-Object/-Request/-Session/-Status lines (from
+    /// the first to the last; other lines may sit between): one slice keeps the request
+    /// small, and `cmcd_headers` picks the values out only when a response is logged.
+    pub cmcd: Option<&'a [u8]>,
     /// The request announced a body (Content-Length > 0): we never read bodies, so the
     /// connection must close after the response to stay in sync.
     pub has_body: bool,
@@ -47,6 +51,9 @@ impl Request<'_> {
 
 /// Result of trying to parse one request from the front of a buffer.
 #[derive(Debug)]
+// Boxing the request would allocate on every request; the value lives on the stack for the
+// length of one match.
+#[allow(clippy::large_enum_variant)]
 pub enum Parse<'a> {
     /// A whole request head of `len` bytes.
     Complete(Request<'a>, usize),
@@ -134,6 +141,7 @@ pub fn parse<'a>(buf: &'a [u8], limits: Limits) -> Parse<'a> {
     let mut conn_keep = false;
     let mut content_length: Option<&[u8]> = None;
     let mut acr_method = false;
+    let mut cmcd_span: Option<(usize, usize)> = None;
     for h in req.headers.iter() {
         let name = h.name.as_bytes();
         let v = trim(h.value);
@@ -151,6 +159,15 @@ pub fn parse<'a>(buf: &'a [u8], limits: Limits) -> Parse<'a> {
             8 if name.eq_ignore_ascii_case(b"if-range") => r.if_range = Some(v),
             7 if name.eq_ignore_ascii_case(b"referer") => r.referer = Some(v),
             10 if name.eq_ignore_ascii_case(b"user-agent") => r.user_agent = Some(v),
+            11 | 12 if name.len() > 5 && name[..5].eq_ignore_ascii_case(b"cmcd-") => {
+                // Offsets into `buf` of this line (the name and value are slices of it).
+                let start = h.name.as_ptr() as usize - buf.as_ptr() as usize;
+                let end = h.value.as_ptr() as usize + h.value.len() - buf.as_ptr() as usize;
+                cmcd_span = Some(match cmcd_span {
+                    Some((s, _)) => (s, end),
+                    None => (start, end),
+                });
+            }
             10 if name.eq_ignore_ascii_case(b"connection") => {
                 conn_close |= has_token(v, b"close");
                 conn_keep |= has_token(v, b"keep-alive");
@@ -190,7 +207,29 @@ pub fn parse<'a>(buf: &'a [u8], limits: Limits) -> Parse<'a> {
             !conn_close
         };
     r.preflight = r.method == Some(Method::Options) && acr_method && r.origin.is_some();
+    r.cmcd = cmcd_span.and_then(|(s, e)| buf.get(s..e));
     Parse::Complete(r, len)
+}
+
+/// The values of the CMCD header lines in a stretch of a request head (`Request::cmcd`).
+pub fn cmcd_headers(span: &[u8]) -> impl Iterator<Item = &[u8]> {
+    span.split(|&b| b == b'\n').filter_map(|line| {
+        let colon = line.iter().position(|&b| b == b':')?;
+        let name = trim(&line[..colon]);
+        let known = [
+            &b"cmcd-object"[..],
+            b"cmcd-request",
+            b"cmcd-session",
+            b"cmcd-status",
+        ];
+        known.iter().any(|k| name.eq_ignore_ascii_case(k)).then(|| {
+            trim(
+                line[colon + 1..]
+                    .strip_suffix(b"\r")
+                    .unwrap_or(&line[colon + 1..]),
+            )
+        })
+    })
 }
 
 /// The complete request line of `buf` (without CR LF), if it has arrived.

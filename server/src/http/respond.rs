@@ -52,6 +52,10 @@ pub struct Parked {
     keep_alive: bool,
     minor: u8,
     origin: Option<Box<[u8]>>,
+    /// The CMCD header lines it carried (the query form stays in `target`).
+    cmcd: Option<Box<[u8]>>,
+    /// When it was first held (CMSD `ht`).
+    pub since: std::time::Instant,
     /// Tick after which the wait ends (503 for playlists, 404 for parts).
     pub deadline: u32,
 }
@@ -67,6 +71,7 @@ impl Parked {
             keep_alive: self.keep_alive,
             host_count: 1,
             origin: self.origin.as_deref(),
+            cmcd: self.cmcd.as_deref(),
             ..Request::default()
         }
     }
@@ -180,6 +185,8 @@ fn park_for(cx: &Cx<'_>, req: &Request<'_>, key: &[u8], secs: f64) -> Box<Parked
     };
     Box::new(Parked {
         key: key.into(),
+        cmcd: req.cmcd.map(Into::into),
+        since: std::time::Instant::now(),
         target: req.target.into(),
         head: req.method() == Method::Head,
         keep_alive: req.keep_alive,
@@ -252,10 +259,14 @@ pub fn respond<'r>(cx: &mut Cx<'_>, req: &Request<'r>) -> Answer<'r> {
             .iter()
             .position(|&b| b == b'?')
             .map_or(&b""[..], |i| &req.target[i + 1..]);
-        match cx
-            .cache
-            .get(root, path, cpath, shared.watcher.as_deref(), &shared.hints)
-        {
+        match cx.cache.get(
+            root,
+            path,
+            cpath,
+            shared.watcher.as_deref(),
+            &shared.hints,
+            &shared.qoe.catalog,
+        ) {
             Ok(c) => {
                 let mut delta: Option<Bytes> = None;
                 if let Some(info) = &c.info {

@@ -55,6 +55,9 @@ pub struct Fields<'a> {
     pub retry_after_secs: Option<u32>,
     /// None: no CORS fields at all (the admin plane).
     pub cors: Option<Cors<'a>>,
+    /// `CMSD-Static` and `CMSD-Dynamic` (`--cmsd`).
+    /// Boxed: only with `--cmsd`, and it would double the size of every response value.
+    pub cmsd: Option<Box<crate::qoe::cmsd::Cmsd>>,
     /// `Strict-Transport-Security` (`--hsts`), on responses over TLS.
     pub hsts: bool,
     /// `Connection: close` (or keep-alive for HTTP/1.0).

@@ -108,6 +108,7 @@ impl PlaylistCache {
         cpath: &CStr,
         watcher: Option<&Watcher>,
         hints: &Hints,
+        catalog: &crate::qoe::catalog::Catalog,
     ) -> Result<Arc<Cached>, Miss> {
         let now = match fsys::stat_at(root, cpath) {
             Ok(m) => m,
@@ -154,6 +155,9 @@ impl PlaylistCache {
         }
         if let Some(i) = &info {
             hints.update(path, i);
+            if let Ok(text) = std::str::from_utf8(&body) {
+                catalog.learn(path, text);
+            }
         }
         let entry = Arc::new(Cached {
             meta,

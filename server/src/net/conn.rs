@@ -18,14 +18,19 @@ use crate::admin::accesslog::AccessLog;
 use crate::admin::metrics::{bump, CloseReason, WorkerStats};
 use crate::http::date::DateCache;
 use crate::http::head;
-use crate::http::parse::higher_minor;
+use crate::http::parse::{cmcd_headers, higher_minor};
+use crate::http::path;
 use crate::http::respond::{self, Answer, Parked};
-use crate::http::{parse, Body, Parse, Request, Response, Status};
+use crate::http::{parse, Body, Method, Parse, Request, Response, Status};
 use crate::live::cache::PlaylistCache;
+use crate::qoe::cmcd::Cmcd;
+use crate::qoe::cmsd::{self, Cmsd};
+use crate::qoe::Seen;
 use crate::shared::Shared;
 use crate::tls::stream::is_cleartext_http;
 use std::io::{self, ErrorKind};
 use std::ops::ControlFlow;
+use std::time::Instant;
 
 /// Bytes one connection may send per turn before others get theirs.
 const WRITE_BUDGET: usize = 1 << 20;
@@ -36,6 +41,8 @@ const REQUEST_BUDGET: u32 = 32;
 const INLINE_BODY: usize = 16 * 1024;
 /// Bytes a closing connection may still send us before we stop draining and close.
 const LINGER_LIMIT: usize = 64 * 1024;
+
+static NEXT_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
 
 /// What the worker should do with the connection after its turn.
 #[derive(Debug, Default, PartialEq, Eq)]
@@ -54,6 +61,8 @@ pub enum Step {
 pub struct Cx<'a> {
     pub shared: &'a Shared,
     pub stats: &'a WorkerStats,
+    /// This worker's index.
+    pub worker: usize,
     pub pool: &'a mut Pool,
     pub date: &'a DateCache,
     pub cache: &'a mut PlaylistCache,
@@ -107,6 +116,8 @@ struct Sending {
 /// The response side of a connection, apart from its read buffer so that a request borrowed
 /// from that buffer can be answered without copying it.
 struct Machine {
+    /// Unique in the process: tells viewers apart that send no CMCD session id.
+    id: u64,
     state: State,
     /// Tick the current phase began (while sending: of the last write progress).
     since: u32,
@@ -135,26 +146,64 @@ impl Machine {
         }
     }
 
-    /// Start sending `resp` (the answer to `req`, or to an unparsable request): encode its
-    /// head, count it and log it.
+    /// Start sending `resp` (the answer to `req`, or to an unparsable request): note who
+    /// watches what, add CMSD, encode its head, count it and log it. `held`: when a blocking
+    /// request was first parked.
     fn begin(
         &mut self,
         cx: &mut Cx<'_>,
         io: &Transport,
         req: Option<&Request<'_>>,
         mut resp: Response<'_>,
+        held: Option<Instant>,
     ) {
         resp.fields.hsts = io.is_tls();
+        let code = resp.status.code();
+        let body_len = resp.body.len();
+        let cmcd = req
+            .and_then(|r| Cmcd::from_request(r.target, r.cmcd.into_iter().flat_map(cmcd_headers)));
+        let now_secs = cx.date.unix_secs();
+        let answered = (200..400).contains(&code);
+        let watched = req.filter(|r| {
+            matches!(r.method(), Method::Get | Method::Head) && (answered || cmcd.is_some())
+        });
+        if let Some(r) = watched {
+            // A GET or HEAD answered 2xx/3xx went through `respond`, which left the decoded
+            // path (and a NUL) in path_buf; anything else is decoded again.
+            let decoded = if answered && cx.path_buf.last() == Some(&0) {
+                cx.path_buf.pop();
+                true
+            } else {
+                path::decode(r.target, cx.path_buf).is_ok()
+            };
+            if decoded {
+                let path = cx.path_buf.as_slice();
+                let qoe = &cx.shared.qoe;
+                qoe.observe(
+                    cx.worker,
+                    now_secs,
+                    &Seen {
+                        conn: self.id,
+                        path,
+                        status: code,
+                        bytes: body_len,
+                        cmcd: cmcd.as_ref(),
+                    },
+                );
+                if cx.shared.cfg.cmsd_name.is_some() && matches!(code, 200 | 206 | 304) {
+                    resp.fields.cmsd =
+                        Some(Box::new(server_data(io, path, cmcd.as_ref(), held, qoe)));
+                }
+            }
+        }
         if self.out.capacity() == 0 {
             self.out = cx.pool.take();
         }
         let env = head::Env::new(cx.date, &cx.shared.cfg);
         head::encode(&resp, &env, &mut self.out);
-        let code = resp.status.code();
-        let body_len = resp.body.len();
         cx.stats.request(code);
         if let Some(log) = cx.log.as_mut() {
-            log.record(cx.date.unix_secs(), io.peer_ip(), req, code, body_len);
+            log.record(now_secs, io.peer_ip(), req, code, body_len, cmcd.as_ref());
         }
         // A small in-memory body (a playlist, an error text) joins the head in one buffer:
         // one send(2), one segment.
@@ -176,6 +225,28 @@ impl Machine {
             outq: u32::MAX,
         };
         self.enter(State::Send(sending), cx.now);
+    }
+}
+
+/// CMSD for one response: what the playlists say of the object, how long it was held, and
+/// the kernel's view of the path to this viewer.
+fn server_data(
+    io: &Transport,
+    path: &[u8],
+    cmcd: Option<&Cmcd>,
+    held: Option<Instant>,
+    qoe: &crate::qoe::Qoe,
+) -> Cmsd {
+    let entry = qoe.catalog.get(path);
+    let ot = cmsd::object_type(path, cmcd.and_then(|c| c.str("ot")));
+    let rate = io.tcp_rate();
+    Cmsd {
+        ot,
+        sf: cmsd::format(path, entry.as_ref()),
+        d_ms: entry.filter(|_| ot != "m").map(|e| e.duration_ms),
+        ht_ms: held.map(|t| t.elapsed().as_millis() as u64),
+        etp_kbps: rate.and_then(|(r, _)| r).map(|bps| bps * 8 / 1000),
+        rtt_ms: rate.map(|(_, us)| u64::from(us).div_ceil(1000)),
     }
 }
 
@@ -212,6 +283,7 @@ impl Conn {
             io,
             rbuf: Vec::new(),
             m: Machine {
+                id: NEXT_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
                 state: State::Head,
                 since: now,
                 out: Vec::new(),
@@ -314,11 +386,12 @@ impl Conn {
         match cx.respond(&req, expired) {
             Answer::Park(mut again) => {
                 again.deadline = p.deadline;
+                again.since = p.since;
                 self.m.state = State::Parked(again);
                 false
             }
             Answer::Now(resp) => {
-                self.m.begin(cx, &self.io, Some(&req), resp);
+                self.m.begin(cx, &self.io, Some(&req), resp, Some(p.since));
                 true
             }
         }
@@ -474,7 +547,7 @@ impl Conn {
                 Parse::Complete(req, len) => {
                     *requests += 1;
                     match cx.respond(&req, false) {
-                        Answer::Now(resp) => self.m.begin(cx, &self.io, Some(&req), resp),
+                        Answer::Now(resp) => self.m.begin(cx, &self.io, Some(&req), resp, None),
                         Answer::Park(p) => {
                             self.m.enter(State::Parked(p), cx.now);
                             self.rbuf.drain(..len);
@@ -489,7 +562,7 @@ impl Conn {
                 Parse::Partial => None,
                 Parse::Error(status) => {
                     self.m
-                        .begin(cx, &self.io, None, respond::unparsable(status));
+                        .begin(cx, &self.io, None, respond::unparsable(status), None);
                     Some(self.rbuf.len())
                 }
             };
@@ -532,7 +605,7 @@ impl Conn {
                 // A plaintext request on the TLS port: say so in clear text, then close.
                 self.rbuf.clear();
                 let resp = respond::plain_http_on_tls_port();
-                self.m.begin(cx, &self.io, None, resp);
+                self.m.begin(cx, &self.io, None, resp, None);
             }
             Err(_) => return ControlFlow::Break(Step::Close(CloseReason::Peer)),
         }

@@ -236,6 +236,45 @@ pub fn unsent_bytes(sock: RawFd) -> Option<u32> {
     Some(outq.max(0) as u32)
 }
 
+/// The kernel's `struct tcp_info` up to `tcpi_delivery_rate` (Linux 4.9+). libc's glibc
+/// binding stops before it, so the layout is spelled out here.
+#[repr(C)]
+#[derive(Default)]
+struct TcpInfo {
+    bytes: [u8; 8],
+    /// rto .. total_retrans; `tcpi_rtt` (us) is index 15.
+    u32s: [u32; 24],
+    /// pacing_rate, max_pacing_rate, bytes_acked, bytes_received.
+    u64s: [u64; 4],
+    /// segs_out, segs_in, notsent_bytes, min_rtt, data_segs_in, data_segs_out.
+    more: [u32; 6],
+    delivery_rate: u64,
+}
+
+/// (delivery rate in bytes/s, smoothed RTT in us) of a TCP socket, from TCP_INFO. The rate is
+/// None when the kernel is too old to report it or has not measured one yet.
+pub fn tcp_rate(sock: RawFd) -> Option<(Option<u64>, u32)> {
+    let mut info = TcpInfo::default();
+    let mut len = std::mem::size_of::<TcpInfo>() as libc::socklen_t;
+    // SAFETY: getsockopt writes at most `len` bytes into `info`, a plain-old-data struct of
+    // that size, and updates `len` to what it wrote.
+    let rc = unsafe {
+        libc::getsockopt(
+            sock,
+            libc::IPPROTO_TCP,
+            libc::TCP_INFO,
+            (&mut info as *mut TcpInfo).cast(),
+            &mut len,
+        )
+    };
+    if rc < 0 || (len as usize) < 8 + 16 * 4 {
+        return None;
+    }
+    let full = len as usize >= std::mem::size_of::<TcpInfo>();
+    let rate = (full && info.delivery_rate > 0).then_some(info.delivery_rate);
+    Some((rate, info.u32s[15]))
+}
+
 /// Ask glibc to release free heap pages (madvise) instead of keeping them for later.
 pub fn return_free_memory() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]

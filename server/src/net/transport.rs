@@ -40,6 +40,11 @@ impl Transport {
         matches!(self, Transport::Tls(t) if t.is_handshaking())
     }
 
+    /// (delivery rate bytes/s, RTT us) the kernel measured for this connection.
+    pub fn tcp_rate(&self) -> Option<(Option<u64>, u32)> {
+        fsys::tcp_rate(self.sock().as_raw_fd())
+    }
+
     pub fn peer_ip(&self) -> Option<IpAddr> {
         self.sock().peer_addr().ok().map(|a| a.ip())
     }

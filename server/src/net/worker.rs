@@ -127,6 +127,7 @@ impl Worker {
             Some(p) => Some(AccessLog::open(
                 p,
                 shared.log_generation.load(Ordering::Relaxed),
+                cfg.access_log_format,
             )?),
             None => None,
         };
@@ -290,6 +291,7 @@ impl Worker {
         let mut cx = Cx {
             shared: &self.shared,
             stats: &self.shared.stats[self.id],
+            worker: self.id,
             pool: &mut self.pool,
             date: &self.date,
             cache: &mut self.cache,
