@@ -55,6 +55,20 @@ fn browser() -> Option<&'static str> {
         })
 }
 
+/// Headless Chromium that plays media without a gesture, with its own profile directory.
+fn headless(browser: &str, profile: &Path) -> Command {
+    let mut cmd = Command::new(browser);
+    cmd.args([
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--mute-audio",
+        "--autoplay-policy=no-user-gesture-required",
+    ])
+    .arg(format!("--user-data-dir={}", profile.display()));
+    cmd
+}
+
 /// Serves `/` (the page), `/hls.js` and `/report?...` (recorded): another origin than the
 /// stream's, as a player page on a site usually is.
 fn serve(
@@ -215,18 +229,7 @@ fn play(low_latency: bool, tls: bool) {
         );
         (server, page, None)
     };
-    let mut cmd = Command::new(browser);
-    cmd.args([
-        "--headless=new",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--mute-audio",
-        "--autoplay-policy=no-user-gesture-required",
-    ])
-    .arg(format!(
-        "--user-data-dir={}",
-        base.join("profile").display()
-    ));
+    let mut cmd = headless(browser, &base.join("profile"));
     if let Some(spki) = &spki {
         cmd.args([
             "--enable-logging=stderr",
@@ -398,18 +401,7 @@ fn hlsjs_sends_cmcd_counted_per_stream_and_reads_cmsd() {
         "http://127.0.0.1:{port}/?src=http://{}/master.m3u8",
         server.addr
     );
-    let mut child = Command::new(browser)
-        .args([
-            "--headless=new",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--mute-audio",
-            "--autoplay-policy=no-user-gesture-required",
-        ])
-        .arg(format!(
-            "--user-data-dir={}",
-            base.join("profile").display()
-        ))
+    let mut child = headless(browser, &base.join("profile"))
         .arg(&page)
         .stdout(Stdio::null())
         .stderr(Stdio::null())

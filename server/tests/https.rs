@@ -40,14 +40,6 @@ fn presented(c: &Stream) -> CertificateDer<'static> {
         .into_owned()
 }
 
-fn wait_for(what: &str, limit: Duration, mut ok: impl FnMut() -> bool) {
-    let t = Instant::now();
-    while !ok() {
-        assert!(t.elapsed() < limit, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
 #[test]
 fn versions_alpn_and_hsts() {
     let s = Server::start_mode(Mode::Tls, &root("tls-versions"), &["--hsts", "max-age=600"]);

@@ -7,7 +7,7 @@ use common::*;
 use std::io::Write;
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// A live stream in `live/`: a master with two renditions, target duration 1 s.
 fn stream_root(name: &str) -> PathBuf {
@@ -51,19 +51,7 @@ fn ask_bytes(c: &mut TcpStream, path: &str, headers: &[u8]) -> Response {
 
 /// A sample of /metrics, 0 when the series is absent.
 fn gauge(s: &Server, series: &str) -> f64 {
-    let (_, body) = s.admin_get("/metrics");
-    body.lines()
-        .find_map(|l| l.strip_prefix(series).and_then(|r| r.strip_prefix(' ')))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or(0.0)
-}
-
-fn wait_for(what: &str, limit: Duration, mut ok: impl FnMut() -> bool) {
-    let t = Instant::now();
-    while !ok() {
-        assert!(t.elapsed() < limit, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    s.metric_opt(series).unwrap_or(0.0)
 }
 
 #[test]

@@ -20,6 +20,17 @@ use std::path::{Path, PathBuf};
 /// The CMCD keys the combined format carries, in order.
 const COMBINED_KEYS: [&str; 9] = ["sid", "cid", "br", "bl", "mtp", "bs", "su", "ot", "rtp"];
 
+/// One answered request, as logged.
+#[derive(Clone, Copy)]
+pub struct Entry<'a> {
+    pub now_secs: u64,
+    pub peer: Option<IpAddr>,
+    pub req: Option<&'a Request<'a>>,
+    pub status: u16,
+    pub bytes: u64,
+    pub cmcd: Option<&'a Cmcd>,
+}
+
 pub struct AccessLog {
     format: LogFormat,
     path: PathBuf,
@@ -78,38 +89,30 @@ impl AccessLog {
         }
     }
 
-    pub fn record(
-        &mut self,
-        now_secs: u64,
-        peer: Option<IpAddr>,
-        req: Option<&Request<'_>>,
-        status: u16,
-        bytes: u64,
-        cmcd: Option<&Cmcd>,
-    ) {
+    pub fn record(&mut self, e: &Entry<'_>) {
         let line = match self.format {
-            LogFormat::Combined => self.combined(now_secs, peer, req, status, bytes, None),
+            LogFormat::Combined => self.combined(e, None),
             LogFormat::CombinedCmcd => {
                 let none = Cmcd::default();
-                let c = Some(cmcd.unwrap_or(&none));
-                self.combined(now_secs, peer, req, status, bytes, c)
+                self.combined(e, Some(e.cmcd.unwrap_or(&none)))
             }
-            LogFormat::Json => json(now_secs, peer, req, status, bytes, cmcd),
+            LogFormat::Json => json(e),
         };
-        if let Err(e) = self.out.write_all(&line) {
-            eprintln!("corestream: access log write failed: {e}");
+        if let Err(err) = self.out.write_all(&line) {
+            eprintln!("corestream: access log write failed: {err}");
         }
     }
 
-    fn combined(
-        &mut self,
-        now_secs: u64,
-        peer: Option<IpAddr>,
-        req: Option<&Request<'_>>,
-        status: u16,
-        bytes: u64,
-        cmcd: Option<&Cmcd>,
-    ) -> Vec<u8> {
+    /// `cmcd`: None for plain combined, Some for combined-cmcd (all nine fields).
+    fn combined(&mut self, e: &Entry<'_>, cmcd: Option<&Cmcd>) -> Vec<u8> {
+        let Entry {
+            now_secs,
+            peer,
+            req,
+            status,
+            bytes,
+            ..
+        } = *e;
         if now_secs != self.secs {
             self.secs = now_secs;
             self.stamp = clf_time(now_secs).into_bytes();
@@ -138,7 +141,6 @@ impl AccessLog {
         line.extend_from_slice(b"\" \"");
         escaped(&mut line, req.and_then(|r| r.user_agent).unwrap_or(b"-"));
         line.push(b'"');
-        // None: plain combined; Some: combined-cmcd (all nine fields, `-` for absent keys).
         for key in COMBINED_KEYS.iter().filter(|_| cmcd.is_some()) {
             let _ = write!(line, " {key}=");
             match cmcd.and_then(|c| c.get(key)) {
@@ -168,14 +170,15 @@ impl AccessLog {
 
 /// One JSON line. Allocates (serde_json) where the combined format does not: JSON is for
 /// operators who ship the log to an analytics store and want every CMCD key typed.
-fn json(
-    now_secs: u64,
-    peer: Option<IpAddr>,
-    req: Option<&Request<'_>>,
-    status: u16,
-    bytes: u64,
-    cmcd: Option<&Cmcd>,
-) -> Vec<u8> {
+fn json(e: &Entry<'_>) -> Vec<u8> {
+    let Entry {
+        now_secs,
+        peer,
+        req,
+        status,
+        bytes,
+        cmcd,
+    } = *e;
     use serde_json::{json, Map, Value as J};
     let text = |b: &[u8]| J::String(String::from_utf8_lossy(b).into_owned());
     let mut keys = Map::new();

@@ -14,7 +14,7 @@
 use super::pool::{Pool, READ_CHUNK};
 use super::timer::Phase;
 use super::transport::Transport;
-use crate::admin::accesslog::AccessLog;
+use crate::admin::accesslog::{self, AccessLog};
 use crate::admin::metrics::{bump, CloseReason, WorkerStats};
 use crate::http::date::DateCache;
 use crate::http::head;
@@ -203,7 +203,14 @@ impl Machine {
         head::encode(&resp, &env, &mut self.out);
         cx.stats.request(code);
         if let Some(log) = cx.log.as_mut() {
-            log.record(now_secs, io.peer_ip(), req, code, body_len, cmcd.as_ref());
+            log.record(&accesslog::Entry {
+                now_secs,
+                peer: io.peer_ip(),
+                req,
+                status: code,
+                bytes: body_len,
+                cmcd: cmcd.as_ref(),
+            });
         }
         // A small in-memory body (a playlist, an error text) joins the head in one buffer:
         // one send(2), one segment.

@@ -163,11 +163,16 @@ impl Server {
 
     /// A metric's value from /metrics (name with labels exactly as exposed).
     pub fn metric(&self, name: &str) -> f64 {
+        self.metric_opt(name)
+            .unwrap_or_else(|| panic!("metric {name} not found"))
+    }
+
+    /// The same, None when the series is absent.
+    pub fn metric_opt(&self, name: &str) -> Option<f64> {
         let (_, body) = self.admin_get("/metrics");
         body.lines()
             .find_map(|l| l.strip_prefix(name).and_then(|rest| rest.strip_prefix(' ')))
             .and_then(|v| v.trim().parse().ok())
-            .unwrap_or_else(|| panic!("metric {name} not found"))
     }
 
     pub fn signal(&self, sig: i32) {
@@ -303,6 +308,15 @@ pub fn closed(s: &mut impl Read) -> bool {
             }
             Err(_) => return false,
         }
+    }
+}
+
+/// Poll `ok` every 50 ms until it holds; fail the test after `limit`.
+pub fn wait_for(what: &str, limit: Duration, mut ok: impl FnMut() -> bool) {
+    let t = std::time::Instant::now();
+    while !ok() {
+        assert!(t.elapsed() < limit, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(50));
     }
 }
 
