@@ -69,6 +69,15 @@ fn headless(browser: &str, profile: &Path) -> Command {
     cmd
 }
 
+/// Start `serve` on an ephemeral port; returns the port.
+fn page_server(page: &'static str, hlsjs: PathBuf, reports: &Arc<Mutex<Vec<String>>>) -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let reports = reports.clone();
+    thread::spawn(move || serve(listener, page, hlsjs, reports));
+    port
+}
+
 /// Serves `/` (the page), `/hls.js` and `/report?...` (recorded): another origin than the
 /// stream's, as a player page on a site usually is.
 fn serve(
@@ -217,12 +226,7 @@ fn play(low_latency: bool, tls: bool) {
             "2",
         ]));
         let src = format!("http://{}/master.m3u8", server.addr);
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let port = listener.local_addr().unwrap().port();
-        {
-            let reports = reports.clone();
-            thread::spawn(move || serve(listener, PAGE, hlsjs, reports));
-        }
+        let port = page_server(PAGE, hlsjs, &reports);
         let page = format!(
             "http://127.0.0.1:{port}/?ll={}&src={src}",
             u8::from(low_latency)
@@ -391,12 +395,7 @@ fn hlsjs_sends_cmcd_counted_per_stream_and_reads_cmsd() {
         log.to_str().unwrap(),
     ]));
     let reports = Arc::new(Mutex::new(Vec::new()));
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    {
-        let reports = reports.clone();
-        thread::spawn(move || serve(listener, CMCD_PAGE, hlsjs, reports));
-    }
+    let port = page_server(CMCD_PAGE, hlsjs, &reports);
     let page = format!(
         "http://127.0.0.1:{port}/?src=http://{}/master.m3u8",
         server.addr
