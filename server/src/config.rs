@@ -192,6 +192,56 @@ pub struct Cli {
     #[arg(long, env = "CORESTREAM_ADMIN", value_parser = parse_admin, value_name = "[ADDR:]PORT")]
     pub admin: Option<SocketAddr>,
 
+    /// Ingest listener: packagers PUT playlists and segments here (whole, or chunk by chunk
+    /// with Transfer-Encoding: chunked, served to viewers as the chunks land) and DELETE
+    /// them; written beneath --root. `PORT` (on 127.0.0.1) or `ADDR:PORT`. Off unless given.
+    /// Without --ingest-token-file or --ingest-allow, only loopback clients may push.
+    #[arg(long, env = "CORESTREAM_INGEST", value_parser = parse_admin, value_name = "[ADDR:]PORT")]
+    pub ingest: Option<SocketAddr>,
+
+    /// File holding the ingest bearer token (first line): pushes must send
+    /// `Authorization: Bearer <token>`. Re-read when the file changes.
+    #[arg(
+        long,
+        env = "CORESTREAM_INGEST_TOKEN_FILE",
+        value_name = "PATH",
+        requires = "ingest"
+    )]
+    pub ingest_token_file: Option<PathBuf>,
+
+    /// Client networks allowed to push, comma-separated (`10.0.0.0/8,2001:db8::/32`,
+    /// single addresses too). With a token file as well, both must pass.
+    #[arg(
+        long,
+        env = "CORESTREAM_INGEST_ALLOW",
+        value_name = "CIDR,...",
+        requires = "ingest"
+    )]
+    pub ingest_allow: Option<String>,
+
+    /// Largest object one PUT may store (413 beyond it).
+    #[arg(
+        long,
+        env = "CORESTREAM_INGEST_MAX_BYTES",
+        default_value_t = 1 << 30,
+        value_name = "BYTES"
+    )]
+    pub ingest_max_bytes: u64,
+
+    /// How long an ingest connection may send nothing (mid-body, or idle between pushes)
+    /// before it is closed; an upload cut this way leaves nothing behind.
+    #[arg(long, env = "CORESTREAM_INGEST_TIMEOUT", default_value = "30s", value_parser = parse_duration, value_name = "DURATION")]
+    pub ingest_timeout: Duration,
+
+    /// Ingest connections served at once (each is a thread; more are answered 503).
+    #[arg(
+        long,
+        env = "CORESTREAM_INGEST_MAX_CONNECTIONS",
+        default_value_t = 256,
+        value_name = "N"
+    )]
+    pub ingest_max_connections: usize,
+
     /// Append an access log in combined log format to this file (buffered; reopened on
     /// SIGHUP for log rotation). Off unless given.
     #[arg(long, env = "CORESTREAM_ACCESS_LOG", value_name = "PATH")]
@@ -327,6 +377,8 @@ pub struct Config {
     /// Per-worker connection cap (0 = none).
     pub worker_max_connections: usize,
     pub admin: Option<SocketAddr>,
+    /// The ingest port and its rules (None without --ingest).
+    pub ingest: Option<crate::ingest::Options>,
     pub access_log: Option<PathBuf>,
     pub access_log_format: LogFormat,
     /// This server's name as an RFC 8941 string, when `--cmsd` is on.
@@ -373,6 +425,39 @@ impl Config {
                 );
             }
         }
+        if let Some(a) = cli.ingest {
+            if a.port() != 0
+                && (viewer_ports.contains(&a.port())
+                    || cli.admin.is_some_and(|b| b.port() == a.port()))
+            {
+                return Err(
+                    "--ingest must have its own port (not --listen, --tls-listen or --admin)"
+                        .into(),
+                );
+            }
+        }
+        let ingest = match cli.ingest {
+            Some(addr) => {
+                if let Some(p) = &cli.ingest_token_file {
+                    crate::ingest::auth::read_token(p)?;
+                }
+                if cli.ingest_max_connections == 0 {
+                    return Err("--ingest-max-connections must be at least 1".into());
+                }
+                Some(crate::ingest::Options {
+                    addr,
+                    token_file: cli.ingest_token_file.clone(),
+                    allow: match &cli.ingest_allow {
+                        Some(l) => crate::ingest::auth::parse_allow(l)?,
+                        None => Vec::new(),
+                    },
+                    max_bytes: cli.ingest_max_bytes,
+                    timeout: cli.ingest_timeout,
+                    max_connections: cli.ingest_max_connections,
+                })
+            }
+            None => None,
+        };
         if let (Some(l), Some(t)) = (listen, cli.tls_listen) {
             if l.port() != 0 && l == t {
                 return Err("--listen and --tls-listen must be different addresses".into());
@@ -455,6 +540,7 @@ impl Config {
             worker_playlist_cache_bytes: usize::try_from(cli.playlist_cache_bytes / workers as u64)
                 .unwrap_or(usize::MAX),
             admin: cli.admin,
+            ingest,
             access_log: cli.access_log.clone(),
             access_log_format: cli.access_log_format,
             cmsd_name: if cli.cmsd {

@@ -8,6 +8,8 @@
 //! - `http/`: request parsing, routing to a `Response` value (`respond`), the one head
 //!   encoder (`head`), paths, MIME types, conditionals and ranges.
 //! - `live/`: LL-HLS playlist model, playlist cache, preload hints, inotify watcher.
+//! - `ingest/`: the ingest port (packagers PUT and DELETE objects, served while they
+//!   arrive through `live::growing`).
 //! - `admin/`: `/metrics`, `/streams` and `/healthz`, metrics, access log.
 //! - `qoe/`: CMCD from players, CMSD to them, viewers per stream and rendition.
 //! - `demo/`: the built-in live stream publisher.
@@ -17,6 +19,7 @@ pub mod config;
 pub mod demo;
 pub mod fixture;
 pub mod http;
+pub mod ingest;
 pub mod live;
 pub mod net;
 #[cfg(test)]

@@ -1,5 +1,5 @@
 //! Process start: open the root, bind a listener per worker, start the workers, the admin
-//! plane, the inotify watcher and the signal thread, then wait for the workers to finish.
+//! plane, the ingest plane, the inotify watcher and the signal thread, then wait for the workers to finish.
 
 use crate::admin;
 use crate::config::Config;
@@ -61,7 +61,7 @@ pub fn serve(cfg: Config) -> Result<(), String> {
     let root_display = cfg.root.display().to_string();
     let mut shared = Shared::new(cfg, root);
     shared.tls = tls.clone();
-    match Watcher::new(shared.root.clone()) {
+    match Watcher::new(shared.root.clone(), shared.inboxes.clone()) {
         Ok(w) => {
             let w2 = w.clone();
             std::thread::Builder::new()
@@ -91,6 +91,10 @@ pub fn serve(cfg: Config) -> Result<(), String> {
         Some(a) => Some(admin::start(a, shared.clone()).map_err(|e| e.to_string())?),
         None => None,
     };
+    let ingest = match shared.cfg.ingest.clone() {
+        Some(opts) => Some(crate::ingest::start(shared.clone(), opts).map_err(|e| e.to_string())?),
+        None => None,
+    };
     if let Some(t) = &tls {
         spawn_cert_watcher(t.clone())?;
     }
@@ -101,6 +105,9 @@ pub fn serve(cfg: Config) -> Result<(), String> {
     let mut stdout = io::stdout();
     if let Some(a) = admin {
         let _ = writeln!(stdout, "corestream: admin on http://{a}/metrics");
+    }
+    if let Some(a) = ingest {
+        let _ = writeln!(stdout, "corestream: ingest on http://{a}/ (PUT, DELETE)");
     }
     if let Some(a) = tls_addr {
         let _ = writeln!(stdout, "corestream: listening on https://{a}/");

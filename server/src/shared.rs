@@ -3,9 +3,11 @@
 
 use crate::admin::metrics::WorkerStats;
 use crate::config::Config;
+use crate::live::growing::Registry;
 use crate::live::hints::Hints;
 use crate::live::watcher::Watcher;
 use crate::net::fsys::Root;
+use crate::net::notify::Inboxes;
 use crate::tls::TlsShared;
 use std::os::fd::OwnedFd;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -30,12 +32,22 @@ pub struct Shared {
     pub tls: Option<Arc<TlsShared>>,
     /// Who watches what (CMCD, playlist reloads) and what the playlists list.
     pub qoe: crate::qoe::Qoe,
+    /// Every worker's inbox: how the watcher and the ingest plane reach the workers.
+    pub inboxes: Arc<Inboxes>,
+    /// Objects still arriving (uploads in progress), served while they arrive.
+    pub growing: Registry,
+    /// Counters of the ingest port (zero without --ingest).
+    pub ingest: crate::ingest::Stats,
 }
 
 impl Shared {
     /// Shared state for a process serving `cfg` from the open root directory `root`.
     pub fn new(cfg: Config, root: OwnedFd) -> Shared {
+        let inboxes = Arc::new(Inboxes::default());
         Shared {
+            growing: Registry::new(inboxes.clone()),
+            inboxes,
+            ingest: crate::ingest::Stats::default(),
             stats: (0..cfg.workers).map(|_| WorkerStats::default()).collect(),
             qoe: crate::qoe::Qoe::new(cfg.workers, cfg.qoe),
             root: Arc::new(Root::new(cfg.root.clone(), root)),

@@ -89,6 +89,8 @@ pub struct WorkerStats {
     /// Gauge: bytes held by this worker's playlist cache.
     pub playlist_cache_bytes: AtomicU64,
     pub playlist_cache_evictions: AtomicU64,
+    /// Gauge: responses of this worker following a growing object.
+    pub growing_viewers: AtomicU64,
 }
 
 /// Single-writer increment: only the owning worker calls this.
@@ -281,7 +283,7 @@ fn render_tls(o: &mut Exposition, t: &TlsShared) {
 /// The per-worker counters and gauges exported as one sum each: name, type, help, field.
 type Field = fn(&WorkerStats) -> &AtomicU64;
 
-const SUMS: [(&str, &str, &str, Field); 8] = [
+const SUMS: [(&str, &str, &str, Field); 9] = [
     (
         "corestream_connections_active",
         "gauge",
@@ -319,6 +321,12 @@ const SUMS: [(&str, &str, &str, Field); 8] = [
         |s| &s.max_conn_pauses,
     ),
     (
+        "corestream_growing_viewers",
+        "gauge",
+        "Viewer responses following an object still being pushed (sent as its bytes land).",
+        |s| &s.growing_viewers,
+    ),
+    (
         "corestream_playlist_cache_bytes",
         "gauge",
         "Bytes of playlists held in memory (bounded by --playlist-cache-bytes).",
@@ -338,9 +346,13 @@ pub fn render(
     p: &ProcessFacts,
     tls: Option<&TlsShared>,
     qoe: &crate::qoe::Snapshot,
+    ingest: Option<&crate::ingest::Stats>,
 ) -> String {
     let mut o = Exposition::new();
     qoe.render(&mut o);
+    if let Some(i) = ingest {
+        i.render(&mut o);
+    }
     if let Some(t) = tls {
         render_tls(&mut o, t);
     }

@@ -111,7 +111,8 @@ fn handle(mut s: TcpStream, shared: &Shared) {
             facts.draining = draining;
             facts.max_connections = (shared.cfg.worker_max_connections * shared.cfg.workers) as u64;
             let qoe = shared.qoe.snapshot(unix_now());
-            let text = metrics::render(&shared.stats, &facts, shared.tls.as_deref(), &qoe);
+            let ingest = shared.cfg.ingest.is_some().then_some(&shared.ingest);
+            let text = metrics::render(&shared.stats, &facts, shared.tls.as_deref(), &qoe, ingest);
             (Status::Ok, PROMETHEUS, Body::Bytes(text.into()))
         }
         "/streams" => {
@@ -175,7 +176,7 @@ fn reply(
         match &resp.body {
             Body::Static(b) => out.extend_from_slice(b),
             Body::Bytes(b) => out.extend_from_slice(b),
-            Body::Empty | Body::File(_) => {}
+            Body::Empty | Body::File(_) | Body::Growing(_) => {}
         }
     }
     let _ = s.write_all(&out);

@@ -53,6 +53,8 @@ pub fn encode(r: &Response<'_>, env: &Env<'_>, out: &mut Vec<u8>) {
     }
     if let Some(n) = f.content_length {
         number_field(out, b"Content-Length", n);
+    } else if f.chunked {
+        out.extend_from_slice(b"Transfer-Encoding: chunked\r\n");
     }
     if let Some(v) = &f.validators {
         // Never later than Date (RFC 9110 8.8.2.1): a packager with a wrong clock must not
@@ -95,8 +97,15 @@ pub fn encode(r: &Response<'_>, env: &Env<'_>, out: &mut Vec<u8>) {
         }
         None => {}
     }
-    if f.allow {
-        out.extend_from_slice(b"Allow: GET, HEAD, OPTIONS\r\n");
+    if let Some(methods) = f.allow {
+        field(out, b"Allow", methods.list().as_bytes());
+    }
+    if f.www_authenticate {
+        field(
+            out,
+            b"WWW-Authenticate",
+            super::response::INGEST_CHALLENGE.as_bytes(),
+        );
     }
     if let Some(s) = f.retry_after_secs {
         number_field(out, b"Retry-After", u64::from(s));
@@ -262,7 +271,7 @@ mod tests {
                     last: 99,
                     size: 1000,
                 }),
-                allow: true,
+                allow: Some(crate::http::response::Methods::Viewer),
                 retry_after_secs: Some(7),
                 cors: Some(Cors {
                     origin: Some(b"https://a.example"),
@@ -277,6 +286,9 @@ mod tests {
                     rtt_ms: Some(1),
                 })),
                 hsts: true,
+                www_authenticate: true,
+                // Ignored: a length is known.
+                chunked: true,
                 close: true,
                 minor: 1,
             },
@@ -310,11 +322,26 @@ mod tests {
             "Access-Control-Allow-Headers: Range, If-Range, If-None-Match, If-Modified-Since, CMCD-Object, CMCD-Request, CMCD-Session, CMCD-Status",
             "Access-Control-Max-Age: 86400",
             "Strict-Transport-Security: max-age=31536000",
+            "WWW-Authenticate: Bearer realm=\"corestream ingest\"",
             "Connection: close",
         ] {
             assert!(l.contains(&want), "missing {want:?} in\n{head}");
         }
-        assert_eq!(l.len(), 21, "{head}");
+        assert_eq!(l.len(), 22, "{head}");
+        let growing = Response {
+            status: Status::Ok,
+            fields: Fields {
+                chunked: true,
+                ..Fields::default()
+            },
+            body: Body::Empty,
+        };
+        let head = encode_str(&growing, &cfg(&[]));
+        assert!(
+            lines(&head).contains(&"Transfer-Encoding: chunked"),
+            "{head}"
+        );
+        assert!(!head.contains("Content-Length"), "{head}");
     }
 
     #[test]

@@ -7,9 +7,12 @@ use super::head;
 use super::mime::{self, Kind};
 use super::parse::higher_minor;
 use super::path::{self, PathError};
-use super::response::{Body, CacheControl, ContentRange, Cors, Fields, FileRange, Validators};
+use super::response::{
+    Body, CacheControl, ContentRange, Cors, Fields, FileRange, GrowingBody, Validators,
+};
 use super::{parse, Method, Parse, Request, Response, Status};
 use crate::live::cache::{Miss, PlaylistCache};
+use crate::live::growing::Growing;
 use crate::live::playlist as live;
 use crate::net::fsys::{self, FileMeta};
 use crate::net::timer;
@@ -17,6 +20,7 @@ use crate::shared::Shared;
 use bytes::Bytes;
 use std::ffi::CStr;
 use std::os::fd::AsRawFd;
+use std::sync::Arc;
 
 /// What answering one request borrows from its worker.
 pub struct Cx<'a> {
@@ -178,6 +182,33 @@ fn entity<'r>(
     (r, range)
 }
 
+/// An object still arriving (being pushed to the ingest port): answered at once, its bytes
+/// sent as they land. The length is the one the upload announced, else the body is chunked
+/// (or, for HTTP/1.0, ends with the connection). Validators, conditionals and Range wait for
+/// the complete file: bytes not written yet cannot be promised, and a server may ignore
+/// Range (RFC 9110 14.2).
+fn growing<'r>(req: &Request<'r>, close: bool, g: Arc<Growing>) -> Response<'r> {
+    let chunked = g.declared.is_none() && req.minor >= 1;
+    let fields = Fields {
+        content_type: Some(g.content_type),
+        content_length: g.declared,
+        cache_control: Some(CacheControl::Kind(g.kind)),
+        chunked,
+        close: close || (g.declared.is_none() && !chunked),
+        ..base(req, close)
+    };
+    let body = if req.method() == Method::Head {
+        Body::Empty
+    } else {
+        Body::Growing(Box::new(GrowingBody::new(g, chunked)))
+    };
+    Response {
+        status: Status::Ok,
+        fields,
+        body,
+    }
+}
+
 fn park_for(cx: &Cx<'_>, req: &Request<'_>, key: &[u8], secs: f64) -> Box<Parked> {
     let origin = match &cx.shared.cfg.cors {
         crate::config::Cors::Any => None,
@@ -222,7 +253,7 @@ pub fn respond<'r>(cx: &mut Cx<'_>, req: &Request<'r>) -> Answer<'r> {
         }
         Method::Options => {
             let mut fields = base(req, close);
-            fields.allow = true;
+            fields.allow = Some(super::response::Methods::Viewer);
             fields.cors = Some(Cors {
                 origin: req.origin,
                 preflight: req.preflight,
@@ -317,6 +348,12 @@ pub fn respond<'r>(cx: &mut Cx<'_>, req: &Request<'r>) -> Answer<'r> {
             Err(Miss::TooLarge) => {}
             Err(Miss::NotFound) => return err(Status::NotFound),
             Err(Miss::Io(e)) => return err(io_status(e.raw_os_error())),
+        }
+    }
+
+    if kind != Kind::Playlist {
+        if let Some(g) = shared.growing.get(path) {
+            return Answer::Now(growing(req, close, g));
         }
     }
 
@@ -418,7 +455,7 @@ pub fn process_bytes(shared: &Shared, input: &[u8]) -> Vec<u8> {
         match &r.body {
             Body::Static(b) => out.extend_from_slice(b),
             Body::Bytes(b) => out.extend_from_slice(b),
-            Body::Empty | Body::File(_) => {}
+            Body::Empty | Body::File(_) | Body::Growing(_) => {}
         }
         start += used;
         if r.fields.close {

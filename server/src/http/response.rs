@@ -5,9 +5,11 @@
 use super::cond::ETag;
 use super::mime::Kind;
 use super::Status;
+use crate::live::growing::Growing;
 use crate::net::fsys::FileMeta;
 use bytes::Bytes;
 use std::os::fd::OwnedFd;
+use std::sync::Arc;
 
 /// Which Cache-Control a response carries. The values come from the configuration.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -50,8 +52,13 @@ pub struct Fields<'a> {
     pub accept_ranges: bool,
     pub cache_control: Option<CacheControl>,
     pub content_range: Option<ContentRange>,
-    /// `Allow: GET, HEAD, OPTIONS` (405, OPTIONS).
-    pub allow: bool,
+    /// `Allow`: the methods of the port that answered (405, OPTIONS).
+    pub allow: Option<Methods>,
+    /// `WWW-Authenticate` with the ingest port's bearer challenge (its 401).
+    pub www_authenticate: bool,
+    /// `Transfer-Encoding: chunked`: a body whose length is not known yet (an object still
+    /// being pushed). Never with `content_length`.
+    pub chunked: bool,
     pub retry_after_secs: Option<u32>,
     /// None: no CORS fields at all (the admin plane).
     pub cors: Option<Cors<'a>>,
@@ -65,6 +72,25 @@ pub struct Fields<'a> {
     /// Minor version of the request (0 or 1); an HTTP/1.0 keep-alive must be confirmed.
     pub minor: u8,
 }
+
+/// The methods a port answers (`Allow`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Methods {
+    Viewer,
+    Ingest,
+}
+
+impl Methods {
+    pub fn list(self) -> &'static str {
+        match self {
+            Methods::Viewer => "GET, HEAD, OPTIONS",
+            Methods::Ingest => "PUT, DELETE, OPTIONS",
+        }
+    }
+}
+
+/// The ingest port's challenge (RFC 6750 3).
+pub const INGEST_CHALLENGE: &str = "Bearer realm=\"corestream ingest\"";
 
 /// Validators of a file's representation: Last-Modified and (unless this is not the file's
 /// own representation, like a delta update) its ETag.
@@ -98,6 +124,86 @@ pub enum Body {
     /// one (delta updates, metrics).
     Bytes(Bytes),
     File(FileRange),
+    /// An object still arriving, sent as its bytes land (boxed: rare, and it would make
+    /// every response value larger).
+    Growing(Box<GrowingBody>),
+}
+
+/// A response that follows an object in flight: sent from `pos` up to what the writer has
+/// published, then waiting for more, until the object is complete (or aborted: then the
+/// connection closes without the end of the body, so no client takes it for whole).
+pub struct GrowingBody {
+    pub obj: Arc<Growing>,
+    pub pos: u64,
+    /// Chunked framing (the length was not announced, HTTP/1.1 viewer).
+    pub chunked: bool,
+    /// Bytes of the current chunk not yet sent (chunked), or 0.
+    pub chunk_left: u64,
+    /// Chunk framing waiting to go out (a size line, a chunk's closing CRLF, or the last
+    /// chunk).
+    pub frame: [u8; 24],
+    pub frame_len: u8,
+    pub frame_pos: u8,
+    /// The last chunk has been queued.
+    pub ended: bool,
+}
+
+impl GrowingBody {
+    pub fn new(obj: Arc<Growing>, chunked: bool) -> GrowingBody {
+        GrowingBody {
+            obj,
+            pos: 0,
+            chunked,
+            chunk_left: 0,
+            frame: [0; 24],
+            frame_len: 0,
+            frame_pos: 0,
+            ended: false,
+        }
+    }
+
+    /// Queue the size line of a chunk of `n` bytes (0: the last chunk and the empty
+    /// trailer section).
+    pub fn queue_chunk(&mut self, n: u64) {
+        let mut len = 0;
+        let mut digits = [0u8; 16];
+        let mut v = n;
+        loop {
+            digits[len] = b"0123456789abcdef"[(v & 0xf) as usize];
+            len += 1;
+            v >>= 4;
+            if v == 0 {
+                break;
+            }
+        }
+        for (i, d) in digits[..len].iter().rev().enumerate() {
+            self.frame[i] = *d;
+        }
+        let tail: &[u8] = if n == 0 { b"\r\n\r\n" } else { b"\r\n" };
+        self.frame[len..len + tail.len()].copy_from_slice(tail);
+        self.frame_len = (len + tail.len()) as u8;
+        self.frame_pos = 0;
+        self.chunk_left = n;
+        self.ended = n == 0;
+    }
+
+    /// Queue the CRLF that closes a chunk whose data is all out: the client has the whole
+    /// chunk now, not when the next one starts.
+    pub fn queue_chunk_end(&mut self) {
+        self.frame[..2].copy_from_slice(b"\r\n");
+        self.frame_len = 2;
+        self.frame_pos = 0;
+    }
+
+    /// Whether the framing queued now is followed at once by data (a size line).
+    pub fn data_follows(&self) -> bool {
+        self.chunk_left > 0
+    }
+
+    /// Framing bytes not yet sent.
+    pub fn pending_frame(&self) -> &[u8] {
+        &self.frame[usize::from(self.frame_pos)..usize::from(self.frame_len)]
+    }
 }
 
 impl Body {
@@ -108,6 +214,7 @@ impl Body {
             Body::Static(b) => b.len() as u64,
             Body::Bytes(b) => b.len() as u64,
             Body::File(f) => f.end.saturating_sub(f.pos),
+            Body::Growing(g) => g.obj.declared.unwrap_or(0),
         }
     }
 
@@ -138,7 +245,7 @@ impl<'a> Response<'a> {
                 } else {
                     CacheControl::NoStore
                 }),
-                allow: status == Status::MethodNotAllowed,
+                allow: (status == Status::MethodNotAllowed).then_some(Methods::Viewer),
                 retry_after_secs: (status == Status::ServiceUnavailable).then_some(1),
                 ..fields
             },

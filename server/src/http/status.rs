@@ -5,19 +5,27 @@
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Status {
     Ok,
+    Created,
     NoContent,
     PartialContent,
     NotModified,
     BadRequest,
+    Unauthorized,
+    Forbidden,
     NotFound,
     MethodNotAllowed,
+    Conflict,
+    LengthRequired,
     PreconditionFailed,
+    PayloadTooLarge,
     UriTooLong,
     RangeNotSatisfiable,
     HeadersTooLarge,
     InternalError,
+    NotImplemented,
     ServiceUnavailable,
     VersionNotSupported,
+    InsufficientStorage,
 }
 
 struct Row {
@@ -27,8 +35,9 @@ struct Row {
     body: &'static [u8],
 }
 
-const ROWS: [Row; 14] = [
+const ROWS: [Row; 22] = [
     row(Status::Ok, 200, b"HTTP/1.1 200 OK\r\n", b""),
+    row(Status::Created, 201, b"HTTP/1.1 201 Created\r\n", b""),
     row(Status::NoContent, 204, b"HTTP/1.1 204 No Content\r\n", b""),
     row(
         Status::PartialContent,
@@ -49,6 +58,18 @@ const ROWS: [Row; 14] = [
         b"400 bad request\n",
     ),
     row(
+        Status::Unauthorized,
+        401,
+        b"HTTP/1.1 401 Unauthorized\r\n",
+        b"401 this port needs a token: send Authorization: Bearer <token>\n",
+    ),
+    row(
+        Status::Forbidden,
+        403,
+        b"HTTP/1.1 403 Forbidden\r\n",
+        b"403 forbidden\n",
+    ),
+    row(
         Status::NotFound,
         404,
         b"HTTP/1.1 404 Not Found\r\n",
@@ -61,10 +82,28 @@ const ROWS: [Row; 14] = [
         b"405 method not allowed: use GET, HEAD or OPTIONS\n",
     ),
     row(
+        Status::Conflict,
+        409,
+        b"HTTP/1.1 409 Conflict\r\n",
+        b"409 conflict with what is on disk (a directory where a file would go, or the reverse)\n",
+    ),
+    row(
+        Status::LengthRequired,
+        411,
+        b"HTTP/1.1 411 Length Required\r\n",
+        b"411 send Content-Length or Transfer-Encoding: chunked\n",
+    ),
+    row(
         Status::PreconditionFailed,
         412,
         b"HTTP/1.1 412 Precondition Failed\r\n",
         b"412 precondition failed\n",
+    ),
+    row(
+        Status::PayloadTooLarge,
+        413,
+        b"HTTP/1.1 413 Content Too Large\r\n",
+        b"413 object larger than --ingest-max-bytes\n",
     ),
     row(
         Status::UriTooLong,
@@ -91,6 +130,12 @@ const ROWS: [Row; 14] = [
         b"500 internal server error\n",
     ),
     row(
+        Status::NotImplemented,
+        501,
+        b"HTTP/1.1 501 Not Implemented\r\n",
+        b"501 transfer coding not implemented: use chunked or none\n",
+    ),
+    row(
         Status::ServiceUnavailable,
         503,
         b"HTTP/1.1 503 Service Unavailable\r\n",
@@ -101,6 +146,12 @@ const ROWS: [Row; 14] = [
         505,
         b"HTTP/1.1 505 HTTP Version Not Supported\r\n",
         b"505 only HTTP/1.0 and HTTP/1.1 are served here\n",
+    ),
+    row(
+        Status::InsufficientStorage,
+        507,
+        b"HTTP/1.1 507 Insufficient Storage\r\n",
+        b"507 no space left for this object; the previous version is kept\n",
     ),
 ];
 

@@ -3,6 +3,7 @@
 //! tells workers when a playlist or a part was renamed into place (`watcher`).
 
 pub mod cache;
+pub mod growing;
 pub mod hints;
 pub mod playlist;
 pub mod watcher;

@@ -2,15 +2,10 @@
 //! cached copy and wakes the requests parked on it, without polling. One thread for the
 //! process; each worker gets the changed paths in its inbox and a wake-up.
 
+use crate::net::notify::Inboxes;
 use std::collections::HashMap;
 use std::os::fd::{AsFd, AsRawFd, RawFd};
 use std::sync::{Arc, Mutex};
-
-/// Paths (root-relative) that changed, delivered to each worker by the watcher thread.
-pub struct Inbox {
-    pub paths: Mutex<Vec<Vec<u8>>>,
-    pub waker: Arc<mio::Waker>,
-}
 
 /// inotify on the directories holding playlists that viewers ask for. Directories are
 /// added as they are first served; events (close-after-write, moved-to, delete, moved-from)
@@ -22,11 +17,14 @@ pub struct Watcher {
     /// Watched directories; None where adding the watch failed (not retried).
     dirs: Mutex<HashMap<Vec<u8>, Option<nix::sys::inotify::WatchDescriptor>>>,
     by_wd: Mutex<HashMap<nix::sys::inotify::WatchDescriptor, Vec<u8>>>,
-    inboxes: Mutex<Vec<Arc<Inbox>>>,
+    inboxes: Arc<Inboxes>,
 }
 
 impl Watcher {
-    pub fn new(root: Arc<crate::net::fsys::Root>) -> std::io::Result<Arc<Watcher>> {
+    pub fn new(
+        root: Arc<crate::net::fsys::Root>,
+        inboxes: Arc<Inboxes>,
+    ) -> std::io::Result<Arc<Watcher>> {
         use nix::sys::inotify::{InitFlags, Inotify};
         let inotify = Inotify::init(InitFlags::IN_CLOEXEC).map_err(std::io::Error::from)?;
         Ok(Arc::new(Watcher {
@@ -34,14 +32,8 @@ impl Watcher {
             root,
             dirs: Mutex::new(HashMap::new()),
             by_wd: Mutex::new(HashMap::new()),
-            inboxes: Mutex::new(Vec::new()),
+            inboxes,
         }))
-    }
-
-    pub fn subscribe(&self, inbox: Arc<Inbox>) {
-        if let Ok(mut v) = self.inboxes.lock() {
-            v.push(inbox);
-        }
     }
 
     /// Watch the directory of a root-relative file path (idempotent, cheap when known).
@@ -149,15 +141,7 @@ impl Watcher {
             if changed.is_empty() {
                 continue;
             }
-            let Ok(inboxes) = self.inboxes.lock() else {
-                return;
-            };
-            for inbox in inboxes.iter() {
-                if let Ok(mut q) = inbox.paths.lock() {
-                    q.extend(changed.iter().cloned());
-                }
-                let _ = inbox.waker.wake();
-            }
+            self.inboxes.changed(&changed);
         }
     }
 

@@ -21,8 +21,10 @@ use crate::http::head;
 use crate::http::parse::{cmcd_headers, higher_minor};
 use crate::http::path;
 use crate::http::respond::{self, Answer, Parked};
+use crate::http::response::GrowingBody;
 use crate::http::{parse, Body, Method, Parse, Request, Response, Status};
 use crate::live::cache::PlaylistCache;
+use crate::live::growing::State as Arrival;
 use crate::qoe::cmcd::Cmcd;
 use crate::qoe::cmsd::{self, Cmsd};
 use crate::qoe::Seen;
@@ -54,6 +56,9 @@ pub enum Step {
     Yield,
     /// The request is held: index it under `parked_key()` until that path changes.
     Parked,
+    /// Sending an object still arriving, and caught up with it: run again when its writer
+    /// publishes more (`Worker::following`).
+    Follow,
     Close(CloseReason),
 }
 
@@ -225,6 +230,10 @@ impl Machine {
             }
             other => other,
         };
+        if let Body::Growing(g) = &body {
+            // Before the first byte is read: the writer wakes this worker from now on.
+            g.obj.follow(cx.worker);
+        }
         let sending = Sending {
             body,
             body_sent: 0,
@@ -257,6 +266,97 @@ fn server_data(
     }
 }
 
+/// Send what exists of a growing object: chunk framing, then the file up to what its writer
+/// published; the last chunk once it is complete. An aborted object ends the connection
+/// without the end of the body, so no client takes a truncated object for a whole one.
+fn send_growing(
+    io: &mut Transport,
+    g: &mut GrowingBody,
+    sent: &mut usize,
+    file_bytes: &mut u64,
+) -> io::Result<Progress> {
+    loop {
+        let frame = g.pending_frame();
+        if !frame.is_empty() {
+            // A size line is followed by its data; a chunk's end must not wait for more.
+            match io.send(frame, &[], g.data_follows()) {
+                Ok(n) => {
+                    *sent += n;
+                    g.frame_pos += n as u8;
+                }
+                Err(e) if e.kind() == ErrorKind::WouldBlock => return Ok(Progress::Blocked),
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+            continue;
+        }
+        if g.ended {
+            return Ok(if io.flush()? {
+                Progress::Done
+            } else {
+                Progress::Blocked
+            });
+        }
+        let (avail, state) = g.obj.available();
+        let limit = if g.chunked {
+            g.pos + g.chunk_left
+        } else {
+            avail
+        };
+        if g.pos < limit {
+            if *sent >= WRITE_BUDGET {
+                return Ok(Progress::Budget);
+            }
+            let want = (limit - g.pos).min((WRITE_BUDGET - *sent) as u64) as usize;
+            let before = g.pos;
+            match io.send_file(&g.obj.file, &mut g.pos, want) {
+                Ok(0) => {
+                    return Err(io::Error::new(
+                        ErrorKind::UnexpectedEof,
+                        "growing object shorter than published",
+                    ))
+                }
+                Ok(n) => {
+                    *sent += n;
+                    *file_bytes += n as u64;
+                    if g.chunked {
+                        g.chunk_left = g.chunk_left.saturating_sub(g.pos - before);
+                        if g.chunk_left == 0 {
+                            g.queue_chunk_end();
+                        }
+                    }
+                }
+                Err(e) if e.kind() == ErrorKind::WouldBlock => return Ok(Progress::Blocked),
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+            continue;
+        }
+        if g.pos < avail {
+            // Chunked, and the writer published more since this chunk was announced.
+            g.queue_chunk(avail - g.pos);
+            continue;
+        }
+        match state {
+            Arrival::Open => {
+                return Ok(if io.flush()? {
+                    Progress::Wait
+                } else {
+                    Progress::Blocked
+                })
+            }
+            Arrival::Complete if g.chunked => g.queue_chunk(0),
+            Arrival::Complete => g.ended = true,
+            Arrival::Aborted => {
+                return Err(io::Error::new(
+                    ErrorKind::UnexpectedEof,
+                    "upload aborted: the object is not complete",
+                ))
+            }
+        }
+    }
+}
+
 /// How far one write attempt got.
 enum Progress {
     Done,
@@ -264,6 +364,8 @@ enum Progress {
     Blocked,
     /// This turn's byte budget is spent.
     Budget,
+    /// Everything that exists of a growing object is out; more will come.
+    Wait,
 }
 
 pub struct Conn {
@@ -423,8 +525,9 @@ impl Conn {
                 ControlFlow::Continue(())
             }
             Ok(Progress::Budget) => ControlFlow::Break(Step::Yield),
-            Ok(Progress::Blocked) => {
-                self.can_write = false;
+            Ok(p @ (Progress::Blocked | Progress::Wait)) => {
+                let waiting = matches!(p, Progress::Wait);
+                self.can_write &= waiting;
                 // Waiting on a slow reader (every viewer at once when a segment is
                 // published): hold no buffer while the kernel drains the socket. The head is
                 // out once only the body remains.
@@ -434,7 +537,7 @@ impl Conn {
                     self.m.out_pos = 0;
                     cx.pool.give(std::mem::take(&mut self.m.out));
                 }
-                ControlFlow::Break(Step::Idle)
+                ControlFlow::Break(if waiting { Step::Follow } else { Step::Idle })
             }
             Err(_) => ControlFlow::Break(Step::Close(CloseReason::Error)),
         }
@@ -446,13 +549,13 @@ impl Conn {
         let State::Send(s) = &mut m.state else {
             return Ok(Progress::Done);
         };
-        let file_follows = matches!(s.body, Body::File(_));
+        let file_follows = matches!(s.body, Body::File(_) | Body::Growing(_));
         loop {
             let head = &m.out[m.out_pos.min(m.out.len())..];
             let mem: &[u8] = match &s.body {
                 Body::Static(b) => &b[s.body_sent..],
                 Body::Bytes(b) => &b[s.body_sent..],
-                Body::Empty | Body::File(_) => &[],
+                Body::Empty | Body::File(_) | Body::Growing(_) => &[],
             };
             if head.is_empty() && mem.is_empty() {
                 break;
@@ -468,6 +571,9 @@ impl Conn {
                 Err(e) if e.kind() == ErrorKind::Interrupted => {}
                 Err(e) => return Err(e),
             }
+        }
+        if let Body::Growing(g) = &mut s.body {
+            return send_growing(&mut self.io, g, sent, file_bytes);
         }
         let Body::File(f) = &mut s.body else {
             return Ok(if self.io.flush()? {
@@ -505,6 +611,11 @@ impl Conn {
         } else {
             Progress::Blocked
         })
+    }
+
+    /// Sending an object still arriving (and not blocked on the socket).
+    pub fn is_following(&self) -> bool {
+        matches!(&self.m.state, State::Send(s) if matches!(s.body, Body::Growing(_)))
     }
 
     fn finish_response(&mut self, cx: &mut Cx<'_>) {

@@ -404,6 +404,139 @@ impl AsRawFd for Root {
     }
 }
 
+// Writes beneath the root, for the ingest plane.
+
+fn cvt(r: libc::c_int) -> io::Result<libc::c_int> {
+    if r < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(r)
+    }
+}
+
+/// Open the directory `rel` (NUL-terminated, relative, "." for `dir` itself) beneath `dir`
+/// as an O_PATH handle, resolved by the kernel like every read: nothing outside `dir`, no
+/// /proc magic links.
+pub fn open_dir_beneath(dir: RawFd, rel: &CStr) -> io::Result<OwnedFd> {
+    // SAFETY: open_how is plain integers; all-zero is its documented "no options" value.
+    let mut how: libc::open_how = unsafe { std::mem::zeroed() };
+    how.flags = (libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC) as u64;
+    how.resolve = libc::RESOLVE_BENEATH | libc::RESOLVE_NO_MAGICLINKS;
+    // SAFETY: as in open_beneath: a dirfd, a NUL-terminated path, an initialised open_how
+    // and its size; the kernel keeps no pointer.
+    let fd = unsafe {
+        libc::syscall(
+            libc::SYS_openat2,
+            dir,
+            rel.as_ptr(),
+            &how as *const libc::open_how,
+            std::mem::size_of::<libc::open_how>(),
+        )
+    };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: openat2 returned a new fd that nothing else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
+}
+
+/// mkdirat(2) of the single name `name` in `dir`.
+pub fn mkdir_at(dir: RawFd, name: &CStr) -> io::Result<()> {
+    // SAFETY: dir is an open directory fd and name a NUL-terminated string.
+    cvt(unsafe { libc::mkdirat(dir, name.as_ptr(), 0o755) }).map(drop)
+}
+
+/// An unnamed regular file in `dir` (O_TMPFILE), readable and writable: nothing of it is
+/// visible under any name until `link_at` gives it one, and it vanishes with its last fd.
+pub fn open_tmpfile(dir: RawFd) -> io::Result<OwnedFd> {
+    // SAFETY: "." is a NUL-terminated literal; dir is an open directory fd.
+    let fd = cvt(unsafe {
+        libc::openat(
+            dir,
+            c".".as_ptr(),
+            libc::O_TMPFILE | libc::O_RDWR | libc::O_CLOEXEC,
+            0o644 as libc::c_uint,
+        )
+    })?;
+    // SAFETY: openat returned a new fd that nothing else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// Create `name` in `dir`, which must not exist yet (O_EXCL, no symlink followed).
+pub fn open_new_at(dir: RawFd, name: &CStr) -> io::Result<OwnedFd> {
+    // SAFETY: dir is an open directory fd and name a NUL-terminated string.
+    let fd = cvt(unsafe {
+        libc::openat(
+            dir,
+            name.as_ptr(),
+            libc::O_RDWR | libc::O_CREAT | libc::O_EXCL | libc::O_NOFOLLOW | libc::O_CLOEXEC,
+            0o644 as libc::c_uint,
+        )
+    })?;
+    // SAFETY: openat returned a new fd that nothing else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// Give the open file `fd` the name `name` in `dir` (linkat through /proc/self/fd, which
+/// needs no capability, unlike AT_EMPTY_PATH).
+pub fn link_at(fd: RawFd, dir: RawFd, name: &CStr) -> io::Result<()> {
+    let proc = std::ffi::CString::new(format!("/proc/self/fd/{fd}"))
+        .map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+    // SAFETY: both paths are NUL-terminated; dir is an open directory fd.
+    cvt(unsafe {
+        libc::linkat(
+            libc::AT_FDCWD,
+            proc.as_ptr(),
+            dir,
+            name.as_ptr(),
+            libc::AT_SYMLINK_FOLLOW,
+        )
+    })
+    .map(drop)
+}
+
+/// renameat(2) within one directory: atomic for every reader of `to`.
+pub fn rename_at(dir: RawFd, from: &CStr, to: &CStr) -> io::Result<()> {
+    // SAFETY: dir is an open directory fd and both names NUL-terminated strings.
+    cvt(unsafe { libc::renameat(dir, from.as_ptr(), dir, to.as_ptr()) }).map(drop)
+}
+
+/// unlinkat(2) of a file (not a directory).
+pub fn unlink_at(dir: RawFd, name: &CStr) -> io::Result<()> {
+    // SAFETY: dir is an open directory fd and name a NUL-terminated string.
+    cvt(unsafe { libc::unlinkat(dir, name.as_ptr(), 0) }).map(drop)
+}
+
+/// lstat of `name` in `dir`: (is a directory, exists).
+pub fn kind_at(dir: RawFd, name: &CStr) -> io::Result<bool> {
+    // SAFETY: zeroed is a valid bit pattern for libc::stat (plain integers).
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: dir is open, name NUL-terminated, st a valid out-pointer.
+    cvt(unsafe { libc::fstatat(dir, name.as_ptr(), &mut st, libc::AT_SYMLINK_NOFOLLOW) })?;
+    Ok(st.st_mode & libc::S_IFMT == libc::S_IFDIR)
+}
+
+/// pwrite(2) all of `buf` at `offset`.
+pub fn pwrite_all(fd: RawFd, mut buf: &[u8], mut offset: u64) -> io::Result<()> {
+    while !buf.is_empty() {
+        // SAFETY: buf is a valid readable slice of its length; fd is open for writing.
+        let n = unsafe { libc::pwrite(fd, buf.as_ptr().cast(), buf.len(), offset as libc::off_t) };
+        if n < 0 {
+            let e = io::Error::last_os_error();
+            if e.kind() == io::ErrorKind::Interrupted {
+                continue;
+            }
+            return Err(e);
+        }
+        if n == 0 {
+            return Err(io::Error::from_raw_os_error(libc::ENOSPC));
+        }
+        buf = &buf[n as usize..];
+        offset += n as u64;
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

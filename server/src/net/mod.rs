@@ -8,6 +8,7 @@ pub mod fsys;
 pub mod listen;
 #[cfg(feature = "loop-stats")]
 pub mod loopstats;
+pub mod notify;
 pub mod pool;
 pub mod timer;
 pub mod transport;

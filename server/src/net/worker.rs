@@ -12,14 +12,14 @@ use crate::admin::accesslog::AccessLog;
 use crate::admin::metrics::{bump, CloseReason, WorkerStats};
 use crate::http::date::DateCache;
 use crate::live::cache::PlaylistCache;
-use crate::live::watcher::Inbox;
+use crate::net::notify::Inbox;
 use crate::shared::{nofile_limit, Shared};
 use crate::tls::stream::TlsStream;
 use crate::tls::TlsShared;
 use mio::net::TcpListener;
 use mio::{Events, Interest, Poll, Token, Waker};
 use slab::Slab;
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::io::{self, ErrorKind};
 use std::os::fd::AsRawFd;
 use std::sync::atomic::Ordering;
@@ -85,6 +85,9 @@ pub struct Worker {
     parked: HashMap<Box<[u8]>, Vec<usize>>,
     inbox: Arc<Inbox>,
     last_parked_sweep: u32,
+    /// Connections sending a growing object, run again when it moves on. Entries go stale
+    /// when the response ends; they are dropped at the next wake-up.
+    following: HashSet<usize>,
     conns: Slab<Conn>,
     ready: VecDeque<usize>,
     pool: Pool,
@@ -117,11 +120,10 @@ impl Worker {
         let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
         let inbox = Arc::new(Inbox {
             paths: std::sync::Mutex::new(Vec::new()),
+            progress: std::sync::atomic::AtomicBool::new(false),
             waker: waker.clone(),
         });
-        if let Some(w) = &shared.watcher {
-            w.subscribe(inbox.clone());
-        }
+        shared.inboxes.subscribe(inbox.clone());
         let cfg = &shared.cfg;
         let access_log = match &cfg.access_log {
             Some(p) => Some(AccessLog::open(
@@ -146,6 +148,7 @@ impl Worker {
             access_log,
             cache: PlaylistCache::new(cache_bytes),
             parked: HashMap::new(),
+            following: HashSet::new(),
             inbox,
             last_parked_sweep: 0,
             conns: Slab::with_capacity(1024),
@@ -316,7 +319,10 @@ impl Worker {
                 self.arm(k);
                 self.ready.push_back(k);
             }
-            Step::Idle | Step::Parked => {
+            Step::Idle | Step::Parked | Step::Follow => {
+                if step == Step::Follow && self.following.insert(k) {
+                    bump(&self.stats().growing_viewers, 1);
+                }
                 if step == Step::Parked {
                     if let Some((key, _)) = self.conns.get(k).and_then(Conn::parked) {
                         self.parked.entry(key.into()).or_default().push(k);
@@ -384,9 +390,33 @@ impl Worker {
         }
     }
 
+    /// Growing objects moved on: give every connection following one a turn (those whose
+    /// response has ended since are dropped from the set).
+    fn handle_progress(&mut self) {
+        if !self.inbox.progress.swap(false, Ordering::SeqCst) {
+            return;
+        }
+        let conns = &mut self.conns;
+        let ready = &mut self.ready;
+        self.following.retain(|&k| {
+            let Some(c) = conns.get_mut(k).filter(|c| c.is_following()) else {
+                return false;
+            };
+            if !c.queued {
+                c.queued = true;
+                ready.push_back(k);
+            }
+            true
+        });
+        self.shared.stats[self.id]
+            .growing_viewers
+            .store(self.following.len() as u64, Ordering::Relaxed);
+    }
+
     /// Paths the watcher reported changed: drop their cache entries and re-run the requests
     /// parked on them. Every parked request is re-run once a second as well.
     fn handle_changes(&mut self) {
+        self.handle_progress();
         let changed = match self.inbox.paths.lock() {
             Ok(mut q) if !q.is_empty() => std::mem::take(&mut *q),
             _ => Vec::new(),
@@ -626,6 +656,9 @@ impl Worker {
                 if let Some(t) = &self.shared.tls {
                     t.stats.failures[crate::tls::FAIL_TIMEOUT].fetch_add(1, Ordering::Relaxed);
                 }
+            }
+            if self.following.remove(&k) {
+                bump(&self.shared.stats[self.id].growing_viewers, u64::MAX);
             }
             c.release(&mut self.pool);
             let st = &self.shared.stats[self.id];

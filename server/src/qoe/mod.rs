@@ -45,14 +45,14 @@ pub struct Seen<'a> {
 }
 
 #[derive(Default)]
-struct Histogram {
+pub struct Histogram {
     buckets: [u64; 9],
     count: u64,
     sum: f64,
 }
 
 impl Histogram {
-    fn observe(&mut self, bounds: &[f64; 9], v: f64) {
+    pub fn observe(&mut self, bounds: &[f64; 9], v: f64) {
         for (b, bound) in self.buckets.iter_mut().zip(bounds) {
             if v <= *bound {
                 *b += 1;
@@ -625,7 +625,7 @@ impl Snapshot {
     }
 }
 
-fn histogram(
+pub fn histogram(
     o: &mut crate::admin::metrics::Exposition,
     name: &str,
     help: &str,

@@ -26,6 +26,8 @@ pub struct Server {
     pub addr: SocketAddr,
     pub tls_addr: Option<SocketAddr>,
     pub admin: Option<SocketAddr>,
+    /// The ingest listener (`--ingest`).
+    pub ingest: Option<SocketAddr>,
     pub mode: Mode,
 }
 
@@ -112,6 +114,7 @@ impl Server {
         let stdout = child.stdout.take().expect("stdout");
         let mut reader = BufReader::new(stdout);
         let mut admin = None;
+        let mut ingest = None;
         let mut tls_addr = None;
         loop {
             let mut line = String::new();
@@ -122,6 +125,8 @@ impl Server {
             }
             if line.contains("admin on") {
                 admin = Some(banner_addr(&line));
+            } else if line.contains("ingest on") {
+                ingest = Some(banner_addr(&line));
             } else if line.contains("listening on https://") {
                 let a = banner_addr(&line.replace("https://", "http://"));
                 tls_addr = Some(a);
@@ -131,6 +136,7 @@ impl Server {
                         addr: a,
                         tls_addr,
                         admin,
+                        ingest,
                         mode: Mode::Plain,
                     };
                 }
@@ -141,6 +147,7 @@ impl Server {
                     addr,
                     tls_addr,
                     admin,
+                    ingest,
                     mode: Mode::Plain,
                 };
             }

@@ -1,0 +1,706 @@
+//! The ingest port (issue 16): packagers PUT and DELETE objects, viewers get them at once,
+//! growing segments chunk by chunk. Real server processes, real sockets, real files.
+
+mod common;
+
+use common::{media_root, read_response, Response, Server};
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+fn ingest(s: &Server) -> TcpStream {
+    let c = TcpStream::connect(s.ingest.expect("started without --ingest")).expect("connect");
+    c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    // Heads and bodies are separate writes: no Nagle delay between them.
+    c.set_nodelay(true).unwrap();
+    c
+}
+
+fn start(root: &Path, extra: &[&str]) -> Server {
+    let mut args = vec!["--ingest", "127.0.0.1:0", "--admin", "127.0.0.1:0"];
+    args.extend_from_slice(extra);
+    Server::start(root, &args)
+}
+
+/// PUT `body` with Content-Length on `c`; the answer.
+fn put(c: &mut TcpStream, path: &str, body: &[u8], extra: &str) -> Response {
+    write!(
+        c,
+        "PUT {path} HTTP/1.1\r\nHost: i\r\nContent-Length: {}\r\n{extra}\r\n",
+        body.len()
+    )
+    .unwrap();
+    c.write_all(body).unwrap();
+    read_response(c, false).expect("answer to PUT")
+}
+
+/// PUT `chunks` with chunked encoding on `c`; the answer.
+fn put_chunked(c: &mut TcpStream, path: &str, chunks: &[&[u8]]) -> Response {
+    write!(
+        c,
+        "PUT {path} HTTP/1.1\r\nHost: i\r\nTransfer-Encoding: chunked\r\n\r\n"
+    )
+    .unwrap();
+    for ch in chunks {
+        write!(c, "{:x}\r\n", ch.len()).unwrap();
+        c.write_all(ch).unwrap();
+        c.write_all(b"\r\n").unwrap();
+    }
+    c.write_all(b"0\r\n\r\n").unwrap();
+    read_response(c, false).expect("answer to chunked PUT")
+}
+
+fn request(c: &mut TcpStream, raw: &str) -> Response {
+    c.write_all(raw.as_bytes()).unwrap();
+    read_response(c, raw.starts_with("HEAD")).expect("answer")
+}
+
+/// Files in `dir` and below, relative, sorted (dotfiles included: temporaries must not
+/// linger).
+fn tree(dir: &Path) -> Vec<String> {
+    fn walk(base: &Path, d: &Path, out: &mut Vec<String>) {
+        for e in std::fs::read_dir(d).unwrap().map(Result::unwrap) {
+            let p = e.path();
+            if p.is_dir() {
+                walk(base, &p, out);
+            } else {
+                out.push(p.strip_prefix(base).unwrap().display().to_string());
+            }
+        }
+    }
+    let mut v = Vec::new();
+    walk(dir, dir, &mut v);
+    v.sort();
+    v
+}
+
+#[test]
+fn put_with_length_and_chunked_many_on_one_connection_then_delete() {
+    let root = media_root("ingest-basic");
+    let s = start(&root, &[]);
+    let mut c = ingest(&s);
+    let mut seen = std::collections::HashSet::new();
+    // Keep-alive: many objects on one connection, both framings, creations and replacements.
+    for i in 0..40 {
+        let body = format!("segment {i} ").repeat(100 + i);
+        let path = format!("/live/r{}/seg{}.ts", i % 3, i % 7);
+        let r = if i % 2 == 0 {
+            put(&mut c, &path, body.as_bytes(), "")
+        } else {
+            let (a, b) = body.as_bytes().split_at(body.len() / 3);
+            put_chunked(&mut c, &path, &[a, b])
+        };
+        let new = seen.insert(path.clone());
+        assert_eq!(r.status, if new { 201 } else { 204 }, "{path}: {r:?}");
+        let got = s.get(&format!("GET {path} HTTP/1.1\r\nHost: v\r\n\r\n"));
+        assert_eq!(got.status, 200);
+        assert_eq!(got.body, body.as_bytes(), "{path}");
+        assert_eq!(got.header("content-type"), Some("video/mp2t"));
+    }
+    assert!(
+        tree(&root).iter().all(|f| !f.contains("/.")),
+        "{:?}",
+        tree(&root)
+    );
+    // A pushed playlist replaces the one viewers get at once.
+    let r = put(&mut c, "/live/a.m3u8", b"#EXTM3U\n#v1\n", "");
+    assert_eq!(r.status, 201);
+    let v1 = s.get("GET /live/a.m3u8 HTTP/1.1\r\nHost: v\r\n\r\n");
+    assert_eq!(v1.body, b"#EXTM3U\n#v1\n");
+    assert_eq!(
+        put(&mut c, "/live/a.m3u8", b"#EXTM3U\n#v2\n", "").status,
+        204
+    );
+    let v2 = s.get("GET /live/a.m3u8 HTTP/1.1\r\nHost: v\r\n\r\n");
+    assert_eq!(v2.body, b"#EXTM3U\n#v2\n");
+
+    // DELETE, as ffmpeg sends it (chunked, empty body), and a plain one.
+    let r = request(
+        &mut c,
+        "DELETE /live/r0/seg0.ts HTTP/1.1\r\nHost: i\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+    );
+    assert_eq!(r.status, 204);
+    assert!(!root.join("live/r0/seg0.ts").exists());
+    let r = request(
+        &mut c,
+        "DELETE /live/r0/seg0.ts HTTP/1.1\r\nHost: i\r\n\r\n",
+    );
+    assert_eq!(r.status, 404);
+    assert_eq!(
+        s.get("GET /live/r0/seg0.ts HTTP/1.1\r\nHost: v\r\n\r\n")
+            .status,
+        404
+    );
+    let r = request(&mut c, "DELETE /live/a.m3u8 HTTP/1.1\r\nHost: i\r\n\r\n");
+    assert_eq!(r.status, 204);
+    assert_eq!(
+        s.get("GET /live/a.m3u8 HTTP/1.1\r\nHost: v\r\n\r\n").status,
+        404,
+        "a deleted playlist is not served from the cache"
+    );
+
+    // OPTIONS says what the port takes; anything else is 405 with the same list.
+    let r = request(&mut c, "OPTIONS /live/x.ts HTTP/1.1\r\nHost: i\r\n\r\n");
+    assert_eq!(r.status, 204);
+    assert_eq!(r.header("allow"), Some("PUT, DELETE, OPTIONS"));
+    let r = request(&mut c, "GET /live/r1/seg1.ts HTTP/1.1\r\nHost: i\r\n\r\n");
+    assert_eq!(r.status, 405);
+    assert_eq!(r.header("allow"), Some("PUT, DELETE, OPTIONS"));
+    // Still the same connection.
+    assert_eq!(put(&mut c, "/live/last.ts", b"x", "").status, 201);
+
+    // Expect: 100-continue gets its interim answer before the body is sent.
+    write!(
+        c,
+        "PUT /live/e.ts HTTP/1.1\r\nHost: i\r\nContent-Length: 3\r\nExpect: 100-continue\r\n\r\n"
+    )
+    .unwrap();
+    let mut interim = [0u8; 25];
+    c.read_exact(&mut interim).unwrap();
+    assert_eq!(&interim, b"HTTP/1.1 100 Continue\r\n\r\n");
+    c.write_all(b"abc").unwrap();
+    assert_eq!(read_response(&mut c, false).unwrap().status, 201);
+
+    // Metrics and the viewers' port refusing writes.
+    let r = s.get("PUT /live/x.ts HTTP/1.1\r\nHost: v\r\nContent-Length: 0\r\n\r\n");
+    assert_eq!(r.status, 405);
+    assert!(s.metric("corestream_ingest_bytes_total") > 10_000.0);
+    let (_, text) = s.admin_get("/metrics");
+    assert!(
+        text.contains("corestream_ingest_requests_total{method=\"PUT\",status=\"201\"}"),
+        "{text}"
+    );
+    assert!(text.contains("corestream_ingest_upload_duration_seconds_count"));
+    let _ = std::fs::remove_dir_all(&root);
+}
+
+#[test]
+fn who_may_push() {
+    let root = media_root("ingest-auth");
+    let token = root.join("token");
+    std::fs::write(&token, "t0k3n-abc\n").unwrap();
+    let media = root.join("media");
+    std::fs::create_dir_all(&media).unwrap();
+    let s = start(&media, &["--ingest-token-file", token.to_str().unwrap()]);
+    let mut c = ingest(&s);
+    let r = put(&mut c, "/a.ts", b"data", "");
+    assert_eq!(r.status, 401);
+    assert_eq!(
+        r.header("www-authenticate"),
+        Some("Bearer realm=\"corestream ingest\"")
+    );
+    let mut c = ingest(&s);
+    let r = put(&mut c, "/a.ts", b"data", "Authorization: Bearer wrong\r\n");
+    assert_eq!(r.status, 403);
+    let mut c = ingest(&s);
+    let r = put(
+        &mut c,
+        "/a.ts",
+        b"data",
+        "Authorization: Bearer t0k3n-abc\r\n",
+    );
+    assert_eq!(r.status, 201);
+    assert_eq!(tree(&media), ["a.ts"]);
+    // Rotating the token takes effect without a restart.
+    std::thread::sleep(Duration::from_millis(20));
+    std::fs::write(&token, "rotated\n").unwrap();
+    let r = put(
+        &mut c,
+        "/b.ts",
+        b"data",
+        "Authorization: Bearer t0k3n-abc\r\n",
+    );
+    assert_eq!(r.status, 403);
+    let mut c = ingest(&s);
+    let r = put(
+        &mut c,
+        "/b.ts",
+        b"data",
+        "Authorization: Bearer rotated\r\n",
+    );
+    assert_eq!(r.status, 201);
+    drop(s);
+
+    // An allow list that leaves loopback out refuses it, even with no token configured.
+    let s = start(&media, &["--ingest-allow", "10.0.0.0/8,192.0.2.1"]);
+    let mut c = ingest(&s);
+    let r = put(&mut c, "/c.ts", b"data", "");
+    assert_eq!(r.status, 403);
+    assert!(String::from_utf8_lossy(&r.body).contains("--ingest-allow"));
+    drop(s);
+    let s = start(&media, &["--ingest-allow", "127.0.0.0/8"]);
+    let mut c = ingest(&s);
+    assert_eq!(put(&mut c, "/c.ts", b"data", "").status, 201);
+    assert_eq!(tree(&media), ["a.ts", "b.ts", "c.ts"]);
+
+    // Bad options are refused at start with the fix.
+    for (args, says) in [
+        (vec!["--ingest-allow", "10.0.0.0/33"], "--ingest-allow"),
+        (
+            vec!["--ingest-token-file", "/nonexistent/token"],
+            "--ingest-token-file",
+        ),
+    ] {
+        let mut full = vec![
+            "--root",
+            media.to_str().unwrap(),
+            "--listen",
+            "127.0.0.1:0",
+            "--ingest",
+            "127.0.0.1:0",
+        ];
+        full.extend(args);
+        let out = Command::new(env!("CARGO_BIN_EXE_corestream"))
+            .args(&full)
+            .output()
+            .unwrap();
+        assert!(!out.status.success());
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(says), "{err}");
+    }
+    let _ = std::fs::remove_dir_all(&root);
+}
+
+#[test]
+fn hostile_paths_and_framing_store_nothing() {
+    let base = media_root("ingest-hostile");
+    let media = base.join("media");
+    let outside = base.join("outside");
+    std::fs::create_dir_all(&media).unwrap();
+    std::fs::create_dir_all(&outside).unwrap();
+    std::os::unix::fs::symlink(&outside, media.join("escape")).unwrap();
+    std::fs::write(media.join("afile"), b"x").unwrap();
+    let s = start(&media, &[]);
+    for (path, want) in [
+        ("/../outside/x.ts", 400),
+        ("/%2e%2e/outside/x.ts", 400),
+        ("/a/../../outside/x.ts", 400),
+        ("/.hidden.ts", 400),
+        ("/live/.x/y.ts", 400),
+        ("/a%00b.ts", 400),
+        ("/a%zzb.ts", 400),
+        ("/", 400),
+        ("/dir/", 400),
+        ("/seg.ts.tmp", 400),
+        ("/escape/x.ts", 403),
+        ("/escape/deeper/x.ts", 403),
+        ("/afile/x.ts", 409),
+    ] {
+        let mut c = ingest(&s);
+        let r = put(&mut c, path, b"payload", "");
+        assert_eq!(
+            r.status,
+            want,
+            "{path}: {}",
+            String::from_utf8_lossy(&r.body)
+        );
+    }
+    assert!(tree(&outside).is_empty(), "{:?}", tree(&outside));
+    assert_eq!(tree(&media), ["afile"]);
+
+    // Framing that cannot be trusted is refused before anything is written.
+    for (head, want) in [
+        (
+            "PUT /x.ts HTTP/1.1\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n",
+            400,
+        ),
+        (
+            "PUT /x.ts HTTP/1.1\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\n",
+            400,
+        ),
+        ("PUT /x.ts HTTP/1.1\r\nContent-Length: -3\r\n\r\n", 400),
+        ("PUT /x.ts HTTP/1.1\r\nTransfer-Encoding: gzip\r\n\r\n", 501),
+        (
+            "PUT /x.ts HTTP/1.1\r\nTransfer-Encoding: chunked, gzip\r\n\r\n",
+            400,
+        ),
+        ("PUT /x.ts HTTP/1.1\r\nHost: i\r\n\r\n", 411),
+        (
+            "PUT /x.ts HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
+            400,
+        ),
+        (
+            "PUT /x.ts HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabcXY",
+            400,
+        ),
+    ] {
+        let mut c = ingest(&s);
+        let r = request(&mut c, head);
+        assert_eq!(r.status, want, "{head:?}");
+    }
+    assert_eq!(tree(&media), ["afile"]);
+    let _ = std::fs::remove_dir_all(&base);
+}
+
+#[test]
+fn aborted_and_oversized_uploads_leave_the_previous_version() {
+    let root = media_root("ingest-abort");
+    let s = start(&root, &["--ingest-max-bytes", "100000"]);
+    let mut c = ingest(&s);
+    assert_eq!(put(&mut c, "/live/seg.ts", b"version one", "").status, 201);
+
+    // Content-Length announced, half sent, client gone.
+    let mut c = ingest(&s);
+    write!(
+        c,
+        "PUT /live/seg.ts HTTP/1.1\r\nContent-Length: 50000\r\n\r\n"
+    )
+    .unwrap();
+    c.write_all(&[b'x'; 20000]).unwrap();
+    drop(c);
+    // Chunked, client gone mid-chunk.
+    let mut c = ingest(&s);
+    write!(
+        c,
+        "PUT /live/new.ts HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n"
+    )
+    .unwrap();
+    write!(c, "4000\r\n").unwrap();
+    c.write_all(&[b'y'; 1000]).unwrap();
+    drop(c);
+    common::wait_for(
+        "the aborted uploads to end",
+        Duration::from_secs(10),
+        || {
+            s.admin_get("/metrics")
+                .1
+                .contains("corestream_ingest_requests_total{method=\"PUT\",status=\"400\"} 2\n")
+        },
+    );
+    // Over the limit: announced (refused before the body) and chunked (cut when crossed).
+    let mut c = ingest(&s);
+    write!(
+        c,
+        "PUT /live/seg.ts HTTP/1.1\r\nContent-Length: 100001\r\n\r\n"
+    )
+    .unwrap();
+    assert_eq!(read_response(&mut c, false).unwrap().status, 413);
+    let mut c = ingest(&s);
+    let big = vec![b'z'; 60000];
+    let r = put_chunked(&mut c, "/live/seg.ts", &[&big, &big]);
+    assert_eq!(r.status, 413);
+
+    let r = s.get("GET /live/seg.ts HTTP/1.1\r\nHost: v\r\n\r\n");
+    assert_eq!(r.body, b"version one");
+    assert_eq!(
+        s.get("GET /live/new.ts HTTP/1.1\r\nHost: v\r\n\r\n").status,
+        404
+    );
+    assert_eq!(tree(&root), ["live/seg.ts"]);
+    let _ = std::fs::remove_dir_all(&root);
+}
+
+/// Read one chunk of a chunked body: its data, or None at the last chunk.
+fn read_chunk(v: &mut impl Read) -> Option<Vec<u8>> {
+    let mut line = Vec::new();
+    let mut b = [0u8; 1];
+    while !line.ends_with(b"\r\n") {
+        v.read_exact(&mut b).expect("chunk size line");
+        line.push(b[0]);
+    }
+    let n = usize::from_str_radix(std::str::from_utf8(&line[..line.len() - 2]).unwrap(), 16)
+        .expect("hex size");
+    let mut data = vec![0u8; n + 2];
+    v.read_exact(&mut data).expect("chunk data");
+    assert_eq!(&data[n..], b"\r\n");
+    data.truncate(n);
+    (n > 0).then_some(data)
+}
+
+/// Read a response head; returns it as text.
+fn read_head(v: &mut impl Read) -> String {
+    let mut head = Vec::new();
+    let mut b = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        v.read_exact(&mut b).expect("head");
+        head.push(b[0]);
+    }
+    String::from_utf8(head).unwrap()
+}
+
+#[test]
+fn viewers_get_each_chunk_before_the_next_is_sent() {
+    let root = media_root("ingest-growing");
+    let s = start(&root, &[]);
+    let mut up = ingest(&s);
+    write!(
+        up,
+        "PUT /live/part7.m4s HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n"
+    )
+    .unwrap();
+    let first = vec![b'a'; 3000];
+    write!(up, "{:x}\r\n", first.len()).unwrap();
+    up.write_all(&first).unwrap();
+    up.write_all(b"\r\n").unwrap();
+    common::wait_for("the upload to begin", Duration::from_secs(5), || {
+        s.metric("corestream_ingest_uploads_in_flight") == 1.0
+    });
+    // Two viewers on different connections (and likely different workers).
+    let mut viewers: Vec<TcpStream> = (0..2)
+        .map(|_| {
+            let mut v = s.connect();
+            write!(v, "GET /live/part7.m4s HTTP/1.1\r\nHost: v\r\n\r\n").unwrap();
+            let head = read_head(&mut v);
+            assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+            assert!(head.contains("Transfer-Encoding: chunked\r\n"), "{head}");
+            assert!(
+                head.contains("Content-Type: video/iso.segment\r\n"),
+                "{head}"
+            );
+            assert!(!head.contains("\r\nContent-Length:"), "{head}");
+            v
+        })
+        .collect();
+    let mut got: Vec<Vec<u8>> = vec![Vec::new(); viewers.len()];
+    for (v, g) in viewers.iter_mut().zip(&mut got) {
+        while g.len() < first.len() {
+            g.extend(read_chunk(v).expect("data"));
+        }
+    }
+    // Each chunk reaches both viewers before the uploader sends the next one.
+    let mut delays = Vec::new();
+    for i in 0..20u8 {
+        let chunk = vec![b'b' + i; 1000 + usize::from(i) * 300];
+        let sent = Instant::now();
+        write!(up, "{:x}\r\n", chunk.len()).unwrap();
+        up.write_all(&chunk).unwrap();
+        up.write_all(b"\r\n").unwrap();
+        for (v, g) in viewers.iter_mut().zip(&mut got) {
+            let want = g.len() + chunk.len();
+            while g.len() < want {
+                g.extend(read_chunk(v).expect("data before the upload ends"));
+            }
+            assert!(g.ends_with(&chunk), "chunk {i} arrived whole and in order");
+        }
+        delays.push(sent.elapsed());
+    }
+    up.write_all(b"0\r\n\r\n").unwrap();
+    assert_eq!(read_response(&mut up, false).unwrap().status, 201);
+    for (v, g) in viewers.iter_mut().zip(&mut got) {
+        assert!(read_chunk(v).is_none(), "the last chunk ends the body");
+        let disk = std::fs::read(root.join("live/part7.m4s")).unwrap();
+        assert_eq!(*g, disk);
+    }
+    delays.sort();
+    eprintln!(
+        "upload write -> both viewers read: median {:?}, max {:?} over {} chunks",
+        delays[delays.len() / 2],
+        delays[delays.len() - 1],
+        delays.len()
+    );
+    // The viewer connection is still usable (keep-alive) and now gets the file.
+    let v = &mut viewers[0];
+    write!(v, "GET /live/part7.m4s HTTP/1.1\r\nHost: v\r\n\r\n").unwrap();
+    let r = read_response(v, false).unwrap();
+    assert_eq!(r.status, 200);
+    assert!(r.header("etag").is_some());
+    assert_eq!(r.body, got[0]);
+    let _ = std::fs::remove_dir_all(&root);
+}
+
+#[test]
+fn announced_length_is_passed_on_and_an_abort_closes_viewers() {
+    let root = media_root("ingest-growing-cl");
+    let s = start(&root, &[]);
+    let mut up = ingest(&s);
+    write!(
+        up,
+        "PUT /v/seg.m4s HTTP/1.1\r\nContent-Length: 10000\r\n\r\n"
+    )
+    .unwrap();
+    up.write_all(&[b'q'; 4000]).unwrap();
+    common::wait_for("the upload to begin", Duration::from_secs(5), || {
+        s.metric("corestream_ingest_uploads_in_flight") == 1.0
+    });
+    let mut v = s.connect();
+    write!(v, "GET /v/seg.m4s HTTP/1.1\r\nHost: v\r\n\r\n").unwrap();
+    let head = read_head(&mut v);
+    assert!(head.contains("Content-Length: 10000\r\n"), "{head}");
+    let mut body = vec![0u8; 4000];
+    v.read_exact(&mut body).unwrap();
+    common::wait_for("the viewer to be counted", Duration::from_secs(5), || {
+        s.metric("corestream_growing_viewers") >= 1.0
+    });
+    up.write_all(&[b'q'; 6000]).unwrap();
+    let mut rest = vec![0u8; 6000];
+    v.read_exact(&mut rest).unwrap();
+    assert_eq!(read_response(&mut up, false).unwrap().status, 201);
+
+    // A chunked upload that aborts: the viewer's response never ends cleanly, and the name
+    // goes back to the previous version.
+    let mut up = ingest(&s);
+    write!(
+        up,
+        "PUT /v/seg.m4s HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n"
+    )
+    .unwrap();
+    common::wait_for("the upload to begin", Duration::from_secs(5), || {
+        s.metric("corestream_ingest_uploads_in_flight") == 1.0
+    });
+    let mut v = s.connect();
+    write!(v, "GET /v/seg.m4s HTTP/1.1\r\nHost: v\r\n\r\n").unwrap();
+    let head = read_head(&mut v);
+    assert!(head.contains("Transfer-Encoding: chunked"), "{head}");
+    assert_eq!(read_chunk(&mut v).unwrap(), b"hello");
+    drop(up);
+    let mut tail = Vec::new();
+    let _ = v.read_to_end(&mut tail);
+    assert!(
+        !tail.windows(5).any(|w| w == b"0\r\n\r\n"),
+        "an aborted object must not end like a complete one: {tail:?}"
+    );
+    let r = s.get("GET /v/seg.m4s HTTP/1.1\r\nHost: v\r\n\r\n");
+    assert_eq!(r.body, vec![b'q'; 10000]);
+
+    // HTTP/1.0 viewers of an object of unknown length get it delimited by the close.
+    let mut up = ingest(&s);
+    write!(
+        up,
+        "PUT /v/old.ts HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n"
+    )
+    .unwrap();
+    common::wait_for("the upload to begin", Duration::from_secs(5), || {
+        s.metric("corestream_ingest_uploads_in_flight") == 1.0
+    });
+    let mut v = s.connect();
+    write!(v, "GET /v/old.ts HTTP/1.0\r\n\r\n").unwrap();
+    let head = read_head(&mut v);
+    assert!(head.contains("Connection: close"), "{head}");
+    assert!(!head.contains("Transfer-Encoding"), "{head}");
+    up.write_all(b"3\r\ndef\r\n0\r\n\r\n").unwrap();
+    let mut body = Vec::new();
+    v.read_to_end(&mut body).unwrap();
+    assert_eq!(body, b"abcdef");
+    let _ = std::fs::remove_dir_all(&root);
+}
+
+#[test]
+fn hinted_parts_wait_for_their_upload_and_pushed_playlists_wake_blocking_reloads() {
+    let root = media_root("ingest-ll");
+    let s = start(&root, &[]);
+    let mut c = ingest(&s);
+    // Parts of segment 11 exist up to part 1; the playlist hints part 2.
+    let pl = common::ll_playlist(5, 10, 2, 2, false);
+    assert_eq!(put(&mut c, "/ll/media.m3u8", pl.as_bytes(), "").status, 201);
+    let hinted = "s11.2.ts";
+    assert!(pl.contains(&format!("PRELOAD-HINT:TYPE=PART,URI=\"{hinted}\"")));
+    // The hinted part is asked for before its upload starts: held, not 404.
+    let mut v = s.connect();
+    write!(v, "GET /ll/{hinted} HTTP/1.1\r\nHost: v\r\n\r\n").unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    // A blocking reload for the next part is held as well.
+    let mut b = s.connect();
+    write!(
+        b,
+        "GET /ll/media.m3u8?_HLS_msn=11&_HLS_part=2 HTTP/1.1\r\nHost: v\r\n\r\n"
+    )
+    .unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    let mut up = ingest(&s);
+    write!(
+        up,
+        "PUT /ll/{hinted} HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n4\r\npart\r\n"
+    )
+    .unwrap();
+    let head = read_head(&mut v);
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    assert_eq!(read_chunk(&mut v).unwrap(), b"part");
+    up.write_all(b"0\r\n\r\n").unwrap();
+    assert_eq!(read_response(&mut up, false).unwrap().status, 201);
+    assert!(read_chunk(&mut v).is_none());
+    // The packager pushes the playlist that lists part 2: the held reload is answered with it.
+    let next = common::ll_playlist(5, 10, 3, 2, false);
+    let pushed = Instant::now();
+    assert_eq!(
+        put(&mut c, "/ll/media.m3u8", next.as_bytes(), "").status,
+        204
+    );
+    let r = read_response(&mut b, false).unwrap();
+    assert_eq!(r.status, 200);
+    assert_eq!(r.body, next.as_bytes());
+    eprintln!("held reload answered {:?} after the push", pushed.elapsed());
+    let _ = std::fs::remove_dir_all(&root);
+}
+
+#[test]
+fn growing_objects_over_https() {
+    let root = media_root("ingest-tls");
+    let s = Server::start_mode(
+        common::Mode::Tls,
+        &root,
+        &["--ingest", "127.0.0.1:0", "--admin", "127.0.0.1:0"],
+    );
+    let mut up = ingest(&s);
+    write!(
+        up,
+        "PUT /s.m4s HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n"
+    )
+    .unwrap();
+    let big = vec![b'k'; 200_000];
+    write!(up, "{:x}\r\n", big.len()).unwrap();
+    up.write_all(&big).unwrap();
+    up.write_all(b"\r\n").unwrap();
+    common::wait_for("the upload to begin", Duration::from_secs(5), || {
+        s.metric("corestream_ingest_uploads_in_flight") == 1.0
+    });
+    let mut v = s.client();
+    write!(v, "GET /s.m4s HTTP/1.1\r\nHost: localhost\r\n\r\n").unwrap();
+    let head = read_head(&mut v);
+    assert!(head.contains("Transfer-Encoding: chunked"), "{head}");
+    let mut got = Vec::new();
+    while got.len() < big.len() {
+        got.extend(read_chunk(&mut v).unwrap());
+    }
+    up.write_all(b"3\r\nend\r\n0\r\n\r\n").unwrap();
+    while let Some(c) = read_chunk(&mut v) {
+        got.extend(c);
+    }
+    assert_eq!(got.len(), big.len() + 3);
+    assert!(got.ends_with(b"end"));
+    let _ = std::fs::remove_dir_all(&root);
+}
+
+/// Run the server inside its own mount namespace on a 1 MiB tmpfs: the disk really fills.
+#[test]
+fn a_full_disk_is_507_and_keeps_the_previous_version() {
+    let base = media_root("ingest-full");
+    let media: PathBuf = base.join("media");
+    std::fs::create_dir_all(&media).unwrap();
+    let script = format!(
+        "mount -t tmpfs -o size=1m tmpfs {m} && exec {bin} --root {m} --listen 127.0.0.1:0 --workers 2 --ingest 127.0.0.1:0 --admin 127.0.0.1:0",
+        m = media.display(),
+        bin = env!("CARGO_BIN_EXE_corestream"),
+    );
+    let s = Server::spawn(Command::new("unshare").args(["-m", "sh", "-c", &script]));
+    let mut c = ingest(&s);
+    let v1 = vec![b'1'; 400_000];
+    assert_eq!(put(&mut c, "/live/seg.ts", &v1, "").status, 201);
+    let mut c = ingest(&s);
+    let v2 = vec![b'2'; 900_000];
+    let r = put(&mut c, "/live/seg.ts", &v2, "");
+    assert_eq!(r.status, 507, "{}", String::from_utf8_lossy(&r.body));
+    let mut c = ingest(&s);
+    let r = put_chunked(&mut c, "/live/other.ts", &[&v2]);
+    assert_eq!(r.status, 507);
+    assert_eq!(
+        s.get("GET /live/seg.ts HTTP/1.1\r\nHost: v\r\n\r\n").body,
+        v1,
+        "the previous version is still served"
+    );
+    assert_eq!(
+        s.get("GET /live/other.ts HTTP/1.1\r\nHost: v\r\n\r\n")
+            .status,
+        404
+    );
+    // The space of the failed uploads came back: a small object still fits.
+    let mut c = ingest(&s);
+    assert_eq!(
+        put(&mut c, "/live/small.ts", &[b's'; 100_000], "").status,
+        201
+    );
+    // The host's directory (outside the namespace) never saw any of it.
+    assert!(tree(&media).is_empty());
+    let _ = std::fs::remove_dir_all(&base);
+}
