@@ -219,13 +219,8 @@ pub struct Cli {
     )]
     pub ingest_allow: Option<String>,
 
-    /// Largest object one PUT may store (413 beyond it).
-    #[arg(
-        long,
-        env = "CORESTREAM_INGEST_MAX_BYTES",
-        default_value_t = 1 << 30,
-        value_name = "BYTES"
-    )]
+    /// Largest object one PUT may store (413 beyond it), e.g. `1GiB`, `200MB`.
+    #[arg(long, env = "CORESTREAM_INGEST_MAX_BYTES", default_value = "1GiB", value_parser = corestream_common::size::parse, value_name = "BYTES")]
     pub ingest_max_bytes: u64,
 
     /// How long an ingest connection may send nothing (mid-body, or idle between pushes)

@@ -168,7 +168,9 @@ fn spki_hash(cert: &Path) -> Option<String> {
     (out.status.success() && !h.is_empty()).then_some(h)
 }
 
-fn play(low_latency: bool, tls: bool) {
+/// Play the built-in demo (or, with `pushed`, a stream ffmpeg pushes to the ingest port)
+/// in hls.js for 16 s and check that it played smoothly.
+fn play(low_latency: bool, tls: bool, pushed: bool) {
     let Some(browser) = browser() else {
         eprintln!("SKIPPED: no chromium (apt-get install -y chromium)");
         return;
@@ -183,6 +185,7 @@ fn play(low_latency: bool, tls: bool) {
     let _ = fs::remove_dir_all(&base);
     let mode = if low_latency { "--demo-ll" } else { "--demo" };
     let reports = Arc::new(Mutex::new(Vec::new()));
+    let mut packager: Option<std::process::Child> = None;
     let (server, page, spki) = if tls {
         let (_, crt, key) = common::tls::pki();
         let Some(spki) = spki_hash(crt) else {
@@ -217,6 +220,37 @@ fn play(low_latency: bool, tls: bool) {
             u8::from(low_latency)
         );
         (server, page, Some(spki))
+    } else if pushed {
+        let root = base.join("root");
+        fs::create_dir_all(&root).unwrap();
+        let server = common::Server::start(&root, &["--ingest", "127.0.0.1:0"]);
+        let url = format!("http://{}/live/stream.m3u8", server.ingest.unwrap());
+        packager = Some(
+            Command::new("ffmpeg")
+                .args(["-nostdin", "-loglevel", "error", "-re"])
+                .args(["-f", "lavfi", "-i", "testsrc=size=640x360:rate=25"])
+                .args(["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000"])
+                .args(["-t", "60", "-c:v", "libx264", "-preset", "ultrafast"])
+                .args(["-g", "25", "-sc_threshold", "0", "-c:a", "aac"])
+                .args(["-f", "hls", "-hls_time", "1", "-hls_list_size", "6"])
+                .args(["-hls_flags", "delete_segments", "-method", "PUT"])
+                .args(["-http_persistent", "1", &url])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("ffmpeg pushes the stream (apt-get install ffmpeg)"),
+        );
+        let dir = root.join("live");
+        common::wait_for("ffmpeg's first segments", Duration::from_secs(20), || {
+            fs::read_dir(&dir).map_or(0, |d| d.count()) >= 4
+        });
+        let src = format!("http://{}/live/stream.m3u8", server.addr);
+        let port = page_server(PAGE, hlsjs, &reports);
+        (
+            server,
+            format!("http://127.0.0.1:{port}/?ll=0&src={src}"),
+            None,
+        )
     } else {
         let server = common::Server::spawn(Command::new(env!("CARGO_BIN_EXE_corestream")).args([
             mode,
@@ -272,6 +306,10 @@ fn play(low_latency: bool, tls: bool) {
     }
     let _ = child.kill();
     let _ = child.wait();
+    if let Some(mut p) = packager {
+        let _ = p.kill();
+        let _ = p.wait();
+    }
     drop(server);
     let _ = fs::remove_dir_all(&base);
 
@@ -322,23 +360,28 @@ fn play(low_latency: bool, tls: bool) {
 }
 
 #[test]
+fn hlsjs_plays_a_stream_ffmpeg_pushes_to_the_ingest_port() {
+    play(false, false, true);
+}
+
+#[test]
 fn hlsjs_plays_the_demo() {
-    play(false, false);
+    play(false, false, false);
 }
 
 #[test]
 fn hlsjs_plays_the_low_latency_demo() {
-    play(true, false);
+    play(true, false, false);
 }
 
 #[test]
 fn hlsjs_plays_the_demo_over_https() {
-    play(false, true);
+    play(false, true, false);
 }
 
 #[test]
 fn hlsjs_plays_the_low_latency_demo_over_https() {
-    play(true, true);
+    play(true, true, false);
 }
 
 /// hls.js with CMCD on (query mode, as it sends it by default) plays the demo from a page of

@@ -79,7 +79,9 @@ fn tree(dir: &Path) -> Vec<String> {
 #[test]
 fn put_with_length_and_chunked_many_on_one_connection_then_delete() {
     let root = media_root("ingest-basic");
-    let s = start(&root, &[]);
+    let log = std::env::temp_dir().join(format!("corestream-ingest-log-{}", std::process::id()));
+    let _ = std::fs::remove_file(&log);
+    let s = start(&root, &["--access-log", log.to_str().unwrap()]);
     let mut c = ingest(&s);
     let mut seen = std::collections::HashSet::new();
     // Keep-alive: many objects on one connection, both framings, creations and replacements.
@@ -173,6 +175,17 @@ fn put_with_length_and_chunked_many_on_one_connection_then_delete() {
         "{text}"
     );
     assert!(text.contains("corestream_ingest_upload_duration_seconds_count"));
+    // Each upload is in the access log, with the bytes it carried.
+    let lines = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        lines.contains("\"PUT /live/e.ts HTTP/1.1\" 201 3 "),
+        "{lines}"
+    );
+    assert!(
+        lines.contains("\"DELETE /live/r0/seg0.ts HTTP/1.1\" 404 0 "),
+        "{lines}"
+    );
+    let _ = std::fs::remove_file(&log);
     let _ = std::fs::remove_dir_all(&root);
 }
 

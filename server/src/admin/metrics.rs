@@ -91,6 +91,7 @@ pub struct WorkerStats {
     pub playlist_cache_evictions: AtomicU64,
     /// Gauge: responses of this worker following a growing object.
     pub growing_viewers: AtomicU64,
+    pub growing_responses: AtomicU64,
 }
 
 /// Single-writer increment: only the owning worker calls this.
@@ -283,7 +284,7 @@ fn render_tls(o: &mut Exposition, t: &TlsShared) {
 /// The per-worker counters and gauges exported as one sum each: name, type, help, field.
 type Field = fn(&WorkerStats) -> &AtomicU64;
 
-const SUMS: [(&str, &str, &str, Field); 9] = [
+const SUMS: [(&str, &str, &str, Field); 10] = [
     (
         "corestream_connections_active",
         "gauge",
@@ -319,6 +320,12 @@ const SUMS: [(&str, &str, &str, Field); 9] = [
         "counter",
         "Times a worker stopped accepting at --max-connections.",
         |s| &s.max_conn_pauses,
+    ),
+    (
+        "corestream_growing_responses_total",
+        "counter",
+        "Viewer responses served from an object while it was still being pushed.",
+        |s| &s.growing_responses,
     ),
     (
         "corestream_growing_viewers",

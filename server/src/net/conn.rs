@@ -233,6 +233,7 @@ impl Machine {
         if let Body::Growing(g) = &body {
             // Before the first byte is read: the writer wakes this worker from now on.
             g.obj.follow(cx.worker);
+            bump(&cx.stats.growing_responses, 1);
         }
         let sending = Sending {
             body,

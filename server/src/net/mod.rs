@@ -1,7 +1,7 @@
 //! The event loop and what it drives: `worker` (one thread, one poll, accept and drain),
 //! `conn` (a connection's state machine), `transport` (the byte stream under it), `timer`
 //! (the phase table and the wheel), `pool` (reused buffers), `listen` (SO_REUSEPORT
-//! sockets) and `fsys` (every raw syscall).
+//! sockets), `notify` (how other threads wake a worker) and `fsys` (every raw syscall).
 
 pub mod conn;
 pub mod fsys;
