@@ -344,6 +344,46 @@ fn hostile_paths_and_framing_store_nothing() {
         assert_eq!(r.status, want, "{head:?}");
     }
     assert_eq!(tree(&media), ["afile"]);
+
+    // Bare-LF heads are requests too; garbage and oversized heads get an answer and a close.
+    let mut c = ingest(&s);
+    let r = request(&mut c, "PUT /lf.ts HTTP/1.1\nContent-Length: 2\n\nok");
+    assert_eq!(r.status, 201);
+    let mut c = ingest(&s);
+    assert_eq!(
+        request(&mut c, "\x16\x03\x01\x02\x00\x01\r\n\r\n").status,
+        400
+    );
+    let mut c = ingest(&s);
+    let huge = format!(
+        "PUT /x.ts HTTP/1.1\r\nX-Big: {}\r\n\r\n",
+        "a".repeat(20_000)
+    );
+    assert_eq!(request(&mut c, &huge).status, 431);
+    // Random bytes on many connections (a seeded generator): the port keeps answering.
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    for _ in 0..200 {
+        let mut junk = Vec::new();
+        for _ in 0..(x % 300) {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            junk.push(
+                b"PUT /a.ts HTTP/1.1\r\nTransfer-Encoding: chunked\r\n0123456789abcdef;:\xff"
+                    [(x % 60) as usize],
+            );
+        }
+        let mut c = ingest(&s);
+        c.set_read_timeout(Some(Duration::from_millis(200)))
+            .unwrap();
+        let _ = c.write_all(&junk);
+        let _ = c.shutdown(std::net::Shutdown::Write);
+        let mut sink = Vec::new();
+        let _ = c.read_to_end(&mut sink);
+    }
+    let mut c = ingest(&s);
+    assert_eq!(put(&mut c, "/after.ts", b"still here", "").status, 201);
+    assert!(tree(&outside).is_empty());
     let _ = std::fs::remove_dir_all(&base);
 }
 

@@ -408,11 +408,20 @@ impl<'a> Conn<'a> {
         let max = self.ctx.shared.cfg.limits.max_header_bytes;
         loop {
             // Empty lines before a request are allowed (RFC 9112 2.2).
-            while self.buf.starts_with(b"\r\n") {
-                self.buf.drain(..2);
+            while self.buf.first() == Some(&b'\n') || self.buf.starts_with(b"\r\n") {
+                let n = if self.buf[0] == b'\n' { 1 } else { 2 };
+                self.buf.drain(..n);
             }
-            if let Some(i) = self.buf.windows(4).position(|w| w == b"\r\n\r\n") {
-                return Some(i + 4);
+            if !self.buf.is_empty() {
+                // httparse finds the end of the head, bare-LF line ends included (RFC 9112
+                // 2.2); a malformed head is answered by `parse_head`.
+                let mut headers = [httparse::EMPTY_HEADER; crate::http::MAX_HEADERS];
+                match httparse::Request::new(&mut headers).parse(&self.buf) {
+                    Ok(httparse::Status::Complete(n)) if n <= max => return Some(n),
+                    Ok(httparse::Status::Complete(_)) => {}
+                    Ok(httparse::Status::Partial) => {}
+                    Err(_) => return Some(self.buf.len()),
+                }
             }
             if self.buf.len() > max {
                 self.reply(
@@ -632,7 +641,9 @@ impl<'a> Conn<'a> {
                 .closing();
             }
         };
-        let playlist = (kind == Kind::Playlist && self.path.ends_with(b".m3u8"))
+        let playlist = (kind == Kind::Playlist
+            && self.path.ends_with(b".m3u8")
+            && up.written <= crate::live::cache::MAX_CACHED_BYTES)
             .then(|| fsys::read_exact_size(up.file.as_raw_fd(), up.written).ok())
             .flatten();
         match up.commit() {
