@@ -16,7 +16,7 @@ pub struct Cli {
     /// Directory of media to serve (playlists, segments). Nothing outside it is ever served.
     /// Required unless --demo/--demo-ll, which publish into it (or into a fresh temporary
     /// directory when it is not given).
-    #[arg(long, env = "CORESTREAM_ROOT", value_name = "DIR", required_unless_present_any = ["demo", "demo_ll"])]
+    #[arg(long, env = "CORESTREAM_ROOT", value_name = "DIR", required_unless_present_any = ["demo", "demo_ll", "origin"])]
     pub root: Option<PathBuf>,
 
     /// Publish a built-in live HLS stream (three renditions, 2 s segments, sliding window of
@@ -191,6 +191,53 @@ pub struct Cli {
     /// `ADDR:PORT`. Never on the viewers' port. Off unless given.
     #[arg(long, env = "CORESTREAM_ADMIN", value_parser = parse_admin, value_name = "[ADDR:]PORT")]
     pub admin: Option<SocketAddr>,
+
+    /// Origins to pull from, comma-separated `http://host:port[/prefix]`: a request for a
+    /// file that is not under --root (or with no --root) is fetched from one of them, cached
+    /// in --cache-dir and streamed to every viewer waiting for it while it arrives (one
+    /// upstream request per object). Several origins (shields): each path goes to one, by
+    /// rendezvous hashing; the next one on a connect error or a 5xx.
+    #[arg(long, env = "CORESTREAM_ORIGIN", value_name = "URL,...")]
+    pub origin: Option<String>,
+
+    /// Where objects pulled from --origin are kept [default: $CACHE_DIRECTORY (systemd's
+    /// CacheDirectory=), else /var/cache/corestream]. Emptied at start.
+    #[arg(
+        long,
+        env = "CORESTREAM_CACHE_DIR",
+        value_name = "DIR",
+        requires = "origin"
+    )]
+    pub cache_dir: Option<PathBuf>,
+
+    /// Bytes of objects kept in --cache-dir; the least recently used go first (an object
+    /// being sent stays readable by its viewers until they are done).
+    #[arg(long, env = "CORESTREAM_CACHE_MAX_BYTES", default_value = "1GiB", value_parser = corestream_common::size::parse, value_name = "BYTES")]
+    pub cache_max_bytes: u64,
+
+    /// Connections to each origin at once (and upstream requests in flight to it).
+    #[arg(
+        long,
+        env = "CORESTREAM_ORIGIN_MAX_CONNECTIONS",
+        default_value_t = 32,
+        value_name = "N"
+    )]
+    pub origin_max_connections: usize,
+
+    /// How long an origin may take to accept a connection, and then to start its answer
+    /// (504 beyond it). Blocking LL-HLS playlist requests get 3 target durations more.
+    #[arg(long, env = "CORESTREAM_ORIGIN_TIMEOUT", default_value = "5s", value_parser = parse_duration, value_name = "DURATION")]
+    pub origin_timeout: Duration,
+
+    /// How long an origin may send nothing in the middle of a body before the fetch is
+    /// abandoned (the viewers on it are closed, nothing is cached).
+    #[arg(long, env = "CORESTREAM_ORIGIN_STALL_TIMEOUT", default_value = "10s", value_parser = parse_duration, value_name = "DURATION")]
+    pub origin_stall_timeout: Duration,
+
+    /// How long a 404 (or a failed fetch) from the origin is remembered, so a storm of
+    /// requests for a missing object does not reach the origin.
+    #[arg(long, env = "CORESTREAM_NEGATIVE_TTL", default_value = "1s", value_parser = parse_duration, value_name = "DURATION")]
+    pub negative_ttl: Duration,
 
     /// Ingest listener: packagers PUT playlists and segments here (whole, or chunk by chunk
     /// with Transfer-Encoding: chunked, served to viewers as the chunks land) and DELETE
@@ -374,6 +421,8 @@ pub struct Config {
     pub admin: Option<SocketAddr>,
     /// The ingest port and its rules (None without --ingest).
     pub ingest: Option<crate::ingest::Options>,
+    /// The origins to pull from and the cache (None without --origin).
+    pub tier: Option<crate::tier::Options>,
     pub access_log: Option<PathBuf>,
     pub access_log_format: LogFormat,
     /// This server's name as an RFC 8941 string, when `--cmsd` is on.
@@ -431,6 +480,22 @@ impl Config {
                 );
             }
         }
+        let tier = match &cli.origin {
+            Some(list) => Some(crate::tier::Options {
+                origins: crate::tier::origin::parse_list(list)?,
+                cache_dir: cli.cache_dir.clone().unwrap_or_else(|| {
+                    std::env::var_os("CACHE_DIRECTORY")
+                        .map(PathBuf::from)
+                        .unwrap_or_else(|| PathBuf::from("/var/cache/corestream"))
+                }),
+                max_bytes: cli.cache_max_bytes,
+                max_connections: cli.origin_max_connections.max(1),
+                timeout: cli.origin_timeout,
+                stall_timeout: cli.origin_stall_timeout,
+                negative_ttl: cli.negative_ttl,
+            }),
+            None => None,
+        };
         let ingest = match cli.ingest {
             Some(addr) => {
                 if let Some(p) = &cli.ingest_token_file {
@@ -506,9 +571,11 @@ impl Config {
             Cors::List(origins.iter().map(|o| o.as_bytes().to_vec()).collect())
         };
         Ok(Config {
-            root: match &cli.root {
-                Some(r) => r.clone(),
-                None => {
+            root: match (&cli.root, &tier) {
+                (Some(r), _) => r.clone(),
+                // Pulling only: an empty local root beside the cache.
+                (None, Some(t)) if !cli.demo && !cli.demo_ll => t.cache_dir.join("local"),
+                (None, _) => {
                     std::env::temp_dir().join(format!("corestream-demo-{}", std::process::id()))
                 }
             },
@@ -536,6 +603,7 @@ impl Config {
                 .unwrap_or(usize::MAX),
             admin: cli.admin,
             ingest,
+            tier,
             access_log: cli.access_log.clone(),
             access_log_format: cli.access_log_format,
             cmsd_name: if cli.cmsd {

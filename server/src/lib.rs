@@ -10,6 +10,8 @@
 //! - `live/`: LL-HLS playlist model, playlist cache, preload hints, inotify watcher.
 //! - `ingest/`: the ingest port (packagers PUT and DELETE objects, served while they
 //!   arrive through `live::growing`).
+//! - `tier/`: the edge tier (objects not under the root pulled from an origin, one upstream
+//!   request per object, cached in --cache-dir, streamed while they arrive).
 //! - `admin/`: `/metrics`, `/streams` and `/healthz`, metrics, access log.
 //! - `qoe/`: CMCD from players, CMSD to them, viewers per stream and rendition.
 //! - `demo/`: the built-in live stream publisher.
@@ -27,6 +29,7 @@ mod proptests;
 pub mod qoe;
 pub mod serve;
 pub mod shared;
+pub mod tier;
 pub mod tls;
 
 pub use serve::serve;

@@ -15,6 +15,17 @@ use std::sync::Arc;
 /// Start the workers and block until one fails.
 pub fn serve(cfg: Config) -> Result<(), String> {
     let (soft, hard) = shared::raise_nofile();
+    let cache = match &cfg.tier {
+        Some(t) => {
+            let fd = crate::tier::open_cache(&t.cache_dir)?;
+            if cfg.root == t.cache_dir.join("local") {
+                std::fs::create_dir_all(&cfg.root)
+                    .map_err(|e| format!("cannot create {}: {e}", cfg.root.display()))?;
+            }
+            Some(fd)
+        }
+        None => None,
+    };
     let root = fsys::open_root(&cfg.root)
         .map_err(|e| format!("cannot open --root {}: {e}", cfg.root.display()))?;
     if !fsys::openat2_available(root.as_raw_fd()) {
@@ -61,6 +72,9 @@ pub fn serve(cfg: Config) -> Result<(), String> {
     let root_display = cfg.root.display().to_string();
     let mut shared = Shared::new(cfg, root);
     shared.tls = tls.clone();
+    if let (Some(opts), Some(fd)) = (shared.cfg.tier.clone(), cache) {
+        shared.tier = Some(Arc::new(crate::tier::Tier::new(opts, fd)));
+    }
     match Watcher::new(shared.root.clone(), shared.inboxes.clone()) {
         Ok(w) => {
             let w2 = w.clone();
@@ -91,6 +105,10 @@ pub fn serve(cfg: Config) -> Result<(), String> {
         Some(a) => Some(admin::start(a, shared.clone()).map_err(|e| e.to_string())?),
         None => None,
     };
+    if let Some(t) = &shared.tier {
+        crate::tier::fetch::start(t.clone(), shared.clone())
+            .map_err(|e| format!("cannot start origin fetchers: {e}"))?;
+    }
     let ingest = match shared.cfg.ingest.clone() {
         Some(opts) => Some(crate::ingest::start(shared.clone(), opts).map_err(|e| e.to_string())?),
         None => None,
@@ -105,6 +123,10 @@ pub fn serve(cfg: Config) -> Result<(), String> {
     let mut stdout = io::stdout();
     if let Some(a) = admin {
         let _ = writeln!(stdout, "corestream: admin on http://{a}/metrics");
+    }
+    if let Some(t) = &shared.tier {
+        let list: Vec<String> = t.origins().iter().map(|o| format!("{o:?}")).collect();
+        let _ = writeln!(stdout, "corestream: pulling from {}", list.join(", "));
     }
     if let Some(a) = ingest {
         let _ = writeln!(stdout, "corestream: ingest on http://{a}/ (PUT, DELETE)");

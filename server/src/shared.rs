@@ -36,6 +36,8 @@ pub struct Shared {
     pub inboxes: Arc<Inboxes>,
     /// Objects still arriving (uploads in progress), served while they arrive.
     pub growing: Registry,
+    /// The edge tier: origins, cache directory, fetches (None without --origin).
+    pub tier: Option<Arc<crate::tier::Tier>>,
     /// Counters of the ingest port (zero without --ingest).
     pub ingest: crate::ingest::Stats,
 }
@@ -48,6 +50,7 @@ impl Shared {
             growing: Registry::new(inboxes.clone()),
             inboxes,
             ingest: crate::ingest::Stats::default(),
+            tier: None,
             stats: (0..cfg.workers).map(|_| WorkerStats::default()).collect(),
             qoe: crate::qoe::Qoe::new(cfg.workers, cfg.qoe),
             root: Arc::new(Root::new(cfg.root.clone(), root)),

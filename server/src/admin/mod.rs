@@ -112,7 +112,13 @@ fn handle(mut s: TcpStream, shared: &Shared) {
             facts.max_connections = (shared.cfg.worker_max_connections * shared.cfg.workers) as u64;
             let qoe = shared.qoe.snapshot(unix_now());
             let ingest = shared.cfg.ingest.is_some().then_some(&shared.ingest);
-            let text = metrics::render(&shared.stats, &facts, shared.tls.as_deref(), &qoe, ingest);
+            let mut text =
+                metrics::render(&shared.stats, &facts, shared.tls.as_deref(), &qoe, ingest);
+            if let Some(t) = &shared.tier {
+                let mut o = metrics::Exposition::new();
+                t.render(&mut o);
+                text.push_str(&o.finish());
+            }
             (Status::Ok, PROMETHEUS, Body::Bytes(text.into()))
         }
         "/streams" => {

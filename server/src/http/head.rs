@@ -145,6 +145,16 @@ pub fn encode(r: &Response<'_>, env: &Env<'_>, out: &mut Vec<u8>) {
             field(out, b"Strict-Transport-Security", v);
         }
     }
+    match f.tier {
+        Some(super::response::TierStatus::Hit(age)) => {
+            number_field(out, b"Age", u64::from(age));
+            out.extend_from_slice(b"Via: 1.1 corestream\r\nCache-Status: corestream; hit\r\n");
+        }
+        Some(super::response::TierStatus::Miss) => {
+            out.extend_from_slice(b"Via: 1.1 corestream\r\nCache-Status: corestream; fwd=miss\r\n")
+        }
+        None => {}
+    }
     if f.close {
         out.extend_from_slice(b"Connection: close\r\n");
     } else if f.minor == 0 {
@@ -287,6 +297,7 @@ mod tests {
                 })),
                 hsts: true,
                 www_authenticate: true,
+                tier: Some(crate::http::response::TierStatus::Hit(42)),
                 // Ignored: a length is known.
                 chunked: true,
                 close: true,
@@ -323,11 +334,14 @@ mod tests {
             "Access-Control-Max-Age: 86400",
             "Strict-Transport-Security: max-age=31536000",
             "WWW-Authenticate: Bearer realm=\"corestream ingest\"",
+            "Age: 42",
+            "Via: 1.1 corestream",
+            "Cache-Status: corestream; hit",
             "Connection: close",
         ] {
             assert!(l.contains(&want), "missing {want:?} in\n{head}");
         }
-        assert_eq!(l.len(), 22, "{head}");
+        assert_eq!(l.len(), 25, "{head}");
         let growing = Response {
             status: Status::Ok,
             fields: Fields {

@@ -4,6 +4,7 @@
 //! `Response` value), `head` (the one encoder of response heads), with `status`, `date`
 //! and `response` as the vocabulary they share.
 
+pub mod body;
 pub mod cond;
 pub mod date;
 pub mod head;

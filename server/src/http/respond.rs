@@ -7,6 +7,7 @@ use super::head;
 use super::mime::{self, Kind};
 use super::parse::higher_minor;
 use super::path::{self, PathError};
+use super::response::TierStatus;
 use super::response::{
     Body, CacheControl, ContentRange, Cors, Fields, FileRange, GrowingBody, Validators,
 };
@@ -17,6 +18,7 @@ use crate::live::playlist as live;
 use crate::net::fsys::{self, FileMeta};
 use crate::net::timer;
 use crate::shared::Shared;
+use crate::tier::{self, Lookup, Tier};
 use bytes::Bytes;
 use std::ffi::CStr;
 use std::os::fd::AsRawFd;
@@ -36,6 +38,9 @@ pub struct Cx<'a> {
     /// Running a parked request again after its deadline: answer the timeout instead of
     /// parking a second time.
     pub expired: bool,
+    /// Running a parked request again (woken, or at its deadline): not a new request for
+    /// the counters.
+    pub rerun: bool,
 }
 
 /// The outcome for one request.
@@ -190,6 +195,7 @@ fn entity<'r>(
 fn growing<'r>(req: &Request<'r>, close: bool, g: Arc<Growing>) -> Response<'r> {
     let chunked = g.declared.is_none() && req.minor >= 1;
     let fields = Fields {
+        tier: g.upstream.then_some(TierStatus::Miss),
         content_type: Some(g.content_type),
         content_length: g.declared,
         cache_control: Some(CacheControl::Kind(g.kind)),
@@ -206,6 +212,97 @@ fn growing<'r>(req: &Request<'r>, close: bool, g: Arc<Growing>) -> Response<'r> 
         status: Status::Ok,
         fields,
         body,
+    }
+}
+
+/// A request the local root cannot answer, with an origin configured: a stored copy, a
+/// remembered answer, or a wait for the fetch (started here unless one is under way).
+fn pull<'r>(
+    cx: &Cx<'_>,
+    req: &Request<'r>,
+    t: &Tier,
+    path: &[u8],
+    cpath: &CStr,
+    (kind, content_type): (Kind, &'static str),
+    close: bool,
+) -> Answer<'r> {
+    let is_head = req.method() == Method::Head;
+    let forwarded = |status: Status| {
+        let mut r = Response::error(status, base(req, close), !is_head);
+        r.fields.tier = Some(TierStatus::Miss);
+        Answer::Now(r)
+    };
+    let query = if kind == Kind::Playlist {
+        tier::blocking_query(req.target)
+    } else {
+        None
+    };
+    let mut lookup = t.lookup(path, query.as_deref(), kind, content_type, !cx.rerun);
+    for _ in 0..2 {
+        let Lookup::Hit { age } = lookup else {
+            break;
+        };
+        let Some(file) = fsys::open_beneath(t.cache_fd.as_raw_fd(), cpath)
+            .ok()
+            .and_then(|f| Some((fsys::regular_meta(&f).ok()??, f)))
+        else {
+            // Evicted between the lookup and the open: fetch it again.
+            t.forget(path);
+            lookup = t.lookup(path, query.as_deref(), kind, content_type, false);
+            continue;
+        };
+        let (meta, file) = file;
+        let what = Entity {
+            content_type,
+            kind,
+            meta: &meta,
+            len: meta.size,
+            etag: true,
+        };
+        let (mut r, range) = entity(req, close, &what, cond::decide(req, &meta, cx.now_secs));
+        // A held request was the miss (or waited for it); new ones found a stored copy.
+        r.fields.tier = Some(if cx.rerun {
+            TierStatus::Miss
+        } else {
+            TierStatus::Hit(u32::try_from(age).unwrap_or(u32::MAX))
+        });
+        if let Some((start, end)) = range {
+            r.body = Body::File(FileRange {
+                file,
+                pos: start,
+                end,
+            });
+        }
+        return Answer::Now(r);
+    }
+    match lookup {
+        Lookup::Playlist(body) => Answer::Now(Response {
+            status: Status::Ok,
+            fields: Fields {
+                content_type: Some(content_type),
+                content_length: Some(body.len() as u64),
+                cache_control: Some(CacheControl::Kind(kind)),
+                tier: Some(TierStatus::Miss),
+                ..base(req, close)
+            },
+            body: if is_head {
+                Body::Empty
+            } else {
+                Body::Bytes(body)
+            },
+        }),
+        Lookup::Status(s) => forwarded(s),
+        Lookup::Hit { .. } => forwarded(Status::ServiceUnavailable),
+        Lookup::Wait if cx.expired => forwarded(Status::GatewayTimeout),
+        Lookup::Wait => {
+            let o = &t.opts;
+            let mut wait = 2 * o.timeout + o.stall_timeout;
+            if query.is_some() {
+                wait += std::time::Duration::from_secs(30);
+            }
+            let key = tier::key(path, query.as_deref());
+            Answer::Park(park_for(cx, req, &key, wait.as_secs_f64()))
+        }
     }
 }
 
@@ -346,7 +443,12 @@ pub fn respond<'r>(cx: &mut Cx<'_>, req: &Request<'r>) -> Answer<'r> {
                 return Answer::Now(r);
             }
             Err(Miss::TooLarge) => {}
-            Err(Miss::NotFound) => return err(Status::NotFound),
+            Err(Miss::NotFound) => {
+                if let Some(t) = shared.tier.as_deref() {
+                    return pull(cx, req, t, path, cpath, (kind, content_type), close);
+                }
+                return err(Status::NotFound);
+            }
             Err(Miss::Io(e)) => return err(io_status(e.raw_os_error())),
         }
     }
@@ -363,6 +465,12 @@ pub fn respond<'r>(cx: &mut Cx<'_>, req: &Request<'r>) -> Answer<'r> {
             let status = match e.raw_os_error() {
                 Some(libc::EMFILE | libc::ENFILE | libc::ENOMEM) => Status::ServiceUnavailable,
                 Some(libc::EIO) => Status::InternalError,
+                Some(libc::ENOENT) if shared.tier.is_some() => {
+                    if let Some(t) = shared.tier.as_deref() {
+                        return pull(cx, req, t, path, cpath, (kind, content_type), close);
+                    }
+                    Status::NotFound
+                }
                 Some(libc::ENOENT) => {
                     // A part named by a preload hint (or listed but not yet renamed into
                     // place) is held until it is complete instead of answered 404.
@@ -442,6 +550,7 @@ pub fn process_bytes(shared: &Shared, input: &[u8]) -> Vec<u8> {
                     now_secs: env.now,
                     // A request that would be held is answered as its timeout would be.
                     expired: true,
+                    rerun: false,
                 };
                 match respond(&mut cx, &req) {
                     Answer::Now(r) => (r, len),

@@ -59,6 +59,8 @@ pub struct Fields<'a> {
     /// `Transfer-Encoding: chunked`: a body whose length is not known yet (an object still
     /// being pushed). Never with `content_length`.
     pub chunked: bool,
+    /// An object of the edge tier: `Via`, `Cache-Status` and, for a stored copy, `Age`.
+    pub tier: Option<TierStatus>,
     pub retry_after_secs: Option<u32>,
     /// None: no CORS fields at all (the admin plane).
     pub cors: Option<Cors<'a>>,
@@ -87,6 +89,15 @@ impl Methods {
             Methods::Ingest => "PUT, DELETE, OPTIONS",
         }
     }
+}
+
+/// How the edge tier answered (RFC 9211 `Cache-Status`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TierStatus {
+    /// A stored copy, this many seconds old (`Age`).
+    Hit(u32),
+    /// Forwarded to the origin (or waited for a forward under way).
+    Miss,
 }
 
 /// The ingest port's challenge (RFC 6750 3).

@@ -23,7 +23,9 @@ pub enum Status {
     HeadersTooLarge,
     InternalError,
     NotImplemented,
+    BadGateway,
     ServiceUnavailable,
+    GatewayTimeout,
     VersionNotSupported,
     InsufficientStorage,
 }
@@ -35,7 +37,7 @@ struct Row {
     body: &'static [u8],
 }
 
-const ROWS: [Row; 22] = [
+const ROWS: [Row; 24] = [
     row(Status::Ok, 200, b"HTTP/1.1 200 OK\r\n", b""),
     row(Status::Created, 201, b"HTTP/1.1 201 Created\r\n", b""),
     row(Status::NoContent, 204, b"HTTP/1.1 204 No Content\r\n", b""),
@@ -136,10 +138,22 @@ const ROWS: [Row; 22] = [
         b"501 transfer coding not implemented: use chunked or none\n",
     ),
     row(
+        Status::BadGateway,
+        502,
+        b"HTTP/1.1 502 Bad Gateway\r\n",
+        b"502 the origin is unreachable or answered with an error; retry shortly\n",
+    ),
+    row(
         Status::ServiceUnavailable,
         503,
         b"HTTP/1.1 503 Service Unavailable\r\n",
         b"503 server busy, retry shortly\n",
+    ),
+    row(
+        Status::GatewayTimeout,
+        504,
+        b"HTTP/1.1 504 Gateway Timeout\r\n",
+        b"504 the origin did not answer in time (--origin-timeout); retry shortly\n",
     ),
     row(
         Status::VersionNotSupported,

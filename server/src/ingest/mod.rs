@@ -7,15 +7,15 @@
 //! A thread per ingest connection with blocking I/O, like the admin plane, and unlike the
 //! viewers' event loops: a box has a handful of packagers (tens of connections, each
 //! writing to disk), not tens of thousands of viewers, and a blocked disk write must never
-//! stall a viewer loop. `mod.rs` reads requests and answers them; `body` decodes bodies,
-//! `store` writes them beneath the root, `auth` decides who may push.
+//! stall a viewer loop. `mod.rs` reads requests and answers them (bodies decoded by
+//! `http::body`); `store` writes them beneath the root, `auth` decides who may push.
 
 pub mod auth;
-pub mod body;
 pub mod store;
 
 use crate::admin::accesslog::{AccessLog, Entry};
 use crate::admin::metrics::Exposition;
+use crate::http::body::{self, BodyError, Framing};
 use crate::http::date::DateCache;
 use crate::http::head;
 use crate::http::mime::{self, Kind};
@@ -27,7 +27,6 @@ use crate::net::fsys;
 use crate::qoe::Histogram;
 use crate::shared::Shared;
 use auth::{Auth, Verdict};
-use body::{BodyError, Framing};
 use std::collections::BTreeMap;
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -574,7 +573,7 @@ impl<'a> Conn<'a> {
                 .closing()
             }
             Framing::Length(n) => Some(n),
-            Framing::Chunked => None,
+            Framing::Chunked | Framing::UntilClose => None,
         };
         let mut up = match Upload::begin(shared.root.as_raw_fd(), &self.path) {
             Ok(u) => u,
@@ -628,7 +627,7 @@ impl<'a> Conn<'a> {
             Err(e) => {
                 end(State::Aborted);
                 return match e {
-                    BodyError::Gone | BodyError::Timeout => Outcome::new(
+                    BodyError::Gone | BodyError::Reset | BodyError::Timeout => Outcome::new(
                         Status::BadRequest,
                         "400 the body ended early (connection closed or timed out); nothing was stored\n",
                     ),

@@ -35,6 +35,8 @@ pub struct Growing {
     pub kind: Kind,
     /// The length the writer announced (Content-Length of the upload), if any.
     pub declared: Option<u64>,
+    /// Pulled from an origin (the edge tier), not pushed to the ingest port.
+    pub upstream: bool,
     written: AtomicU64,
     state: AtomicU8,
     /// One flag per worker: some connection of that worker is sending this object.
@@ -54,12 +56,19 @@ impl Growing {
             content_type,
             kind,
             declared,
+            upstream: false,
             written: AtomicU64::new(0),
             state: AtomicU8::new(State::Open as u8),
             followers: (0..workers.max(1))
                 .map(|_| AtomicBool::new(false))
                 .collect(),
         }
+    }
+
+    /// Mark an object the edge tier pulls from an origin.
+    pub fn pulled(mut self) -> Growing {
+        self.upstream = true;
+        self
     }
 
     /// Bytes readable now, and whether more will come. The length is read after the state,

@@ -79,7 +79,8 @@ pub struct Cx<'a> {
 }
 
 impl Cx<'_> {
-    fn respond<'r>(&mut self, req: &Request<'r>, expired: bool) -> Answer<'r> {
+    /// Answer `req`; `rerun`: a held request run again (`expired`: at its deadline).
+    fn respond<'r>(&mut self, req: &Request<'r>, rerun: bool, expired: bool) -> Answer<'r> {
         let mut rcx = respond::Cx {
             shared: self.shared,
             draining: self.draining,
@@ -88,6 +89,7 @@ impl Cx<'_> {
             now: self.now,
             now_secs: self.date.unix_secs(),
             expired,
+            rerun,
         };
         respond::respond(&mut rcx, req)
     }
@@ -493,7 +495,7 @@ impl Conn {
             return false;
         };
         let req = p.request();
-        match cx.respond(&req, expired) {
+        match cx.respond(&req, true, expired) {
             Answer::Park(mut again) => {
                 again.deadline = p.deadline;
                 again.since = p.since;
@@ -665,7 +667,7 @@ impl Conn {
             let used = match verdict {
                 Parse::Complete(req, len) => {
                     *requests += 1;
-                    match cx.respond(&req, false) {
+                    match cx.respond(&req, false, false) {
                         Answer::Now(resp) => self.m.begin(cx, &self.io, Some(&req), resp, None),
                         Answer::Park(p) => {
                             self.m.enter(State::Parked(p), cx.now);

@@ -1,7 +1,9 @@
-//! Request bodies of the ingest port, delivered as they arrive: `Content-Length` bodies and
-//! `Transfer-Encoding: chunked` ones (RFC 9112 7.1; chunk sizes by httparse, extensions and
-//! trailers read and dropped). Each read from the socket goes to the sink at once, so a
-//! viewer following the object gets the bytes of a chunk before the next one is sent.
+//! Message bodies read from a peer (a packager's PUT on the ingest port, an origin's response
+//! to the edge tier), delivered as they arrive: `Content-Length` bodies, `Transfer-Encoding:
+//! chunked` ones (RFC 9112 7.1; chunk sizes by httparse, extensions and trailers read and
+//! dropped), and responses delimited by the close. Each read from the socket goes to the sink
+//! at once, so a viewer following the object gets the bytes of a chunk before the next one is
+//! sent.
 
 use std::io::{ErrorKind, Read};
 
@@ -15,12 +17,16 @@ const MAX_TRAILERS: usize = 16 * 1024;
 pub enum Framing {
     Length(u64),
     Chunked,
+    /// A response with neither: the body ends when the peer closes (RFC 9112 6.3).
+    UntilClose,
 }
 
 #[derive(Debug)]
 pub enum BodyError<E> {
-    /// The client closed or reset the connection mid-body.
+    /// The peer closed the connection mid-body.
     Gone,
+    /// The connection failed (reset) mid-body.
+    Reset,
     /// Nothing arrived for the read timeout.
     Timeout,
     /// Broken chunked framing.
@@ -50,7 +56,7 @@ fn fill<R: Read, E>(src: &mut R, buf: &mut Vec<u8>) -> Result<(), BodyError<E>> 
                     if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) {
                         BodyError::Timeout
                     } else {
-                        BodyError::Gone
+                        BodyError::Reset
                     },
                 );
             }
@@ -87,6 +93,20 @@ pub fn read<R: Read, E>(
     mut sink: impl FnMut(&[u8]) -> Result<(), E>,
 ) -> Result<u64, BodyError<E>> {
     match framing {
+        Framing::UntilClose => {
+            let mut total = 0u64;
+            loop {
+                if buf.is_empty() {
+                    match fill(src, buf) {
+                        Err(BodyError::Gone) => return Ok(total),
+                        other => other?,
+                    }
+                }
+                sink(buf).map_err(BodyError::Sink)?;
+                total += buf.len() as u64;
+                buf.clear();
+            }
+        }
         Framing::Length(n) => {
             data(src, buf, n, &mut sink)?;
             Ok(n)

@@ -1,0 +1,488 @@
+//! One fetch: ask the origins in rendezvous order, read the answer's head, and turn it into
+//! what viewers get: a stored object streamed while it arrives (200), a refreshed copy
+//! (304), a remembered 404, or a remembered failure (502: unreachable or broken, 504: too
+//! slow). Then wake everyone waiting on the key.
+
+use super::fresh::{self, Policy};
+use super::origin::Origin;
+use super::{Entry, Job, Remembered, Tier};
+use crate::http::body::{self, BodyError, Framing};
+use crate::http::mime::Kind;
+use crate::http::Status;
+use crate::ingest::store::Upload;
+use crate::live::growing::{Growing, State};
+use crate::shared::Shared;
+use std::io::{self, ErrorKind, Read, Write};
+use std::net::TcpStream;
+use std::os::fd::AsRawFd;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Longest response head accepted from an origin.
+const MAX_HEAD: usize = 64 * 1024;
+/// Largest blocking playlist response held in memory.
+const MAX_PLAYLIST: u64 = 4 << 20;
+/// Extra time an origin may hold a blocking playlist request (LL-HLS: up to three target
+/// durations, at most a few seconds each).
+const BLOCKING_GRACE: Duration = Duration::from_secs(30);
+/// Freshness when the origin gives none (RFC 9111 4.2.2 leaves it to us): short for
+/// playlists (live ones change every segment), a minute for the rest.
+const PLAYLIST_DEFAULT: Duration = Duration::from_secs(1);
+const OBJECT_DEFAULT: Duration = Duration::from_secs(60);
+
+/// Why an attempt on one origin failed.
+enum Failure {
+    /// Try the next origin (connect error, 5xx, broken answer); the status if none is left.
+    Next(Status, String),
+    /// Stop here with this status.
+    Final(Status),
+    /// The body failed mid-way: viewers on it were closed; nothing is remembered, so the
+    /// next request fetches again.
+    Broken,
+}
+
+/// Start the fetcher threads.
+pub fn start(tier: Arc<Tier>, shared: Arc<Shared>) -> io::Result<()> {
+    let threads = tier.opts.max_connections * tier.origins().len().max(1);
+    for i in 0..threads.max(2) {
+        let (t, s) = (tier.clone(), shared.clone());
+        std::thread::Builder::new()
+            .name(format!("corestream-fetch{i}"))
+            .spawn(move || {
+                while let Some(job) = t.next_job() {
+                    run(&t, &s, job);
+                }
+            })?;
+    }
+    Ok(())
+}
+
+fn run(t: &Tier, shared: &Shared, job: Job) {
+    let mut last = (Status::BadGateway, String::from("no origin"));
+    let mut outcome = None;
+    for i in super::origin::order(t.origins(), &job.path) {
+        match attempt(t, shared, &t.origins()[i], &job) {
+            Ok(()) => {
+                outcome = Some(Ok(()));
+                break;
+            }
+            Err(Failure::Next(status, why)) => last = (status, why),
+            Err(f) => {
+                outcome = Some(Err(f));
+                break;
+            }
+        }
+    }
+    match outcome {
+        Some(Ok(())) | Some(Err(Failure::Broken)) => {}
+        Some(Err(Failure::Final(status))) => {
+            t.remember(&job.key, Remembered::Status(status), t.opts.negative_ttl)
+        }
+        Some(Err(Failure::Next(..))) | None => {
+            eprintln!(
+                "corestream: origin fetch of /{} failed: {}",
+                String::from_utf8_lossy(&job.path),
+                last.1
+            );
+            t.remember(&job.key, Remembered::Status(last.0), t.opts.negative_ttl);
+        }
+    }
+    t.done(&job.key);
+    shared
+        .inboxes
+        .changed(std::slice::from_ref(&job.key.to_vec()));
+}
+
+/// The request target: the prefix, the path percent-encoded, the blocking directives.
+fn target(origin: &Origin, job: &Job) -> Vec<u8> {
+    let mut t = origin.prefix.as_bytes().to_vec();
+    t.push(b'/');
+    for &b in &job.path {
+        if b.is_ascii_alphanumeric() || b"/-._~!$&'()*+,;=:@".contains(&b) {
+            t.push(b);
+        } else {
+            t.extend_from_slice(format!("%{b:02X}").as_bytes());
+        }
+    }
+    if let Some(q) = &job.query {
+        t.push(b'?');
+        t.extend_from_slice(q);
+    }
+    t
+}
+
+/// A response head from an origin.
+struct Head {
+    status: u16,
+    keep_alive: bool,
+    framing: Framing,
+    fields: Vec<(String, Vec<u8>)>,
+}
+
+impl Head {
+    fn field(&self, name: &str) -> Option<&[u8]> {
+        self.fields
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_slice())
+    }
+
+    fn policy(&self) -> Policy {
+        fresh::policy(self.fields.iter().map(|(n, v)| (n.as_str(), v.as_slice())))
+    }
+}
+
+/// Read and parse a response head; the bytes after it stay in `buf`.
+fn read_head(s: &mut TcpStream, buf: &mut Vec<u8>, head_only: bool) -> io::Result<Head> {
+    let mut chunk = [0u8; 8192];
+    loop {
+        let mut fields = [httparse::EMPTY_HEADER; 100];
+        let mut r = httparse::Response::new(&mut fields);
+        match r.parse(buf) {
+            Ok(httparse::Status::Complete(n)) => {
+                let status = r.code.unwrap_or(0);
+                let minor = r.version.unwrap_or(0);
+                let fields: Vec<(String, Vec<u8>)> = r
+                    .headers
+                    .iter()
+                    .map(|h| (h.name.to_string(), crate::http::trim(h.value).to_vec()))
+                    .collect();
+                buf.drain(..n);
+                let has = |name: &str, token: &str| {
+                    fields.iter().any(|(k, v)| {
+                        k.eq_ignore_ascii_case(name)
+                            && v.split(|&b| b == b',').any(|t| {
+                                crate::http::trim(t).eq_ignore_ascii_case(token.as_bytes())
+                            })
+                    })
+                };
+                let length = fields
+                    .iter()
+                    .find(|(k, _)| k.eq_ignore_ascii_case("content-length"))
+                    .and_then(|(_, v)| std::str::from_utf8(v).ok()?.parse::<u64>().ok());
+                let framing = if head_only || status == 304 || status == 204 || status < 200 {
+                    Framing::Length(0)
+                } else if has("transfer-encoding", "chunked") {
+                    Framing::Chunked
+                } else if let Some(n) = length {
+                    Framing::Length(n)
+                } else {
+                    Framing::UntilClose
+                };
+                let keep_alive = minor == 1
+                    && !has("connection", "close")
+                    && !matches!(framing, Framing::UntilClose);
+                return Ok(Head {
+                    status,
+                    keep_alive,
+                    framing,
+                    fields,
+                });
+            }
+            Ok(httparse::Status::Partial) if buf.len() < MAX_HEAD => {}
+            _ => {
+                return Err(io::Error::new(
+                    ErrorKind::InvalidData,
+                    "malformed response head",
+                ))
+            }
+        }
+        match s.read(&mut chunk) {
+            Ok(0) => return Err(io::Error::new(ErrorKind::UnexpectedEof, "closed")),
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            Err(e) if e.kind() == ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+fn timed_out(e: &io::Error) -> bool {
+    matches!(e.kind(), ErrorKind::TimedOut | ErrorKind::WouldBlock)
+}
+
+fn count(t: &Tier, origin: &Origin, status: u16) {
+    if let Ok(mut m) = t.stats.upstream.lock() {
+        *m.entry((origin.authority.clone(), status)).or_default() += 1;
+    }
+}
+
+/// Send the request on a kept-alive connection if one is idle (once more on a fresh one if
+/// that connection turns out dead), and read the head of the answer.
+fn exchange(
+    t: &Tier,
+    origin: &Origin,
+    job: &Job,
+    buf: &mut Vec<u8>,
+) -> Result<(TcpStream, Head), Failure> {
+    let mut req = b"GET ".to_vec();
+    req.extend_from_slice(&target(origin, job));
+    req.extend_from_slice(b" HTTP/1.1\r\nHost: ");
+    req.extend_from_slice(origin.authority.as_bytes());
+    req.extend_from_slice(
+        b"\r\nUser-Agent: corestream\r\nVia: 1.1 corestream\r\nAccept-Encoding: identity\r\n",
+    );
+    if let Some((etag, lm)) = &job.revalidate {
+        if let Some(e) = etag {
+            req.extend_from_slice(b"If-None-Match: ");
+            req.extend_from_slice(e);
+            req.extend_from_slice(b"\r\n");
+        }
+        if let Some(l) = lm {
+            req.extend_from_slice(b"If-Modified-Since: ");
+            req.extend_from_slice(l);
+            req.extend_from_slice(b"\r\n");
+        }
+    }
+    req.extend_from_slice(b"\r\n");
+    let wait = t.opts.timeout
+        + if job.query.is_some() {
+            BLOCKING_GRACE
+        } else {
+            Duration::ZERO
+        };
+    let mut pooled = origin.take();
+    loop {
+        let reused = pooled.is_some();
+        let mut s = match pooled.take() {
+            Some(s) => s,
+            None => origin.connect(t.opts.timeout).map_err(|e| {
+                count(t, origin, 0);
+                let status = if timed_out(&e) {
+                    Status::GatewayTimeout
+                } else {
+                    Status::BadGateway
+                };
+                Failure::Next(status, format!("connect to {}: {e}", origin.authority))
+            })?,
+        };
+        let _ = s.set_read_timeout(Some(wait));
+        let _ = s.set_write_timeout(Some(t.opts.timeout));
+        buf.clear();
+        let sent = Instant::now();
+        let result = s
+            .write_all(&req)
+            .and_then(|()| read_head(&mut s, buf, false));
+        match result {
+            Ok(head) => {
+                if let Ok(mut h) = t.stats.latency.lock() {
+                    h.observe(&super::LATENCY_BOUNDS, sent.elapsed().as_secs_f64());
+                }
+                count(t, origin, head.status);
+                return Ok((s, head));
+            }
+            // A kept-alive connection the origin had closed: once more on a new one.
+            Err(_) if reused && buf.is_empty() => continue,
+            Err(e) => {
+                count(t, origin, 0);
+                let status = if timed_out(&e) {
+                    Status::GatewayTimeout
+                } else {
+                    Status::BadGateway
+                };
+                return Err(Failure::Next(
+                    status,
+                    format!("{} answered badly or not at all: {e}", origin.authority),
+                ));
+            }
+        }
+    }
+}
+
+/// Read and drop a body (a 404's text, an error page), keeping the connection if it is small.
+fn drain(s: &mut TcpStream, buf: &mut Vec<u8>, head: &Head) -> bool {
+    if matches!(head.framing, Framing::Length(n) if n > 64 * 1024) {
+        return false;
+    }
+    let mut seen = 0u64;
+    body::read(s, buf, head.framing, |d| {
+        seen += d.len() as u64;
+        if seen > 64 * 1024 {
+            Err(())
+        } else {
+            Ok(())
+        }
+    })
+    .is_ok()
+        && head.keep_alive
+}
+
+fn attempt(t: &Tier, shared: &Shared, origin: &Origin, job: &Job) -> Result<(), Failure> {
+    let mut buf = Vec::with_capacity(16 * 1024);
+    let (mut s, head) = exchange(t, origin, job, &mut buf)?;
+    let reusable = match head.status {
+        200 if job.query.is_some() => blocking_playlist(t, &mut s, &mut buf, &head, job)?,
+        200 => store(t, shared, &mut s, &mut buf, &head, job)?,
+        304 if job.revalidate.is_some() => {
+            let default = default_lifetime(job.kind);
+            if !t.refresh(&job.path, &head.policy(), default) {
+                // Evicted meanwhile: fetch it whole next time.
+                return Err(Failure::Final(Status::ServiceUnavailable));
+            }
+            head.keep_alive
+        }
+        404 | 410 => {
+            let ok = drain(&mut s, &mut buf, &head);
+            t.forget(&job.path);
+            t.remember(
+                &job.key,
+                Remembered::Status(Status::NotFound),
+                t.opts.negative_ttl,
+            );
+            if ok {
+                origin.give_back(s, t.opts.max_connections);
+            }
+            return Ok(());
+        }
+        500..=599 => {
+            return Err(Failure::Next(
+                Status::BadGateway,
+                format!("{} answered {}", origin.authority, head.status),
+            ))
+        }
+        other => {
+            if drain(&mut s, &mut buf, &head) {
+                origin.give_back(s, t.opts.max_connections);
+            }
+            eprintln!(
+                "corestream: origin {} answered {other} for /{}",
+                origin.authority,
+                String::from_utf8_lossy(&job.path)
+            );
+            return Err(Failure::Final(Status::BadGateway));
+        }
+    };
+    if reusable && buf.is_empty() {
+        origin.give_back(s, t.opts.max_connections);
+    }
+    Ok(())
+}
+
+fn default_lifetime(kind: Kind) -> Duration {
+    if kind == Kind::Playlist {
+        PLAYLIST_DEFAULT
+    } else {
+        OBJECT_DEFAULT
+    }
+}
+
+/// The answer to a blocking playlist request: held in memory for the identical requests
+/// that follow (LL-HLS server configuration profile: 6 target durations).
+fn blocking_playlist(
+    t: &Tier,
+    s: &mut TcpStream,
+    buf: &mut Vec<u8>,
+    head: &Head,
+    job: &Job,
+) -> Result<bool, Failure> {
+    let _ = s.set_read_timeout(Some(t.opts.stall_timeout));
+    let mut body = Vec::new();
+    body::read(s, buf, head.framing, |d| {
+        if body.len() as u64 + d.len() as u64 > MAX_PLAYLIST {
+            return Err(());
+        }
+        body.extend_from_slice(d);
+        Ok(())
+    })
+    .map_err(|_| Failure::Final(Status::BadGateway))?;
+    let target = std::str::from_utf8(&body)
+        .ok()
+        .map(|text| crate::live::playlist::scan(text).target_duration)
+        .filter(|d| *d > 0.0)
+        .unwrap_or(1.0);
+    let ttl = Duration::from_secs_f64((6.0 * target).min(60.0));
+    t.remember(&job.key, Remembered::Playlist(body.into()), ttl);
+    Ok(head.keep_alive)
+}
+
+/// A 200: write the object into the cache directory, streaming it to the viewers waiting
+/// for it as it arrives, and record it once complete.
+fn store(
+    t: &Tier,
+    shared: &Shared,
+    s: &mut TcpStream,
+    buf: &mut Vec<u8>,
+    head: &Head,
+    job: &Job,
+) -> Result<bool, Failure> {
+    let policy = head.policy();
+    let mut up = Upload::begin(t.cache_fd.as_raw_fd(), &job.path).map_err(|e| {
+        eprintln!(
+            "corestream: cannot store /{} in --cache-dir: {e:?}",
+            String::from_utf8_lossy(&job.path)
+        );
+        Failure::Final(Status::InternalError)
+    })?;
+    let declared = match head.framing {
+        Framing::Length(n) => Some(n),
+        _ => None,
+    };
+    let growing = match up.file.try_clone() {
+        Ok(f) => {
+            let g = Arc::new(
+                Growing::new(f, job.content_type, job.kind, declared, shared.cfg.workers).pulled(),
+            );
+            shared.growing.begin(&job.path, g.clone());
+            Some(g)
+        }
+        Err(_) => None,
+    };
+    let _ = s.set_read_timeout(Some(t.opts.stall_timeout));
+    let read = body::read(s, buf, head.framing, |d| {
+        up.write(d)?;
+        if let Some(g) = &growing {
+            shared.growing.wrote(g, up.written);
+        }
+        Ok::<(), crate::ingest::store::StoreError>(())
+    });
+    let end = |state| {
+        if let Some(g) = &growing {
+            shared.growing.end(&job.path, g, state);
+        }
+    };
+    if let Err(e) = read {
+        end(State::Aborted);
+        let why = match e {
+            BodyError::Timeout => "stalled".to_string(),
+            BodyError::Sink(e) => format!("cannot be stored: {e:?}"),
+            other => format!("broke off: {other:?}"),
+        };
+        eprintln!(
+            "corestream: origin body of /{} {why}; its viewers were closed",
+            String::from_utf8_lossy(&job.path)
+        );
+        return Err(Failure::Broken);
+    }
+    let size = up.written;
+    let mut lifetime = policy.lifetime.unwrap_or(default_lifetime(job.kind));
+    if policy.lifetime.is_none() && job.path.ends_with(b".m3u8") && size <= 1 << 20 {
+        // LL-HLS server configuration profile: a playlist is good for half a target
+        // duration unless the origin says otherwise.
+        if let Ok(text) = crate::net::fsys::read_exact_size(up.file.as_raw_fd(), size) {
+            let target = std::str::from_utf8(&text)
+                .map(|s| crate::live::playlist::scan(s).target_duration)
+                .unwrap_or(0.0);
+            if target > 0.0 {
+                lifetime = Duration::from_secs_f64(target / 2.0);
+            }
+        }
+    }
+    if !policy.no_store && size <= t.opts.max_bytes {
+        let entry = Entry {
+            size,
+            stored: Instant::now(),
+            age: policy.age,
+            lifetime,
+            etag: head.field("etag").map(<[u8]>::to_vec),
+            last_modified: head.field("last-modified").map(<[u8]>::to_vec),
+        };
+        match up.commit() {
+            Ok(_) => t.store(&job.path, entry),
+            Err(e) => eprintln!(
+                "corestream: cannot store /{} in --cache-dir: {e:?}",
+                String::from_utf8_lossy(&job.path)
+            ),
+        }
+    }
+    end(State::Complete);
+    Ok(head.keep_alive)
+}

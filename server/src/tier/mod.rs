@@ -1,0 +1,449 @@
+//! The edge tier: objects that are not under the local root are pulled from an origin (a
+//! packager's server, another corestream acting as a shield, nginx), kept in a cache
+//! directory and served from it like local files. Every miss for an object collapses into one
+//! upstream request, across all workers of the process; the viewers that asked wait parked
+//! (no buffer, no file) and are woken when the origin's answer starts, then follow the
+//! object's bytes as they arrive (`live::growing`, the path the ingest port uses too).
+//!
+//! Workers never block on an origin: fetches run on a pool of fetcher threads with blocking
+//! I/O (connect, head and stall timeouts), `--origin-max-connections` per origin, each
+//! waking the workers through their inboxes when it has something to say. A thread per
+//! fetch keeps the event loop free of a second protocol state machine, and fetches are few
+//! (one per object, not one per viewer).
+//!
+//! `origin` (URLs, rendezvous order, keep-alive pools), `fresh` (RFC 9111 freshness),
+//! `fetch` (one upstream exchange and what becomes of its answer).
+
+pub mod fetch;
+pub mod fresh;
+pub mod origin;
+
+use crate::admin::metrics::Exposition;
+use crate::http::mime::Kind;
+use crate::http::Status;
+use crate::qoe::Histogram;
+use bytes::Bytes;
+use lru::LruCache;
+use origin::Origin;
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::os::fd::OwnedFd;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::{Condvar, Mutex};
+use std::time::{Duration, Instant};
+
+/// Upper bounds of the upstream first-byte histogram (seconds).
+const LATENCY_BOUNDS: [f64; 9] = [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0, 5.0];
+/// Remembered answers (404s, failures, blocking playlist responses) kept at most, so a
+/// crawler asking for endless missing names cannot grow the map without bound.
+const MAX_OUTCOMES: usize = 100_000;
+
+/// `--origin` and the cache options.
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub origins: Vec<Origin>,
+    pub cache_dir: PathBuf,
+    pub max_bytes: u64,
+    pub max_connections: usize,
+    pub timeout: Duration,
+    pub stall_timeout: Duration,
+    pub negative_ttl: Duration,
+}
+
+/// An object stored in the cache directory, under its request path.
+struct Entry {
+    size: u64,
+    stored: Instant,
+    /// Age it had when it reached us.
+    age: Duration,
+    lifetime: Duration,
+    etag: Option<Vec<u8>>,
+    last_modified: Option<Vec<u8>>,
+}
+
+/// An answer remembered for a while instead of asking the origin again.
+#[derive(Clone)]
+enum Remembered {
+    Status(Status),
+    /// The response to a blocking LL-HLS playlist request, for its identical followers.
+    Playlist(Bytes),
+}
+
+/// What the cache says about a request.
+pub enum Lookup {
+    /// Stored and fresh: serve the file at the request path beneath `cache_fd`, this old.
+    Hit { age: u64 },
+    /// The origin's answer to this blocking playlist request.
+    Playlist(Bytes),
+    /// The origin's answer was this status (a 404 remembered, or a failure).
+    Status(Status),
+    /// A fetch is under way: hold the request under the key until it says more.
+    Wait,
+}
+
+/// The ETag and Last-Modified of a stored copy, sent as If-None-Match and If-Modified-Since.
+pub type Validators = (Option<Vec<u8>>, Option<Vec<u8>>);
+
+/// Remembered answers by key, with the instant each stops being used.
+type RememberedMap = HashMap<Box<[u8]>, (Remembered, Instant)>;
+
+/// A fetch to run: the object, the query of a blocking playlist request, and the validators
+/// of a stale copy to revalidate.
+pub struct Job {
+    pub key: Box<[u8]>,
+    pub path: Vec<u8>,
+    pub query: Option<Vec<u8>>,
+    pub kind: Kind,
+    pub content_type: &'static str,
+    pub revalidate: Option<Validators>,
+}
+
+struct Index {
+    map: LruCache<Box<[u8]>, Entry>,
+    bytes: u64,
+}
+
+#[derive(Default)]
+pub struct Stats {
+    pub hits: AtomicU64,
+    pub misses: AtomicU64,
+    pub collapsed: AtomicU64,
+    pub remembered: AtomicU64,
+    pub evictions: AtomicU64,
+    pub in_flight: AtomicU64,
+    /// Upstream requests by origin and status (0: no answer).
+    upstream: Mutex<BTreeMap<(String, u16), u64>>,
+    latency: Mutex<Histogram>,
+}
+
+pub struct Tier {
+    pub opts: Options,
+    /// `<cache-dir>/objects`, an O_PATH directory every stored object is beneath.
+    pub cache_fd: OwnedFd,
+    index: Mutex<Index>,
+    in_flight: Mutex<HashSet<Box<[u8]>>>,
+    remembered: Mutex<RememberedMap>,
+    jobs: Mutex<VecDeque<Job>>,
+    job_ready: Condvar,
+    pub stats: Stats,
+}
+
+/// The key a request waits under: the path, plus the normalised LL-HLS directives of a
+/// blocking playlist request.
+pub fn key(path: &[u8], query: Option<&[u8]>) -> Box<[u8]> {
+    match query {
+        None => path.into(),
+        Some(q) => [path, b"?", q].concat().into(),
+    }
+}
+
+/// The LL-HLS directives of a playlist request (`_HLS_msn`, `_HLS_part`, `_HLS_skip`), in a
+/// fixed order: identical blocking requests share one upstream request whatever else their
+/// queries carry (CMCD, cache busters).
+pub fn blocking_query(target: &[u8]) -> Option<Vec<u8>> {
+    let q = &target[target.iter().position(|&b| b == b'?')? + 1..];
+    let mut found: [Option<&[u8]>; 3] = [None; 3];
+    for pair in q.split(|&b| b == b'&') {
+        let (name, _) = pair.split_at(pair.iter().position(|&b| b == b'=').unwrap_or(pair.len()));
+        let slot = match name {
+            b"_HLS_msn" => 0,
+            b"_HLS_part" => 1,
+            b"_HLS_skip" => 2,
+            _ => continue,
+        };
+        found[slot] = Some(pair);
+    }
+    let parts: Vec<&[u8]> = found.iter().flatten().copied().collect();
+    (!parts.is_empty()).then(|| parts.join(&b'&'))
+}
+
+impl Tier {
+    pub fn new(opts: Options, cache_fd: OwnedFd) -> Tier {
+        Tier {
+            opts,
+            cache_fd,
+            index: Mutex::new(Index {
+                map: LruCache::unbounded(),
+                bytes: 0,
+            }),
+            in_flight: Mutex::new(HashSet::new()),
+            remembered: Mutex::new(HashMap::new()),
+            jobs: Mutex::new(VecDeque::new()),
+            job_ready: Condvar::new(),
+            stats: Stats::default(),
+        }
+    }
+
+    pub fn origins(&self) -> &[Origin] {
+        &self.opts.origins
+    }
+
+    /// What to do with a request for `path` (and the blocking directives `query`) that the
+    /// local root does not have. Starts a fetch when nothing is stored or under way.
+    /// `fresh`: a new request (not a held one run again), for the counters.
+    pub fn lookup(
+        &self,
+        path: &[u8],
+        query: Option<&[u8]>,
+        kind: Kind,
+        content_type: &'static str,
+        fresh: bool,
+    ) -> Lookup {
+        let count = |c: &AtomicU64| {
+            if fresh {
+                c.fetch_add(1, Relaxed);
+            }
+        };
+        let key = key(path, query);
+        let now = Instant::now();
+        if let Ok(mut r) = self.remembered.lock() {
+            match r.get(&key) {
+                Some((answer, until)) if *until > now => {
+                    count(&self.stats.remembered);
+                    return match answer {
+                        Remembered::Status(s) => Lookup::Status(*s),
+                        Remembered::Playlist(b) => Lookup::Playlist(b.clone()),
+                    };
+                }
+                Some(_) => {
+                    r.remove(&key);
+                }
+                None => {}
+            }
+        }
+        let mut revalidate = None;
+        if query.is_none() {
+            if let Ok(mut idx) = self.index.lock() {
+                if let Some(e) = idx.map.get(path) {
+                    let age = e.age + e.stored.elapsed();
+                    if age < e.lifetime {
+                        count(&self.stats.hits);
+                        return Lookup::Hit { age: age.as_secs() };
+                    }
+                    if e.etag.is_some() || e.last_modified.is_some() {
+                        revalidate = Some((e.etag.clone(), e.last_modified.clone()));
+                    }
+                }
+            }
+        }
+        let Ok(mut flying) = self.in_flight.lock() else {
+            return Lookup::Status(Status::InternalError);
+        };
+        if flying.contains(&key) {
+            count(&self.stats.collapsed);
+            return Lookup::Wait;
+        }
+        flying.insert(key.clone());
+        drop(flying);
+        self.stats.misses.fetch_add(1, Relaxed);
+        self.stats.in_flight.fetch_add(1, Relaxed);
+        if let Ok(mut q) = self.jobs.lock() {
+            q.push_back(Job {
+                key,
+                path: path.to_vec(),
+                query: query.map(<[u8]>::to_vec),
+                kind,
+                content_type,
+                revalidate,
+            });
+        }
+        self.job_ready.notify_one();
+        Lookup::Wait
+    }
+
+    /// The stored file of `path` vanished (evicted between lookup and open): forget it.
+    pub fn forget(&self, path: &[u8]) {
+        if let Ok(mut idx) = self.index.lock() {
+            if let Some(e) = idx.map.pop(path) {
+                idx.bytes = idx.bytes.saturating_sub(e.size);
+            }
+        }
+    }
+
+    /// Block until a fetch is queued (fetcher threads).
+    fn next_job(&self) -> Option<Job> {
+        let mut q = self.jobs.lock().ok()?;
+        loop {
+            if let Some(j) = q.pop_front() {
+                return Some(j);
+            }
+            q = self.job_ready.wait(q).ok()?;
+        }
+    }
+
+    /// The fetch of `key` is over (its answer is stored, remembered or failed).
+    fn done(&self, key: &[u8]) {
+        if let Ok(mut f) = self.in_flight.lock() {
+            f.remove(key);
+        }
+        self.stats.in_flight.fetch_sub(1, Relaxed);
+    }
+
+    fn remember(&self, key: &[u8], answer: Remembered, ttl: Duration) {
+        if let Ok(mut r) = self.remembered.lock() {
+            if r.len() >= MAX_OUTCOMES {
+                let now = Instant::now();
+                r.retain(|_, (_, until)| *until > now);
+                if r.len() >= MAX_OUTCOMES {
+                    return;
+                }
+            }
+            r.insert(key.into(), (answer, Instant::now() + ttl));
+        }
+    }
+
+    /// Record a stored object; evict the least recently used beyond --cache-max-bytes.
+    fn store(&self, path: &[u8], e: Entry) {
+        let Ok(mut idx) = self.index.lock() else {
+            return;
+        };
+        idx.bytes += e.size;
+        if let Some(old) = idx.map.put(path.into(), e) {
+            idx.bytes = idx.bytes.saturating_sub(old.size);
+        }
+        while idx.bytes > self.opts.max_bytes {
+            let Some((victim, old)) = idx.map.pop_lru() else {
+                break;
+            };
+            idx.bytes = idx.bytes.saturating_sub(old.size);
+            // Viewers still sending it keep their descriptor: the bytes stay readable.
+            let _ = crate::ingest::store::delete(
+                std::os::fd::AsRawFd::as_raw_fd(&self.cache_fd),
+                &victim,
+            );
+            self.stats.evictions.fetch_add(1, Relaxed);
+        }
+    }
+
+    /// A 304 from the origin: the stored copy is fresh again.
+    fn refresh(&self, path: &[u8], policy: &fresh::Policy, default: Duration) -> bool {
+        let Ok(mut idx) = self.index.lock() else {
+            return false;
+        };
+        match idx.map.get_mut(path) {
+            Some(e) => {
+                e.stored = Instant::now();
+                e.age = policy.age;
+                e.lifetime = policy.lifetime.unwrap_or(default);
+                true
+            }
+            None => false,
+        }
+    }
+
+    fn cache_bytes(&self) -> u64 {
+        self.index.lock().map_or(0, |i| i.bytes)
+    }
+
+    pub fn render(&self, o: &mut Exposition) {
+        let s = &self.stats;
+        o.family(
+            "corestream_tier_requests_total",
+            "counter",
+            "Requests for objects not under --root, by what the cache did: hit (stored and \
+             fresh), miss (started an upstream request), collapsed (waited for one already \
+             under way), remembered (a recent 404 or failure, or a blocking playlist answer).",
+        );
+        for (label, v) in [
+            ("hit", &s.hits),
+            ("miss", &s.misses),
+            ("collapsed", &s.collapsed),
+            ("remembered", &s.remembered),
+        ] {
+            o.sample(
+                "corestream_tier_requests_total",
+                &[("result", label)],
+                v.load(Relaxed),
+            );
+        }
+        o.family(
+            "corestream_tier_upstream_requests_total",
+            "counter",
+            "Requests sent to origins, by origin and status (0: no answer).",
+        );
+        if let Ok(m) = s.upstream.lock() {
+            for ((origin, status), n) in m.iter() {
+                o.sample(
+                    "corestream_tier_upstream_requests_total",
+                    &[("origin", origin), ("status", &status.to_string())],
+                    n,
+                );
+            }
+        }
+        if let Ok(h) = s.latency.lock() {
+            crate::qoe::histogram(
+                o,
+                "corestream_tier_upstream_first_byte_seconds",
+                "Seconds from sending an upstream request to the head of its answer.",
+                &LATENCY_BOUNDS,
+                &h,
+            );
+        }
+        o.single(
+            "corestream_tier_cache_bytes",
+            "gauge",
+            "Bytes of objects stored in --cache-dir (bounded by --cache-max-bytes).",
+            self.cache_bytes(),
+        );
+        o.single(
+            "corestream_tier_cache_evictions_total",
+            "counter",
+            "Objects removed from --cache-dir to stay within --cache-max-bytes.",
+            s.evictions.load(Relaxed),
+        );
+        o.single(
+            "corestream_tier_fetches_in_flight",
+            "gauge",
+            "Upstream requests under way.",
+            s.in_flight.load(Relaxed),
+        );
+    }
+}
+
+/// Prepare `--cache-dir`: this process keeps its objects in `objects-<pid>` (their
+/// freshness lives in its memory), and removes what processes that are gone left behind;
+/// other corestream processes sharing the directory (several on one port) keep theirs.
+/// Returns the handle objects are stored beneath.
+pub fn open_cache(dir: &std::path::Path) -> Result<OwnedFd, String> {
+    let fix = |e: std::io::Error| {
+        format!(
+            "cannot use --cache-dir {}: {e} (create it, writable by this user, or choose another)",
+            dir.display()
+        )
+    };
+    std::fs::create_dir_all(dir).map_err(fix)?;
+    let mine = std::process::id();
+    let objects = dir.join(format!("objects-{mine}"));
+    let stamp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    // A leftover of an earlier process that had our pid: out of the way first.
+    if objects.exists() {
+        std::fs::rename(&objects, dir.join(format!("trash-{stamp}"))).map_err(fix)?;
+    }
+    let mut trash = Vec::new();
+    for e in std::fs::read_dir(dir).map_err(fix)?.flatten() {
+        let name = e.file_name();
+        let Some(name) = name.to_str() else {
+            continue;
+        };
+        let dead = match name.strip_prefix("objects-").map(str::parse::<i32>) {
+            Some(Ok(pid)) if pid > 0 => {
+                // SAFETY: kill with signal 0 sends nothing; it only asks whether the pid exists.
+                let r = unsafe { libc::kill(pid, 0) };
+                r != 0 && std::io::Error::last_os_error().raw_os_error() == Some(libc::ESRCH)
+            }
+            _ => name.starts_with("trash-"),
+        };
+        if dead {
+            trash.push(e.path());
+        }
+    }
+    std::thread::spawn(move || {
+        for t in trash {
+            let _ = std::fs::remove_dir_all(t);
+        }
+    });
+    std::fs::create_dir_all(&objects).map_err(fix)?;
+    crate::net::fsys::open_root(&objects).map_err(fix)
+}

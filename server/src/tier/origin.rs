@@ -1,0 +1,206 @@
+//! Origins: their URLs, which one a path goes to (rendezvous hashing), and the keep-alive
+//! connections to each.
+
+use std::net::{TcpStream, ToSocketAddrs};
+use std::sync::Mutex;
+use std::time::Duration;
+
+pub struct Origin {
+    /// `host:port`, for connecting, the Host field and metric labels.
+    pub authority: String,
+    pub host: String,
+    pub port: u16,
+    /// Path prefix prepended to every request (no trailing slash), e.g. `/live`.
+    pub prefix: String,
+    /// Idle keep-alive connections.
+    idle: Mutex<Vec<TcpStream>>,
+}
+
+impl std::fmt::Debug for Origin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "http://{}{}", self.authority, self.prefix)
+    }
+}
+
+impl Clone for Origin {
+    fn clone(&self) -> Origin {
+        Origin {
+            authority: self.authority.clone(),
+            host: self.host.clone(),
+            port: self.port,
+            prefix: self.prefix.clone(),
+            idle: Mutex::new(Vec::new()),
+        }
+    }
+}
+
+/// Parse `--origin`: `http://host[:port][/prefix]`, comma-separated.
+pub fn parse_list(list: &str) -> Result<Vec<Origin>, String> {
+    let origins: Vec<Origin> = list
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(parse)
+        .collect::<Result<_, _>>()?;
+    if origins.is_empty() {
+        return Err("--origin needs at least one URL (http://host:port)".into());
+    }
+    Ok(origins)
+}
+
+fn parse(url: &str) -> Result<Origin, String> {
+    let rest = if let Some(r) = url.strip_prefix("http://") {
+        r
+    } else if url.starts_with("https://") {
+        return Err(format!(
+            "--origin {url}: https origins are not supported yet; pull over http (inside the \
+             fleet's network) or put the shield next to the origin"
+        ));
+    } else {
+        return Err(format!("--origin {url:?} is not an http:// URL"));
+    };
+    let (authority, path) = match rest.find('/') {
+        Some(i) => (&rest[..i], &rest[i..]),
+        None => (rest, ""),
+    };
+    if path.contains(['?', '#']) || authority.is_empty() || authority.contains('@') {
+        return Err(format!(
+            "--origin {url:?}: give scheme, host, port and an optional path prefix only"
+        ));
+    }
+    let (host, port) = match authority.rsplit_once(':') {
+        Some((h, p)) if !h.ends_with(']') || h.starts_with('[') => match p.parse::<u16>() {
+            Ok(p) if p > 0 => (h.to_string(), p),
+            _ => return Err(format!("--origin {url:?}: bad port {p:?}")),
+        },
+        _ => (authority.to_string(), 80),
+    };
+    Ok(Origin {
+        authority: format!("{host}:{port}"),
+        host,
+        port,
+        prefix: path.trim_end_matches('/').to_string(),
+        idle: Mutex::new(Vec::new()),
+    })
+}
+
+/// A stable 64-bit hash (FNV-1a, then the splitmix64 finaliser): every edge of a fleet,
+/// whatever its build, must send a path to the same shield.
+fn hash(parts: &[&[u8]]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for p in parts {
+        for &b in *p {
+            h ^= u64::from(b);
+            h = h.wrapping_mul(0x0000_0100_0000_01b3);
+        }
+        h ^= 0xff;
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    h ^= h >> 30;
+    h = h.wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    h ^= h >> 27;
+    h = h.wrapping_mul(0x94d0_49bb_1331_11eb);
+    h ^ (h >> 31)
+}
+
+/// Origin indexes in the order to try them for `path`: highest random weight first, so each
+/// object goes to one shield and, when it is down, to the same next one from every edge.
+pub fn order(origins: &[Origin], path: &[u8]) -> Vec<usize> {
+    let mut v: Vec<(u64, usize)> = origins
+        .iter()
+        .enumerate()
+        .map(|(i, o)| {
+            (
+                hash(&[o.authority.as_bytes(), o.prefix.as_bytes(), path]),
+                i,
+            )
+        })
+        .collect();
+    v.sort_by_key(|&(h, _)| std::cmp::Reverse(h));
+    v.into_iter().map(|(_, i)| i).collect()
+}
+
+impl Origin {
+    /// An idle keep-alive connection, if one is left (and whether it was reused).
+    pub fn take(&self) -> Option<TcpStream> {
+        self.idle.lock().ok()?.pop()
+    }
+
+    /// A new connection, within `timeout` per address.
+    pub fn connect(&self, timeout: Duration) -> std::io::Result<TcpStream> {
+        let mut last = std::io::Error::new(
+            std::io::ErrorKind::NotFound,
+            format!("{} resolves to no address", self.host),
+        );
+        let host = self.host.trim_start_matches('[').trim_end_matches(']');
+        for addr in (host, self.port).to_socket_addrs()? {
+            match TcpStream::connect_timeout(&addr, timeout) {
+                Ok(s) => {
+                    let _ = s.set_nodelay(true);
+                    return Ok(s);
+                }
+                Err(e) => last = e,
+            }
+        }
+        Err(last)
+    }
+
+    /// Keep a connection whose last response was read to its end, up to `max` idle ones.
+    pub fn give_back(&self, s: TcpStream, max: usize) {
+        if let Ok(mut idle) = self.idle.lock() {
+            if idle.len() < max {
+                idle.push(s);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls() {
+        let o = parse_list("http://a.example:8080/live/, http://10.0.0.2").unwrap();
+        assert_eq!(o[0].authority, "a.example:8080");
+        assert_eq!(o[0].prefix, "/live");
+        assert_eq!(o[1].authority, "10.0.0.2:80");
+        assert_eq!(o[1].prefix, "");
+        let v6 = parse_list("http://[::1]:9000").unwrap();
+        assert_eq!((v6[0].host.as_str(), v6[0].port), ("[::1]", 9000));
+        for bad in [
+            "",
+            "ftp://x",
+            "https://x",
+            "http://x:0",
+            "http://x:99999",
+            "http://u@x",
+            "http://x/?a",
+        ] {
+            assert!(parse_list(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn rendezvous_spreads_paths_and_moves_only_a_dead_origins_share() {
+        let three = parse_list("http://s1:80,http://s2:80,http://s3:80").unwrap();
+        let mut first = [0usize; 3];
+        for i in 0..3000 {
+            let p = format!("live/seg{i}.ts");
+            let o = order(&three, p.as_bytes());
+            assert_eq!(o.len(), 3);
+            first[o[0]] += 1;
+            // Without s2, a path keeps its shield unless s2 was it.
+            let two = parse_list("http://s1:80,http://s3:80").unwrap();
+            let o2 = order(&two, p.as_bytes());
+            let name = |v: &[Origin], i: usize| v[i].authority.clone();
+            if name(&three, o[0]) != "s2:80" {
+                assert_eq!(name(&two, o2[0]), name(&three, o[0]));
+            }
+        }
+        assert!(first.iter().all(|&n| n > 800), "{first:?}");
+        // Stable across runs and builds.
+        assert_eq!(hash(&[b"a"]), hash(&[b"a"]));
+        assert_ne!(hash(&[b"ab", b"c"]), hash(&[b"a", b"bc"]));
+    }
+}

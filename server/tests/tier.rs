@@ -1,0 +1,548 @@
+//! The edge tier (issue 15): corestream pulling from an origin. A test origin on loopback
+//! counts every request it gets and answers as each test scripts it (delays, stalls,
+//! failures mid-body, chunked or sized bodies, validators); corestream and nginx serve as
+//! real origins too.
+
+mod common;
+
+use common::{media_root, read_response, Server};
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::Path;
+use std::process::Command;
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+/// How the test origin answers a path.
+#[derive(Clone)]
+struct Script {
+    status: u16,
+    body: Vec<u8>,
+    /// Wait before the head.
+    delay: Duration,
+    chunked: bool,
+    /// Send this many body bytes, then pause `pause`, then the rest.
+    split: Option<(usize, Duration)>,
+    /// Close after this many body bytes (a failure mid-body).
+    cut: Option<usize>,
+    fields: Vec<(String, String)>,
+    /// Answer 304 to If-None-Match with this tag.
+    etag: Option<String>,
+}
+
+impl Script {
+    fn ok(body: &[u8]) -> Script {
+        Script {
+            status: 200,
+            body: body.to_vec(),
+            delay: Duration::ZERO,
+            chunked: false,
+            split: None,
+            cut: None,
+            fields: Vec::new(),
+            etag: None,
+        }
+    }
+}
+
+/// What the origin saw: one (path, If-None-Match) per request.
+type Log = Arc<Mutex<Vec<(String, Option<String>)>>>;
+
+struct Origin {
+    addr: SocketAddr,
+    scripts: Arc<Mutex<HashMap<String, Script>>>,
+    log: Log,
+    /// Set while a split response is paused (the test checks viewers meanwhile).
+    paused: Arc<Mutex<bool>>,
+}
+
+impl Origin {
+    fn start() -> Origin {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = l.local_addr().unwrap();
+        let scripts: Arc<Mutex<HashMap<String, Script>>> = Arc::default();
+        let log: Log = Arc::default();
+        let paused: Arc<Mutex<bool>> = Arc::default();
+        let (s2, l2, p2) = (scripts.clone(), log.clone(), paused.clone());
+        thread::spawn(move || {
+            for c in l.incoming().flatten() {
+                let (s3, l3, p3) = (s2.clone(), l2.clone(), p2.clone());
+                thread::spawn(move || serve(c, &s3, &l3, &p3));
+            }
+        });
+        Origin {
+            addr,
+            scripts,
+            log,
+            paused,
+        }
+    }
+
+    fn set(&self, path: &str, s: Script) {
+        self.scripts.lock().unwrap().insert(path.to_string(), s);
+    }
+
+    fn count(&self, path: &str) -> usize {
+        self.log
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(p, _)| p == path)
+            .count()
+    }
+
+    fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+}
+
+fn serve(c: TcpStream, scripts: &Mutex<HashMap<String, Script>>, log: &Log, paused: &Mutex<bool>) {
+    let mut r = BufReader::new(c.try_clone().unwrap());
+    let mut w = c;
+    loop {
+        let mut line = String::new();
+        if r.read_line(&mut line).unwrap_or(0) == 0 {
+            return;
+        }
+        let path = line.split(' ').nth(1).unwrap_or("").to_string();
+        let mut inm = None;
+        loop {
+            let mut h = String::new();
+            if r.read_line(&mut h).unwrap_or(0) == 0 {
+                return;
+            }
+            if h == "\r\n" {
+                break;
+            }
+            if let Some(v) = h.strip_prefix("If-None-Match: ") {
+                inm = Some(v.trim().to_string());
+            }
+        }
+        log.lock().unwrap().push((path.clone(), inm.clone()));
+        let script = scripts.lock().unwrap().get(&path).cloned();
+        let Some(s) = script else {
+            let _ = w.write_all(b"HTTP/1.1 404 Not Found\r\nContent-Length: 4\r\n\r\nnone");
+            continue;
+        };
+        thread::sleep(s.delay);
+        if let (Some(tag), Some(got)) = (&s.etag, &inm) {
+            if tag == got {
+                let mut head = "HTTP/1.1 304 Not Modified\r\n".to_string();
+                for (k, v) in &s.fields {
+                    head.push_str(&format!("{k}: {v}\r\n"));
+                }
+                head.push_str("\r\n");
+                let _ = w.write_all(head.as_bytes());
+                continue;
+            }
+        }
+        let mut head = format!("HTTP/1.1 {} X\r\n", s.status);
+        if s.chunked {
+            head.push_str("Transfer-Encoding: chunked\r\n");
+        } else {
+            head.push_str(&format!("Content-Length: {}\r\n", s.body.len()));
+        }
+        if let Some(t) = &s.etag {
+            head.push_str(&format!("ETag: {t}\r\n"));
+        }
+        for (k, v) in &s.fields {
+            head.push_str(&format!("{k}: {v}\r\n"));
+        }
+        head.push_str("\r\n");
+        if w.write_all(head.as_bytes()).is_err() {
+            return;
+        }
+        let send = |w: &mut TcpStream, d: &[u8]| -> bool {
+            if d.is_empty() {
+                return true;
+            }
+            if s.chunked {
+                w.write_all(format!("{:x}\r\n", d.len()).as_bytes()).is_ok()
+                    && w.write_all(d).is_ok()
+                    && w.write_all(b"\r\n").is_ok()
+            } else {
+                w.write_all(d).is_ok()
+            }
+        };
+        let body = &s.body;
+        if let Some(n) = s.cut {
+            let _ = send(&mut w, &body[..n]);
+            let _ = w.flush();
+            return; // the connection drops mid-body
+        }
+        let (first, rest) = match s.split {
+            Some((n, pause)) => {
+                if !send(&mut w, &body[..n]) {
+                    return;
+                }
+                *paused.lock().unwrap() = true;
+                thread::sleep(pause);
+                *paused.lock().unwrap() = false;
+                (&body[..0], &body[n..])
+            }
+            None => (&body[..], &body[..0]),
+        };
+        if !send(&mut w, first) || !send(&mut w, rest) {
+            return;
+        }
+        if s.chunked && w.write_all(b"0\r\n\r\n").is_err() {
+            return;
+        }
+    }
+}
+
+fn edge(origin: &str, cache: &Path, extra: &[&str]) -> Server {
+    let mut args: Vec<String> = vec![
+        "--origin".into(),
+        origin.into(),
+        "--cache-dir".into(),
+        cache.display().to_string(),
+        "--listen".into(),
+        "127.0.0.1:0".into(),
+        "--workers".into(),
+        "2".into(),
+        "--admin".into(),
+        "127.0.0.1:0".into(),
+    ];
+    args.extend(extra.iter().map(|s| s.to_string()));
+    Server::spawn(Command::new(env!("CARGO_BIN_EXE_corestream")).args(&args))
+}
+
+fn body(n: usize, seed: u8) -> Vec<u8> {
+    (0..n).map(|i| (i as u8).wrapping_mul(31) ^ seed).collect()
+}
+
+#[test]
+fn a_thousand_viewers_of_a_new_segment_make_one_upstream_request() {
+    let o = Origin::start();
+    let seg = body(200_000, 7);
+    let mut s = Script::ok(&seg);
+    s.delay = Duration::from_millis(300);
+    o.set("/live/new.ts", s);
+    let cache = media_root("tier-herd");
+    let e = edge(&o.url(), &cache, &[]);
+    // 1000 connections ask at once (the requests are all out before the origin answers).
+    let mut conns: Vec<TcpStream> = (0..1000)
+        .map(|_| {
+            let c = e.connect();
+            c.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+            c
+        })
+        .collect();
+    for c in &mut conns {
+        c.write_all(b"GET /live/new.ts HTTP/1.1\r\nHost: e\r\n\r\n")
+            .unwrap();
+    }
+    let mut statuses = HashMap::new();
+    for c in &mut conns {
+        let r = read_response(c, false).expect("response");
+        assert_eq!(r.body, seg, "byte-exact");
+        *statuses
+            .entry(r.header("cache-status").unwrap_or("").to_string())
+            .or_insert(0) += 1;
+    }
+    assert_eq!(
+        o.count("/live/new.ts"),
+        1,
+        "one upstream request: {statuses:?}"
+    );
+    // Afterwards: hits, still one upstream request.
+    let r = e.get("GET /live/new.ts HTTP/1.1\r\nHost: e\r\n\r\n");
+    assert_eq!(r.header("cache-status"), Some("corestream; hit"));
+    assert_eq!(r.header("via"), Some("1.1 corestream"));
+    assert!(r.header("age").is_some());
+    assert_eq!(o.count("/live/new.ts"), 1);
+    let (_, m) = e.admin_get("/metrics");
+    assert!(
+        m.contains("corestream_tier_requests_total{result=\"miss\"} 1\n"),
+        "{m}"
+    );
+    let _ = std::fs::remove_dir_all(&cache);
+}
+
+#[test]
+fn viewers_get_bytes_while_the_origin_is_still_sending() {
+    let o = Origin::start();
+    for (path, chunked) in [("/a/sized.m4s", false), ("/a/chunked.m4s", true)] {
+        let mut s = Script::ok(&body(100_000, 3));
+        s.chunked = chunked;
+        s.split = Some((20_000, Duration::from_millis(1500)));
+        o.set(path, s);
+    }
+    let cache = media_root("tier-rww");
+    let e = edge(&o.url(), &cache, &[]);
+    for (path, chunked) in [("/a/sized.m4s", false), ("/a/chunked.m4s", true)] {
+        let mut viewers: Vec<TcpStream> = (0..3).map(|_| e.connect()).collect();
+        let asked = Instant::now();
+        for v in &mut viewers {
+            write!(v, "GET {path} HTTP/1.1\r\nHost: e\r\n\r\n").unwrap();
+        }
+        for v in &mut viewers {
+            // Head and the first 20,000 bytes arrive while the origin pauses.
+            let mut got = Vec::new();
+            let mut b = [0u8; 65536];
+            while !got.windows(4).any(|w| w == b"\r\n\r\n") || got.len() < 20_000 {
+                let n = v.read(&mut b).unwrap();
+                assert!(n > 0);
+                got.extend_from_slice(&b[..n]);
+            }
+            assert!(
+                *o.paused.lock().unwrap(),
+                "read while the origin was still sending"
+            );
+            let head = String::from_utf8_lossy(
+                &got[..got.windows(4).position(|w| w == b"\r\n\r\n").unwrap()],
+            )
+            .to_string();
+            if chunked {
+                assert!(head.contains("Transfer-Encoding: chunked"), "{head}");
+            } else {
+                assert!(head.contains("Content-Length: 100000"), "{head}");
+            }
+            assert!(
+                head.contains("Cache-Status: corestream; fwd=miss"),
+                "{head}"
+            );
+        }
+        eprintln!(
+            "{path}: first 20,000 bytes at every viewer {:?} after asking",
+            asked.elapsed()
+        );
+        assert_eq!(o.count(path), 1);
+    }
+    let _ = std::fs::remove_dir_all(&cache);
+}
+
+#[test]
+fn a_failure_mid_body_closes_every_viewer_and_the_next_request_fetches_again() {
+    let o = Origin::start();
+    let full = body(100_000, 9);
+    let mut s = Script::ok(&full);
+    s.cut = Some(30_000);
+    s.delay = Duration::from_millis(200);
+    o.set("/x/seg.ts", s);
+    let cache = media_root("tier-cut");
+    let e = edge(&o.url(), &cache, &[]);
+    let mut viewers: Vec<TcpStream> = (0..5).map(|_| e.connect()).collect();
+    for v in &mut viewers {
+        v.write_all(b"GET /x/seg.ts HTTP/1.1\r\nHost: e\r\n\r\n")
+            .unwrap();
+    }
+    for v in &mut viewers {
+        let mut all = Vec::new();
+        let _ = v.read_to_end(&mut all);
+        let at = all.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+        assert!(
+            all.len() - at < full.len(),
+            "a truncated object is never complete"
+        );
+    }
+    assert!(common::closed(&mut viewers[0]));
+    let failed = o.count("/x/seg.ts");
+    eprintln!("upstream requests while the origin kept failing: {failed}");
+    // The origin recovers: the next request fetches again and gets it whole.
+    o.set("/x/seg.ts", Script::ok(&full));
+    let r = e.get("GET /x/seg.ts HTTP/1.1\r\nHost: e\r\n\r\n");
+    assert_eq!(r.status, 200);
+    assert_eq!(r.body, full);
+    assert_eq!(o.count("/x/seg.ts"), failed + 1, "nothing of the failed fetch was kept");
+    let _ = std::fs::remove_dir_all(&cache);
+}
+
+#[test]
+fn stale_copies_are_revalidated_and_a_304_refreshes_them() {
+    let o = Origin::start();
+    let mut s = Script::ok(b"#EXTM3U\n#EXT-X-TARGETDURATION:2\n");
+    s.etag = Some("\"v1\"".into());
+    s.fields = vec![("Cache-Control".into(), "max-age=1".into())];
+    o.set("/l/p.m3u8", s);
+    let cache = media_root("tier-304");
+    let e = edge(&o.url(), &cache, &[]);
+    let r = e.get("GET /l/p.m3u8 HTTP/1.1\r\nHost: e\r\n\r\n");
+    assert_eq!(r.status, 200);
+    let r = e.get("GET /l/p.m3u8 HTTP/1.1\r\nHost: e\r\n\r\n");
+    assert_eq!(r.header("cache-status"), Some("corestream; hit"));
+    assert_eq!(o.count("/l/p.m3u8"), 1);
+    thread::sleep(Duration::from_millis(1200));
+    let r = e.get("GET /l/p.m3u8 HTTP/1.1\r\nHost: e\r\n\r\n");
+    assert_eq!(r.status, 200);
+    assert_eq!(r.body, b"#EXTM3U\n#EXT-X-TARGETDURATION:2\n");
+    let log = o.log.lock().unwrap().clone();
+    assert_eq!(log.len(), 2, "{log:?}");
+    assert_eq!(
+        log[1].1.as_deref(),
+        Some("\"v1\""),
+        "revalidated with If-None-Match"
+    );
+    // Fresh again after the 304.
+    let r = e.get("GET /l/p.m3u8 HTTP/1.1\r\nHost: e\r\n\r\n");
+    assert_eq!(r.header("cache-status"), Some("corestream; hit"));
+    assert_eq!(o.count("/l/p.m3u8"), 2);
+    let _ = std::fs::remove_dir_all(&cache);
+}
+
+#[test]
+fn the_cache_stays_within_its_bytes() {
+    let o = Origin::start();
+    for i in 0..4 {
+        o.set(&format!("/s/{i}.ts"), Script::ok(&body(100_000, i)));
+    }
+    let cache = media_root("tier-evict");
+    let e = edge(&o.url(), &cache, &["--cache-max-bytes", "250000"]);
+    for i in 0..4u8 {
+        let r = e.get(&format!("GET /s/{i}.ts HTTP/1.1\r\nHost: e\r\n\r\n"));
+        assert_eq!(r.body, body(100_000, i));
+    }
+    assert!(e.metric("corestream_tier_cache_bytes") <= 250_000.0);
+    assert!(e.metric("corestream_tier_cache_evictions_total") >= 2.0);
+    // The oldest was evicted: asked again, it is fetched again.
+    let r = e.get("GET /s/0.ts HTTP/1.1\r\nHost: e\r\n\r\n");
+    assert_eq!(r.body, body(100_000, 0));
+    assert_eq!(o.count("/s/0.ts"), 2);
+    let _ = std::fs::remove_dir_all(&cache);
+}
+
+#[test]
+fn unreachable_slow_and_failing_origins_and_remembered_404s() {
+    let dead = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let cache = media_root("tier-errors");
+    let e = edge(
+        &format!("http://{dead}"),
+        &cache,
+        &["--origin-timeout", "300ms"],
+    );
+    let r = e.get("GET /a.ts HTTP/1.1\r\nHost: e\r\n\r\n");
+    assert_eq!(r.status, 502, "{}", String::from_utf8_lossy(&r.body));
+    assert!(String::from_utf8_lossy(&r.body).contains("origin"));
+    drop(e);
+
+    let o = Origin::start();
+    let mut slow = Script::ok(b"late");
+    slow.delay = Duration::from_millis(1500);
+    o.set("/slow.ts", slow);
+    let mut broken = Script::ok(b"oops");
+    broken.status = 500;
+    o.set("/broken.ts", broken);
+    let e = edge(&o.url(), &cache, &["--origin-timeout", "300ms"]);
+    let r = e.get("GET /slow.ts HTTP/1.1\r\nHost: e\r\n\r\n");
+    assert_eq!(r.status, 504);
+    let r = e.get("GET /broken.ts HTTP/1.1\r\nHost: e\r\n\r\n");
+    assert_eq!(r.status, 502);
+    // A missing segment asked for by a storm of viewers reaches the origin once a second.
+    for _ in 0..30 {
+        let r = e.get("GET /missing.ts HTTP/1.1\r\nHost: e\r\n\r\n");
+        assert_eq!(r.status, 404);
+    }
+    assert_eq!(o.count("/missing.ts"), 1);
+    drop(e);
+
+    // Two origins: a 5xx from the first in a path's order moves to the next.
+    let good = Origin::start();
+    good.set("/broken.ts", Script::ok(b"fine"));
+    let both = format!("{},{}", o.url(), good.url());
+    let e = edge(&both, &cache, &[]);
+    let r = e.get("GET /broken.ts HTTP/1.1\r\nHost: e\r\n\r\n");
+    assert_eq!((r.status, r.body.as_slice()), (200, &b"fine"[..]));
+    let _ = std::fs::remove_dir_all(&cache);
+}
+
+#[test]
+fn corestream_as_origin_with_blocking_playlist_requests_collapsed() {
+    let root = media_root("tier-origin-root");
+    std::fs::create_dir_all(root.join("ll")).unwrap();
+    common::publish(
+        &root.join("ll"),
+        "media.m3u8",
+        &common::ll_playlist(5, 10, 2, 2, false),
+    );
+    std::fs::write(root.join("ll/s10.ts"), body(50_000, 1)).unwrap();
+    let origin = Server::start(&root, &["--admin", "127.0.0.1:0"]);
+    let cache = media_root("tier-origin-cache");
+    let e = edge(&format!("http://{}", origin.addr), &cache, &[]);
+    let r = e.get("GET /ll/s10.ts HTTP/1.1\r\nHost: e\r\n\r\n");
+    assert_eq!(r.body, body(50_000, 1));
+    // Twenty viewers block for the next part through the edge: one request reaches the
+    // origin, held there until the packager publishes it.
+    let requests = |s: &Server| -> f64 {
+        s.admin_get("/metrics")
+            .1
+            .lines()
+            .filter(|l| l.starts_with("corestream_requests_total{"))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
+    };
+    let before = requests(&origin);
+    let mut viewers: Vec<TcpStream> = (0..20).map(|_| e.connect()).collect();
+    for (i, v) in viewers.iter_mut().enumerate() {
+        write!(
+            v,
+            "GET /ll/media.m3u8?_HLS_msn=11&_HLS_part=2&CMCD=sid%3D%22{i}%22 HTTP/1.1\r\nHost: e\r\n\r\n"
+        )
+        .unwrap();
+    }
+    thread::sleep(Duration::from_millis(500));
+    let next = common::ll_playlist(5, 10, 3, 2, false);
+    common::publish(&root.join("ll"), "media.m3u8", &next);
+    for v in &mut viewers {
+        let r = read_response(v, false).unwrap();
+        assert_eq!(r.status, 200);
+        assert_eq!(r.body, next.as_bytes());
+    }
+    let upstream = requests(&origin) - before;
+    assert_eq!(upstream, 1.0, "one blocking request reached the origin");
+    let _ = std::fs::remove_dir_all(&root);
+    let _ = std::fs::remove_dir_all(&cache);
+}
+
+#[test]
+fn nginx_as_origin() {
+    if Command::new("nginx").arg("-v").output().is_err() {
+        eprintln!("SKIPPED: nginx is not installed (apt-get install nginx)");
+        return;
+    }
+    let base = media_root("tier-nginx");
+    let docs = base.join("docs");
+    std::fs::create_dir_all(docs.join("live")).unwrap();
+    std::fs::write(docs.join("live/seg.ts"), body(300_000, 5)).unwrap();
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let conf = base.join("nginx.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "daemon off; worker_processes 1; pid {b}/nginx.pid; error_log {b}/error.log;\n\
+             events {{}}\nhttp {{ access_log off; server {{ listen 127.0.0.1:{port}; root {d}; }} }}\n",
+            b = base.display(),
+            d = docs.display()
+        ),
+    )
+    .unwrap();
+    let mut nginx = Command::new("nginx")
+        .args(["-c", conf.to_str().unwrap(), "-p", base.to_str().unwrap()])
+        .spawn()
+        .unwrap();
+    common::wait_for("nginx to listen", Duration::from_secs(10), || {
+        TcpStream::connect(("127.0.0.1", port)).is_ok()
+    });
+    let cache = base.join("cache");
+    let e = edge(&format!("http://127.0.0.1:{port}"), &cache, &[]);
+    for want in ["corestream; fwd=miss", "corestream; hit"] {
+        let r = e.get("GET /live/seg.ts HTTP/1.1\r\nHost: e\r\n\r\n");
+        assert_eq!(r.status, 200);
+        assert_eq!(r.body, body(300_000, 5));
+        assert_eq!(r.header("cache-status"), Some(want));
+    }
+    let r = e.get("GET /live/none.ts HTTP/1.1\r\nHost: e\r\n\r\n");
+    assert_eq!(r.status, 404);
+    let _ = nginx.kill();
+    let _ = nginx.wait();
+    let _ = std::fs::remove_dir_all(&base);
+}
