@@ -168,9 +168,20 @@ fn spki_hash(cert: &Path) -> Option<String> {
     (out.status.success() && !h.is_empty()).then_some(h)
 }
 
-/// Play the built-in demo (or, with `pushed`, a stream ffmpeg pushes to the ingest port)
-/// in hls.js for 16 s and check that it played smoothly.
-fn play(low_latency: bool, tls: bool, pushed: bool) {
+/// Where the player gets the stream from.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Source {
+    /// The demo, from the server that publishes it.
+    Demo,
+    /// A stream ffmpeg pushes to the ingest port.
+    Pushed,
+    /// The demo on an origin, through a shield and an edge (`--origin`).
+    Tier,
+}
+
+/// Play `source` in hls.js for 16 s and check that it played smoothly.
+fn play(low_latency: bool, tls: bool, source: Source) {
+    let pushed = source == Source::Pushed;
     let Some(browser) = browser() else {
         eprintln!("SKIPPED: no chromium (apt-get install -y chromium)");
         return;
@@ -186,6 +197,8 @@ fn play(low_latency: bool, tls: bool, pushed: bool) {
     let mode = if low_latency { "--demo-ll" } else { "--demo" };
     let reports = Arc::new(Mutex::new(Vec::new()));
     let mut packager: Option<std::process::Child> = None;
+    // Servers behind the one the player talks to (the tier's origin and shield).
+    let mut chain: Vec<common::Server> = Vec::new();
     let (server, page, spki) = if tls {
         let (_, crt, key) = common::tls::pki();
         let Some(spki) = spki_hash(crt) else {
@@ -251,6 +264,36 @@ fn play(low_latency: bool, tls: bool, pushed: bool) {
             format!("http://127.0.0.1:{port}/?ll=0&src={src}"),
             None,
         )
+    } else if source == Source::Tier {
+        let origin = common::Server::spawn(Command::new(env!("CARGO_BIN_EXE_corestream")).args([
+            mode,
+            "--listen",
+            "127.0.0.1:0",
+            "--workers",
+            "2",
+        ]));
+        let pull = |from: std::net::SocketAddr, cache: &str| {
+            common::Server::spawn(Command::new(env!("CARGO_BIN_EXE_corestream")).args([
+                "--origin",
+                &format!("http://{from}"),
+                "--cache-dir",
+                base.join(cache).to_str().unwrap(),
+                "--listen",
+                "127.0.0.1:0",
+                "--workers",
+                "2",
+            ]))
+        };
+        let shield = pull(origin.addr, "shield");
+        let edge = pull(shield.addr, "edge");
+        let src = format!("http://{}/master.m3u8", edge.addr);
+        let port = page_server(PAGE, hlsjs, &reports);
+        let page = format!(
+            "http://127.0.0.1:{port}/?ll={}&src={src}",
+            u8::from(low_latency)
+        );
+        chain = vec![origin, shield];
+        (edge, page, None)
     } else {
         let server = common::Server::spawn(Command::new(env!("CARGO_BIN_EXE_corestream")).args([
             mode,
@@ -311,6 +354,7 @@ fn play(low_latency: bool, tls: bool, pushed: bool) {
         let _ = p.wait();
     }
     drop(server);
+    drop(chain);
     let _ = fs::remove_dir_all(&base);
 
     let reports = reports.lock().unwrap().clone();
@@ -355,33 +399,39 @@ fn play(low_latency: bool, tls: bool, pushed: bool) {
     );
     if low_latency {
         let latency = field(final_tick, "latency").unwrap_or(f64::MAX);
+        eprintln!("live edge distance at the end: {latency:.2} s");
         assert!(latency < 4.0, "LL-HLS latency {latency}: {final_tick}");
     }
 }
 
 #[test]
 fn hlsjs_plays_a_stream_ffmpeg_pushes_to_the_ingest_port() {
-    play(false, false, true);
+    play(false, false, Source::Pushed);
+}
+
+#[test]
+fn hlsjs_plays_the_low_latency_demo_through_a_shield_and_an_edge() {
+    play(true, false, Source::Tier);
 }
 
 #[test]
 fn hlsjs_plays_the_demo() {
-    play(false, false, false);
+    play(false, false, Source::Demo);
 }
 
 #[test]
 fn hlsjs_plays_the_low_latency_demo() {
-    play(true, false, false);
+    play(true, false, Source::Demo);
 }
 
 #[test]
 fn hlsjs_plays_the_demo_over_https() {
-    play(false, true, false);
+    play(false, true, Source::Demo);
 }
 
 #[test]
 fn hlsjs_plays_the_low_latency_demo_over_https() {
-    play(true, true, false);
+    play(true, true, Source::Demo);
 }
 
 /// hls.js with CMCD on (query mode, as it sends it by default) plays the demo from a page of

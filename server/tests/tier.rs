@@ -347,7 +347,11 @@ fn a_failure_mid_body_closes_every_viewer_and_the_next_request_fetches_again() {
     let r = e.get("GET /x/seg.ts HTTP/1.1\r\nHost: e\r\n\r\n");
     assert_eq!(r.status, 200);
     assert_eq!(r.body, full);
-    assert_eq!(o.count("/x/seg.ts"), failed + 1, "nothing of the failed fetch was kept");
+    assert_eq!(
+        o.count("/x/seg.ts"),
+        failed + 1,
+        "nothing of the failed fetch was kept"
+    );
     let _ = std::fs::remove_dir_all(&cache);
 }
 
@@ -542,7 +546,10 @@ fn nginx_as_origin() {
     }
     let r = e.get("GET /live/none.ts HTTP/1.1\r\nHost: e\r\n\r\n");
     assert_eq!(r.status, 404);
-    let _ = nginx.kill();
+    // SIGTERM: the master stops its workers (a SIGKILL would orphan them).
+    let _ = Command::new("kill")
+        .args(["-TERM", &nginx.id().to_string()])
+        .status();
     let _ = nginx.wait();
     let _ = std::fs::remove_dir_all(&base);
 }
