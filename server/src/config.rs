@@ -192,7 +192,7 @@ pub struct Cli {
     #[arg(long, env = "CORESTREAM_ADMIN", value_parser = parse_admin, value_name = "[ADDR:]PORT")]
     pub admin: Option<SocketAddr>,
 
-    /// Origins to pull from, comma-separated `http://host:port[/prefix]`: a request for a
+    /// Origins to pull from, comma-separated `http[s]://host:port[/prefix]`: a request for a
     /// file that is not under --root (or with no --root) is fetched from one of them, cached
     /// in --cache-dir and streamed to every viewer waiting for it while it arrives (one
     /// upstream request per object). Several origins (shields): each path goes to one, by
@@ -233,6 +233,15 @@ pub struct Cli {
     /// abandoned (the viewers on it are closed, nothing is cached).
     #[arg(long, env = "CORESTREAM_ORIGIN_STALL_TIMEOUT", default_value = "10s", value_parser = parse_duration, value_name = "DURATION")]
     pub origin_stall_timeout: Duration,
+
+    /// CA certificates (PEM bundle) that https origins are verified against.
+    #[arg(
+        long,
+        env = "CORESTREAM_ORIGIN_CA",
+        default_value = "/etc/ssl/certs/ca-certificates.crt",
+        value_name = "PATH"
+    )]
+    pub origin_ca: PathBuf,
 
     /// How long a 404 (or a failed fetch) from the origin is remembered, so a storm of
     /// requests for a missing object does not reach the origin.
@@ -493,6 +502,7 @@ impl Config {
                 timeout: cli.origin_timeout,
                 stall_timeout: cli.origin_stall_timeout,
                 negative_ttl: cli.negative_ttl,
+                ca: cli.origin_ca.clone(),
             }),
             None => None,
         };

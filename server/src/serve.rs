@@ -73,7 +73,7 @@ pub fn serve(cfg: Config) -> Result<(), String> {
     let mut shared = Shared::new(cfg, root);
     shared.tls = tls.clone();
     if let (Some(opts), Some(fd)) = (shared.cfg.tier.clone(), cache) {
-        shared.tier = Some(Arc::new(crate::tier::Tier::new(opts, fd)));
+        shared.tier = Some(Arc::new(crate::tier::Tier::new(opts, fd)?));
     }
     match Watcher::new(shared.root.clone(), shared.inboxes.clone()) {
         Ok(w) => {

@@ -553,3 +553,47 @@ fn nginx_as_origin() {
     let _ = nginx.wait();
     let _ = std::fs::remove_dir_all(&base);
 }
+
+#[test]
+fn https_origins_are_verified() {
+    let root = media_root("tier-https-origin");
+    std::fs::write(root.join("seg.ts"), body(120_000, 4)).unwrap();
+    let origin = Server::start_mode(common::Mode::Tls, &root, &[]);
+    let url = format!("https://localhost:{}", origin.tls_addr.unwrap().port());
+    let (pki, _, _) = common::tls::pki();
+    let cache = media_root("tier-https-cache");
+    let e = edge(&url, &cache, &["--origin-ca", pki.ca_pem.to_str().unwrap()]);
+    let r = e.get("GET /seg.ts HTTP/1.1\r\nHost: e\r\n\r\n");
+    assert_eq!(r.status, 200);
+    assert_eq!(r.body, body(120_000, 4));
+    drop(e);
+    // An origin whose certificate the CA bundle does not vouch for is not used.
+    let other = media_root("tier-https-wrong-ca");
+    let bad_ca = other.join("ca.pem");
+    std::fs::write(&bad_ca, rcgen_free_ca()).unwrap();
+    let e = edge(&url, &cache, &["--origin-ca", bad_ca.to_str().unwrap()]);
+    let r = e.get("GET /seg.ts HTTP/1.1\r\nHost: e\r\n\r\n");
+    assert_eq!(r.status, 502);
+    drop(e);
+    // A bundle with no certificate is refused at start.
+    std::fs::write(other.join("empty.pem"), "").unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_corestream"))
+        .args(["--origin", &url, "--cache-dir", cache.to_str().unwrap()])
+        .args(["--origin-ca", other.join("empty.pem").to_str().unwrap()])
+        .args(["--listen", "127.0.0.1:0"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--origin-ca"));
+    for d in [&root, &cache, &other] {
+        let _ = std::fs::remove_dir_all(d);
+    }
+}
+
+/// A CA certificate that signed nothing the test servers use.
+fn rcgen_free_ca() -> String {
+    let key = rcgen::KeyPair::generate().unwrap();
+    let mut p = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    p.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    p.self_signed(&key).unwrap().pem()
+}

@@ -4,7 +4,7 @@
 //! slow). Then wake everyone waiting on the key.
 
 use super::fresh::{self, Policy};
-use super::origin::Origin;
+use super::origin::{Origin, Upstream};
 use super::{Entry, Job, Remembered, Tier};
 use crate::http::body::{self, BodyError, Framing};
 use crate::http::mime::Kind;
@@ -13,7 +13,6 @@ use crate::ingest::store::Upload;
 use crate::live::growing::{Growing, State};
 use crate::shared::Shared;
 use std::io::{self, ErrorKind, Read, Write};
-use std::net::TcpStream;
 use std::os::fd::AsRawFd;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -133,7 +132,7 @@ impl Head {
 }
 
 /// Read and parse a response head; the bytes after it stay in `buf`.
-fn read_head(s: &mut TcpStream, buf: &mut Vec<u8>, head_only: bool) -> io::Result<Head> {
+fn read_head(s: &mut Upstream, buf: &mut Vec<u8>, head_only: bool) -> io::Result<Head> {
     let mut chunk = [0u8; 8192];
     loop {
         let mut fields = [httparse::EMPTY_HEADER; 100];
@@ -213,7 +212,7 @@ fn exchange(
     origin: &Origin,
     job: &Job,
     buf: &mut Vec<u8>,
-) -> Result<(TcpStream, Head), Failure> {
+) -> Result<(Upstream, Head), Failure> {
     let mut req = b"GET ".to_vec();
     req.extend_from_slice(&target(origin, job));
     req.extend_from_slice(b" HTTP/1.1\r\nHost: ");
@@ -245,18 +244,20 @@ fn exchange(
         let reused = pooled.is_some();
         let mut s = match pooled.take() {
             Some(s) => s,
-            None => origin.connect(t.opts.timeout).map_err(|e| {
-                count(t, origin, 0);
-                let status = if timed_out(&e) {
-                    Status::GatewayTimeout
-                } else {
-                    Status::BadGateway
-                };
-                Failure::Next(status, format!("connect to {}: {e}", origin.authority))
-            })?,
+            None => origin
+                .connect(t.opts.timeout, t.tls.as_ref())
+                .map_err(|e| {
+                    count(t, origin, 0);
+                    let status = if timed_out(&e) {
+                        Status::GatewayTimeout
+                    } else {
+                        Status::BadGateway
+                    };
+                    Failure::Next(status, format!("connect to {}: {e}", origin.authority))
+                })?,
         };
-        let _ = s.set_read_timeout(Some(wait));
-        let _ = s.set_write_timeout(Some(t.opts.timeout));
+        let _ = s.tcp().set_read_timeout(Some(wait));
+        let _ = s.tcp().set_write_timeout(Some(t.opts.timeout));
         buf.clear();
         let sent = Instant::now();
         let result = s
@@ -289,7 +290,7 @@ fn exchange(
 }
 
 /// Read and drop a body (a 404's text, an error page), keeping the connection if it is small.
-fn drain(s: &mut TcpStream, buf: &mut Vec<u8>, head: &Head) -> bool {
+fn drain(s: &mut Upstream, buf: &mut Vec<u8>, head: &Head) -> bool {
     if matches!(head.framing, Framing::Length(n) if n > 64 * 1024) {
         return false;
     }
@@ -369,12 +370,12 @@ fn default_lifetime(kind: Kind) -> Duration {
 /// that follow (LL-HLS server configuration profile: 6 target durations).
 fn blocking_playlist(
     t: &Tier,
-    s: &mut TcpStream,
+    s: &mut Upstream,
     buf: &mut Vec<u8>,
     head: &Head,
     job: &Job,
 ) -> Result<bool, Failure> {
-    let _ = s.set_read_timeout(Some(t.opts.stall_timeout));
+    let _ = s.tcp().set_read_timeout(Some(t.opts.stall_timeout));
     let mut body = Vec::new();
     body::read(s, buf, head.framing, |d| {
         if body.len() as u64 + d.len() as u64 > MAX_PLAYLIST {
@@ -399,7 +400,7 @@ fn blocking_playlist(
 fn store(
     t: &Tier,
     shared: &Shared,
-    s: &mut TcpStream,
+    s: &mut Upstream,
     buf: &mut Vec<u8>,
     head: &Head,
     job: &Job,
@@ -426,7 +427,7 @@ fn store(
         }
         Err(_) => None,
     };
-    let _ = s.set_read_timeout(Some(t.opts.stall_timeout));
+    let _ = s.tcp().set_read_timeout(Some(t.opts.stall_timeout));
     let read = body::read(s, buf, head.framing, |d| {
         up.write(d)?;
         if let Some(g) = &growing {

@@ -29,7 +29,7 @@ use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::os::fd::OwnedFd;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
-use std::sync::{Condvar, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 /// Upper bounds of the upstream first-byte histogram (seconds).
@@ -48,6 +48,8 @@ pub struct Options {
     pub timeout: Duration,
     pub stall_timeout: Duration,
     pub negative_ttl: Duration,
+    /// CA bundle that https origins are verified against.
+    pub ca: PathBuf,
 }
 
 /// An object stored in the cache directory, under its request path.
@@ -118,6 +120,8 @@ pub struct Stats {
 
 pub struct Tier {
     pub opts: Options,
+    /// TLS client configuration for https origins (None when every origin is http).
+    pub tls: Option<Arc<rustls::ClientConfig>>,
     /// `<cache-dir>/objects`, an O_PATH directory every stored object is beneath.
     pub cache_fd: OwnedFd,
     index: Mutex<Index>,
@@ -158,8 +162,14 @@ pub fn blocking_query(target: &[u8]) -> Option<Vec<u8>> {
 }
 
 impl Tier {
-    pub fn new(opts: Options, cache_fd: OwnedFd) -> Tier {
-        Tier {
+    pub fn new(opts: Options, cache_fd: OwnedFd) -> Result<Tier, String> {
+        let tls = if opts.origins.iter().any(|o| o.tls) {
+            Some(origin::tls_client(&opts.ca)?)
+        } else {
+            None
+        };
+        Ok(Tier {
+            tls,
             opts,
             cache_fd,
             index: Mutex::new(Index {
@@ -171,7 +181,7 @@ impl Tier {
             jobs: Mutex::new(VecDeque::new()),
             job_ready: Condvar::new(),
             stats: Stats::default(),
-        }
+        })
     }
 
     pub fn origins(&self) -> &[Origin] {

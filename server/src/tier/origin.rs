@@ -1,11 +1,81 @@
 //! Origins: their URLs, which one a path goes to (rendezvous hashing), and the keep-alive
-//! connections to each.
+//! connections to each, plain or TLS (rustls, verified against `--origin-ca`).
 
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, ServerName};
+use std::io::{self, Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+/// A connection to an origin.
+pub enum Upstream {
+    Plain(TcpStream),
+    Tls(Box<rustls::StreamOwned<rustls::ClientConnection, TcpStream>>),
+}
+
+impl Upstream {
+    pub fn tcp(&self) -> &TcpStream {
+        match self {
+            Upstream::Plain(s) => s,
+            Upstream::Tls(t) => t.get_ref(),
+        }
+    }
+}
+
+impl Read for Upstream {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            Upstream::Plain(s) => s.read(buf),
+            Upstream::Tls(t) => t.read(buf),
+        }
+    }
+}
+
+impl Write for Upstream {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self {
+            Upstream::Plain(s) => s.write(buf),
+            Upstream::Tls(t) => t.write(buf),
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        match self {
+            Upstream::Plain(s) => s.flush(),
+            Upstream::Tls(t) => t.flush(),
+        }
+    }
+}
+
+/// The TLS client configuration for https origins: the CA bundle `ca` (PEM), TLS 1.3 and 1.2,
+/// ALPN http/1.1.
+pub fn tls_client(ca: &std::path::Path) -> Result<Arc<rustls::ClientConfig>, String> {
+    let mut roots = rustls::RootCertStore::empty();
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(ca)
+        .map_err(|e| format!("--origin-ca {}: {e}", ca.display()))?
+        .filter_map(Result::ok)
+        .collect();
+    let (added, _) = roots.add_parsable_certificates(certs);
+    if added == 0 {
+        return Err(format!(
+            "--origin-ca {}: no CA certificate in it (a PEM bundle, e.g. /etc/ssl/certs/ca-certificates.crt)",
+            ca.display()
+        ));
+    }
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let mut config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(Arc::new(config))
+}
+
 pub struct Origin {
+    /// https (TLS to the origin).
+    pub tls: bool,
     /// `host:port`, for connecting, the Host field and metric labels.
     pub authority: String,
     pub host: String,
@@ -13,18 +83,20 @@ pub struct Origin {
     /// Path prefix prepended to every request (no trailing slash), e.g. `/live`.
     pub prefix: String,
     /// Idle keep-alive connections.
-    idle: Mutex<Vec<TcpStream>>,
+    idle: Mutex<Vec<Upstream>>,
 }
 
 impl std::fmt::Debug for Origin {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "http://{}{}", self.authority, self.prefix)
+        let scheme = if self.tls { "https" } else { "http" };
+        write!(f, "{scheme}://{}{}", self.authority, self.prefix)
     }
 }
 
 impl Clone for Origin {
     fn clone(&self) -> Origin {
         Origin {
+            tls: self.tls,
             authority: self.authority.clone(),
             host: self.host.clone(),
             port: self.port,
@@ -49,15 +121,14 @@ pub fn parse_list(list: &str) -> Result<Vec<Origin>, String> {
 }
 
 fn parse(url: &str) -> Result<Origin, String> {
-    let rest = if let Some(r) = url.strip_prefix("http://") {
-        r
-    } else if url.starts_with("https://") {
-        return Err(format!(
-            "--origin {url}: https origins are not supported yet; pull over http (inside the \
-             fleet's network) or put the shield next to the origin"
-        ));
+    let (tls, rest) = if let Some(r) = url.strip_prefix("http://") {
+        (false, r)
+    } else if let Some(r) = url.strip_prefix("https://") {
+        (true, r)
     } else {
-        return Err(format!("--origin {url:?} is not an http:// URL"));
+        return Err(format!(
+            "--origin {url:?} is not an http:// or https:// URL"
+        ));
     };
     let (authority, path) = match rest.find('/') {
         Some(i) => (&rest[..i], &rest[i..]),
@@ -73,9 +144,10 @@ fn parse(url: &str) -> Result<Origin, String> {
             Ok(p) if p > 0 => (h.to_string(), p),
             _ => return Err(format!("--origin {url:?}: bad port {p:?}")),
         },
-        _ => (authority.to_string(), 80),
+        _ => (authority.to_string(), if tls { 443 } else { 80 }),
     };
     Ok(Origin {
+        tls,
         authority: format!("{host}:{port}"),
         host,
         port,
@@ -121,13 +193,44 @@ pub fn order(origins: &[Origin], path: &[u8]) -> Vec<usize> {
 }
 
 impl Origin {
-    /// An idle keep-alive connection, if one is left (and whether it was reused).
-    pub fn take(&self) -> Option<TcpStream> {
+    /// An idle keep-alive connection, if one is left.
+    pub fn take(&self) -> Option<Upstream> {
         self.idle.lock().ok()?.pop()
     }
 
-    /// A new connection, within `timeout` per address.
-    pub fn connect(&self, timeout: Duration) -> std::io::Result<TcpStream> {
+    /// A new connection (TLS for https origins, verified with `tls`), within `timeout` per
+    /// address.
+    pub fn connect(
+        &self,
+        timeout: Duration,
+        tls: Option<&Arc<rustls::ClientConfig>>,
+    ) -> io::Result<Upstream> {
+        let tcp = self.connect_tcp(timeout)?;
+        if !self.tls {
+            return Ok(Upstream::Plain(tcp));
+        }
+        let config = tls.ok_or_else(|| io::Error::other("no TLS client configuration"))?;
+        let name = ServerName::try_from(
+            self.host
+                .trim_start_matches('[')
+                .trim_end_matches(']')
+                .to_string(),
+        )
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+        let conn = rustls::ClientConnection::new(config.clone(), name).map_err(io::Error::other)?;
+        let mut s = rustls::StreamOwned::new(conn, tcp);
+        // The handshake now, within the connect timeout, so a TLS failure is a connect error.
+        let _ = s.sock.set_read_timeout(Some(timeout));
+        let _ = s.sock.set_write_timeout(Some(timeout));
+        while s.conn.is_handshaking() {
+            s.conn
+                .complete_io(&mut s.sock)
+                .map_err(|e| io::Error::new(e.kind(), format!("TLS handshake: {e}")))?;
+        }
+        Ok(Upstream::Tls(Box::new(s)))
+    }
+
+    fn connect_tcp(&self, timeout: Duration) -> io::Result<TcpStream> {
         let mut last = std::io::Error::new(
             std::io::ErrorKind::NotFound,
             format!("{} resolves to no address", self.host),
@@ -146,7 +249,7 @@ impl Origin {
     }
 
     /// Keep a connection whose last response was read to its end, up to `max` idle ones.
-    pub fn give_back(&self, s: TcpStream, max: usize) {
+    pub fn give_back(&self, s: Upstream, max: usize) {
         if let Ok(mut idle) = self.idle.lock() {
             if idle.len() < max {
                 idle.push(s);
@@ -168,10 +271,12 @@ mod tests {
         assert_eq!(o[1].prefix, "");
         let v6 = parse_list("http://[::1]:9000").unwrap();
         assert_eq!((v6[0].host.as_str(), v6[0].port), ("[::1]", 9000));
+        let tls = parse_list("https://cdn.example/live").unwrap();
+        assert!(tls[0].tls);
+        assert_eq!(tls[0].authority, "cdn.example:443");
         for bad in [
             "",
             "ftp://x",
-            "https://x",
             "http://x:0",
             "http://x:99999",
             "http://u@x",
