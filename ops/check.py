@@ -259,9 +259,9 @@ def names_of(body):
 
 
 def scrape(server_bin):
-    """Start corestream with a plain and a TLS listener, an ingest port and an admin port on
-    loopback (so the TLS and ingest families are exported too), return the metric names of
-    /metrics."""
+    """Start corestream with a plain and a TLS listener, an ingest port, an origin and an admin
+    port on loopback (so the TLS, ingest and tier families are exported too), return the
+    metric names of /metrics."""
     root = tempfile.mkdtemp(prefix="corestream-ops-check-")
     cert, key = os.path.join(root, ".c.pem"), os.path.join(root, ".k.pem")
     subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
@@ -270,7 +270,8 @@ def scrape(server_bin):
     proc = subprocess.Popen(
         [server_bin, "--root", root, "--listen", "127.0.0.1:0", "--tls-listen", "127.0.0.1:0",
          "--tls-cert", cert, "--tls-key", key, "--workers", "1", "--max-connections", "100",
-         "--admin", "127.0.0.1:0", "--ingest", "127.0.0.1:0"],
+         "--admin", "127.0.0.1:0", "--ingest", "127.0.0.1:0",
+         "--origin", "http://127.0.0.1:9", "--cache-dir", os.path.join(root, ".cache")],
         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     try:
         admin = None
