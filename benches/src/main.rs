@@ -9,6 +9,7 @@
 mod child;
 mod compare;
 mod floor;
+mod herd;
 mod hls;
 mod holder;
 mod idle;
@@ -186,6 +187,30 @@ enum Cmd {
         #[arg(long, default_value = "600s", value_parser = duration)]
         duration: Duration,
     },
+    /// A thundering herd on an edge: --viewers connections ask for the same new segment at
+    /// once, from an origin producing it in real time; corestream --origin against nginx
+    /// proxy_cache + proxy_cache_lock, alternated: time until all have it, origin requests,
+    /// then hit throughput.
+    Herd {
+        #[arg(long, default_value_t = 5000)]
+        viewers: usize,
+        #[arg(long, default_value_t = 3)]
+        rounds: usize,
+        #[arg(long, default_value_t = 300_000)]
+        segment_bytes: usize,
+        /// The origin's time to the head of its answer.
+        #[arg(long, default_value = "50ms", value_parser = duration)]
+        origin_delay: Duration,
+        /// The origin's time to produce the body (sent in 20 slices).
+        #[arg(long, default_value = "1s", value_parser = duration)]
+        origin_duration: Duration,
+        /// corestream binary [default: target/release/corestream].
+        #[arg(long, default_value = "target/release/corestream")]
+        corestream_bin: PathBuf,
+        /// Also write the table here.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
     /// Internal: the floor server for compare (one read and one write per request of a
     /// fixed response: the head and the bytes of --body).
     #[command(hide = true)]
@@ -225,6 +250,23 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let command_line = std::env::args().collect::<Vec<_>>().join(" ");
     let res = match cli.cmd {
+        Cmd::Herd {
+            viewers,
+            rounds,
+            segment_bytes,
+            origin_delay,
+            origin_duration,
+            corestream_bin,
+            out,
+        } => herd::run(&herd::Options {
+            viewers,
+            rounds,
+            segment_bytes,
+            origin_delay,
+            origin_duration,
+            corestream_bin,
+            out,
+        }),
         Cmd::Compare {
             quick,
             rounds,
