@@ -69,6 +69,26 @@ fn read(url: &str, secs: u32) {
     assert!(err.trim().is_empty(), "reader reported errors: {err}");
 }
 
+/// A server with an ingest port, and a packager pushing `muxer` output to `path` on it.
+fn serve_pushed(name: &str, muxer: &[&str], path: &str) -> (Server, Child, std::path::PathBuf) {
+    let root = media_root(name);
+    let s = Server::start(
+        &root,
+        &["--ingest", "127.0.0.1:0", "--admin", "127.0.0.1:0"],
+    );
+    let url = format!("http://{}/{path}", s.ingest.unwrap());
+    (s, push(muxer, &url, 28), root)
+}
+
+/// The packager deleted what left its window: the server answered its DELETEs.
+fn assert_deleted(s: &Server) {
+    let (_, metrics) = s.admin_get("/metrics");
+    assert!(
+        metrics.contains("corestream_ingest_requests_total{method=\"DELETE\",status=\"204\"}"),
+        "{metrics}"
+    );
+}
+
 /// The packager ended on its own (its -t), successfully.
 fn finish(packager: Child) {
     let out = packager.wait_with_output().expect("wait for ffmpeg");
@@ -84,13 +104,8 @@ fn ffmpeg_pushes_live_hls_and_another_ffmpeg_reads_it() {
     if !have_ffmpeg() {
         return;
     }
-    let root = media_root("ingest-ffmpeg-hls");
-    let s = Server::start(
-        &root,
-        &["--ingest", "127.0.0.1:0", "--admin", "127.0.0.1:0"],
-    );
-    let ingest = s.ingest.unwrap();
-    let packager = push(
+    let (s, packager, root) = serve_pushed(
+        "ingest-ffmpeg-hls",
         &[
             "-f",
             "hls",
@@ -101,8 +116,7 @@ fn ffmpeg_pushes_live_hls_and_another_ffmpeg_reads_it() {
             "-hls_flags",
             "delete_segments",
         ],
-        &format!("http://{ingest}/live/hls/stream.m3u8"),
-        28,
+        "live/hls/stream.m3u8",
     );
     let dir = root.join("live/hls");
     common::wait_for("three segments pushed", Duration::from_secs(20), || {
@@ -115,12 +129,7 @@ fn ffmpeg_pushes_live_hls_and_another_ffmpeg_reads_it() {
         "the reader followed the live edge in real time, not a finished file"
     );
     finish(packager);
-    // The muxer's window: old segments were deleted on the server.
-    let (_, metrics) = s.admin_get("/metrics");
-    assert!(
-        metrics.contains("corestream_ingest_requests_total{method=\"DELETE\",status=\"204\"}"),
-        "{metrics}"
-    );
+    assert_deleted(&s);
     let left = count(&dir, ".ts");
     assert!((3..=8).contains(&left), "{left} segments left on disk");
     let _ = std::fs::remove_dir_all(&root);
@@ -131,13 +140,8 @@ fn ffmpeg_pushes_low_latency_dash_and_a_reader_gets_growing_segments() {
     if !have_ffmpeg() {
         return;
     }
-    let root = media_root("ingest-ffmpeg-dash");
-    let s = Server::start(
-        &root,
-        &["--ingest", "127.0.0.1:0", "--admin", "127.0.0.1:0"],
-    );
-    let ingest = s.ingest.unwrap();
-    let packager = push(
+    let (s, packager, root) = serve_pushed(
+        "ingest-ffmpeg-dash",
         &[
             "-f",
             "dash",
@@ -160,8 +164,7 @@ fn ffmpeg_pushes_low_latency_dash_and_a_reader_gets_growing_segments() {
             "-remove_at_exit",
             "0",
         ],
-        &format!("http://{ingest}/live/dash/manifest.mpd"),
-        28,
+        "live/dash/manifest.mpd",
     );
     let dir = root.join("live/dash");
     common::wait_for("three segments pushed", Duration::from_secs(20), || {
@@ -176,11 +179,7 @@ fn ffmpeg_pushes_low_latency_dash_and_a_reader_gets_growing_segments() {
         s.admin_get("/metrics").1
     );
     finish(packager);
-    let (_, metrics) = s.admin_get("/metrics");
-    assert!(
-        metrics.contains("corestream_ingest_requests_total{method=\"DELETE\",status=\"204\"}"),
-        "the DASH window deletes old segments: {metrics}"
-    );
+    assert_deleted(&s);
     // Video and audio segments beyond the window (5 + 2 extra) are gone.
     let left = count(&dir, ".m4s");
     assert!(left <= 2 * (5 + 2 + 2) + 2, "{left} segments left on disk");

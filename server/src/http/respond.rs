@@ -252,27 +252,13 @@ fn pull<'r>(
             continue;
         };
         let (meta, file) = file;
-        let what = Entity {
-            content_type,
-            kind,
-            meta: &meta,
-            len: meta.size,
-            etag: true,
-        };
-        let (mut r, range) = entity(req, close, &what, cond::decide(req, &meta, cx.now_secs));
+        let mut r = file_response(cx, req, close, (content_type, kind), file, &meta);
         // A held request was the miss (or waited for it); new ones found a stored copy.
         r.fields.tier = Some(if cx.rerun {
             TierStatus::Miss
         } else {
             TierStatus::Hit(u32::try_from(age).unwrap_or(u32::MAX))
         });
-        if let Some((start, end)) = range {
-            r.body = Body::File(FileRange {
-                file,
-                pos: start,
-                end,
-            });
-        }
         return Answer::Now(r);
     }
     match lookup {
@@ -496,14 +482,34 @@ pub fn respond<'r>(cx: &mut Cx<'_>, req: &Request<'r>) -> Answer<'r> {
         Ok(None) => return err(Status::NotFound),
         Err(_) => return err(Status::InternalError),
     };
+    Answer::Now(file_response(
+        cx,
+        req,
+        close,
+        (content_type, kind),
+        file,
+        &meta,
+    ))
+}
+
+/// The answer for an open regular file: conditionals and Range evaluated, the body the
+/// range of the file they leave.
+fn file_response<'r>(
+    cx: &Cx<'_>,
+    req: &Request<'r>,
+    close: bool,
+    (content_type, kind): (&'static str, Kind),
+    file: std::os::fd::OwnedFd,
+    meta: &FileMeta,
+) -> Response<'r> {
     let what = Entity {
         content_type,
         kind,
-        meta: &meta,
+        meta,
         len: meta.size,
         etag: true,
     };
-    let (mut r, range) = entity(req, close, &what, cond::decide(req, &meta, cx.now_secs));
+    let (mut r, range) = entity(req, close, &what, cond::decide(req, meta, cx.now_secs));
     if let Some((start, end)) = range {
         r.body = Body::File(FileRange {
             file,
@@ -511,7 +517,7 @@ pub fn respond<'r>(cx: &mut Cx<'_>, req: &Request<'r>) -> Answer<'r> {
             end,
         });
     }
-    Answer::Now(r)
+    r
 }
 
 /// The request path without sockets: bytes in as one connection would send them (parsing,

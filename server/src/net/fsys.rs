@@ -64,20 +64,20 @@ pub fn open_root(path: &Path) -> io::Result<OwnedFd> {
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
-/// Open `rel` (NUL-terminated, relative) for reading beneath `root`. The kernel refuses any
-/// resolution that leaves the root (`..`, absolute symlinks, symlinks pointing outside) with
-/// EXDEV, and /proc magic links with ELOOP.
-pub fn open_beneath(root: RawFd, rel: &CStr) -> io::Result<OwnedFd> {
+/// openat2(2) of `rel` beneath `dir` with `flags`: the kernel refuses any resolution that
+/// leaves `dir` (`..`, absolute symlinks, symlinks pointing outside) with EXDEV, and /proc
+/// magic links with ELOOP.
+fn openat2_beneath(dir: RawFd, rel: &CStr, flags: libc::c_int) -> io::Result<OwnedFd> {
     // SAFETY: open_how is plain integers; all-zero is its documented "no options" value.
     let mut how: libc::open_how = unsafe { std::mem::zeroed() };
-    how.flags = (libc::O_RDONLY | libc::O_CLOEXEC | libc::O_NOCTTY | libc::O_NONBLOCK) as u64;
+    how.flags = (flags | libc::O_CLOEXEC) as u64;
     how.resolve = libc::RESOLVE_BENEATH | libc::RESOLVE_NO_MAGICLINKS;
     // SAFETY: arguments match openat2(2): a dirfd, a NUL-terminated path, a pointer to a
     // properly initialised open_how and its size. The kernel does not keep the pointers.
     let fd = unsafe {
         libc::syscall(
             libc::SYS_openat2,
-            root,
+            dir,
             rel.as_ptr(),
             &how as *const libc::open_how,
             std::mem::size_of::<libc::open_how>(),
@@ -88,6 +88,15 @@ pub fn open_beneath(root: RawFd, rel: &CStr) -> io::Result<OwnedFd> {
     }
     // SAFETY: openat2 returned a new fd that nothing else owns.
     Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
+}
+
+/// Open `rel` (NUL-terminated, relative) for reading beneath `root`.
+pub fn open_beneath(root: RawFd, rel: &CStr) -> io::Result<OwnedFd> {
+    openat2_beneath(
+        root,
+        rel,
+        libc::O_RDONLY | libc::O_NOCTTY | libc::O_NONBLOCK,
+    )
 }
 
 /// Whether the running kernel has openat2 (Linux 5.6+). Checked once at start so the
@@ -415,29 +424,9 @@ fn cvt(r: libc::c_int) -> io::Result<libc::c_int> {
 }
 
 /// Open the directory `rel` (NUL-terminated, relative, "." for `dir` itself) beneath `dir`
-/// as an O_PATH handle, resolved by the kernel like every read: nothing outside `dir`, no
-/// /proc magic links.
+/// as an O_PATH handle, resolved like every read.
 pub fn open_dir_beneath(dir: RawFd, rel: &CStr) -> io::Result<OwnedFd> {
-    // SAFETY: open_how is plain integers; all-zero is its documented "no options" value.
-    let mut how: libc::open_how = unsafe { std::mem::zeroed() };
-    how.flags = (libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC) as u64;
-    how.resolve = libc::RESOLVE_BENEATH | libc::RESOLVE_NO_MAGICLINKS;
-    // SAFETY: as in open_beneath: a dirfd, a NUL-terminated path, an initialised open_how
-    // and its size; the kernel keeps no pointer.
-    let fd = unsafe {
-        libc::syscall(
-            libc::SYS_openat2,
-            dir,
-            rel.as_ptr(),
-            &how as *const libc::open_how,
-            std::mem::size_of::<libc::open_how>(),
-        )
-    };
-    if fd < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: openat2 returned a new fd that nothing else owns.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
+    openat2_beneath(dir, rel, libc::O_PATH | libc::O_DIRECTORY)
 }
 
 /// mkdirat(2) of the single name `name` in `dir`.
