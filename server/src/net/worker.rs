@@ -657,7 +657,7 @@ impl Worker {
                     t.stats.failures[crate::tls::FAIL_TIMEOUT].fetch_add(1, Ordering::Relaxed);
                 }
             }
-            if self.following.remove(&k) {
+            if !self.following.is_empty() && self.following.remove(&k) {
                 bump(&self.shared.stats[self.id].growing_viewers, u64::MAX);
             }
             c.release(&mut self.pool);
