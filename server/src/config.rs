@@ -201,7 +201,8 @@ pub struct Cli {
     pub origin: Option<String>,
 
     /// Where objects pulled from --origin are kept [default: $CACHE_DIRECTORY (systemd's
-    /// CacheDirectory=), else /var/cache/corestream]. Emptied at start.
+    /// CacheDirectory=), else /var/cache/corestream]. Processes sharing it (several on one
+    /// port) fetch each object once between them.
     #[arg(
         long,
         env = "CORESTREAM_CACHE_DIR",

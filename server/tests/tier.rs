@@ -597,3 +597,131 @@ fn rcgen_free_ca() -> String {
     p.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
     p.self_signed(&key).unwrap().pem()
 }
+
+#[test]
+fn two_processes_on_one_port_and_cache_dir_make_one_upstream_request() {
+    let o = Origin::start();
+    let seg = body(300_000, 11);
+    let mut s = Script::ok(&seg);
+    s.delay = Duration::from_millis(300);
+    s.split = Some((50_000, Duration::from_millis(300)));
+    o.set("/live/shared.ts", s);
+    let cache = media_root("tier-two-processes");
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let listen = format!("127.0.0.1:{port}");
+    let start = || {
+        Server::spawn(Command::new(env!("CARGO_BIN_EXE_corestream")).args([
+            "--origin",
+            &o.url(),
+            "--cache-dir",
+            cache.to_str().unwrap(),
+            "--listen",
+            &listen,
+            "--workers",
+            "1",
+            "--admin",
+            "127.0.0.1:0",
+        ]))
+    };
+    let (a, b) = (start(), start());
+    // The kernel spreads new connections over both processes (SO_REUSEPORT).
+    let mut conns: Vec<TcpStream> = (0..200).map(|_| a.connect()).collect();
+    for c in &mut conns {
+        c.write_all(b"GET /live/shared.ts HTTP/1.1\r\nHost: e\r\n\r\n")
+            .unwrap();
+    }
+    for c in &mut conns {
+        let mut head = Vec::new();
+        let mut byte = [0u8; 1];
+        while !head.ends_with(b"\r\n\r\n") {
+            c.read_exact(&mut byte).unwrap();
+            head.push(byte[0]);
+        }
+        let head = String::from_utf8(head).unwrap();
+        assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+        let mut got = Vec::new();
+        if head.contains("Transfer-Encoding: chunked") {
+            let mut r = BufReader::new(c);
+            loop {
+                let mut line = String::new();
+                r.read_line(&mut line).unwrap();
+                let n = usize::from_str_radix(line.trim(), 16).unwrap();
+                let mut d = vec![0u8; n + 2];
+                r.read_exact(&mut d).unwrap();
+                if n == 0 {
+                    break;
+                }
+                got.extend_from_slice(&d[..n]);
+            }
+        } else {
+            got.resize(seg.len(), 0);
+            c.read_exact(&mut got).unwrap();
+        }
+        assert_eq!(got, seg);
+    }
+    let served = |s: &Server| s.metric("corestream_tier_requests_total{result=\"miss\"}");
+    eprintln!("misses: process a {}, process b {}", served(&a), served(&b));
+    assert_eq!(
+        o.count("/live/shared.ts"),
+        1,
+        "one upstream request for the box"
+    );
+    // Both processes now hold it.
+    for s in [&a, &b] {
+        let r = s.get("GET /live/shared.ts HTTP/1.1\r\nHost: e\r\n\r\n");
+        assert_eq!(r.body, seg);
+    }
+    assert_eq!(o.count("/live/shared.ts"), 1);
+    let _ = std::fs::remove_dir_all(&cache);
+}
+
+#[test]
+fn a_process_that_dies_mid_fetch_does_not_leave_the_others_waiting() {
+    let o = Origin::start();
+    let seg = body(200_000, 13);
+    let mut s = Script::ok(&seg);
+    s.split = Some((50_000, Duration::from_secs(3)));
+    o.set("/live/orphan.ts", s);
+    let cache = media_root("tier-orphan");
+    // Two processes on their own ports, sharing the cache directory.
+    let mut a = edge(&o.url(), &cache, &[]);
+    let b = edge(&o.url(), &cache, &[]);
+    let mut va = a.connect();
+    va.write_all(b"GET /live/orphan.ts HTTP/1.1\r\nHost: e\r\n\r\n")
+        .unwrap();
+    common::wait_for("a to fetch", Duration::from_secs(5), || {
+        *o.paused.lock().unwrap()
+    });
+    let mut vb = b.connect();
+    vb.write_all(b"GET /live/orphan.ts HTTP/1.1\r\nHost: e\r\n\r\n")
+        .unwrap();
+    // b follows a's fetch: the first bytes arrive through it.
+    let mut first = vec![0u8; 1000];
+    vb.read_exact(&mut first).unwrap();
+    assert!(String::from_utf8_lossy(&first).starts_with("HTTP/1.1 200"));
+    assert_eq!(o.count("/live/orphan.ts"), 1);
+    // a dies while the origin pauses: b gives up on it within a second or two.
+    let _ = a.child.kill();
+    let _ = a.child.wait();
+    let t = Instant::now();
+    let mut rest = Vec::new();
+    let _ = vb.read_to_end(&mut rest);
+    assert!(
+        t.elapsed() < Duration::from_secs(3),
+        "b noticed: {:?}",
+        t.elapsed()
+    );
+    assert!(
+        first.len() + rest.len() < seg.len() + 200,
+        "never presented as complete"
+    );
+    // The next request fetches again, and gets it whole.
+    let r = b.get("GET /live/orphan.ts HTTP/1.1\r\nHost: e\r\n\r\n");
+    assert_eq!(r.body, seg);
+    assert_eq!(o.count("/live/orphan.ts"), 2);
+    let _ = std::fs::remove_dir_all(&cache);
+}

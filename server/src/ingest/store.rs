@@ -118,6 +118,23 @@ impl Upload {
         })
     }
 
+    /// Put the already open `file` (holding `written` bytes) under `path` at `commit`.
+    pub fn with_file(
+        root: RawFd,
+        path: &[u8],
+        file: OwnedFd,
+        written: u64,
+    ) -> Result<Upload, StoreError> {
+        let (dir, name) = split(path);
+        Ok(Upload {
+            dir: directory(root, dir, true)?,
+            name: cstring(name)?,
+            named_tmp: None,
+            file,
+            written,
+        })
+    }
+
     /// Append body bytes.
     pub fn write(&mut self, data: &[u8]) -> Result<(), StoreError> {
         fsys::pwrite_all(self.file.as_raw_fd(), data, self.written)?;

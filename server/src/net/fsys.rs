@@ -466,6 +466,20 @@ pub fn open_new_at(dir: RawFd, name: &CStr) -> io::Result<OwnedFd> {
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
+/// Open the existing file `name` in `dir` for reading and writing (no symlink followed).
+pub fn open_rw_at(dir: RawFd, name: &CStr) -> io::Result<OwnedFd> {
+    // SAFETY: dir is an open directory fd and name a NUL-terminated string.
+    let fd = cvt(unsafe {
+        libc::openat(
+            dir,
+            name.as_ptr(),
+            libc::O_RDWR | libc::O_NOFOLLOW | libc::O_CLOEXEC,
+        )
+    })?;
+    // SAFETY: openat returned a new fd that nothing else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
 /// Give the open file `fd` the name `name` in `dir` (linkat through /proc/self/fd, which
 /// needs no capability, unlike AT_EMPTY_PATH).
 pub fn link_at(fd: RawFd, dir: RawFd, name: &CStr) -> io::Result<()> {
@@ -524,6 +538,31 @@ pub fn pwrite_all(fd: RawFd, mut buf: &[u8], mut offset: u64) -> io::Result<()> 
         offset += n as u64;
     }
     Ok(())
+}
+
+/// flock(2) without waiting: Ok(true) if taken, Ok(false) if another open file holds a
+/// conflicting lock.
+pub fn try_flock(fd: RawFd, exclusive: bool) -> io::Result<bool> {
+    let op = if exclusive {
+        libc::LOCK_EX
+    } else {
+        libc::LOCK_SH
+    } | libc::LOCK_NB;
+    // SAFETY: fd is an open descriptor; flock takes no pointers.
+    match cvt(unsafe { libc::flock(fd, op) }) {
+        Ok(_) => Ok(true),
+        Err(e) if e.raw_os_error() == Some(libc::EWOULDBLOCK) => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
+/// Size of an open file.
+pub fn size_of(fd: RawFd) -> io::Result<u64> {
+    // SAFETY: zeroed is a valid bit pattern for libc::stat (plain integers).
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: fd is open; st is a valid out-pointer.
+    cvt(unsafe { libc::fstat(fd, &mut st) })?;
+    Ok(st.st_size.max(0) as u64)
 }
 
 #[cfg(test)]

@@ -5,6 +5,7 @@
 
 use super::fresh::{self, Policy};
 use super::origin::{Origin, Upstream};
+use super::share::{Claim, Lead, Meta};
 use super::{Entry, Job, Remembered, Tier};
 use crate::http::body::{self, BodyError, Framing};
 use crate::http::mime::Kind;
@@ -43,6 +44,12 @@ enum Failure {
 /// Start the fetcher threads.
 pub fn start(tier: Arc<Tier>, shared: Arc<Shared>) -> io::Result<()> {
     let threads = tier.opts.max_connections * tier.origins().len().max(1);
+    if let Some(sh) = tier.share.clone() {
+        let (t, s) = (tier.clone(), shared.clone());
+        std::thread::Builder::new()
+            .name("corestream-share".into())
+            .spawn(move || sh.run(t, s))?;
+    }
     for i in 0..threads.max(2) {
         let (t, s) = (tier.clone(), shared.clone());
         std::thread::Builder::new()
@@ -57,10 +64,26 @@ pub fn start(tier: Arc<Tier>, shared: Arc<Shared>) -> io::Result<()> {
 }
 
 fn run(t: &Tier, shared: &Shared, job: Job) {
+    // Other processes on this box with the same --cache-dir: one of us fetches.
+    let mut lead = None;
+    if let (Some(sh), None) = (&t.share, &job.query) {
+        match sh.claim(t, shared, &job) {
+            Claim::Lead(l) => lead = Some(l),
+            Claim::Follow => return,
+            Claim::Adopted => {
+                t.done(&job.key);
+                shared
+                    .inboxes
+                    .changed(std::slice::from_ref(&job.key.to_vec()));
+                return;
+            }
+            Claim::Alone => {}
+        }
+    }
     let mut last = (Status::BadGateway, String::from("no origin"));
     let mut outcome = None;
     for i in super::origin::order(t.origins(), &job.path) {
-        match attempt(t, shared, &t.origins()[i], &job) {
+        match attempt(t, shared, &t.origins()[i], &job, &mut lead) {
             Ok(()) => {
                 outcome = Some(Ok(()));
                 break;
@@ -85,6 +108,10 @@ fn run(t: &Tier, shared: &Shared, job: Job) {
             );
             t.remember(&job.key, Remembered::Status(last.0), t.opts.negative_ttl);
         }
+    }
+    if let (Some(sh), Some(l)) = (&t.share, lead) {
+        // Not stored by this fetch: the other processes stop following it.
+        sh.finish(l, None);
     }
     t.done(&job.key);
     shared
@@ -307,12 +334,18 @@ fn drain(s: &mut Upstream, buf: &mut Vec<u8>, head: &Head) -> bool {
         && head.keep_alive
 }
 
-fn attempt(t: &Tier, shared: &Shared, origin: &Origin, job: &Job) -> Result<(), Failure> {
+fn attempt(
+    t: &Tier,
+    shared: &Shared,
+    origin: &Origin,
+    job: &Job,
+    lead: &mut Option<Lead>,
+) -> Result<(), Failure> {
     let mut buf = Vec::with_capacity(16 * 1024);
     let (mut s, head) = exchange(t, origin, job, &mut buf)?;
     let reusable = match head.status {
         200 if job.query.is_some() => blocking_playlist(t, &mut s, &mut buf, &head, job)?,
-        200 => store(t, shared, &mut s, &mut buf, &head, job)?,
+        200 => store(t, shared, &mut s, &mut buf, &head, job, lead)?,
         304 if job.revalidate.is_some() => {
             let default = default_lifetime(job.kind);
             if !t.refresh(&job.path, &head.policy(), default) {
@@ -404,9 +437,21 @@ fn store(
     buf: &mut Vec<u8>,
     head: &Head,
     job: &Job,
+    lead: &mut Option<Lead>,
 ) -> Result<bool, Failure> {
     let policy = head.policy();
-    let mut up = Upload::begin(t.cache_fd.as_raw_fd(), &job.path).map_err(|e| {
+    // Leading for the box: the bytes go into the shared file the other processes follow.
+    let lead = lead.take();
+    let opened = match lead.as_ref().map(|l| l.file.try_clone()) {
+        Some(Ok(f)) => Upload::with_file(t.cache_fd.as_raw_fd(), &job.path, f, 0),
+        _ => Upload::begin(t.cache_fd.as_raw_fd(), &job.path),
+    };
+    let finish = |meta| {
+        if let (Some(sh), Some(l)) = (&t.share, lead) {
+            sh.finish(l, meta);
+        }
+    };
+    let mut up = opened.map_err(|e| {
         eprintln!(
             "corestream: cannot store /{} in --cache-dir: {e:?}",
             String::from_utf8_lossy(&job.path)
@@ -442,6 +487,7 @@ fn store(
     };
     if let Err(e) = read {
         end(State::Aborted);
+        finish(None);
         let why = match e {
             BodyError::Timeout => "stalled".to_string(),
             BodyError::Sink(e) => format!("cannot be stored: {e:?}"),
@@ -467,14 +513,17 @@ fn store(
             }
         }
     }
-    if !policy.no_store && size <= t.opts.max_bytes {
+    let etag = head.field("etag").map(<[u8]>::to_vec);
+    let last_modified = head.field("last-modified").map(<[u8]>::to_vec);
+    let storable = !policy.no_store && size <= t.opts.max_bytes;
+    if storable {
         let entry = Entry {
             size,
             stored: Instant::now(),
             age: policy.age,
             lifetime,
-            etag: head.field("etag").map(<[u8]>::to_vec),
-            last_modified: head.field("last-modified").map(<[u8]>::to_vec),
+            etag: etag.clone(),
+            last_modified: last_modified.clone(),
         };
         match up.commit() {
             Ok(_) => t.store(&job.path, entry),
@@ -484,6 +533,12 @@ fn store(
             ),
         }
     }
+    finish(storable.then_some(Meta {
+        lifetime,
+        age: policy.age,
+        etag,
+        last_modified,
+    }));
     end(State::Complete);
     Ok(head.keep_alive)
 }

@@ -12,11 +12,13 @@
 //! (one per object, not one per viewer).
 //!
 //! `origin` (URLs, rendezvous order, keep-alive pools), `fresh` (RFC 9111 freshness),
-//! `fetch` (one upstream exchange and what becomes of its answer).
+//! `fetch` (one upstream exchange and what becomes of its answer), `share` (one fetch per
+//! object for all the processes sharing a --cache-dir).
 
 pub mod fetch;
 pub mod fresh;
 pub mod origin;
+pub mod share;
 
 use crate::admin::metrics::Exposition;
 use crate::http::mime::Kind;
@@ -53,14 +55,14 @@ pub struct Options {
 }
 
 /// An object stored in the cache directory, under its request path.
-struct Entry {
-    size: u64,
-    stored: Instant,
+pub(crate) struct Entry {
+    pub(crate) size: u64,
+    pub(crate) stored: Instant,
     /// Age it had when it reached us.
-    age: Duration,
-    lifetime: Duration,
-    etag: Option<Vec<u8>>,
-    last_modified: Option<Vec<u8>>,
+    pub(crate) age: Duration,
+    pub(crate) lifetime: Duration,
+    pub(crate) etag: Option<Vec<u8>>,
+    pub(crate) last_modified: Option<Vec<u8>>,
 }
 
 /// An answer remembered for a while instead of asking the origin again.
@@ -122,6 +124,9 @@ pub struct Tier {
     pub opts: Options,
     /// TLS client configuration for https origins (None when every origin is http).
     pub tls: Option<Arc<rustls::ClientConfig>>,
+    /// Fetches shared with the other processes using the same --cache-dir (None if the
+    /// shared directory cannot be used: each process then fetches for itself).
+    pub share: Option<Arc<share::Share>>,
     /// `<cache-dir>/objects`, an O_PATH directory every stored object is beneath.
     pub cache_fd: OwnedFd,
     index: Mutex<Index>,
@@ -168,8 +173,16 @@ impl Tier {
         } else {
             None
         };
+        let share = match share::Share::open(&opts.cache_dir) {
+            Ok(s) => Some(Arc::new(s)),
+            Err(e) => {
+                eprintln!("corestream: {e}; processes sharing --cache-dir fetch separately");
+                None
+            }
+        };
         Ok(Tier {
             tls,
+            share,
             opts,
             cache_fd,
             index: Mutex::new(Index {
@@ -282,7 +295,7 @@ impl Tier {
     }
 
     /// The fetch of `key` is over (its answer is stored, remembered or failed).
-    fn done(&self, key: &[u8]) {
+    pub(crate) fn done(&self, key: &[u8]) {
         if let Ok(mut f) = self.in_flight.lock() {
             f.remove(key);
         }
@@ -303,7 +316,7 @@ impl Tier {
     }
 
     /// Record a stored object; evict the least recently used beyond --cache-max-bytes.
-    fn store(&self, path: &[u8], e: Entry) {
+    pub(crate) fn store(&self, path: &[u8], e: Entry) {
         let Ok(mut idx) = self.index.lock() else {
             return;
         };

@@ -158,7 +158,7 @@ fn parse(url: &str) -> Result<Origin, String> {
 
 /// A stable 64-bit hash (FNV-1a, then the splitmix64 finaliser): every edge of a fleet,
 /// whatever its build, must send a path to the same shield.
-fn hash(parts: &[&[u8]]) -> u64 {
+pub fn stable_hash(parts: &[&[u8]]) -> u64 {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
     for p in parts {
         for &b in *p {
@@ -183,7 +183,7 @@ pub fn order(origins: &[Origin], path: &[u8]) -> Vec<usize> {
         .enumerate()
         .map(|(i, o)| {
             (
-                hash(&[o.authority.as_bytes(), o.prefix.as_bytes(), path]),
+                stable_hash(&[o.authority.as_bytes(), o.prefix.as_bytes(), path]),
                 i,
             )
         })
@@ -305,7 +305,7 @@ mod tests {
         }
         assert!(first.iter().all(|&n| n > 800), "{first:?}");
         // Stable across runs and builds.
-        assert_eq!(hash(&[b"a"]), hash(&[b"a"]));
-        assert_ne!(hash(&[b"ab", b"c"]), hash(&[b"a", b"bc"]));
+        assert_eq!(stable_hash(&[b"a"]), stable_hash(&[b"a"]));
+        assert_ne!(stable_hash(&[b"ab", b"c"]), stable_hash(&[b"a", b"bc"]));
     }
 }
