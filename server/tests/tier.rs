@@ -254,6 +254,12 @@ fn a_thousand_viewers_of_a_new_segment_make_one_upstream_request() {
     assert_eq!(r.header("via"), Some("1.1 corestream"));
     assert!(r.header("age").is_some());
     assert_eq!(o.count("/live/new.ts"), 1);
+    // RFC 9211: the viewers that joined the forward another one started say so.
+    let collapsed = statuses
+        .get("corestream; fwd=miss; collapsed")
+        .copied()
+        .unwrap_or(0);
+    assert!(collapsed >= 900, "{statuses:?}");
     let (_, m) = e.admin_get("/metrics");
     assert!(
         m.contains("corestream_tier_requests_total{result=\"miss\"} 1\n"),

@@ -150,8 +150,12 @@ pub fn encode(r: &Response<'_>, env: &Env<'_>, out: &mut Vec<u8>) {
             number_field(out, b"Age", u64::from(age));
             out.extend_from_slice(b"Via: 1.1 corestream\r\nCache-Status: corestream; hit\r\n");
         }
-        Some(super::response::TierStatus::Miss) => {
-            out.extend_from_slice(b"Via: 1.1 corestream\r\nCache-Status: corestream; fwd=miss\r\n")
+        Some(super::response::TierStatus::Miss { collapsed }) => {
+            out.extend_from_slice(b"Via: 1.1 corestream\r\nCache-Status: corestream; fwd=miss");
+            if collapsed {
+                out.extend_from_slice(b"; collapsed");
+            }
+            out.extend_from_slice(b"\r\n");
         }
         None => {}
     }

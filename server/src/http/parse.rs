@@ -38,6 +38,9 @@ pub struct Request<'a> {
     /// the first to the last; other lines may sit between): one slice keeps the request
     /// small, and `cmcd_headers` picks the values out only when a response is logged.
     pub cmcd: Option<&'a [u8]>,
+    /// Held behind an upstream fetch that another request started (the edge tier's
+    /// `Cache-Status: ...; collapsed`); never set by the parser.
+    pub collapsed: bool,
     /// The request announced a body (Content-Length > 0): we never read bodies, so the
     /// connection must close after the response to stay in sync.
     pub has_body: bool,

@@ -65,6 +65,8 @@ pub struct Parked {
     cmcd: Option<Box<[u8]>>,
     /// When it was first held (CMSD `ht`).
     pub since: std::time::Instant,
+    /// Waiting for an upstream fetch another request started.
+    pub collapsed: bool,
     /// Tick after which the wait ends (503 for playlists, 404 for parts).
     pub deadline: u32,
 }
@@ -81,6 +83,7 @@ impl Parked {
             host_count: 1,
             origin: self.origin.as_deref(),
             cmcd: self.cmcd.as_deref(),
+            collapsed: self.collapsed,
             ..Request::default()
         }
     }
@@ -195,7 +198,9 @@ fn entity<'r>(
 fn growing<'r>(req: &Request<'r>, close: bool, g: Arc<Growing>) -> Response<'r> {
     let chunked = g.declared.is_none() && req.minor >= 1;
     let fields = Fields {
-        tier: g.upstream.then_some(TierStatus::Miss),
+        tier: g.upstream.then_some(TierStatus::Miss {
+            collapsed: req.collapsed,
+        }),
         content_type: Some(g.content_type),
         content_length: g.declared,
         cache_control: Some(CacheControl::Kind(g.kind)),
@@ -227,9 +232,12 @@ fn pull<'r>(
     close: bool,
 ) -> Answer<'r> {
     let is_head = req.method() == Method::Head;
+    let miss = TierStatus::Miss {
+        collapsed: req.collapsed,
+    };
     let forwarded = |status: Status| {
         let mut r = Response::error(status, base(req, close), !is_head);
-        r.fields.tier = Some(TierStatus::Miss);
+        r.fields.tier = Some(miss);
         Answer::Now(r)
     };
     let query = if kind == Kind::Playlist {
@@ -255,7 +263,7 @@ fn pull<'r>(
         let mut r = file_response(cx, req, close, (content_type, kind), file, &meta);
         // A held request was the miss (or waited for it); new ones found a stored copy.
         r.fields.tier = Some(if cx.rerun {
-            TierStatus::Miss
+            miss
         } else {
             TierStatus::Hit(u32::try_from(age).unwrap_or(u32::MAX))
         });
@@ -268,7 +276,7 @@ fn pull<'r>(
                 content_type: Some(content_type),
                 content_length: Some(body.len() as u64),
                 cache_control: Some(CacheControl::Kind(kind)),
-                tier: Some(TierStatus::Miss),
+                tier: Some(miss),
                 ..base(req, close)
             },
             body: if is_head {
@@ -279,15 +287,17 @@ fn pull<'r>(
         }),
         Lookup::Status(s) => forwarded(s),
         Lookup::Hit { .. } => forwarded(Status::ServiceUnavailable),
-        Lookup::Wait if cx.expired => forwarded(Status::GatewayTimeout),
-        Lookup::Wait => {
+        Lookup::Wait { .. } if cx.expired => forwarded(Status::GatewayTimeout),
+        Lookup::Wait { joined } => {
             let o = &t.opts;
             let mut wait = 2 * o.timeout + o.stall_timeout;
             if query.is_some() {
                 wait += std::time::Duration::from_secs(30);
             }
             let key = tier::key(path, query.as_deref());
-            Answer::Park(park_for(cx, req, &key, wait.as_secs_f64()))
+            let mut parked = park_for(cx, req, &key, wait.as_secs_f64());
+            parked.collapsed = joined || req.collapsed;
+            Answer::Park(parked)
         }
     }
 }
@@ -301,6 +311,7 @@ fn park_for(cx: &Cx<'_>, req: &Request<'_>, key: &[u8], secs: f64) -> Box<Parked
         key: key.into(),
         cmcd: req.cmcd.map(Into::into),
         since: std::time::Instant::now(),
+        collapsed: false,
         target: req.target.into(),
         head: req.method() == Method::Head,
         keep_alive: req.keep_alive,

@@ -96,8 +96,8 @@ impl Methods {
 pub enum TierStatus {
     /// A stored copy, this many seconds old (`Age`).
     Hit(u32),
-    /// Forwarded to the origin (or waited for a forward under way).
-    Miss,
+    /// Forwarded to the origin; `collapsed`: waited for a forward another request started.
+    Miss { collapsed: bool },
 }
 
 /// The ingest port's challenge (RFC 6750 3).

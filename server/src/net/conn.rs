@@ -499,6 +499,7 @@ impl Conn {
             Answer::Park(mut again) => {
                 again.deadline = p.deadline;
                 again.since = p.since;
+                again.collapsed |= p.collapsed;
                 self.m.state = State::Parked(again);
                 false
             }

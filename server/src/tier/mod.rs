@@ -82,7 +82,8 @@ pub enum Lookup {
     /// The origin's answer was this status (a 404 remembered, or a failure).
     Status(Status),
     /// A fetch is under way: hold the request under the key until it says more.
-    Wait,
+    /// `joined`: another request had started it (RFC 9211 `collapsed`).
+    Wait { joined: bool },
 }
 
 /// The ETag and Last-Modified of a stored copy, sent as If-None-Match and If-Modified-Since.
@@ -254,7 +255,7 @@ impl Tier {
         };
         if flying.contains(&key) {
             count(&self.stats.collapsed);
-            return Lookup::Wait;
+            return Lookup::Wait { joined: true };
         }
         flying.insert(key.clone());
         drop(flying);
@@ -271,7 +272,7 @@ impl Tier {
             });
         }
         self.job_ready.notify_one();
-        Lookup::Wait
+        Lookup::Wait { joined: false }
     }
 
     /// The stored file of `path` vanished (evicted between lookup and open): forget it.
