@@ -245,7 +245,9 @@ pub struct Cli {
     pub origin_ca: PathBuf,
 
     /// How long a 404 (or a failed fetch) from the origin is remembered, so a storm of
-    /// requests for a missing object does not reach the origin.
+    /// requests for a missing object does not reach the origin. Never longer than half the
+    /// part target (LL-HLS) or target duration of a live playlist pulled from the same
+    /// directory: the name may be published by then.
     #[arg(long, env = "CORESTREAM_NEGATIVE_TTL", default_value = "1s", value_parser = parse_duration, value_name = "DURATION")]
     pub negative_ttl: Duration,
 

@@ -462,6 +462,56 @@ fn unreachable_slow_and_failing_origins_and_remembered_404s() {
 }
 
 #[test]
+fn a_missing_name_is_remembered_no_longer_than_the_playlist_says_it_could_appear() {
+    let o = Origin::start();
+    // Live LL-HLS: parts every 0.5 s, segments every 2 s.
+    o.set(
+        "/ll/media.m3u8",
+        Script::ok(common::ll_playlist(5, 10, 2, 2, false).as_bytes()),
+    );
+    o.set(
+        "/vod/media.m3u8",
+        Script::ok(common::ll_playlist(1, 3, 0, 2, true).as_bytes()),
+    );
+    let cache = media_root("tier-negative");
+    let e = edge(&o.url(), &cache, &["--negative-ttl", "10s"]);
+    let get = |target: &str| e.get(&format!("GET {target} HTTP/1.1\r\nHost: e\r\n\r\n"));
+    assert_eq!(get("/ll/media.m3u8").status, 200);
+    assert_eq!(get("/vod/media.m3u8").status, 200);
+    // The next part is asked for before the packager has it: 404. It exists a part later;
+    // the edge must not keep saying 404 for --negative-ttl (10 s) but at most half a part
+    // target (0.25 s).
+    assert_eq!(get("/ll/s11.3.ts").status, 404);
+    assert_eq!(get("/ll/s11.3.ts").status, 404, "remembered meanwhile");
+    o.set("/ll/s11.3.ts", Script::ok(b"part three"));
+    thread::sleep(Duration::from_millis(400));
+    let r = get("/ll/s11.3.ts");
+    assert_eq!((r.status, r.body.as_slice()), (200, &b"part three"[..]));
+    assert_eq!(o.count("/ll/s11.3.ts"), 2);
+    // Beside a finished playlist (EXT-X-ENDLIST) nothing new appears: --negative-ttl holds.
+    assert_eq!(get("/vod/s9.ts").status, 404);
+    o.set("/vod/s9.ts", Script::ok(b"late"));
+    thread::sleep(Duration::from_millis(400));
+    assert_eq!(get("/vod/s9.ts").status, 404);
+    assert_eq!(o.count("/vod/s9.ts"), 1);
+    drop(e);
+
+    // A 404 to a blocking playlist request is kept 4 target durations (8 s here), not the
+    // default --negative-ttl of 1 s.
+    let cache2 = media_root("tier-negative-2");
+    let e = edge(&o.url(), &cache2, &[]);
+    let get = |target: &str| e.get(&format!("GET {target} HTTP/1.1\r\nHost: e\r\n\r\n"));
+    assert_eq!(get("/ll/media.m3u8").status, 200);
+    let blocking = "/ll/media.m3u8?_HLS_msn=99&_HLS_part=0";
+    assert_eq!(get(blocking).status, 404);
+    thread::sleep(Duration::from_millis(1500));
+    assert_eq!(get(blocking).status, 404);
+    assert_eq!(o.count(blocking), 1, "the blocking 404 was remembered");
+    let _ = std::fs::remove_dir_all(&cache);
+    let _ = std::fs::remove_dir_all(&cache2);
+}
+
+#[test]
 fn corestream_as_origin_with_blocking_playlist_requests_collapsed() {
     let root = media_root("tier-origin-root");
     std::fs::create_dir_all(root.join("ll")).unwrap();

@@ -98,7 +98,7 @@ fn run(t: &Tier, shared: &Shared, job: Job) {
     match outcome {
         Some(Ok(())) | Some(Err(Failure::Broken)) => {}
         Some(Err(Failure::Final(status))) => {
-            t.remember(&job.key, Remembered::Status(status), t.opts.negative_ttl)
+            t.remember(&job.key, Remembered::Status(status), t.negative_ttl(&job))
         }
         Some(Err(Failure::Next(..))) | None => {
             eprintln!(
@@ -106,7 +106,7 @@ fn run(t: &Tier, shared: &Shared, job: Job) {
                 String::from_utf8_lossy(&job.path),
                 last.1
             );
-            t.remember(&job.key, Remembered::Status(last.0), t.opts.negative_ttl);
+            t.remember(&job.key, Remembered::Status(last.0), t.negative_ttl(&job));
         }
     }
     if let (Some(sh), Some(l)) = (&t.share, lead) {
@@ -360,7 +360,7 @@ fn attempt(
             t.remember(
                 &job.key,
                 Remembered::Status(Status::NotFound),
-                t.opts.negative_ttl,
+                t.negative_ttl(job),
             );
             if ok {
                 origin.give_back(s, t.opts.max_connections);
@@ -418,9 +418,14 @@ fn blocking_playlist(
         Ok(())
     })
     .map_err(|_| Failure::Final(Status::BadGateway))?;
-    let target = std::str::from_utf8(&body)
+    let info = std::str::from_utf8(&body)
         .ok()
-        .map(|text| crate::live::playlist::scan(text).target_duration)
+        .map(crate::live::playlist::scan);
+    if let Some(i) = &info {
+        t.learn(&job.path, i);
+    }
+    let target = info
+        .map(|i| i.target_duration)
         .filter(|d| *d > 0.0)
         .unwrap_or(1.0);
     let ttl = Duration::from_secs_f64((6.0 * target).min(60.0));
@@ -501,15 +506,15 @@ fn store(
     }
     let size = up.written;
     let mut lifetime = policy.lifetime.unwrap_or(default_lifetime(job.kind));
-    if policy.lifetime.is_none() && job.path.ends_with(b".m3u8") && size <= 1 << 20 {
-        // LL-HLS server configuration profile: a playlist is good for half a target
-        // duration unless the origin says otherwise.
+    if job.path.ends_with(b".m3u8") && size <= 1 << 20 {
         if let Ok(text) = crate::net::fsys::read_exact_size(up.file.as_raw_fd(), size) {
-            let target = std::str::from_utf8(&text)
-                .map(|s| crate::live::playlist::scan(s).target_duration)
-                .unwrap_or(0.0);
-            if target > 0.0 {
-                lifetime = Duration::from_secs_f64(target / 2.0);
+            if let Ok(info) = std::str::from_utf8(&text).map(crate::live::playlist::scan) {
+                t.learn(&job.path, &info);
+                // LL-HLS server configuration profile: a playlist is good for half a
+                // target duration unless the origin says otherwise.
+                if policy.lifetime.is_none() && info.target_duration > 0.0 {
+                    lifetime = Duration::from_secs_f64(info.target_duration / 2.0);
+                }
             }
         }
     }

@@ -92,6 +92,23 @@ pub type Validators = (Option<Vec<u8>>, Option<Vec<u8>>);
 /// Remembered answers by key, with the instant each stops being used.
 type RememberedMap = HashMap<Box<[u8]>, (Remembered, Instant)>;
 
+/// Directories of live media playlists seen, at most (a bound like `MAX_OUTCOMES`).
+const MAX_CADENCES: usize = 10_000;
+
+/// How often new names appear beside a live media playlist: its target duration and, for
+/// LL-HLS, its part target. A name missing now may exist one part (or segment) later, so a
+/// 404 for it is not remembered longer than that.
+#[derive(Clone, Copy, Debug, PartialEq)]
+struct Cadence {
+    target: f64,
+    part_target: Option<f64>,
+}
+
+/// The directory part of a root-relative path (empty at the top).
+fn dir_of(path: &[u8]) -> &[u8] {
+    &path[..path.iter().rposition(|&b| b == b'/').unwrap_or(0)]
+}
+
 /// A fetch to run: the object, the query of a blocking playlist request, and the validators
 /// of a stale copy to revalidate.
 pub struct Job {
@@ -133,6 +150,8 @@ pub struct Tier {
     index: Mutex<Index>,
     in_flight: Mutex<HashSet<Box<[u8]>>>,
     remembered: Mutex<RememberedMap>,
+    /// By directory: the cadence of the live media playlists pulled from it.
+    cadences: Mutex<HashMap<Box<[u8]>, Cadence>>,
     jobs: Mutex<VecDeque<Job>>,
     job_ready: Condvar,
     pub stats: Stats,
@@ -192,6 +211,7 @@ impl Tier {
             }),
             in_flight: Mutex::new(HashSet::new()),
             remembered: Mutex::new(HashMap::new()),
+            cadences: Mutex::new(HashMap::new()),
             jobs: Mutex::new(VecDeque::new()),
             job_ready: Condvar::new(),
             stats: Stats::default(),
@@ -313,6 +333,65 @@ impl Tier {
                 }
             }
             r.insert(key.into(), (answer, Instant::now() + ttl));
+        }
+    }
+
+    /// A media playlist at `path` came from an origin: remember how often names appear
+    /// beside it while it is live (a finished one, `EXT-X-ENDLIST`, adds none).
+    pub(crate) fn learn(&self, path: &[u8], info: &crate::live::playlist::PlaylistInfo) {
+        if !info.is_media || info.target_duration <= 0.0 {
+            return;
+        }
+        let Ok(mut c) = self.cadences.lock() else {
+            return;
+        };
+        let dir = dir_of(path);
+        if info.endlist {
+            c.remove(dir);
+            return;
+        }
+        let cadence = Cadence {
+            target: info.target_duration,
+            part_target: info.part_target.filter(|p| *p > 0.0),
+        };
+        if c.get(dir) == Some(&cadence) {
+            return;
+        }
+        if c.len() >= MAX_CADENCES {
+            c.clear();
+        }
+        c.insert(dir.into(), cadence);
+    }
+
+    /// The live media playlist nearest above `path` (its own directory, then each parent).
+    fn cadence(&self, path: &[u8]) -> Option<Cadence> {
+        let c = self.cadences.lock().ok()?;
+        let mut dir = dir_of(path);
+        loop {
+            if let Some(k) = c.get(dir) {
+                return Some(*k);
+            }
+            if dir.is_empty() {
+                return None;
+            }
+            dir = dir_of(dir);
+        }
+    }
+
+    /// How long a 404 (or a failure) for `job` is remembered. A blocking playlist request's:
+    /// 4 target durations (LL-HLS server configuration profile). Any other: --negative-ttl,
+    /// but never longer than half the part target (LL-HLS) or half the target duration of
+    /// the live playlist beside it, since the missing name may be published by then.
+    pub(crate) fn negative_ttl(&self, job: &Job) -> Duration {
+        let ttl = self.opts.negative_ttl;
+        match (self.cadence(&job.path), job.query.is_some()) {
+            (Some(c), true) => Duration::from_secs_f64((4.0 * c.target).min(60.0)),
+            (None, true) => ttl,
+            (Some(c), false) => {
+                let every = c.part_target.unwrap_or(c.target);
+                ttl.min(Duration::from_secs_f64(every / 2.0))
+            }
+            (None, false) => ttl,
         }
     }
 
