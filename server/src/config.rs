@@ -216,7 +216,9 @@ pub struct Cli {
     #[arg(long, env = "CORESTREAM_CACHE_MAX_BYTES", default_value = "1GiB", value_parser = corestream_common::size::parse, value_name = "BYTES")]
     pub cache_max_bytes: u64,
 
-    /// Connections to each origin at once (and upstream requests in flight to it).
+    /// Connections to each origin at once, idle keep-alive ones included (and so upstream
+    /// requests in flight to it). A fetch waits up to --origin-timeout for one to be free,
+    /// then tries the next origin (504 if none is left).
     #[arg(
         long,
         env = "CORESTREAM_ORIGIN_MAX_CONNECTIONS",

@@ -11,6 +11,7 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::Path;
 use std::process::Command;
+use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
 use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -56,6 +57,8 @@ struct Origin {
     log: Log,
     /// Set while a split response is paused (the test checks viewers meanwhile).
     paused: Arc<Mutex<bool>>,
+    /// Most connections it had open at once.
+    peak: Arc<AtomicUsize>,
 }
 
 impl Origin {
@@ -65,11 +68,18 @@ impl Origin {
         let scripts: Arc<Mutex<HashMap<String, Script>>> = Arc::default();
         let log: Log = Arc::default();
         let paused: Arc<Mutex<bool>> = Arc::default();
-        let (s2, l2, p2) = (scripts.clone(), log.clone(), paused.clone());
+        let peak: Arc<AtomicUsize> = Arc::default();
+        let open: Arc<AtomicUsize> = Arc::default();
+        let (s2, l2, p2, pk) = (scripts.clone(), log.clone(), paused.clone(), peak.clone());
         thread::spawn(move || {
             for c in l.incoming().flatten() {
                 let (s3, l3, p3) = (s2.clone(), l2.clone(), p2.clone());
-                thread::spawn(move || serve(c, &s3, &l3, &p3));
+                pk.fetch_max(open.fetch_add(1, SeqCst) + 1, SeqCst);
+                let open = open.clone();
+                thread::spawn(move || {
+                    serve(c, &s3, &l3, &p3);
+                    open.fetch_sub(1, SeqCst);
+                });
             }
         });
         Origin {
@@ -77,6 +87,7 @@ impl Origin {
             scripts,
             log,
             paused,
+            peak,
         }
     }
 
@@ -509,6 +520,36 @@ fn a_missing_name_is_remembered_no_longer_than_the_playlist_says_it_could_appear
     assert_eq!(o.count(blocking), 1, "the blocking 404 was remembered");
     let _ = std::fs::remove_dir_all(&cache);
     let _ = std::fs::remove_dir_all(&cache2);
+}
+
+#[test]
+fn connections_to_an_origin_stay_within_origin_max_connections() {
+    let o = Origin::start();
+    for i in 0..8u8 {
+        let mut s = Script::ok(&body(5_000, i));
+        s.delay = Duration::from_millis(300);
+        o.set(&format!("/b/{i}.ts"), s);
+    }
+    // A second origin that refuses: the fetches that try it first all fail over to the
+    // live one, more at once than the bound allows.
+    let dead = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let cache = media_root("tier-bound");
+    let origins = format!("http://{dead},{}", o.url());
+    let e = edge(&origins, &cache, &["--origin-max-connections", "2"]);
+    let mut viewers: Vec<TcpStream> = (0..8).map(|_| e.connect()).collect();
+    for (i, v) in viewers.iter_mut().enumerate() {
+        write!(v, "GET /b/{i}.ts HTTP/1.1\r\nHost: e\r\n\r\n").unwrap();
+    }
+    for (i, v) in viewers.iter_mut().enumerate() {
+        let r = read_response(v, false).unwrap();
+        assert_eq!((r.status, &r.body), (200, &body(5_000, i as u8)));
+    }
+    let peak = o.peak.load(SeqCst);
+    assert!(peak <= 2, "{peak} connections to the origin at once");
+    let _ = std::fs::remove_dir_all(&cache);
 }
 
 #[test]

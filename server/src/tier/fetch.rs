@@ -4,7 +4,7 @@
 //! slow). Then wake everyone waiting on the key.
 
 use super::fresh::{self, Policy};
-use super::origin::{Origin, Upstream};
+use super::origin::{Origin, Slot, Upstream};
 use super::share::{Claim, Lead, Meta};
 use super::{Entry, Job, Remembered, Tier};
 use crate::http::body::{self, BodyError, Framing};
@@ -237,6 +237,7 @@ fn count(t: &Tier, origin: &Origin, status: u16) {
 fn exchange(
     t: &Tier,
     origin: &Origin,
+    slot: &mut Slot<'_>,
     job: &Job,
     buf: &mut Vec<u8>,
 ) -> Result<(Upstream, Head), Failure> {
@@ -266,7 +267,7 @@ fn exchange(
         } else {
             Duration::ZERO
         };
-    let mut pooled = origin.take();
+    let mut pooled = slot.pooled.take();
     loop {
         let reused = pooled.is_some();
         let mut s = match pooled.take() {
@@ -341,8 +342,18 @@ fn attempt(
     job: &Job,
     lead: &mut Option<Lead>,
 ) -> Result<(), Failure> {
+    let Some(mut slot) = origin.slot(t.opts.max_connections, t.opts.timeout) else {
+        count(t, origin, 0);
+        return Err(Failure::Next(
+            Status::GatewayTimeout,
+            format!(
+                "all {} connections to {} stayed busy for {:?} (--origin-max-connections)",
+                t.opts.max_connections, origin.authority, t.opts.timeout
+            ),
+        ));
+    };
     let mut buf = Vec::with_capacity(16 * 1024);
-    let (mut s, head) = exchange(t, origin, job, &mut buf)?;
+    let (mut s, head) = exchange(t, origin, &mut slot, job, &mut buf)?;
     let reusable = match head.status {
         200 if job.query.is_some() => blocking_playlist(t, &mut s, &mut buf, &head, job)?,
         200 => store(t, shared, &mut s, &mut buf, &head, job, lead)?,
@@ -363,7 +374,7 @@ fn attempt(
                 t.negative_ttl(job),
             );
             if ok {
-                origin.give_back(s, t.opts.max_connections);
+                slot.keep(s);
             }
             return Ok(());
         }
@@ -375,7 +386,7 @@ fn attempt(
         }
         other => {
             if drain(&mut s, &mut buf, &head) {
-                origin.give_back(s, t.opts.max_connections);
+                slot.keep(s);
             }
             eprintln!(
                 "corestream: origin {} answered {other} for /{}",
@@ -386,7 +397,7 @@ fn attempt(
         }
     };
     if reusable && buf.is_empty() {
-        origin.give_back(s, t.opts.max_connections);
+        slot.keep(s);
     }
     Ok(())
 }

@@ -5,8 +5,8 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName};
 use std::io::{self, Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
 
 /// A connection to an origin.
 pub enum Upstream {
@@ -82,8 +82,44 @@ pub struct Origin {
     pub port: u16,
     /// Path prefix prepended to every request (no trailing slash), e.g. `/live`.
     pub prefix: String,
-    /// Idle keep-alive connections.
-    idle: Mutex<Vec<Upstream>>,
+    /// Connections in use and idle ones: together at most --origin-max-connections.
+    pool: Mutex<Pool>,
+    freed: Condvar,
+}
+
+#[derive(Default)]
+struct Pool {
+    busy: usize,
+    idle: Vec<Upstream>,
+}
+
+/// One of an origin's --origin-max-connections, held while a fetch talks to it. Dropping it
+/// frees the slot; a connection handed to `keep` goes back to the idle ones then.
+pub struct Slot<'o> {
+    origin: &'o Origin,
+    /// An idle keep-alive connection that came with the slot, if there was one.
+    pub pooled: Option<Upstream>,
+    keep: Option<Upstream>,
+}
+
+impl Slot<'_> {
+    /// Keep this connection for the next fetch (its last response was read to its end).
+    pub fn keep(&mut self, s: Upstream) {
+        self.keep = Some(s);
+    }
+}
+
+impl Drop for Slot<'_> {
+    fn drop(&mut self) {
+        if let Ok(mut p) = self.origin.pool.lock() {
+            p.busy = p.busy.saturating_sub(1);
+            // Idle + busy never exceeds the bound: this slot's connection takes its place.
+            if let Some(s) = self.keep.take() {
+                p.idle.push(s);
+            }
+        }
+        self.origin.freed.notify_one();
+    }
 }
 
 impl std::fmt::Debug for Origin {
@@ -101,7 +137,8 @@ impl Clone for Origin {
             host: self.host.clone(),
             port: self.port,
             prefix: self.prefix.clone(),
-            idle: Mutex::new(Vec::new()),
+            pool: Mutex::default(),
+            freed: Condvar::new(),
         }
     }
 }
@@ -152,7 +189,8 @@ fn parse(url: &str) -> Result<Origin, String> {
         host,
         port,
         prefix: path.trim_end_matches('/').to_string(),
-        idle: Mutex::new(Vec::new()),
+        pool: Mutex::default(),
+        freed: Condvar::new(),
     })
 }
 
@@ -193,9 +231,24 @@ pub fn order(origins: &[Origin], path: &[u8]) -> Vec<usize> {
 }
 
 impl Origin {
-    /// An idle keep-alive connection, if one is left.
-    pub fn take(&self) -> Option<Upstream> {
-        self.idle.lock().ok()?.pop()
+    /// A slot among `max` connections to this origin (with an idle connection if one is
+    /// left), waiting up to `wait` for one to be freed; None if none was.
+    pub fn slot(&self, max: usize, wait: Duration) -> Option<Slot<'_>> {
+        let deadline = Instant::now() + wait;
+        let mut p = self.pool.lock().ok()?;
+        while p.busy >= max {
+            let left = deadline.checked_duration_since(Instant::now())?;
+            p = self.freed.wait_timeout(p, left).ok()?.0;
+        }
+        p.busy += 1;
+        // Idle ones count against the bound too: take one if there is any, else the new
+        // connection fits (busy + idle <= max holds on both paths).
+        let pooled = p.idle.pop();
+        Some(Slot {
+            origin: self,
+            pooled,
+            keep: None,
+        })
     }
 
     /// A new connection (TLS for https origins, verified with `tls`), within `timeout` per
@@ -246,15 +299,6 @@ impl Origin {
             }
         }
         Err(last)
-    }
-
-    /// Keep a connection whose last response was read to its end, up to `max` idle ones.
-    pub fn give_back(&self, s: Upstream, max: usize) {
-        if let Ok(mut idle) = self.idle.lock() {
-            if idle.len() < max {
-                idle.push(s);
-            }
-        }
     }
 }
 

@@ -153,9 +153,19 @@ impl Share {
                     self.follow(t, shared, job, part, theirs);
                     return Claim::Follow;
                 }
-                // Unlocked: its process died mid-fetch. Clear it and try again.
+                // Unlocked: its process died mid-fetch. Clear that file, not a new leader's
+                // that took the name meanwhile: hold its lock (another process clearing it
+                // now sees it taken) and unlink the name only if it still is this file.
                 _ => {
-                    let _ = fsys::unlink_at(dir, &cpart);
+                    let mine = fsys::try_flock(theirs.as_raw_fd(), true);
+                    let same = || {
+                        let named = fsys::stat_at(dir, &cpart).map(|m| m.ino);
+                        let held = fsys::regular_meta(&theirs).map(|m| m.map(|m| m.ino));
+                        matches!((named, held), (Ok(a), Ok(Some(b))) if a == b)
+                    };
+                    if matches!(mine, Ok(true)) && same() {
+                        let _ = fsys::unlink_at(dir, &cpart);
+                    }
                 }
             }
         }
