@@ -553,6 +553,64 @@ fn connections_to_an_origin_stay_within_origin_max_connections() {
 }
 
 #[test]
+fn pulled_playlists_are_served_from_memory_and_name_their_segments() {
+    let o = Origin::start();
+    let v1 = "#EXTM3U\n#EXT-X-VERSION:3\n#EXT-X-TARGETDURATION:2\n#EXT-X-MEDIA-SEQUENCE:7\n\
+              #EXTINF:2.0,\nseg7.ts\n#EXTINF:2.0,\nseg8.ts\n";
+    let mut p = Script::ok(v1.as_bytes());
+    p.fields.push(("Cache-Control".into(), "max-age=1".into()));
+    o.set("/tv/index.m3u8", p);
+    o.set("/tv/seg8.ts", Script::ok(&body(30_000, 8)));
+    let cache = media_root("tier-playlists");
+    let e = edge(&o.url(), &cache, &["--cmsd"]);
+    let get = |target: &str, extra: &str| {
+        e.get(&format!("GET {target} HTTP/1.1\r\nHost: e\r\n{extra}\r\n"))
+    };
+    assert_eq!(get("/tv/index.m3u8", "").body, v1.as_bytes());
+    let hit = get("/tv/index.m3u8", "");
+    assert_eq!(hit.header("cache-status"), Some("corestream; hit"));
+    assert_eq!(hit.body, v1.as_bytes());
+    // Conditionals and Range on the copy in memory.
+    let tag = hit.header("etag").expect("ETag").to_string();
+    let r = get("/tv/index.m3u8", &format!("If-None-Match: {tag}\r\n"));
+    assert_eq!(r.status, 304);
+    let r = get("/tv/index.m3u8", "Range: bytes=0-6\r\n");
+    assert_eq!((r.status, r.body.as_slice()), (206, &b"#EXTM3U"[..]));
+    // Held in the workers' playlist cache (not read from the cache directory per request).
+    let deadline = Instant::now() + Duration::from_secs(3);
+    loop {
+        let (_, m) = e.admin_get("/metrics");
+        let bytes: f64 = m
+            .lines()
+            .find_map(|l| l.strip_prefix("corestream_playlist_cache_bytes "))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(0.0);
+        if bytes > 0.0 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no pulled playlist in memory: {m}"
+        );
+        thread::sleep(Duration::from_millis(100));
+    }
+    // What the playlist says about its segments reaches the viewers (CMSD duration).
+    let seg = get("/tv/seg8.ts", "");
+    assert_eq!(seg.body, body(30_000, 8));
+    let st = seg.header("cmsd-static").unwrap_or("").to_string();
+    assert!(st.split(',').any(|i| i.trim() == "d=2000"), "{st}");
+    // A new version once the copy is stale: the memory copy follows the stored file.
+    let v2 = v1.replace("MEDIA-SEQUENCE:7", "MEDIA-SEQUENCE:8");
+    let mut p = Script::ok(v2.as_bytes());
+    p.fields.push(("Cache-Control".into(), "max-age=1".into()));
+    o.set("/tv/index.m3u8", p);
+    thread::sleep(Duration::from_millis(1100));
+    assert_eq!(get("/tv/index.m3u8", "").body, v2.as_bytes());
+    assert_eq!(get("/tv/index.m3u8", "").body, v2.as_bytes());
+    let _ = std::fs::remove_dir_all(&cache);
+}
+
+#[test]
 fn corestream_as_origin_with_blocking_playlist_requests_collapsed() {
     let root = media_root("tier-origin-root");
     std::fs::create_dir_all(root.join("ll")).unwrap();

@@ -12,7 +12,7 @@ use super::response::{
     Body, CacheControl, ContentRange, Cors, Fields, FileRange, GrowingBody, Validators,
 };
 use super::{parse, Method, Parse, Request, Response, Status};
-use crate::live::cache::{Miss, PlaylistCache};
+use crate::live::cache::{Cached, Dir, Miss, PlaylistCache};
 use crate::live::growing::Growing;
 use crate::live::playlist as live;
 use crate::net::fsys::{self, FileMeta};
@@ -220,14 +220,37 @@ fn growing<'r>(req: &Request<'r>, close: bool, g: Arc<Growing>) -> Response<'r> 
     }
 }
 
-/// A request the local root cannot answer, with an origin configured: a stored copy, a
-/// remembered answer, or a wait for the fetch (started here unless one is under way).
+/// A request the local root cannot answer, with an origin configured. The decoded path
+/// (`path_len` bytes and a NUL in `cx.path_buf`) is moved out of `cx` meanwhile, so that
+/// `pulled` may use the rest of it mutably (the playlist cache).
 fn pull<'r>(
-    cx: &Cx<'_>,
+    cx: &mut Cx<'_>,
     req: &Request<'r>,
     t: &Tier,
-    path: &[u8],
-    cpath: &CStr,
+    path_len: usize,
+    kinds: (Kind, &'static str),
+    close: bool,
+) -> Answer<'r> {
+    let buf = std::mem::take(cx.path_buf);
+    let answer = match CStr::from_bytes_with_nul(&buf) {
+        Ok(cpath) => pulled(cx, req, t, (&buf[..path_len], cpath), kinds, close),
+        Err(_) => Answer::Now(Response::error(
+            Status::BadRequest,
+            base(req, close),
+            req.method() != Method::Head,
+        )),
+    };
+    *cx.path_buf = buf;
+    answer
+}
+
+/// A stored copy (playlists from memory, the rest by sendfile from the cache directory), a
+/// remembered answer, or a wait for the fetch (started here unless one is under way).
+fn pulled<'r>(
+    cx: &mut Cx<'_>,
+    req: &Request<'r>,
+    t: &Tier,
+    (path, cpath): (&[u8], &CStr),
     (kind, content_type): (Kind, &'static str),
     close: bool,
 ) -> Answer<'r> {
@@ -250,17 +273,43 @@ fn pull<'r>(
         let Lookup::Hit { age } = lookup else {
             break;
         };
-        let Some(file) = fsys::open_beneath(t.cache_fd.as_raw_fd(), cpath)
-            .ok()
-            .and_then(|f| Some((fsys::regular_meta(&f).ok()??, f)))
-        else {
+        let fd = t.cache_fd.as_raw_fd();
+        let shared = cx.shared;
+        let in_memory = match kind {
+            Kind::Playlist => cx.cache.get(
+                Dir::Pulled(fd),
+                path,
+                cpath,
+                &shared.hints,
+                &shared.qoe.catalog,
+            ),
+            _ => Err(Miss::TooLarge),
+        };
+        let stored = match in_memory {
+            Ok(c) => Some(playlist_response(
+                cx,
+                req,
+                close,
+                (content_type, kind),
+                &c,
+                None,
+            )),
+            Err(Miss::Io(e)) => return forwarded(io_status(e.raw_os_error())),
+            Err(Miss::NotFound) => None,
+            // Not a playlist, or too large to keep in memory: by sendfile from the file.
+            Err(Miss::TooLarge) => fsys::open_beneath(fd, cpath)
+                .ok()
+                .and_then(|f| Some((fsys::regular_meta(&f).ok()??, f)))
+                .map(|(meta, file)| {
+                    file_response(cx, req, close, (content_type, kind), file, &meta)
+                }),
+        };
+        let Some(mut r) = stored else {
             // Evicted between the lookup and the open: fetch it again.
             t.forget(path);
             lookup = t.lookup(path, query.as_deref(), kind, content_type, false);
             continue;
         };
-        let (meta, file) = file;
-        let mut r = file_response(cx, req, close, (content_type, kind), file, &meta);
         // A held request was the miss (or waited for it); new ones found a stored copy.
         r.fields.tier = Some(if cx.rerun {
             miss
@@ -385,10 +434,9 @@ pub fn respond<'r>(cx: &mut Cx<'_>, req: &Request<'r>) -> Answer<'r> {
             .position(|&b| b == b'?')
             .map_or(&b""[..], |i| &req.target[i + 1..]);
         match cx.cache.get(
-            root,
+            Dir::Root(root, shared.watcher.as_deref()),
             path,
             cpath,
-            shared.watcher.as_deref(),
             &shared.hints,
             &shared.qoe.catalog,
         ) {
@@ -418,31 +466,19 @@ pub fn respond<'r>(cx: &mut Cx<'_>, req: &Request<'r>) -> Answer<'r> {
                         }
                     }
                 }
-                // A delta update is its own representation: no validators of the full one.
-                let is_delta = delta.is_some();
-                let decision = if is_delta {
-                    Decision::Full
-                } else {
-                    cond::decide(req, &c.meta, cx.now_secs)
-                };
-                let full = delta.unwrap_or_else(|| c.body.clone());
-                let what = Entity {
-                    content_type,
-                    kind,
-                    meta: &c.meta,
-                    len: full.len() as u64,
-                    etag: !is_delta,
-                };
-                let (mut r, range) = entity(req, close, &what, decision);
-                if let Some((start, end)) = range {
-                    r.body = Body::Bytes(full.slice(start as usize..end as usize));
-                }
-                return Answer::Now(r);
+                return Answer::Now(playlist_response(
+                    cx,
+                    req,
+                    close,
+                    (content_type, kind),
+                    &c,
+                    delta,
+                ));
             }
             Err(Miss::TooLarge) => {}
             Err(Miss::NotFound) => {
                 if let Some(t) = shared.tier.as_deref() {
-                    return pull(cx, req, t, path, cpath, (kind, content_type), close);
+                    return pull(cx, req, t, path_len, (kind, content_type), close);
                 }
                 return err(Status::NotFound);
             }
@@ -464,7 +500,7 @@ pub fn respond<'r>(cx: &mut Cx<'_>, req: &Request<'r>) -> Answer<'r> {
                 Some(libc::EIO) => Status::InternalError,
                 Some(libc::ENOENT) if shared.tier.is_some() => {
                     if let Some(t) = shared.tier.as_deref() {
-                        return pull(cx, req, t, path, cpath, (kind, content_type), close);
+                        return pull(cx, req, t, path_len, (kind, content_type), close);
                     }
                     Status::NotFound
                 }
@@ -501,6 +537,38 @@ pub fn respond<'r>(cx: &mut Cx<'_>, req: &Request<'r>) -> Answer<'r> {
         file,
         &meta,
     ))
+}
+
+/// The answer from a playlist held in memory (or its delta update): conditionals and Range
+/// evaluated against it.
+fn playlist_response<'r>(
+    cx: &Cx<'_>,
+    req: &Request<'r>,
+    close: bool,
+    (content_type, kind): (&'static str, Kind),
+    c: &Cached,
+    delta: Option<Bytes>,
+) -> Response<'r> {
+    // A delta update is its own representation: no validators of the full one.
+    let is_delta = delta.is_some();
+    let decision = if is_delta {
+        Decision::Full
+    } else {
+        cond::decide(req, &c.meta, cx.now_secs)
+    };
+    let full = delta.unwrap_or_else(|| c.body.clone());
+    let what = Entity {
+        content_type,
+        kind,
+        meta: &c.meta,
+        len: full.len() as u64,
+        etag: !is_delta,
+    };
+    let (mut r, range) = entity(req, close, &what, decision);
+    if let Some((start, end)) = range {
+        r.body = Body::Bytes(full.slice(start as usize..end as usize));
+    }
+    r
 }
 
 /// The answer for an open regular file: conditionals and Range evaluated, the body the

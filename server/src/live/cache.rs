@@ -9,6 +9,8 @@
 //! latency of an inotify event). inotify still drops entries early and wakes parked
 //! LL-HLS requests (see `live::Watcher`). Entries come only from files opened beneath the
 //! root with openat2, so the unconfined stat can only confirm an entry, never admit a file.
+//! Playlists the edge tier pulled into its cache directory are held here too (`Dir::Pulled`),
+//! validated the same way against the stored file each fetch replaces.
 
 use super::hints::Hints;
 use super::playlist::{self, PlaylistInfo};
@@ -60,6 +62,17 @@ impl Default for PlaylistCache {
     }
 }
 
+/// Where a playlist's file is.
+#[derive(Clone, Copy)]
+pub enum Dir<'w> {
+    /// Beneath the root, whose changes the watcher (if any) reports.
+    Root(RawFd, Option<&'w Watcher>),
+    /// In the edge tier's cache directory (pulled from an origin): every hit is validated
+    /// by its fstatat alone, and the entry is kept apart from a root file of the same path
+    /// (its key ends with the path's NUL, which no decoded path contains).
+    Pulled(RawFd),
+}
+
 /// Why a playlist could not be produced from the cache path.
 pub enum Miss {
     /// No such file (or not a regular file, or outside the root): 404.
@@ -100,32 +113,36 @@ impl PlaylistCache {
         self.map.is_empty()
     }
 
-    /// The current version of the playlist at `path` (`cpath` is the same, NUL-terminated).
+    /// The current version of the playlist at `path` (`cpath` is the same, NUL-terminated)
+    /// in `dir`.
     pub fn get(
         &mut self,
-        root: RawFd,
+        dir: Dir<'_>,
         path: &[u8],
         cpath: &CStr,
-        watcher: Option<&Watcher>,
         hints: &Hints,
         catalog: &crate::qoe::catalog::Catalog,
     ) -> Result<Arc<Cached>, Miss> {
+        let (root, watcher, key) = match dir {
+            Dir::Root(fd, w) => (fd, w, path),
+            Dir::Pulled(fd) => (fd, None, cpath.to_bytes_with_nul()),
+        };
         let now = match fsys::stat_at(root, cpath) {
             Ok(m) => m,
             Err(e) => {
-                self.remove(path);
+                self.remove(key);
                 return Err(match e.raw_os_error() {
                     Some(libc::EMFILE | libc::ENFILE | libc::ENOMEM | libc::EIO) => Miss::Io(e),
                     _ => Miss::NotFound,
                 });
             }
         };
-        if let Some(c) = self.map.get(path) {
+        if let Some(c) = self.map.get(key) {
             if c.meta == now {
                 return Ok(c.clone());
             }
         }
-        self.remove(path);
+        self.remove(key);
         let file = fsys::open_beneath(root, cpath).map_err(|e| match e.raw_os_error() {
             Some(libc::EMFILE | libc::ENFILE | libc::ENOMEM | libc::EIO) => Miss::Io(e),
             _ => Miss::NotFound,
@@ -164,7 +181,7 @@ impl PlaylistCache {
             body: Bytes::from(body),
             info,
         });
-        let cost = entry.cost(path);
+        let cost = entry.cost(key);
         while self.bytes + cost > self.budget {
             let Some((k, old)) = self.map.pop_lru() else {
                 break;
@@ -174,7 +191,7 @@ impl PlaylistCache {
         }
         if self.bytes + cost <= self.budget {
             self.bytes += cost;
-            self.map.put(path.into(), entry.clone());
+            self.map.put(key.into(), entry.clone());
         }
         Ok(entry)
     }
