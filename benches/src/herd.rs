@@ -25,6 +25,8 @@ pub struct Options {
     pub origin_duration: Duration,
     pub corestream_bin: PathBuf,
     pub out: Option<PathBuf>,
+    /// Client threads reading the viewers' sockets.
+    pub client_threads: usize,
 }
 
 /// The origin: counts requests per path; answers every path with `size` bytes, produced over
@@ -162,21 +164,54 @@ fn start_nginx(origin: SocketAddr, dir: &Path) -> Result<(Child, u16), String> {
     Ok((c, port))
 }
 
-/// One herd: every connection asks for `path` at once; returns (time until all have it,
-/// median completion), both from the first request sent.
-fn herd(
-    conns: &mut [Conn],
-    poll: &mut Poll,
-    path: &str,
-    size: usize,
-) -> Result<(Duration, Duration), String> {
+/// Viewers read by one client thread: their sockets and the poll they are registered with.
+struct Group {
+    poll: Poll,
+    conns: Vec<Conn>,
+}
+
+/// One herd: every connection asks for `path` at once (each client thread sends its share,
+/// then reads); returns (time until all have it, median completion), both from the start.
+/// Several client threads, so that the harness reading 5000 responses is not what is
+/// measured (one thread alone is busier than the edge during a herd).
+fn herd(groups: &mut [Group], path: &str, size: usize) -> Result<(Duration, Duration), String> {
     let req = format!("GET {path} HTTP/1.1\r\nHost: edge\r\n\r\n");
     let t0 = Instant::now();
+    let results: Vec<Result<Vec<Duration>, String>> = std::thread::scope(|s| {
+        let handles: Vec<_> = groups
+            .iter_mut()
+            .map(|g| s.spawn(|| herd_group(g, t0, req.as_bytes(), size)))
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join()
+                    .unwrap_or_else(|_| Err("a client thread panicked".into()))
+            })
+            .collect()
+    });
+    let mut done = Vec::new();
+    for r in results {
+        done.extend(r?);
+    }
+    if done.is_empty() {
+        return Err("no viewers".into());
+    }
+    done.sort();
+    Ok((done[done.len() - 1], done[done.len() / 2]))
+}
+
+/// One client thread's share of a herd: completion times from `t0`.
+fn herd_group(
+    g: &mut Group,
+    t0: Instant,
+    req: &[u8],
+    size: usize,
+) -> Result<Vec<Duration>, String> {
+    let conns = &mut g.conns;
     for c in conns.iter_mut() {
         c.reset();
-        c.sock
-            .write_all(req.as_bytes())
-            .map_err(|e| format!("send: {e}"))?;
+        c.sock.write_all(req).map_err(|e| format!("send: {e}"))?;
     }
     let sent = t0.elapsed();
     let mut done: Vec<Duration> = Vec::with_capacity(conns.len());
@@ -208,18 +243,15 @@ fn herd(
                 conns.len()
             ));
         }
-        poll.poll(&mut events, Some(Duration::from_millis(100)))
+        g.poll
+            .poll(&mut events, Some(Duration::from_millis(100)))
             .map_err(|e| format!("poll: {e}"))?;
         ready = events.iter().map(|e| e.token().0).collect();
     }
     if sent > Duration::from_millis(50) {
-        eprintln!(
-            "herd: note: sending the {} requests took {sent:?}",
-            conns.len()
-        );
+        eprintln!("herd: note: sending {} requests took {sent:?}", conns.len());
     }
-    done.sort();
-    Ok((done[done.len() - 1], done[done.len() / 2]))
+    Ok(done)
 }
 
 struct Conn {
@@ -272,25 +304,34 @@ impl Conn {
     }
 }
 
-fn connect_all(port: u16, n: usize, poll: &Poll) -> Result<Vec<Conn>, String> {
+fn connect_all(port: u16, n: usize, threads: usize) -> Result<Vec<Group>, String> {
     let addr: SocketAddr = ([127, 0, 0, 1], port).into();
-    let mut v = Vec::with_capacity(n);
+    let threads = threads.clamp(1, n.max(1));
+    let mut groups = Vec::with_capacity(threads);
+    for _ in 0..threads {
+        groups.push(Group {
+            poll: Poll::new().map_err(|e| e.to_string())?,
+            conns: Vec::with_capacity(n / threads + 1),
+        });
+    }
     for i in 0..n {
         let std = std::net::TcpStream::connect(addr).map_err(|e| format!("connect {i}: {e}"))?;
         std.set_nonblocking(true).map_err(|e| e.to_string())?;
         let _ = std.set_nodelay(true);
         let mut sock = TcpStream::from_std(std);
-        poll.registry()
-            .register(&mut sock, Token(i), Interest::READABLE)
+        let g = &mut groups[i % threads];
+        g.poll
+            .registry()
+            .register(&mut sock, Token(g.conns.len()), Interest::READABLE)
             .map_err(|e| e.to_string())?;
-        v.push(Conn {
+        g.conns.push(Conn {
             sock,
             head: Vec::new(),
             body_left: None,
             complete: false,
         });
     }
-    Ok(v)
+    Ok(groups)
 }
 
 pub fn run(o: &Options) -> Result<(), String> {
@@ -299,8 +340,8 @@ pub fn run(o: &Options) -> Result<(), String> {
     let (oaddr, counts) = origin(o.segment_bytes, o.origin_delay, o.origin_duration);
     let mut lines = vec![
         format!(
-            "{} viewers, segment {} B produced by the origin in {:?} after {:?}; {} rounds, servers alternated",
-            o.viewers, o.segment_bytes, o.origin_duration, o.origin_delay, o.rounds
+            "{} viewers ({} client threads), segment {} B produced by the origin in {:?} after {:?}; {} rounds, servers alternated",
+            o.viewers, o.client_threads, o.segment_bytes, o.origin_duration, o.origin_delay, o.rounds
         ),
         format!(
             "{:<11} {:>5} {:>14} {:>14} {:>16} {:>14}",
@@ -316,18 +357,17 @@ pub fn run(o: &Options) -> Result<(), String> {
             } else {
                 start_nginx(oaddr, &dir)?
             };
-            let mut poll = Poll::new().map_err(|e| e.to_string())?;
-            let mut conns = connect_all(port, o.viewers, &poll)?;
+            let mut groups = connect_all(port, o.viewers, o.client_threads)?;
             std::thread::sleep(Duration::from_millis(300));
             seq += 1;
             let path = format!("/live/seg{seq}.ts");
-            let result = herd(&mut conns, &mut poll, &path, o.segment_bytes);
+            let result = herd(&mut groups, &path, o.segment_bytes);
             let hits = result.as_ref().ok().map(|_| {
                 let t = Instant::now();
-                herd(&mut conns, &mut poll, &path, o.segment_bytes)
+                herd(&mut groups, &path, o.segment_bytes)
                     .map(|_| (o.viewers * o.segment_bytes) as f64 / t.elapsed().as_secs_f64() / 1e6)
             });
-            drop(conns);
+            drop(groups);
             child::terminate(proc_.id());
             let _ = proc_.wait();
             let (all, median) = result?;

@@ -207,6 +207,10 @@ enum Cmd {
         /// corestream binary [default: target/release/corestream].
         #[arg(long, default_value = "target/release/corestream")]
         corestream_bin: PathBuf,
+        /// Client threads reading the viewers' sockets (one thread alone is the bottleneck
+        /// of a 5000-viewer herd on a small box).
+        #[arg(long, default_value_t = 2)]
+        client_threads: usize,
         /// Also write the table here.
         #[arg(long)]
         out: Option<PathBuf>,
@@ -257,6 +261,7 @@ fn main() -> ExitCode {
             origin_delay,
             origin_duration,
             corestream_bin,
+            client_threads,
             out,
         } => herd::run(&herd::Options {
             viewers,
@@ -266,6 +271,7 @@ fn main() -> ExitCode {
             origin_duration,
             corestream_bin,
             out,
+            client_threads,
         }),
         Cmd::Compare {
             quick,
