@@ -29,16 +29,19 @@ pub struct Options {
     pub client_threads: usize,
 }
 
+/// What the origin saw and did, by path: requests, and when it first sent body bytes.
+#[derive(Default)]
+struct Seen {
+    requests: HashMap<String, u32>,
+    first_sent: HashMap<String, Instant>,
+}
+
 /// The origin: counts requests per path; answers every path with `size` bytes, produced over
 /// `duration` in 20 slices after `delay`.
-fn origin(
-    size: usize,
-    delay: Duration,
-    duration: Duration,
-) -> (SocketAddr, Arc<Mutex<HashMap<String, u32>>>) {
+fn origin(size: usize, delay: Duration, duration: Duration) -> (SocketAddr, Arc<Mutex<Seen>>) {
     let l = TcpListener::bind("127.0.0.1:0").expect("bind origin");
     let addr = l.local_addr().expect("origin address");
-    let counts: Arc<Mutex<HashMap<String, u32>>> = Arc::default();
+    let counts: Arc<Mutex<Seen>> = Arc::default();
     let c2 = counts.clone();
     std::thread::spawn(move || {
         for s in l.incoming().flatten() {
@@ -51,7 +54,7 @@ fn origin(
 
 fn serve_origin(
     mut s: std::net::TcpStream,
-    counts: &Mutex<HashMap<String, u32>>,
+    counts: &Mutex<Seen>,
     size: usize,
     delay: Duration,
     duration: Duration,
@@ -71,7 +74,7 @@ fn serve_origin(
         buf.drain(..end);
         let path = head.split(' ').nth(1).unwrap_or("").to_string();
         if let Ok(mut c) = counts.lock() {
-            *c.entry(path).or_default() += 1;
+            *c.requests.entry(path.clone()).or_default() += 1;
         }
         std::thread::sleep(delay);
         let head = format!(
@@ -86,6 +89,13 @@ fn serve_origin(
             let part = &body[i * size / slices..(i + 1) * size / slices];
             if s.write_all(part).is_err() {
                 return;
+            }
+            if i == 0 {
+                if let Ok(mut c) = counts.lock() {
+                    c.first_sent
+                        .entry(path.clone())
+                        .or_insert_with(Instant::now);
+                }
             }
             std::thread::sleep(duration / slices as u32);
         }
@@ -170,11 +180,19 @@ struct Group {
     conns: Vec<Conn>,
 }
 
+/// What one herd measured: the time until all have it and the median completion, both from
+/// the start; and when each viewer got its first body byte.
+struct Outcome {
+    all: Duration,
+    median: Duration,
+    first_bytes: Vec<Instant>,
+}
+
 /// One herd: every connection asks for `path` at once (each client thread sends its share,
-/// then reads); returns (time until all have it, median completion), both from the start.
+/// then reads).
 /// Several client threads, so that the harness reading 5000 responses is not what is
 /// measured (one thread alone is busier than the edge during a herd).
-fn herd(groups: &mut [Group], path: &str, size: usize) -> Result<(Duration, Duration), String> {
+fn herd(groups: &mut [Group], path: &str, size: usize) -> Result<Outcome, String> {
     let req = format!("GET {path} HTTP/1.1\r\nHost: edge\r\n\r\n");
     let t0 = Instant::now();
     let results: Vec<Result<Vec<Duration>, String>> = std::thread::scope(|s| {
@@ -198,7 +216,15 @@ fn herd(groups: &mut [Group], path: &str, size: usize) -> Result<(Duration, Dura
         return Err("no viewers".into());
     }
     done.sort();
-    Ok((done[done.len() - 1], done[done.len() / 2]))
+    let first_bytes = groups
+        .iter()
+        .flat_map(|g| g.conns.iter().filter_map(|c| c.first_body))
+        .collect();
+    Ok(Outcome {
+        all: done[done.len() - 1],
+        median: done[done.len() / 2],
+        first_bytes,
+    })
 }
 
 /// One client thread's share of a herd: completion times from `t0`.
@@ -259,6 +285,8 @@ struct Conn {
     head: Vec<u8>,
     body_left: Option<usize>,
     complete: bool,
+    /// When the first byte of the body arrived.
+    first_body: Option<Instant>,
 }
 
 impl Conn {
@@ -266,6 +294,7 @@ impl Conn {
         self.head.clear();
         self.body_left = None;
         self.complete = false;
+        self.first_body = None;
     }
 
     /// Take response bytes; true when the response just completed.
@@ -295,6 +324,9 @@ impl Conn {
                 let got = self.head.len() - end - 4;
                 self.body_left = Some(len.saturating_sub(got));
             }
+        }
+        if self.first_body.is_none() && self.body_left.is_some_and(|left| left < size) {
+            self.first_body = Some(Instant::now());
         }
         if self.body_left == Some(0) && !self.complete {
             self.complete = true;
@@ -329,6 +361,7 @@ fn connect_all(port: u16, n: usize, threads: usize) -> Result<Vec<Group>, String
             head: Vec::new(),
             body_left: None,
             complete: false,
+            first_body: None,
         });
     }
     Ok(groups)
@@ -344,8 +377,14 @@ pub fn run(o: &Options) -> Result<(), String> {
             o.viewers, o.client_threads, o.segment_bytes, o.origin_duration, o.origin_delay, o.rounds
         ),
         format!(
-            "{:<11} {:>5} {:>14} {:>14} {:>16} {:>14}",
-            "server", "round", "all have it", "median", "origin requests", "hits MB/s"
+            "{:<11} {:>5} {:>14} {:>14} {:>16} {:>22} {:>14}",
+            "server",
+            "round",
+            "all have it",
+            "median",
+            "origin requests",
+            "1st byte p50/max (ms)",
+            "hits MB/s"
         ),
     ];
     println!("{}\n{}", lines[0], lines[1]);
@@ -370,18 +409,33 @@ pub fn run(o: &Options) -> Result<(), String> {
             drop(groups);
             child::terminate(proc_.id());
             let _ = proc_.wait();
-            let (all, median) = result?;
+            let outcome = result?;
             let mbs = hits.transpose()?.unwrap_or(0.0);
-            let upstream = counts
-                .lock()
-                .map_or(0, |c| c.get(&path).copied().unwrap_or(0));
+            let (upstream, sent) = counts.lock().map_or((0, None), |c| {
+                (
+                    c.requests.get(&path).copied().unwrap_or(0),
+                    c.first_sent.get(&path).copied(),
+                )
+            });
+            // Read-while-write: from the origin's first body bytes to each viewer's.
+            let mut firsts: Vec<f64> = outcome
+                .first_bytes
+                .iter()
+                .map(|t| sent.map_or(0.0, |s| t.saturating_duration_since(s).as_secs_f64() * 1e3))
+                .collect();
+            firsts.sort_by(f64::total_cmp);
+            let first = match (firsts.get(firsts.len() / 2), firsts.last()) {
+                (Some(p50), Some(max)) => format!("{p50:.1} / {max:.1}"),
+                _ => "-".into(),
+            };
             let line = format!(
-                "{:<11} {:>5} {:>12.0}ms {:>12.0}ms {:>16} {:>14.0}",
+                "{:<11} {:>5} {:>12.0}ms {:>12.0}ms {:>16} {:>22} {:>14.0}",
                 server,
                 round + 1,
-                all.as_secs_f64() * 1e3,
-                median.as_secs_f64() * 1e3,
+                outcome.all.as_secs_f64() * 1e3,
+                outcome.median.as_secs_f64() * 1e3,
                 upstream,
+                first,
                 mbs
             );
             println!("{line}");
