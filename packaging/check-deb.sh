@@ -168,11 +168,14 @@ while read -r f; do [ -f "$f" ] || fail "dpkg -r removed the conffile $f"; done 
 ok "dpkg -r left only the conffiles: $(tr '\n' ' ' <"$work/conffiles")"
 
 echo "== dpkg -P"
+# What the unit's CacheDirectory= would hold after an edge ran (systemd is not running here).
+mkdir -p /var/cache/corestream/shared && : >/var/cache/corestream/shared/x.done
 dpkg -P corestream
 dpkg-query -W -f '${db:Status-Status}' corestream 2>/dev/null | grep -qv '^not-installed$' && fail "corestream still known to dpkg after -P"
 getent passwd corestream && fail "the corestream user is still there"
 getent group corestream && fail "the corestream group is still there"
 [ ! -e /var/log/corestream ] || fail "/var/log/corestream is still there"
+[ ! -e /var/cache/corestream ] || fail "/var/cache/corestream is still there"
 snapshot >"$work/after"
 if ! diff "$work/before" "$work/after" >"$work/diff"; then
   cat "$work/diff" >&2
