@@ -610,6 +610,135 @@ fn pulled_playlists_are_served_from_memory_and_name_their_segments() {
     let _ = std::fs::remove_dir_all(&cache);
 }
 
+/// An origin that answers each path with canned bytes and closes the connection.
+fn raw_origin(answers: Vec<(&'static str, Vec<u8>)>) -> (SocketAddr, Log) {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap();
+    let log: Log = Arc::default();
+    let l2 = log.clone();
+    thread::spawn(move || {
+        for c in l.incoming().flatten() {
+            let mut r = BufReader::new(c.try_clone().unwrap());
+            let mut line = String::new();
+            if r.read_line(&mut line).unwrap_or(0) == 0 {
+                continue;
+            }
+            let path = line.split(' ').nth(1).unwrap_or("").to_string();
+            loop {
+                let mut h = String::new();
+                if r.read_line(&mut h).unwrap_or(0) == 0 || h == "\r\n" {
+                    break;
+                }
+            }
+            l2.lock().unwrap().push((path.clone(), None));
+            let mut w = c;
+            if let Some((_, bytes)) = answers.iter().find(|(p, _)| *p == path) {
+                let _ = w.write_all(bytes);
+            }
+        }
+    });
+    (addr, log)
+}
+
+#[test]
+fn an_origin_answer_with_untrustworthy_framing_is_refused_and_never_stored() {
+    let hello = |head: &str| format!("{head}\r\n\r\nhello").into_bytes();
+    let (addr, log) =
+        raw_origin(vec![
+        ("/cl-letters.ts", hello("HTTP/1.1 200 OK\r\nContent-Length: 5x")),
+        ("/cl-negative.ts", hello("HTTP/1.1 200 OK\r\nContent-Length: -5")),
+        (
+            "/cl-conflict.ts",
+            hello("HTTP/1.1 200 OK\r\nContent-Length: 5\r\nContent-Length: 7"),
+        ),
+        ("/cl-list.ts", hello("HTTP/1.1 200 OK\r\nContent-Length: 5, 9")),
+        (
+            "/gzip.ts",
+            hello("HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked"),
+        ),
+        ("/garbage.ts", b"SPDY/9 banana\r\n\r\n".to_vec()),
+        (
+            "/huge-head.ts",
+            format!("HTTP/1.1 200 OK\r\nX-Pad: {}\r\n\r\n", "a".repeat(70_000)).into_bytes(),
+        ),
+        // Acceptable: repeated identical lengths, and interim responses before the answer.
+        (
+            "/cl-same.ts",
+            hello("HTTP/1.1 200 OK\r\nContent-Length: 5\r\nContent-Length: 5"),
+        ),
+        (
+            "/early-hints.ts",
+            hello(
+                "HTTP/1.1 103 Early Hints\r\nLink: </x.ts>; rel=preload\r\n\r\n\
+                 HTTP/1.1 200 OK\r\nContent-Length: 5",
+            ),
+        ),
+        // A chunk size that is no number, after the first chunk went out to the viewer.
+        (
+            "/bad-chunk.ts",
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\nzz\r\nmore\r\n"
+                .to_vec(),
+        ),
+    ]);
+    let cache = media_root("tier-framing");
+    let e = edge(
+        &format!("http://{addr}"),
+        &cache,
+        &["--negative-ttl", "1ms"],
+    );
+    let get = |p: &str| e.get(&format!("GET {p} HTTP/1.1\r\nHost: e\r\n\r\n"));
+    for p in [
+        "/cl-letters.ts",
+        "/cl-negative.ts",
+        "/cl-conflict.ts",
+        "/cl-list.ts",
+        "/gzip.ts",
+        "/garbage.ts",
+        "/huge-head.ts",
+    ] {
+        let r = get(p);
+        assert_eq!(r.status, 502, "{p}: {}", String::from_utf8_lossy(&r.body));
+        // Nothing stored: the next request (past the 1 ms negative TTL) asks again.
+        thread::sleep(Duration::from_millis(20));
+        assert_eq!(get(p).status, 502, "{p}");
+        let asked = log.lock().unwrap().iter().filter(|(x, _)| x == p).count();
+        assert_eq!(asked, 2, "{p}: one upstream request per viewer request");
+    }
+    for p in ["/cl-same.ts", "/early-hints.ts"] {
+        let r = get(p);
+        assert_eq!((r.status, r.body.as_slice()), (200, &b"hello"[..]), "{p}");
+    }
+    // Twice: the viewer got the first chunk, then its connection closed without the end of
+    // the body; nothing was stored, so the second viewer's request went upstream again.
+    for _ in 0..2 {
+        let mut v = e.connect();
+        v.write_all(b"GET /bad-chunk.ts HTTP/1.1\r\nHost: e\r\n\r\n")
+            .unwrap();
+        let mut all = Vec::new();
+        let _ = v.read_to_end(&mut all);
+        let text = String::from_utf8_lossy(&all);
+        // Answered while the body was arriving (200, cut short), or woken only after it had
+        // broken off (502): never a complete 200.
+        assert!(
+            text.starts_with("HTTP/1.1 502") || text.starts_with("HTTP/1.1 200"),
+            "{text}"
+        );
+        assert!(
+            !text.ends_with("0\r\n\r\n"),
+            "a broken body is never ended as complete: {text}"
+        );
+        thread::sleep(Duration::from_millis(20));
+    }
+    let asked = log
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|(x, _)| x == "/bad-chunk.ts")
+        .count();
+    assert_eq!(asked, 2);
+    let _ = std::fs::remove_dir_all(&cache);
+}
+
 #[test]
 fn corestream_as_origin_with_blocking_playlist_requests_collapsed() {
     let root = media_root("tier-origin-root");

@@ -335,6 +335,11 @@ fn pulled<'r>(
             },
         }),
         Lookup::Status(s) => forwarded(s),
+        Lookup::Broken => {
+            let mut r = Response::error(Status::BadGateway, base(req, true), !is_head);
+            r.fields.tier = Some(miss);
+            Answer::Now(r)
+        }
         Lookup::Hit { .. } => forwarded(Status::ServiceUnavailable),
         Lookup::Wait { .. } if cx.expired => forwarded(Status::GatewayTimeout),
         Lookup::Wait { joined } => {

@@ -96,7 +96,10 @@ fn run(t: &Tier, shared: &Shared, job: Job) {
         }
     }
     match outcome {
-        Some(Ok(())) | Some(Err(Failure::Broken)) => {}
+        Some(Ok(())) => {}
+        Some(Err(Failure::Broken)) => {
+            t.remember(&job.key, Remembered::Broken, t.negative_ttl(&job))
+        }
         Some(Err(Failure::Final(status))) => {
             t.remember(&job.key, Remembered::Status(status), t.negative_ttl(&job))
         }
@@ -158,9 +161,13 @@ impl Head {
     }
 }
 
-/// Read and parse a response head; the bytes after it stay in `buf`.
+/// Read and parse a response head; the bytes after it stay in `buf`. Interim (1xx)
+/// responses, such as 103 Early Hints, are skipped. A head whose framing cannot be trusted
+/// (RFC 9112 6.3: an invalid or conflicting Content-Length, a transfer coding other than
+/// chunked, which we did not ask for) is an error: its body must not be stored.
 fn read_head(s: &mut Upstream, buf: &mut Vec<u8>, head_only: bool) -> io::Result<Head> {
     let mut chunk = [0u8; 8192];
+    let bad = |why: &str| io::Error::new(ErrorKind::InvalidData, why.to_string());
     loop {
         let mut fields = [httparse::EMPTY_HEADER; 100];
         let mut r = httparse::Response::new(&mut fields);
@@ -174,30 +181,51 @@ fn read_head(s: &mut Upstream, buf: &mut Vec<u8>, head_only: bool) -> io::Result
                     .map(|h| (h.name.to_string(), crate::http::trim(h.value).to_vec()))
                     .collect();
                 buf.drain(..n);
-                let has = |name: &str, token: &str| {
-                    fields.iter().any(|(k, v)| {
-                        k.eq_ignore_ascii_case(name)
-                            && v.split(|&b| b == b',').any(|t| {
-                                crate::http::trim(t).eq_ignore_ascii_case(token.as_bytes())
-                            })
-                    })
+                if (100..200).contains(&status) && status != 101 {
+                    continue;
+                }
+                let values = |name: &str| -> Vec<&[u8]> {
+                    fields
+                        .iter()
+                        .filter(|(k, _)| k.eq_ignore_ascii_case(name))
+                        .flat_map(|(_, v)| v.split(|&b| b == b','))
+                        .map(crate::http::trim)
+                        .filter(|t| !t.is_empty())
+                        .collect()
                 };
-                let length = fields
-                    .iter()
-                    .find(|(k, _)| k.eq_ignore_ascii_case("content-length"))
-                    .and_then(|(_, v)| std::str::from_utf8(v).ok()?.parse::<u64>().ok());
+                let codings = values("transfer-encoding");
+                let chunked = match codings.as_slice() {
+                    [] => false,
+                    [c] if c.eq_ignore_ascii_case(b"chunked") => true,
+                    _ => return Err(bad("a transfer coding other than chunked")),
+                };
+                // Several Content-Length values are acceptable only when they agree.
+                let mut length = None;
+                for v in values("content-length") {
+                    let n = std::str::from_utf8(v)
+                        .ok()
+                        .filter(|t| t.bytes().all(|b| b.is_ascii_digit()))
+                        .and_then(|t| t.parse::<u64>().ok())
+                        .ok_or_else(|| bad("an invalid Content-Length"))?;
+                    if length.is_some_and(|l| l != n) {
+                        return Err(bad("conflicting Content-Length values"));
+                    }
+                    length = Some(n);
+                }
                 let framing = if head_only || status == 304 || status == 204 || status < 200 {
                     Framing::Length(0)
-                } else if has("transfer-encoding", "chunked") {
+                } else if chunked {
                     Framing::Chunked
                 } else if let Some(n) = length {
                     Framing::Length(n)
                 } else {
                     Framing::UntilClose
                 };
-                let keep_alive = minor == 1
-                    && !has("connection", "close")
-                    && !matches!(framing, Framing::UntilClose);
+                let has_close = values("connection")
+                    .iter()
+                    .any(|t| t.eq_ignore_ascii_case(b"close"));
+                let keep_alive =
+                    minor == 1 && !has_close && !matches!(framing, Framing::UntilClose);
                 return Ok(Head {
                     status,
                     keep_alive,
@@ -206,12 +234,7 @@ fn read_head(s: &mut Upstream, buf: &mut Vec<u8>, head_only: bool) -> io::Result
                 });
             }
             Ok(httparse::Status::Partial) if buf.len() < MAX_HEAD => {}
-            _ => {
-                return Err(io::Error::new(
-                    ErrorKind::InvalidData,
-                    "malformed response head",
-                ))
-            }
+            _ => return Err(bad("malformed response head")),
         }
         match s.read(&mut chunk) {
             Ok(0) => return Err(io::Error::new(ErrorKind::UnexpectedEof, "closed")),
@@ -300,7 +323,7 @@ fn exchange(
                 return Ok((s, head));
             }
             // A kept-alive connection the origin had closed: once more on a new one.
-            Err(_) if reused && buf.is_empty() => continue,
+            Err(e) if reused && buf.is_empty() && e.kind() != ErrorKind::InvalidData => continue,
             Err(e) => {
                 count(t, origin, 0);
                 let status = if timed_out(&e) {

@@ -71,6 +71,10 @@ enum Remembered {
     Status(Status),
     /// The response to a blocking LL-HLS playlist request, for its identical followers.
     Playlist(Bytes),
+    /// The last fetch broke off mid-body. A new request fetches again; a held one woken
+    /// after the failure gets 502 instead, or held requests would refetch in a loop from an
+    /// origin that fails every body at once.
+    Broken,
 }
 
 /// What the cache says about a request.
@@ -81,6 +85,9 @@ pub enum Lookup {
     Playlist(Bytes),
     /// The origin's answer was this status (a 404 remembered, or a failure).
     Status(Status),
+    /// The fetch this held request waited for broke off mid-body before it could follow
+    /// the bytes: 502, and the connection ends like those of the viewers that were following.
+    Broken,
     /// A fetch is under way: hold the request under the key until it says more.
     /// `joined`: another request had started it (RFC 9211 `collapsed`).
     Wait { joined: bool },
@@ -242,11 +249,18 @@ impl Tier {
         let now = Instant::now();
         if let Ok(mut r) = self.remembered.lock() {
             match r.get(&key) {
+                Some((Remembered::Broken, until)) if *until > now && !fresh => {
+                    return Lookup::Broken;
+                }
+                Some((Remembered::Broken, _)) => {
+                    r.remove(&key);
+                }
                 Some((answer, until)) if *until > now => {
                     count(&self.stats.remembered);
                     return match answer {
                         Remembered::Status(s) => Lookup::Status(*s),
                         Remembered::Playlist(b) => Lookup::Playlist(b.clone()),
+                        Remembered::Broken => Lookup::Broken,
                     };
                 }
                 Some(_) => {
