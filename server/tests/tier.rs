@@ -492,8 +492,14 @@ fn a_missing_name_is_remembered_no_longer_than_the_playlist_says_it_could_appear
     // The next part is asked for before the packager has it: 404. It exists a part later;
     // the edge must not keep saying 404 for --negative-ttl (10 s) but at most half a part
     // target (0.25 s).
-    assert_eq!(get("/ll/s11.3.ts").status, 404);
-    assert_eq!(get("/ll/s11.3.ts").status, 404, "remembered meanwhile");
+    let first = get("/ll/s11.3.ts");
+    assert_eq!(first.status, 404);
+    assert_eq!(first.header("cache-status"), Some("corestream; fwd=miss"));
+    let again = get("/ll/s11.3.ts");
+    assert_eq!(again.status, 404, "remembered meanwhile");
+    // RFC 9211: answered from the negative cache, without asking the origin.
+    assert_eq!(again.header("cache-status"), Some("corestream; hit"));
+    assert_eq!(again.header("age"), Some("0"));
     o.set("/ll/s11.3.ts", Script::ok(b"part three"));
     thread::sleep(Duration::from_millis(400));
     let r = get("/ll/s11.3.ts");

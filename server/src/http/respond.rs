@@ -258,10 +258,20 @@ fn pulled<'r>(
     let miss = TierStatus::Miss {
         collapsed: req.collapsed,
     };
-    let forwarded = |status: Status| {
+    let answer = |status: Status, tier: TierStatus| {
         let mut r = Response::error(status, base(req, close), !is_head);
-        r.fields.tier = Some(miss);
+        r.fields.tier = Some(tier);
         Answer::Now(r)
+    };
+    let forwarded = |status: Status| answer(status, miss);
+    // RFC 9211: a remembered answer given to a new request is a hit; a held request that
+    // waited for the forward was part of the miss.
+    let remembered = |age: u64| {
+        if cx.rerun {
+            miss
+        } else {
+            TierStatus::Hit(u32::try_from(age).unwrap_or(u32::MAX))
+        }
     };
     let query = if kind == Kind::Playlist {
         tier::blocking_query(req.target)
@@ -319,13 +329,13 @@ fn pulled<'r>(
         return Answer::Now(r);
     }
     match lookup {
-        Lookup::Playlist(body) => Answer::Now(Response {
+        Lookup::Playlist { body, age } => Answer::Now(Response {
             status: Status::Ok,
             fields: Fields {
                 content_type: Some(content_type),
                 content_length: Some(body.len() as u64),
                 cache_control: Some(CacheControl::Kind(kind)),
-                tier: Some(miss),
+                tier: Some(remembered(age)),
                 ..base(req, close)
             },
             body: if is_head {
@@ -334,7 +344,7 @@ fn pulled<'r>(
                 Body::Bytes(body)
             },
         }),
-        Lookup::Status(s) => forwarded(s),
+        Lookup::Status { status, age } => answer(status, age.map_or(miss, remembered)),
         Lookup::Broken => {
             let mut r = Response::error(Status::BadGateway, base(req, true), !is_head);
             r.fields.tier = Some(miss);

@@ -81,10 +81,11 @@ enum Remembered {
 pub enum Lookup {
     /// Stored and fresh: serve the file at the request path beneath `cache_fd`, this old.
     Hit { age: u64 },
-    /// The origin's answer to this blocking playlist request.
-    Playlist(Bytes),
-    /// The origin's answer was this status (a 404 remembered, or a failure).
-    Status(Status),
+    /// The origin's answer to this blocking playlist request, remembered `age` seconds ago.
+    Playlist { body: Bytes, age: u64 },
+    /// The origin's answer was this status (a 404 remembered, or a failure), remembered
+    /// `age` seconds ago (None: not an answer of the origin's).
+    Status { status: Status, age: Option<u64> },
     /// The fetch this held request waited for broke off mid-body before it could follow
     /// the bytes: 502, and the connection ends like those of the viewers that were following.
     Broken,
@@ -96,8 +97,8 @@ pub enum Lookup {
 /// The ETag and Last-Modified of a stored copy, sent as If-None-Match and If-Modified-Since.
 pub type Validators = (Option<Vec<u8>>, Option<Vec<u8>>);
 
-/// Remembered answers by key, with the instant each stops being used.
-type RememberedMap = HashMap<Box<[u8]>, (Remembered, Instant)>;
+/// Remembered answers by key, with the instant each stops being used and the one it began.
+type RememberedMap = HashMap<Box<[u8]>, (Remembered, Instant, Instant)>;
 
 /// Directories of live media playlists seen, at most (a bound like `MAX_OUTCOMES`).
 const MAX_CADENCES: usize = 10_000;
@@ -249,17 +250,24 @@ impl Tier {
         let now = Instant::now();
         if let Ok(mut r) = self.remembered.lock() {
             match r.get(&key) {
-                Some((Remembered::Broken, until)) if *until > now && !fresh => {
+                Some((Remembered::Broken, until, _)) if *until > now && !fresh => {
                     return Lookup::Broken;
                 }
-                Some((Remembered::Broken, _)) => {
+                Some((Remembered::Broken, ..)) => {
                     r.remove(&key);
                 }
-                Some((answer, until)) if *until > now => {
+                Some((answer, until, since)) if *until > now => {
                     count(&self.stats.remembered);
+                    let age = now.saturating_duration_since(*since).as_secs();
                     return match answer {
-                        Remembered::Status(s) => Lookup::Status(*s),
-                        Remembered::Playlist(b) => Lookup::Playlist(b.clone()),
+                        Remembered::Status(s) => Lookup::Status {
+                            status: *s,
+                            age: Some(age),
+                        },
+                        Remembered::Playlist(b) => Lookup::Playlist {
+                            body: b.clone(),
+                            age,
+                        },
                         Remembered::Broken => Lookup::Broken,
                     };
                 }
@@ -285,7 +293,10 @@ impl Tier {
             }
         }
         let Ok(mut flying) = self.in_flight.lock() else {
-            return Lookup::Status(Status::InternalError);
+            return Lookup::Status {
+                status: Status::InternalError,
+                age: None,
+            };
         };
         if flying.contains(&key) {
             count(&self.stats.collapsed);
@@ -341,12 +352,13 @@ impl Tier {
         if let Ok(mut r) = self.remembered.lock() {
             if r.len() >= MAX_OUTCOMES {
                 let now = Instant::now();
-                r.retain(|_, (_, until)| *until > now);
+                r.retain(|_, (_, until, _)| *until > now);
                 if r.len() >= MAX_OUTCOMES {
                     return;
                 }
             }
-            r.insert(key.into(), (answer, Instant::now() + ttl));
+            let now = Instant::now();
+            r.insert(key.into(), (answer, now + ttl, now));
         }
     }
 
