@@ -264,9 +264,9 @@ fn pulled<'r>(
         Answer::Now(r)
     };
     let forwarded = |status: Status| answer(status, miss);
-    // RFC 9211: a remembered answer given to a new request is a hit; a held request that
-    // waited for the forward was part of the miss.
-    let remembered = |age: u64| {
+    // RFC 9211: a stored copy or a remembered answer given to a new request is a hit; a
+    // held request that waited for the forward was part of the miss.
+    let stored_answer = |age: u64| {
         if cx.rerun {
             miss
         } else {
@@ -320,12 +320,7 @@ fn pulled<'r>(
             lookup = t.lookup(path, query.as_deref(), kind, content_type, false);
             continue;
         };
-        // A held request was the miss (or waited for it); new ones found a stored copy.
-        r.fields.tier = Some(if cx.rerun {
-            miss
-        } else {
-            TierStatus::Hit(u32::try_from(age).unwrap_or(u32::MAX))
-        });
+        r.fields.tier = Some(stored_answer(age));
         return Answer::Now(r);
     }
     match lookup {
@@ -335,7 +330,7 @@ fn pulled<'r>(
                 content_type: Some(content_type),
                 content_length: Some(body.len() as u64),
                 cache_control: Some(CacheControl::Kind(kind)),
-                tier: Some(remembered(age)),
+                tier: Some(stored_answer(age)),
                 ..base(req, close)
             },
             body: if is_head {
@@ -344,7 +339,7 @@ fn pulled<'r>(
                 Body::Bytes(body)
             },
         }),
-        Lookup::Status { status, age } => answer(status, age.map_or(miss, remembered)),
+        Lookup::Status { status, age } => answer(status, age.map_or(miss, stored_answer)),
         Lookup::Broken => {
             let mut r = Response::error(Status::BadGateway, base(req, true), !is_head);
             r.fields.tier = Some(miss);
