@@ -476,7 +476,9 @@ fn read_head(v: &mut impl Read) -> String {
 #[test]
 fn viewers_get_each_chunk_before_the_next_is_sent() {
     let root = media_root("ingest-growing");
-    let s = start(&root, &[]);
+    let log = std::env::temp_dir().join(format!("corestream-growing-{}.log", std::process::id()));
+    let _ = std::fs::remove_file(&log);
+    let s = start(&root, &["--access-log", log.to_str().unwrap()]);
     let mut up = ingest(&s);
     write!(
         up,
@@ -543,6 +545,14 @@ fn viewers_get_each_chunk_before_the_next_is_sent() {
         delays[delays.len() - 1],
         delays.len()
     );
+    // Their access-log lines carry the bytes sent, known only once the object was complete
+    // (the response had no Content-Length).
+    let size = got[0].len();
+    let line = format!("\"GET /live/part7.m4s HTTP/1.1\" 200 {size} ");
+    common::wait_for("both viewers' log lines", Duration::from_secs(5), || {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        text.matches(&line).count() == 2
+    });
     // The viewer connection is still usable (keep-alive) and now gets the file.
     let v = &mut viewers[0];
     write!(v, "GET /live/part7.m4s HTTP/1.1\r\nHost: v\r\n\r\n").unwrap();
@@ -551,12 +561,15 @@ fn viewers_get_each_chunk_before_the_next_is_sent() {
     assert!(r.header("etag").is_some());
     assert_eq!(r.body, got[0]);
     let _ = std::fs::remove_dir_all(&root);
+    let _ = std::fs::remove_file(&log);
 }
 
 #[test]
 fn announced_length_is_passed_on_and_an_abort_closes_viewers() {
     let root = media_root("ingest-growing-cl");
-    let s = start(&root, &[]);
+    let log = std::env::temp_dir().join(format!("corestream-abort-{}.log", std::process::id()));
+    let _ = std::fs::remove_file(&log);
+    let s = start(&root, &["--access-log", log.to_str().unwrap()]);
     let mut up = ingest(&s);
     write!(
         up,
@@ -604,6 +617,12 @@ fn announced_length_is_passed_on_and_an_abort_closes_viewers() {
         !tail.windows(5).any(|w| w == b"0\r\n\r\n"),
         "an aborted object must not end like a complete one: {tail:?}"
     );
+    // Its log line says what it got: the 5 bytes sent before the abort.
+    common::wait_for("the cut viewer's log line", Duration::from_secs(5), || {
+        std::fs::read_to_string(&log)
+            .unwrap_or_default()
+            .contains("\"GET /v/seg.m4s HTTP/1.1\" 200 5 ")
+    });
     let r = s.get("GET /v/seg.m4s HTTP/1.1\r\nHost: v\r\n\r\n");
     assert_eq!(r.body, vec![b'q'; 10000]);
 
@@ -627,6 +646,7 @@ fn announced_length_is_passed_on_and_an_abort_closes_viewers() {
     v.read_to_end(&mut body).unwrap();
     assert_eq!(body, b"abcdef");
     let _ = std::fs::remove_dir_all(&root);
+    let _ = std::fs::remove_file(&log);
 }
 
 #[test]

@@ -31,6 +31,38 @@ pub struct Entry<'a> {
     pub cmcd: Option<&'a Cmcd>,
 }
 
+/// An entry whose body length is known only when the response ends (an object still
+/// arriving, sent without a Content-Length): owned copies of what its line needs, recorded
+/// with the bytes actually sent once the response is over, however it ends.
+pub struct Pending {
+    now_secs: u64,
+    peer: Option<IpAddr>,
+    method: Box<str>,
+    target: Box<[u8]>,
+    minor: u8,
+    referer: Option<Box<[u8]>>,
+    user_agent: Option<Box<[u8]>>,
+    status: u16,
+    cmcd: Option<Cmcd>,
+}
+
+impl Pending {
+    pub fn of(e: &Entry<'_>) -> Pending {
+        let req = e.req;
+        Pending {
+            now_secs: e.now_secs,
+            peer: e.peer,
+            method: req.map_or("-", |r| r.method_str).into(),
+            target: req.map_or(&b"-"[..], |r| r.target).into(),
+            minor: req.map_or(1, |r| r.minor),
+            referer: req.and_then(|r| r.referer).map(Into::into),
+            user_agent: req.and_then(|r| r.user_agent).map(Into::into),
+            status: e.status,
+            cmcd: e.cmcd.cloned(),
+        }
+    }
+}
+
 pub struct AccessLog {
     format: LogFormat,
     path: PathBuf,
@@ -87,6 +119,26 @@ impl AccessLog {
                 self.path.display()
             ),
         }
+    }
+
+    /// Record a pending entry now that its response has ended, `bytes` of body sent.
+    pub fn record_pending(&mut self, p: &Pending, bytes: u64) {
+        let req = Request {
+            method_str: &p.method,
+            target: &p.target,
+            minor: p.minor,
+            referer: p.referer.as_deref(),
+            user_agent: p.user_agent.as_deref(),
+            ..Request::default()
+        };
+        self.record(&Entry {
+            now_secs: p.now_secs,
+            peer: p.peer,
+            req: Some(&req),
+            status: p.status,
+            bytes,
+            cmcd: p.cmcd.as_ref(),
+        });
     }
 
     pub fn record(&mut self, e: &Entry<'_>) {

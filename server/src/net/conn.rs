@@ -118,6 +118,8 @@ struct Sending {
     close: bool,
     /// Last SIOCOUTQ reading (u32::MAX before the first).
     outq: u32,
+    /// The access-log line of a body whose length is known only at its end.
+    log: Option<Box<accesslog::Pending>>,
 }
 
 /// The response side of a connection, apart from its read buffer so that a request borrowed
@@ -209,15 +211,24 @@ impl Machine {
         let env = head::Env::new(cx.date, &cx.shared.cfg);
         head::encode(&resp, &env, &mut self.out);
         cx.stats.request(code);
+        // An object still arriving, sent without a length: logged when it ends, with the
+        // bytes actually sent.
+        let unknown_len = matches!(&resp.body, Body::Growing(g) if g.obj.declared.is_none());
+        let mut pending = None;
         if let Some(log) = cx.log.as_mut() {
-            log.record(&accesslog::Entry {
+            let entry = accesslog::Entry {
                 now_secs,
                 peer: io.peer_ip(),
                 req,
                 status: code,
                 bytes: body_len,
                 cmcd: cmcd.as_ref(),
-            });
+            };
+            if unknown_len {
+                pending = Some(Box::new(accesslog::Pending::of(&entry)));
+            } else {
+                log.record(&entry);
+            }
         }
         // A small in-memory body (a playlist, an error text) joins the head in one buffer:
         // one send(2), one segment.
@@ -242,6 +253,7 @@ impl Machine {
             body_sent: 0,
             close: resp.fields.close,
             outq: u32::MAX,
+            log: pending,
         };
         self.enter(State::Send(sending), cx.now);
     }
@@ -449,6 +461,21 @@ impl Conn {
     }
 
     /// Give back the buffers of a connection being closed.
+    /// The access-log line still owed for the response being sent (one whose length was
+    /// unknown), with the body bytes sent so far: at its end, or when the connection closes
+    /// first.
+    pub fn take_pending_log(&mut self) -> Option<(Box<accesslog::Pending>, u64)> {
+        let State::Send(s) = &mut self.m.state else {
+            return None;
+        };
+        let p = s.log.take()?;
+        let bytes = match &s.body {
+            Body::Growing(g) => g.pos,
+            _ => s.body_sent as u64,
+        };
+        Some((p, bytes))
+    }
+
     pub fn release(self, pool: &mut Pool) {
         pool.give(self.rbuf);
         pool.give(self.m.out);
@@ -623,6 +650,9 @@ impl Conn {
     }
 
     fn finish_response(&mut self, cx: &mut Cx<'_>) {
+        if let (Some((p, bytes)), Some(log)) = (self.take_pending_log(), cx.log.as_mut()) {
+            log.record_pending(&p, bytes);
+        }
         let close = matches!(&self.m.state, State::Send(s) if s.close);
         self.m.out.clear();
         self.m.out_pos = 0;

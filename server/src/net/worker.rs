@@ -651,7 +651,11 @@ impl Worker {
     }
 
     fn close(&mut self, k: usize, reason: CloseReason) {
-        if let Some(c) = self.conns.try_remove(k) {
+        if let Some(mut c) = self.conns.try_remove(k) {
+            if let (Some((p, bytes)), Some(log)) = (c.take_pending_log(), self.access_log.as_mut())
+            {
+                log.record_pending(&p, bytes);
+            }
             if reason == CloseReason::Timeout(Phase::Head) && c.is_handshaking() {
                 if let Some(t) = &self.shared.tls {
                     t.stats.failures[crate::tls::FAIL_TIMEOUT].fetch_add(1, Ordering::Relaxed);
