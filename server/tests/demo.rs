@@ -11,6 +11,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::thread::sleep;
 use std::time::{Duration, Instant};
 
+mod common;
+
 use corestream::demo::{ts, Demo, DemoConfig};
 
 struct TempDir(PathBuf);
@@ -33,19 +35,6 @@ impl Drop for TempDir {
     fn drop(&mut self) {
         let _ = fs::remove_dir_all(&self.0);
     }
-}
-
-fn have(tool: &str) -> bool {
-    let ok = Command::new(tool)
-        .arg("-version")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    if !ok {
-        eprintln!("SKIPPED: {tool} is not installed (apt-get install ffmpeg)");
-    }
-    ok
 }
 
 fn cfg(dir: &Path, low_latency: bool, time_scale: f64) -> DemoConfig {
@@ -253,7 +242,7 @@ fn assert_cc_continuous(files: &[Vec<u8>]) {
 
 #[test]
 fn live_window_advances_on_the_clock_and_segments_are_gapless_media() {
-    if !have("ffprobe") {
+    if !common::have("ffprobe") {
         return;
     }
     let tmp = TempDir::new();
@@ -371,7 +360,7 @@ fn live_window_advances_on_the_clock_and_segments_are_gapless_media() {
 
 #[test]
 fn low_latency_parts_are_real_media_and_follow_the_draft_rules() {
-    if !have("ffprobe") {
+    if !common::have("ffprobe") {
         return;
     }
     let tmp = TempDir::new();
@@ -565,7 +554,7 @@ fn a_directory_that_cannot_be_created_is_an_error() {
 /// like remote ones). Real time, so this test takes about 20 s.
 #[test]
 fn ffmpeg_follows_the_live_stream_for_20_seconds() {
-    if !have("ffmpeg") {
+    if !common::have("ffmpeg") {
         return;
     }
     let tmp = TempDir::new();

@@ -10,19 +10,6 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-fn have_ffmpeg() -> bool {
-    let ok = Command::new("ffmpeg")
-        .arg("-version")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    if !ok {
-        eprintln!("SKIPPED: ffmpeg is not installed (apt-get install ffmpeg)");
-    }
-    ok
-}
-
 /// A packager: ffmpeg encoding a test pattern in real time and pushing it with `muxer` args.
 fn push(muxer: &[&str], url: &str, secs: u32) -> Child {
     let mut cmd = Command::new("ffmpeg");
@@ -101,7 +88,7 @@ fn finish(packager: Child) {
 
 #[test]
 fn ffmpeg_pushes_live_hls_and_another_ffmpeg_reads_it() {
-    if !have_ffmpeg() {
+    if !common::have("ffmpeg") {
         return;
     }
     let (s, packager, root) = serve_pushed(
@@ -137,7 +124,7 @@ fn ffmpeg_pushes_live_hls_and_another_ffmpeg_reads_it() {
 
 #[test]
 fn ffmpeg_pushes_low_latency_dash_and_a_reader_gets_growing_segments() {
-    if !have_ffmpeg() {
+    if !common::have("ffmpeg") {
         return;
     }
     let (s, packager, root) = serve_pushed(

@@ -157,6 +157,9 @@ pub struct GrowingBody {
     pub frame_pos: u8,
     /// The last chunk has been queued.
     pub ended: bool,
+    /// Its access-log line, when the length was unknown at the start: written at the end
+    /// with the bytes sent (kept here, not in every connection's state).
+    pub log: Option<Box<crate::admin::accesslog::Pending>>,
 }
 
 impl GrowingBody {
@@ -170,6 +173,7 @@ impl GrowingBody {
             frame_len: 0,
             frame_pos: 0,
             ended: false,
+            log: None,
         }
     }
 

@@ -118,8 +118,6 @@ struct Sending {
     close: bool,
     /// Last SIOCOUTQ reading (u32::MAX before the first).
     outq: u32,
-    /// The access-log line of a body whose length is known only at its end.
-    log: Option<Box<accesslog::Pending>>,
 }
 
 /// The response side of a connection, apart from its read buffer so that a request borrowed
@@ -232,7 +230,7 @@ impl Machine {
         }
         // A small in-memory body (a playlist, an error text) joins the head in one buffer:
         // one send(2), one segment.
-        let body = match resp.body {
+        let mut body = match resp.body {
             Body::Static(b) if b.len() <= INLINE_BODY => {
                 self.out.extend_from_slice(b);
                 Body::Empty
@@ -243,9 +241,10 @@ impl Machine {
             }
             other => other,
         };
-        if let Body::Growing(g) = &body {
+        if let Body::Growing(g) = &mut body {
             // Before the first byte is read: the writer wakes this worker from now on.
             g.obj.follow(cx.worker);
+            g.log = pending;
             bump(&cx.stats.growing_responses, 1);
         }
         let sending = Sending {
@@ -253,7 +252,6 @@ impl Machine {
             body_sent: 0,
             close: resp.fields.close,
             outq: u32::MAX,
-            log: pending,
         };
         self.enter(State::Send(sending), cx.now);
     }
@@ -468,12 +466,10 @@ impl Conn {
         let State::Send(s) = &mut self.m.state else {
             return None;
         };
-        let p = s.log.take()?;
-        let bytes = match &s.body {
-            Body::Growing(g) => g.pos,
-            _ => s.body_sent as u64,
+        let Body::Growing(g) = &mut s.body else {
+            return None;
         };
-        Some((p, bytes))
+        Some((g.log.take()?, g.pos))
     }
 
     pub fn release(self, pool: &mut Pool) {

@@ -438,42 +438,32 @@ pub fn mkdir_at(dir: RawFd, name: &CStr) -> io::Result<()> {
 /// An unnamed regular file in `dir` (O_TMPFILE), readable and writable: nothing of it is
 /// visible under any name until `link_at` gives it one, and it vanishes with its last fd.
 pub fn open_tmpfile(dir: RawFd) -> io::Result<OwnedFd> {
-    // SAFETY: "." is a NUL-terminated literal; dir is an open directory fd.
-    let fd = cvt(unsafe {
-        libc::openat(
-            dir,
-            c".".as_ptr(),
-            libc::O_TMPFILE | libc::O_RDWR | libc::O_CLOEXEC,
-            0o644 as libc::c_uint,
-        )
-    })?;
-    // SAFETY: openat returned a new fd that nothing else owns.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+    open_at(dir, c".", libc::O_TMPFILE | libc::O_RDWR)
 }
 
 /// Create `name` in `dir`, which must not exist yet (O_EXCL, no symlink followed).
 pub fn open_new_at(dir: RawFd, name: &CStr) -> io::Result<OwnedFd> {
-    // SAFETY: dir is an open directory fd and name a NUL-terminated string.
-    let fd = cvt(unsafe {
-        libc::openat(
-            dir,
-            name.as_ptr(),
-            libc::O_RDWR | libc::O_CREAT | libc::O_EXCL | libc::O_NOFOLLOW | libc::O_CLOEXEC,
-            0o644 as libc::c_uint,
-        )
-    })?;
-    // SAFETY: openat returned a new fd that nothing else owns.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+    open_at(
+        dir,
+        name,
+        libc::O_RDWR | libc::O_CREAT | libc::O_EXCL | libc::O_NOFOLLOW,
+    )
 }
 
 /// Open the existing file `name` in `dir` for reading and writing (no symlink followed).
 pub fn open_rw_at(dir: RawFd, name: &CStr) -> io::Result<OwnedFd> {
+    open_at(dir, name, libc::O_RDWR | libc::O_NOFOLLOW)
+}
+
+/// openat(2) of `name` in `dir` with `flags` (and O_CLOEXEC), mode 0644 for what it creates.
+fn open_at(dir: RawFd, name: &CStr, flags: libc::c_int) -> io::Result<OwnedFd> {
     // SAFETY: dir is an open directory fd and name a NUL-terminated string.
     let fd = cvt(unsafe {
         libc::openat(
             dir,
             name.as_ptr(),
-            libc::O_RDWR | libc::O_NOFOLLOW | libc::O_CLOEXEC,
+            flags | libc::O_CLOEXEC,
+            0o644 as libc::c_uint,
         )
     })?;
     // SAFETY: openat returned a new fd that nothing else owns.

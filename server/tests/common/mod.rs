@@ -371,3 +371,18 @@ pub fn ll_playlist(first: u64, last: u64, parts: u32, target: u32, endlist: bool
     ));
     p
 }
+
+/// Whether the media tool `tool` (ffmpeg, ffprobe) runs here; says SKIPPED when it does not,
+/// for the tests that then pass without it.
+pub fn have(tool: &str) -> bool {
+    let ok = Command::new(tool)
+        .arg("-version")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !ok {
+        eprintln!("SKIPPED: {tool} is not installed (apt-get install ffmpeg)");
+    }
+    ok
+}
