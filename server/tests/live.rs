@@ -329,3 +329,94 @@ fn many_parked_requests_all_answered_on_one_publish() {
         t.elapsed()
     );
 }
+
+/// Ask for `path` on the kept-alive connection `c` and return the body.
+fn body_on(c: &mut std::net::TcpStream, path: &str) -> String {
+    c.write_all(get(path).as_bytes()).unwrap();
+    let r = read_response(c, false).expect("response");
+    assert_eq!(r.status, 200, "{path}");
+    String::from_utf8(r.body).unwrap()
+}
+
+#[test]
+fn a_playlist_path_that_comes_to_name_another_file_is_served_new_at_once() {
+    // A hit on a kept-alive connection may be answered without a stat of the file when
+    // inotify watches stand for it; every way the path can come to name other bytes must
+    // still be seen by the very next request.
+    let root = media_root("renamed-dirs");
+    let mk = |rel: &str, text: &str| {
+        let p = root.join(rel);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        publish(
+            p.parent().unwrap(),
+            p.file_name().unwrap().to_str().unwrap(),
+            text,
+        );
+    };
+    mk("a/s/p.m3u8", "#EXTM3U\n#A1\n");
+    mk("b/x/y/p.m3u8", "#EXTM3U\n#B1\n");
+    mk("c/p.m3u8", "#EXTM3U\n#C1\n");
+    mk("d/v1/p.m3u8", "#EXTM3U\n#D1\n");
+    mk("d/v2/p.m3u8", "#EXTM3U\n#D2\n");
+    std::os::unix::fs::symlink("v1", root.join("d/cur")).unwrap();
+    mk("e/p.m3u8", "#EXTM3U\n#E1\n");
+    std::fs::create_dir_all(root.join("elsewhere")).unwrap();
+    std::fs::hard_link(root.join("e/p.m3u8"), root.join("elsewhere/q.m3u8")).unwrap();
+    let s = Server::start(&root, &[]);
+    let mut c = s.connect();
+    let paths = [
+        "/a/s/p.m3u8",
+        "/b/x/y/p.m3u8",
+        "/c/p.m3u8",
+        "/d/cur/p.m3u8",
+        "/e/p.m3u8",
+    ];
+    // Twice: the first fills the cache, the second is a hit on a connection the server
+    // read before its inotify drain.
+    for _ in 0..2 {
+        let seen: Vec<String> = paths.iter().map(|p| body_on(&mut c, p)).collect();
+        assert_eq!(
+            seen,
+            [
+                "#EXTM3U\n#A1\n",
+                "#EXTM3U\n#B1\n",
+                "#EXTM3U\n#C1\n",
+                "#EXTM3U\n#D1\n",
+                "#EXTM3U\n#E1\n"
+            ]
+        );
+    }
+
+    // The stream's directory swapped for a new one.
+    std::fs::rename(root.join("a/s"), root.join("a/s.old")).unwrap();
+    mk("a/s.new/p.m3u8", "#EXTM3U\n#A2\n");
+    std::fs::rename(root.join("a/s.new"), root.join("a/s")).unwrap();
+    assert_eq!(body_on(&mut c, "/a/s/p.m3u8"), "#EXTM3U\n#A2\n");
+
+    // A directory two levels up moved away and the tree made again.
+    std::fs::rename(root.join("b"), root.join("b.old")).unwrap();
+    mk("b/x/y/p.m3u8", "#EXTM3U\n#B2\n");
+    assert_eq!(body_on(&mut c, "/b/x/y/p.m3u8"), "#EXTM3U\n#B2\n");
+
+    // Rewritten in place, asked for while the writer still holds it open, then after close.
+    {
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .truncate(true)
+            .open(root.join("c/p.m3u8"))
+            .unwrap();
+        f.write_all(b"#EXTM3U\n#C2\n").unwrap();
+        assert_eq!(body_on(&mut c, "/c/p.m3u8"), "#EXTM3U\n#C2\n");
+        f.write_all(b"#C3\n").unwrap();
+    }
+    assert_eq!(body_on(&mut c, "/c/p.m3u8"), "#EXTM3U\n#C2\n#C3\n");
+
+    // A symlinked directory pointed elsewhere (the new link renamed over the old).
+    std::os::unix::fs::symlink("v2", root.join("d/cur.new")).unwrap();
+    std::fs::rename(root.join("d/cur.new"), root.join("d/cur")).unwrap();
+    assert_eq!(body_on(&mut c, "/d/cur/p.m3u8"), "#EXTM3U\n#D2\n");
+
+    // Rewritten in place through another link in a directory nobody asked for.
+    std::fs::write(root.join("elsewhere/q.m3u8"), "#EXTM3U\n#E2 longer\n").unwrap();
+    assert_eq!(body_on(&mut c, "/e/p.m3u8"), "#EXTM3U\n#E2 longer\n");
+}

@@ -41,6 +41,8 @@ pub struct Cx<'a> {
     /// Running a parked request again (woken, or at its deadline): not a new request for
     /// the counters.
     pub rerun: bool,
+    /// Read before the worker's last inotify drain (see `live::cache`).
+    pub synced: bool,
 }
 
 /// The outcome for one request.
@@ -288,8 +290,8 @@ fn pulled<'r>(
         let in_memory = match kind {
             Kind::Playlist => cx.cache.get(
                 Dir::Pulled(fd),
-                path,
-                cpath,
+                (path, cpath),
+                false,
                 &shared.hints,
                 &shared.qoe.catalog,
             ),
@@ -445,8 +447,8 @@ pub fn respond<'r>(cx: &mut Cx<'_>, req: &Request<'r>) -> Answer<'r> {
             .map_or(&b""[..], |i| &req.target[i + 1..]);
         match cx.cache.get(
             Dir::Root(root, shared.watcher.as_deref()),
-            path,
-            cpath,
+            (path, cpath),
+            cx.synced,
             &shared.hints,
             &shared.qoe.catalog,
         ) {
@@ -646,6 +648,7 @@ pub fn process_bytes(shared: &Shared, input: &[u8]) -> Vec<u8> {
                     // A request that would be held is answered as its timeout would be.
                     expired: true,
                     rerun: false,
+                    synced: false,
                 };
                 match respond(&mut cx, &req) {
                     Answer::Now(r) => (r, len),

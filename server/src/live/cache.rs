@@ -3,14 +3,25 @@
 //! crawler walking a catalogue of large playlists cannot take the memory of the box. What
 //! does not fit is served from the file like any other body.
 //!
-//! Every hit is validated with one `fstatat` against the inode, size and mtime the entry
-//! was read with, so a viewer never gets a playlist older than the file on disk once the
-//! packager's rename has happened (the staleness window is zero by construction, not the
-//! latency of an inotify event). inotify still drops entries early and wakes parked
-//! LL-HLS requests (see `live::Watcher`). Entries come only from files opened beneath the
-//! root with openat2, so the unconfined stat can only confirm an entry, never admit a file.
-//! Playlists the edge tier pulled into its cache directory are held here too (`Dir::Pulled`),
-//! validated the same way against the stored file each fetch replaces.
+//! A viewer never gets a playlist older than the file on disk once the packager's rename
+//! (or close after writing) has happened; the staleness window is zero by construction,
+//! not the latency of an inotify event. Two ways to know:
+//! - Watched entries (`Cached::watched`): before the file was opened, inotify watches were
+//!   in place on its directory and every directory above it up to the root, the path has
+//!   no symlink, the file has one link and lives on a filesystem whose every change this
+//!   kernel makes (`fsys::changes_reach_inotify`). Any later change to what the path names
+//!   then queues an event before the changing syscall returns. The worker reads its
+//!   requests, then drains the inotify queue (`Watcher::sync`, one read(2) per batch of
+//!   requests), then answers: a request read before that drain (`synced`) is answered from
+//!   a watched entry that is still here without looking at the file.
+//! - Every other hit (a request read after the last drain, an entry that could not be
+//!   watched, a pulled playlist) is validated with one `fstatat` against the inode, size and
+//!   mtime the entry was read with.
+//!
+//! Entries come only from files opened beneath the root with openat2, so the unconfined stat
+//! can only confirm an entry, never admit a file. Playlists the edge tier pulled into its
+//! cache directory are held here too (`Dir::Pulled`), validated by the stat against the
+//! stored file each fetch replaces.
 
 use super::hints::Hints;
 use super::playlist::{self, PlaylistInfo};
@@ -30,6 +41,9 @@ const ENTRY_OVERHEAD: usize = 256;
 
 pub struct Cached {
     pub meta: FileMeta,
+    /// The root handle the entry was read beneath when it may be served on the watcher's
+    /// word (see the module doc); None: validated by a stat on every hit.
+    watched: Option<RawFd>,
     pub body: Bytes,
     /// Scanned LL-HLS facts for media playlists (.m3u8).
     pub info: Option<PlaylistInfo>,
@@ -113,13 +127,27 @@ impl PlaylistCache {
         self.map.is_empty()
     }
 
+    /// Drop every entry beneath the root-relative directory `prefix` (ending in `/`; `/`
+    /// alone: all entries).
+    pub fn remove_under(&mut self, prefix: &[u8]) {
+        let doomed: Vec<Box<[u8]>> = self
+            .map
+            .iter()
+            .filter(|(k, _)| prefix == b"/" || k.starts_with(prefix))
+            .map(|(k, _)| k.clone())
+            .collect();
+        for k in doomed {
+            self.remove(&k);
+        }
+    }
+
     /// The current version of the playlist at `path` (`cpath` is the same, NUL-terminated)
-    /// in `dir`.
+    /// in `dir`. `synced`: the request was read before this worker's last `Watcher::sync`.
     pub fn get(
         &mut self,
         dir: Dir<'_>,
-        path: &[u8],
-        cpath: &CStr,
+        (path, cpath): (&[u8], &CStr),
+        synced: bool,
         hints: &Hints,
         catalog: &crate::qoe::catalog::Catalog,
     ) -> Result<Arc<Cached>, Miss> {
@@ -127,6 +155,13 @@ impl PlaylistCache {
             Dir::Root(fd, w) => (fd, w, path),
             Dir::Pulled(fd) => (fd, None, cpath.to_bytes_with_nul()),
         };
+        if synced && watcher.is_some() {
+            if let Some(c) = self.map.get(key) {
+                if c.watched == Some(root) {
+                    return Ok(c.clone());
+                }
+            }
+        }
         let now = match fsys::stat_at(root, cpath) {
             Ok(m) => m,
             Err(e) => {
@@ -143,10 +178,17 @@ impl PlaylistCache {
             }
         }
         self.remove(key);
-        let file = fsys::open_beneath(root, cpath).map_err(|e| match e.raw_os_error() {
+        // Watches first: a change after they are in place is reported, one before is in
+        // what we read.
+        let watching = watcher.is_some_and(|w| w.watch_path(path));
+        let io_miss = |e: io::Error| match e.raw_os_error() {
             Some(libc::EMFILE | libc::ENFILE | libc::ENOMEM | libc::EIO) => Miss::Io(e),
             _ => Miss::NotFound,
-        })?;
+        };
+        let (file, direct) = match fsys::open_beneath_no_symlinks(root, cpath).map_err(io_miss)? {
+            Some(f) => (f, true),
+            None => (fsys::open_beneath(root, cpath).map_err(io_miss)?, false),
+        };
         let meta = match fsys::regular_meta(&file) {
             Ok(Some(m)) => m,
             Ok(None) => return Err(Miss::NotFound),
@@ -167,9 +209,7 @@ impl PlaylistCache {
         } else {
             None
         };
-        if let Some(w) = watcher {
-            w.watch_dir_of(path);
-        }
+        let watched = (watching && direct && fsys::changes_reach_inotify(&file)).then_some(root);
         if let Some(i) = &info {
             hints.update(path, i);
             if let Ok(text) = std::str::from_utf8(&body) {
@@ -178,6 +218,7 @@ impl PlaylistCache {
         }
         let entry = Arc::new(Cached {
             meta,
+            watched,
             body: Bytes::from(body),
             info,
         });

@@ -76,11 +76,20 @@ pub struct Cx<'a> {
     /// Current timer tick.
     pub now: u32,
     pub draining: bool,
+    /// How many times this worker has drained the inotify queue (`Watcher::sync`).
+    pub epoch: u64,
 }
 
 impl Cx<'_> {
     /// Answer `req`; `rerun`: a held request run again (`expired`: at its deadline).
-    fn respond<'r>(&mut self, req: &Request<'r>, rerun: bool, expired: bool) -> Answer<'r> {
+    /// `synced`: the request was read before the last inotify drain.
+    fn respond<'r>(
+        &mut self,
+        req: &Request<'r>,
+        rerun: bool,
+        expired: bool,
+        synced: bool,
+    ) -> Answer<'r> {
         let mut rcx = respond::Cx {
             shared: self.shared,
             draining: self.draining,
@@ -90,6 +99,7 @@ impl Cx<'_> {
             now_secs: self.date.unix_secs(),
             expired,
             rerun,
+            synced,
         };
         respond::respond(&mut rcx, req)
     }
@@ -395,6 +405,9 @@ pub struct Conn {
     pub queued: bool,
     /// Tick of this connection's pending timer entry, 0 if none.
     pub armed: u32,
+    /// The worker's `Cx::epoch` at the last recv: requests in `rbuf` were all read before
+    /// the inotify drain that ended that epoch once the worker's epoch is past it.
+    read_epoch: u64,
 }
 
 impl Conn {
@@ -416,6 +429,7 @@ impl Conn {
             read_closed: false,
             queued: true,
             armed: 0,
+            read_epoch: u64::MAX,
         }
     }
 
@@ -518,7 +532,7 @@ impl Conn {
             return false;
         };
         let req = p.request();
-        match cx.respond(&req, true, expired) {
+        match cx.respond(&req, true, expired, false) {
             Answer::Park(mut again) => {
                 again.deadline = p.deadline;
                 again.since = p.since;
@@ -694,7 +708,8 @@ impl Conn {
             let used = match verdict {
                 Parse::Complete(req, len) => {
                     *requests += 1;
-                    match cx.respond(&req, false, false) {
+                    let synced = self.read_epoch < cx.epoch;
+                    match cx.respond(&req, false, false, synced) {
                         Answer::Now(resp) => self.m.begin(cx, &self.io, Some(&req), resp, None),
                         Answer::Park(p) => {
                             self.m.enter(State::Parked(p), cx.now);
@@ -731,24 +746,12 @@ impl Conn {
             }
             return ControlFlow::Break(Step::Idle);
         }
-        if self.rbuf.capacity() == 0 {
-            self.rbuf = cx.pool.take();
-        }
-        match self.io.recv(&mut self.rbuf, READ_CHUNK) {
+        match self.fill(cx.pool, cx.now, cx.epoch) {
             // Peer closed. Everything it sent before has been answered (we only read when no
             // response is pending), so there is nothing left to do.
-            Ok((0, _)) => return ControlFlow::Break(Step::Close(CloseReason::Peer)),
-            Ok((_, drained)) => {
-                // Saves the recv(2) that would only say EAGAIN after every request.
-                if drained && !self.read_closed {
-                    self.can_read = false;
-                }
-                if matches!(self.m.state, State::Idle) {
-                    self.m.enter(State::Head, cx.now);
-                }
-            }
-            Err(e) if e.kind() == ErrorKind::WouldBlock => self.can_read = false,
-            Err(e) if e.kind() == ErrorKind::Interrupted => {}
+            Ok(0) => return ControlFlow::Break(Step::Close(CloseReason::Peer)),
+            Ok(_) => {}
+            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::Interrupted) => {}
             Err(e) if is_cleartext_http(&e) => {
                 // A plaintext request on the TLS port: say so in clear text, then close.
                 self.rbuf.clear();
@@ -758,6 +761,48 @@ impl Conn {
             Err(_) => return ControlFlow::Break(Step::Close(CloseReason::Peer)),
         }
         ControlFlow::Continue(())
+    }
+
+    /// One recv into the read buffer at worker epoch `epoch`.
+    fn fill(&mut self, pool: &mut Pool, now: u32, epoch: u64) -> io::Result<usize> {
+        if self.rbuf.capacity() == 0 {
+            self.rbuf = pool.take();
+        }
+        match self.io.recv(&mut self.rbuf, READ_CHUNK) {
+            Ok((0, _)) => Ok(0),
+            Ok((n, drained)) => {
+                // Saves the recv(2) that would only say EAGAIN after every request.
+                if drained && !self.read_closed {
+                    self.can_read = false;
+                }
+                if matches!(self.m.state, State::Idle) {
+                    self.m.enter(State::Head, now);
+                }
+                self.read_epoch = epoch;
+                Ok(n)
+            }
+            Err(e) => {
+                if e.kind() == ErrorKind::WouldBlock {
+                    self.can_read = false;
+                }
+                Err(e)
+            }
+        }
+    }
+
+    /// Before the worker drains inotify: take what a plain-HTTP connection waiting for a
+    /// request has sent, so that its requests count as read before the drain. True when
+    /// bytes came. End of stream and errors are left for the turn's own read, which sees
+    /// them again (TLS is left alone: a record may need an answer written first).
+    pub fn read_ahead(&mut self, pool: &mut Pool, now: u32, epoch: u64) -> bool {
+        if !self.can_read
+            || !self.rbuf.is_empty()
+            || !matches!(self.m.state, State::Head | State::Idle)
+            || self.io.is_tls()
+        {
+            return false;
+        }
+        matches!(self.fill(pool, now, epoch), Ok(n) if n > 0)
     }
 
     /// Parked: notice the peer leaving, and keep (bounded) pipelined bytes for after the

@@ -67,11 +67,16 @@ pub fn open_root(path: &Path) -> io::Result<OwnedFd> {
 /// openat2(2) of `rel` beneath `dir` with `flags`: the kernel refuses any resolution that
 /// leaves `dir` (`..`, absolute symlinks, symlinks pointing outside) with EXDEV, and /proc
 /// magic links with ELOOP.
-fn openat2_beneath(dir: RawFd, rel: &CStr, flags: libc::c_int) -> io::Result<OwnedFd> {
+fn openat2_beneath(
+    dir: RawFd,
+    rel: &CStr,
+    flags: libc::c_int,
+    resolve: u64,
+) -> io::Result<OwnedFd> {
     // SAFETY: open_how is plain integers; all-zero is its documented "no options" value.
     let mut how: libc::open_how = unsafe { std::mem::zeroed() };
     how.flags = (flags | libc::O_CLOEXEC) as u64;
-    how.resolve = libc::RESOLVE_BENEATH | libc::RESOLVE_NO_MAGICLINKS;
+    how.resolve = libc::RESOLVE_BENEATH | libc::RESOLVE_NO_MAGICLINKS | resolve;
     // SAFETY: arguments match openat2(2): a dirfd, a NUL-terminated path, a pointer to a
     // properly initialised open_how and its size. The kernel does not keep the pointers.
     let fd = unsafe {
@@ -96,7 +101,57 @@ pub fn open_beneath(root: RawFd, rel: &CStr) -> io::Result<OwnedFd> {
         root,
         rel,
         libc::O_RDONLY | libc::O_NOCTTY | libc::O_NONBLOCK,
+        0,
     )
+}
+
+/// Like `open_beneath`, and `Ok(None)` when any component of `rel` is a symlink (ELOOP
+/// from RESOLVE_NO_SYMLINKS): the caller then knows whether every directory on the way is
+/// a real one that a directory watch stands for.
+pub fn open_beneath_no_symlinks(root: RawFd, rel: &CStr) -> io::Result<Option<OwnedFd>> {
+    match openat2_beneath(
+        root,
+        rel,
+        libc::O_RDONLY | libc::O_NOCTTY | libc::O_NONBLOCK,
+        libc::RESOLVE_NO_SYMLINKS,
+    ) {
+        Ok(fd) => Ok(Some(fd)),
+        Err(e) if e.raw_os_error() == Some(libc::ELOOP) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// Filesystems (statfs f_type) where every change to a file or directory is made by this
+/// kernel and so reaches inotify. Network and FUSE filesystems (NFS, SMB, 9p, virtiofs,
+/// sshfs) change under us without events and are not listed.
+const INOTIFY_COMPLETE: &[i64] = &[
+    0xEF53,      // ext2/3/4
+    0x5846_5342, // xfs
+    0x9123_683E, // btrfs
+    0x0102_1994, // tmpfs
+    0x8584_58F6, // ramfs
+    0xF2F5_2010, // f2fs
+    0x2FC1_2FC1, // zfs
+    0x794C_7630, // overlayfs (changes made through the overlay)
+];
+
+/// Whether a change to the file `fd` can only happen through a name inotify reports: one
+/// link only, on a filesystem of `INOTIFY_COMPLETE`.
+pub fn changes_reach_inotify(fd: &OwnedFd) -> bool {
+    // SAFETY: zeroed is a valid bit pattern for libc::stat and libc::statfs (plain
+    // integers).
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: fd is open; st is a valid out-pointer.
+    if unsafe { libc::fstat(fd.as_raw_fd(), &mut st) } < 0 || st.st_nlink != 1 {
+        return false;
+    }
+    // SAFETY: as above, for statfs.
+    let mut fs: libc::statfs = unsafe { std::mem::zeroed() };
+    // SAFETY: fd is open; fs is a valid out-pointer.
+    if unsafe { libc::fstatfs(fd.as_raw_fd(), &mut fs) } < 0 {
+        return false;
+    }
+    INOTIFY_COMPLETE.contains(&(fs.f_type as i64))
 }
 
 /// Whether the running kernel has openat2 (Linux 5.6+). Checked once at start so the
@@ -426,7 +481,7 @@ fn cvt(r: libc::c_int) -> io::Result<libc::c_int> {
 /// Open the directory `rel` (NUL-terminated, relative, "." for `dir` itself) beneath `dir`
 /// as an O_PATH handle, resolved like every read.
 pub fn open_dir_beneath(dir: RawFd, rel: &CStr) -> io::Result<OwnedFd> {
-    openat2_beneath(dir, rel, libc::O_PATH | libc::O_DIRECTORY)
+    openat2_beneath(dir, rel, libc::O_PATH | libc::O_DIRECTORY, 0)
 }
 
 /// mkdirat(2) of the single name `name` in `dir`.

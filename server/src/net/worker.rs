@@ -98,6 +98,8 @@ pub struct Worker {
     last_emfile_log: Option<Instant>,
     /// SIGHUPs seen (the shared generation): each one re-applies the listen backlog.
     hups: u64,
+    /// inotify drains this worker made (`Watcher::sync`); see `Conn::read_ahead`.
+    epoch: u64,
     #[cfg(feature = "loop-stats")]
     loop_stats: super::loopstats::LoopStats,
 }
@@ -159,6 +161,7 @@ impl Worker {
             accept_paused_until: None,
             last_emfile_log: None,
             hups,
+            epoch: 0,
             #[cfg(feature = "loop-stats")]
             loop_stats: Default::default(),
         };
@@ -245,6 +248,20 @@ impl Worker {
             #[cfg(feature = "loop-stats")]
             self.loop_stats
                 .after_poll(events.iter().count(), self.ready.len());
+            // Read, then drain inotify, then answer: a request read before the drain can be
+            // answered from a watched playlist in memory without a stat (live::cache).
+            if let Some(w) = self.shared.watcher.as_deref() {
+                let tick = self.wheel.now();
+                let mut read = false;
+                for &k in &self.ready {
+                    if let Some(c) = self.conns.get_mut(k) {
+                        read |= c.read_ahead(&mut self.pool, tick, self.epoch);
+                    }
+                }
+                if read && w.sync() {
+                    self.epoch += 1;
+                }
+            }
             self.handle_changes();
             if !self.draining && self.shared.draining.load(Ordering::Relaxed) {
                 self.begin_drain();
@@ -302,6 +319,7 @@ impl Worker {
             log: &mut self.access_log,
             now: self.wheel.now(),
             draining: self.draining,
+            epoch: self.epoch,
         };
         f(conn, &mut cx)
     }
@@ -421,8 +439,14 @@ impl Worker {
             Ok(mut q) if !q.is_empty() => std::mem::take(&mut *q),
             _ => Vec::new(),
         };
+        let mut whole_dirs = false;
         for path in &changed {
-            self.cache.remove(path);
+            if path.ends_with(b"/") {
+                self.cache.remove_under(path);
+                whole_dirs = true;
+            } else {
+                self.cache.remove(path);
+            }
         }
         let mut keys: Vec<Box<[u8]>> = Vec::new();
         for path in changed {
@@ -431,7 +455,10 @@ impl Worker {
             }
         }
         let now = self.wheel.now();
-        if !self.parked.is_empty() && now >= self.last_parked_sweep + PARKED_SWEEP_TICKS {
+        // A directory changed (rare): every held request looks again.
+        if whole_dirs
+            || !self.parked.is_empty() && now >= self.last_parked_sweep + PARKED_SWEEP_TICKS
+        {
             self.last_parked_sweep = now;
             keys = self.parked.keys().cloned().collect();
         }
