@@ -44,16 +44,15 @@ impl ETag {
         self.len += 1;
     }
 
-    fn hex(&mut self, mut v: u64) {
-        let start = self.len;
-        loop {
-            self.push(b"0123456789abcdef"[(v & 15) as usize]);
-            v >>= 4;
-            if v == 0 {
-                break;
-            }
+    /// `v` in lowercase hex, no leading zeros: each digit written in its place once (this
+    /// runs for every response with validators).
+    fn hex(&mut self, v: u64) {
+        let digits = (64 - v.leading_zeros()).div_ceil(4).max(1) as usize;
+        let out = &mut self.buf[self.len..self.len + digits];
+        for (i, d) in out.iter_mut().rev().enumerate() {
+            *d = b"0123456789abcdef"[((v >> (4 * i)) & 15) as usize];
         }
-        self.buf[start..self.len].reverse();
+        self.len += digits;
     }
 }
 

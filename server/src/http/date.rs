@@ -50,7 +50,26 @@ pub const LAST_HTTP_DATE: u64 = 253_402_300_799;
 /// nearest representable date.
 pub fn push_http_date(out: &mut Vec<u8>, t: SystemTime) {
     use std::io::Write;
-    let t = UNIX_EPOCH + Duration::from_secs(secs(t).min(LAST_HTTP_DATE));
+    thread_local! {
+        // The last date formatted on this thread: a hot playlist's Last-Modified stays the
+        // same for every request until its next version.
+        static LAST: std::cell::Cell<(u64, [u8; 29])> =
+            const { std::cell::Cell::new((u64::MAX, [0; 29])) };
+    }
+    let s = secs(t).min(LAST_HTTP_DATE);
+    let (last, text) = LAST.get();
+    if last == s {
+        out.extend_from_slice(&text);
+        return;
+    }
+    let start = out.len();
     // Writing into a Vec cannot fail.
-    let _ = write!(out, "{}", httpdate::HttpDate::from(t));
+    let _ = write!(
+        out,
+        "{}",
+        httpdate::HttpDate::from(UNIX_EPOCH + Duration::from_secs(s))
+    );
+    if let Ok(text) = <[u8; 29]>::try_from(&out[start..]) {
+        LAST.set((s, text));
+    }
 }

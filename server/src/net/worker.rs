@@ -100,6 +100,8 @@ pub struct Worker {
     hups: u64,
     /// inotify drains this worker made (`Watcher::sync`); see `Conn::read_ahead`.
     epoch: u64,
+    /// The wheel's tick, read once per turn.
+    tick: u32,
     #[cfg(feature = "loop-stats")]
     loop_stats: super::loopstats::LoopStats,
 }
@@ -162,6 +164,7 @@ impl Worker {
             last_emfile_log: None,
             hups,
             epoch: 0,
+            tick: 0,
             #[cfg(feature = "loop-stats")]
             loop_stats: Default::default(),
         };
@@ -219,6 +222,8 @@ impl Worker {
                 }
                 return Err(e);
             }
+            // One clock read per turn: the wheel counts in 250 ms ticks.
+            self.tick = self.wheel.now();
             // Before any request of this turn: a root deleted and recreated is picked up
             // (at most one fstat per 250 ms across workers).
             self.shared.root.refresh_if_deleted();
@@ -251,11 +256,10 @@ impl Worker {
             // Read, then drain inotify, then answer: a request read before the drain can be
             // answered from a watched playlist in memory without a stat (live::cache).
             if let Some(w) = self.shared.watcher.as_deref() {
-                let tick = self.wheel.now();
                 let mut read = false;
                 for &k in &self.ready {
                     if let Some(c) = self.conns.get_mut(k) {
-                        read |= c.read_ahead(&mut self.pool, tick, self.epoch);
+                        read |= c.read_ahead(&mut self.pool, self.tick, self.epoch);
                     }
                 }
                 if read && w.sync() {
@@ -294,7 +298,7 @@ impl Worker {
                 log.maybe_reopen(generation);
                 log.flush();
             }
-            if self.draining && (self.conns.is_empty() || self.wheel.now() >= self.drain_deadline) {
+            if self.draining && (self.conns.is_empty() || self.tick >= self.drain_deadline) {
                 self.end_drain();
                 #[cfg(feature = "loop-stats")]
                 self.loop_stats.report(self.id);
@@ -317,7 +321,7 @@ impl Worker {
             cache: &mut self.cache,
             path_buf: &mut self.path_buf,
             log: &mut self.access_log,
-            now: self.wheel.now(),
+            now: self.tick,
             draining: self.draining,
             epoch: self.epoch,
         };
@@ -370,7 +374,7 @@ impl Worker {
     }
 
     fn expire_timers(&mut self) {
-        let now = self.wheel.now();
+        let now = self.tick;
         let mut due = Vec::new();
         let pool = &mut self.pool;
         self.wheel.advance(now, &mut due, |t| {
@@ -454,7 +458,7 @@ impl Worker {
                 keys.push(path.into());
             }
         }
-        let now = self.wheel.now();
+        let now = self.tick;
         // A directory changed (rare): every held request looks again.
         if whole_dirs
             || !self.parked.is_empty() && now >= self.last_parked_sweep + PARKED_SWEEP_TICKS
@@ -510,7 +514,7 @@ impl Worker {
         for mut l in std::mem::take(&mut self.listeners) {
             let _ = self.poll.registry().deregister(&mut l.sock);
         }
-        let now = self.wheel.now();
+        let now = self.tick;
         self.drain_deadline = now.saturating_add(timer::ticks(self.shared.cfg.drain_timeout));
         let grace = DRAIN_IDLE_GRACE.min(self.shared.cfg.keepalive_timeout);
         self.timeouts[Phase::Idle as usize] = timer::ticks(grace).saturating_add(1);
@@ -532,7 +536,7 @@ impl Worker {
         if !self.draining {
             return;
         }
-        let now = self.wheel.now();
+        let now = self.tick;
         let half = self.drain_deadline.saturating_sub(now) / 2;
         if let Some(c) = self.conns.get_mut(k) {
             if c.parked().is_some() {
@@ -621,7 +625,7 @@ impl Worker {
         };
         let entry = self.conns.vacant_entry();
         let k = entry.key();
-        let mut conn = Conn::new(io, self.wheel.now());
+        let mut conn = Conn::new(io, self.tick);
         if let Err(e) = self.poll.registry().register(
             conn.transport().socket(),
             Token(k),
