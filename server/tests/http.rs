@@ -475,6 +475,79 @@ fn shrinking_file_closes_connection(mode: Mode) {
     assert_eq!(s.get(&get("/ok.ts")).body, b"fine");
 }
 
+/// Headers of `r` but Date, in order.
+fn heads_but_date(r: &Response) -> Vec<(String, String)> {
+    r.headers
+        .iter()
+        .filter(|(n, _)| !n.eq_ignore_ascii_case("date"))
+        .cloned()
+        .collect()
+}
+
+fn repeated_playlist_gets_match_the_full_answer(mode: Mode) {
+    // A worker keeps whole responses for bare GETs of playlists in memory and sends them
+    // again to the same request on a kept-alive connection: every request that differs in
+    // anything the answer depends on must still get its own answer.
+    let root = fixture(&format!("kept-{mode:?}"));
+    let s = Server::start_mode(mode, &root, &[]);
+    let mut c = s.client();
+    let mut ask = |raw: &str| {
+        c.write_all(raw.as_bytes()).unwrap();
+        read_response(&mut c, raw.starts_with("HEAD")).expect("response")
+    };
+    let p = "/live/720p/index.m3u8";
+    let first = ask(&get(p));
+    assert_eq!(first.status, 200);
+    for _ in 0..3 {
+        let again = ask(&get(p));
+        assert_eq!(again.status, 200);
+        assert_eq!(again.body, first.body);
+        assert_eq!(heads_but_date(&again), heads_but_date(&first));
+    }
+    // The Date follows the clock, not the first answer.
+    let d0 = httpdate::parse_http_date(first.header("date").unwrap()).unwrap();
+    std::thread::sleep(Duration::from_millis(1100));
+    let later = ask(&get(p));
+    let d1 = httpdate::parse_http_date(later.header("date").unwrap()).unwrap();
+    assert!(d1 > d0, "Date did not move: {d0:?} then {d1:?}");
+    assert_eq!(heads_but_date(&later), heads_but_date(&first));
+
+    let etag = first.header("etag").unwrap().to_string();
+    let with = |h: &str| format!("GET {p} HTTP/1.1\r\nHost: t\r\n{h}\r\n\r\n");
+    assert_eq!(ask(&with(&format!("If-None-Match: {etag}"))).status, 304);
+    let ranged = ask(&with("Range: bytes=0-3"));
+    assert_eq!((ranged.status, ranged.body.as_slice()), (206, &b"#EXT"[..]));
+    let head = ask(&format!("HEAD {p} HTTP/1.1\r\nHost: t\r\n\r\n"));
+    assert_eq!((head.status, head.body.len()), (200, 0));
+    let cors = ask(&with("Origin: https://player.example"));
+    assert_eq!(
+        cors.header("access-control-allow-origin"),
+        Some("*"),
+        "{:?}",
+        cors.headers
+    );
+    let query = ask(&get(&format!("{p}?session=1")));
+    assert_eq!((query.status, &query.body), (200, &first.body));
+    assert_eq!(ask(&get(p)).body, first.body);
+
+    // A new version is what the next bare GET gets, with its own validators.
+    let v2 = PLAYLIST.replace("seg0.ts", "seg0.ts\n#EXTINF:2.0,\nseg1.ts");
+    publish(&root.join("live/720p"), "index.m3u8", &v2);
+    let next = ask(&get(p));
+    assert_eq!(next.body, v2.as_bytes());
+    assert_ne!(next.header("etag"), first.header("etag"));
+    assert_eq!(ask(&get(p)).body, v2.as_bytes());
+
+    // HTTP/1.0 and Connection: close are answered as such, then the connection ends.
+    let old = ask(&format!(
+        "GET {p} HTTP/1.0\r\nConnection: keep-alive\r\n\r\n"
+    ));
+    assert_eq!(old.header("connection"), Some("keep-alive"));
+    let last = ask(&with("Connection: close"));
+    assert_eq!(last.header("connection"), Some("close"));
+    assert!(closed(&mut c));
+}
+
 /// Each test of the suite, once per listener.
 macro_rules! suite {
     ($($name:ident),* $(,)?) => {
@@ -501,4 +574,5 @@ suite!(
     traversal_is_refused,
     large_file_slow_reader_intact,
     shrinking_file_closes_connection,
+    repeated_playlist_gets_match_the_full_answer,
 );

@@ -7,6 +7,7 @@
 pub mod body;
 pub mod cond;
 pub mod date;
+pub mod encoded;
 pub mod head;
 pub mod mime;
 pub mod parse;

@@ -43,6 +43,9 @@ pub struct Cx<'a> {
     pub rerun: bool,
     /// Read before the worker's last inotify drain (see `live::cache`).
     pub synced: bool,
+    /// Set when the answer is a whole watched playlist from the cache: what
+    /// `http::encoded` may keep it as.
+    pub served: Option<Arc<Cached>>,
 }
 
 /// The outcome for one request.
@@ -478,6 +481,9 @@ pub fn respond<'r>(cx: &mut Cx<'_>, req: &Request<'r>) -> Answer<'r> {
                         }
                     }
                 }
+                if delta.is_none() && c.watched_under(root) {
+                    cx.served = Some(c.clone());
+                }
                 return Answer::Now(playlist_response(
                     cx,
                     req,
@@ -649,6 +655,7 @@ pub fn process_bytes(shared: &Shared, input: &[u8]) -> Vec<u8> {
                     expired: true,
                     rerun: false,
                     synced: false,
+                    served: None,
                 };
                 match respond(&mut cx, &req) {
                     Answer::Now(r) => (r, len),

@@ -50,6 +50,11 @@ pub struct Cached {
 }
 
 impl Cached {
+    /// Read beneath `root` and served on the watcher's word (see the module doc).
+    pub fn watched_under(&self, root: RawFd) -> bool {
+        self.watched == Some(root)
+    }
+
     /// Bytes this entry holds, as charged against the cache's bound.
     fn cost(&self, key: &[u8]) -> usize {
         let scan = self.info.as_ref().map_or(0, |i| {
@@ -141,6 +146,12 @@ impl PlaylistCache {
         }
     }
 
+    /// The entry for root-relative `path` beneath `root` if it is watched: for a request read
+    /// before the last `Watcher::sync`, the current version without looking at the file.
+    pub fn watched(&mut self, path: &[u8], root: RawFd) -> Option<&Arc<Cached>> {
+        self.map.get(path).filter(|c| c.watched == Some(root))
+    }
+
     /// The current version of the playlist at `path` (`cpath` is the same, NUL-terminated)
     /// in `dir`. `synced`: the request was read before this worker's last `Watcher::sync`.
     pub fn get(
@@ -156,10 +167,8 @@ impl PlaylistCache {
             Dir::Pulled(fd) => (fd, None, cpath.to_bytes_with_nul()),
         };
         if synced && watcher.is_some() {
-            if let Some(c) = self.map.get(key) {
-                if c.watched == Some(root) {
-                    return Ok(c.clone());
-                }
+            if let Some(c) = self.watched(key, root) {
+                return Ok(c.clone());
             }
         }
         let now = match fsys::stat_at(root, cpath) {

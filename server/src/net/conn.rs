@@ -17,13 +17,14 @@ use super::transport::Transport;
 use crate::admin::accesslog::{self, AccessLog};
 use crate::admin::metrics::{bump, CloseReason, WorkerStats};
 use crate::http::date::DateCache;
+use crate::http::encoded::{self, Encoded};
 use crate::http::head;
 use crate::http::parse::{cmcd_headers, higher_minor};
 use crate::http::path;
 use crate::http::respond::{self, Answer, Parked};
 use crate::http::response::GrowingBody;
 use crate::http::{parse, Body, Method, Parse, Request, Response, Status};
-use crate::live::cache::PlaylistCache;
+use crate::live::cache::{Cached, PlaylistCache};
 use crate::live::growing::State as Arrival;
 use crate::qoe::cmcd::Cmcd;
 use crate::qoe::cmsd::{self, Cmsd};
@@ -32,6 +33,8 @@ use crate::shared::Shared;
 use crate::tls::stream::is_cleartext_http;
 use std::io::{self, ErrorKind};
 use std::ops::ControlFlow;
+use std::os::fd::AsRawFd;
+use std::sync::Arc;
 use std::time::Instant;
 
 /// Bytes one connection may send per turn before others get theirs.
@@ -71,6 +74,7 @@ pub struct Cx<'a> {
     pub pool: &'a mut Pool,
     pub date: &'a DateCache,
     pub cache: &'a mut PlaylistCache,
+    pub encoded: &'a mut Encoded,
     pub path_buf: &'a mut Vec<u8>,
     pub log: &'a mut Option<AccessLog>,
     /// Current timer tick.
@@ -82,14 +86,15 @@ pub struct Cx<'a> {
 
 impl Cx<'_> {
     /// Answer `req`; `rerun`: a held request run again (`expired`: at its deadline).
-    /// `synced`: the request was read before the last inotify drain.
+    /// `synced`: the request was read before the last inotify drain. Also returns the
+    /// watched playlist entry a whole 200 was made from, if that is what it is.
     fn respond<'r>(
         &mut self,
         req: &Request<'r>,
         rerun: bool,
         expired: bool,
         synced: bool,
-    ) -> Answer<'r> {
+    ) -> (Answer<'r>, Option<Arc<Cached>>) {
         let mut rcx = respond::Cx {
             shared: self.shared,
             draining: self.draining,
@@ -100,8 +105,10 @@ impl Cx<'_> {
             expired,
             rerun,
             synced,
+            served: None,
         };
-        respond::respond(&mut rcx, req)
+        let answer = respond::respond(&mut rcx, req);
+        (answer, rcx.served)
     }
 }
 
@@ -163,6 +170,52 @@ impl Machine {
         }
     }
 
+    /// Start sending the response kept for `target` (`http::encoded`) if the playlist it was
+    /// made from is still the current one; false if there is none to use.
+    fn begin_kept(&mut self, cx: &mut Cx<'_>, target: &[u8], tls: bool) -> bool {
+        let root = cx.shared.root.as_raw_fd();
+        let Some(kept) = cx.encoded.get(target, tls) else {
+            return false;
+        };
+        match cx.cache.watched(&kept.path, root) {
+            Some(c) if Arc::ptr_eq(c, &kept.cached) => {}
+            _ => return false,
+        }
+        let at = (cx.shared, cx.worker, cx.date.unix_secs());
+        observe(at, self.id, &kept.path, 200, kept.body_len(), None);
+        if self.out.capacity() == 0 {
+            self.out = cx.pool.take();
+        }
+        self.out.extend_from_slice(kept.bytes(cx.date));
+        cx.stats.request(200);
+        self.send(Body::Empty, false, cx.now);
+        true
+    }
+
+    /// After `begin` of a whole playlist answering a bare GET: keep head and body (both in
+    /// `out`) for the next such request.
+    fn keep(&mut self, cx: &mut Cx<'_>, target: &[u8], tls: bool, cached: Arc<Cached>) {
+        let inline =
+            matches!(&self.state, State::Send(s) if matches!(s.body, Body::Empty) && !s.close);
+        if !inline || self.out_pos != 0 {
+            return;
+        }
+        let path = cx.path_buf.strip_suffix(&[0]).unwrap_or(cx.path_buf);
+        cx.encoded
+            .put(target, tls, (cached, path), &self.out, cx.date);
+    }
+
+    /// Enter the sending state with `body` after the head in `out`.
+    fn send(&mut self, body: Body, close: bool, now: u32) {
+        let sending = Sending {
+            body,
+            body_sent: 0,
+            close,
+            outq: u32::MAX,
+        };
+        self.enter(State::Send(sending), now);
+    }
+
     /// Start sending `resp` (the answer to `req`, or to an unparsable request): note who
     /// watches what, add CMSD, encode its head, count it and log it. `held`: when a blocking
     /// request was first parked.
@@ -195,19 +248,10 @@ impl Machine {
             };
             if decoded {
                 let path = cx.path_buf.as_slice();
-                let qoe = &cx.shared.qoe;
-                qoe.observe(
-                    cx.worker,
-                    now_secs,
-                    &Seen {
-                        conn: self.id,
-                        path,
-                        status: code,
-                        bytes: body_len,
-                        cmcd: cmcd.as_ref(),
-                    },
-                );
+                let at = (cx.shared, cx.worker, now_secs);
+                observe(at, self.id, path, code, body_len, cmcd.as_ref());
                 if cx.shared.cfg.cmsd_name.is_some() && matches!(code, 200 | 206 | 304) {
+                    let qoe = &cx.shared.qoe;
                     resp.fields.cmsd =
                         Some(Box::new(server_data(io, path, cmcd.as_ref(), held, qoe)));
                 }
@@ -257,14 +301,30 @@ impl Machine {
             g.log = pending;
             bump(&cx.stats.growing_responses, 1);
         }
-        let sending = Sending {
-            body,
-            body_sent: 0,
-            close: resp.fields.close,
-            outq: u32::MAX,
-        };
-        self.enter(State::Send(sending), cx.now);
+        self.send(body, resp.fields.close, cx.now);
     }
+}
+
+/// Tell QoE what connection `conn` was answered for `path`.
+fn observe(
+    (shared, worker, now_secs): (&Shared, usize, u64),
+    conn: u64,
+    path: &[u8],
+    status: u16,
+    bytes: u64,
+    cmcd: Option<&Cmcd>,
+) {
+    shared.qoe.observe(
+        worker,
+        now_secs,
+        &Seen {
+            conn,
+            path,
+            status,
+            bytes,
+            cmcd,
+        },
+    );
 }
 
 /// CMSD for one response: what the playlists say of the object, how long it was held, and
@@ -532,7 +592,7 @@ impl Conn {
             return false;
         };
         let req = p.request();
-        match cx.respond(&req, true, expired, false) {
+        match cx.respond(&req, true, expired, false).0 {
             Answer::Park(mut again) => {
                 again.deadline = p.deadline;
                 again.since = p.since;
@@ -709,8 +769,24 @@ impl Conn {
                 Parse::Complete(req, len) => {
                     *requests += 1;
                     let synced = self.read_epoch < cx.epoch;
-                    match cx.respond(&req, false, false, synced) {
-                        Answer::Now(resp) => self.m.begin(cx, &self.io, Some(&req), resp, None),
+                    let tls = self.io.is_tls();
+                    let plain = encoded::plain(&req)
+                        && !cx.draining
+                        && cx.log.is_none()
+                        && cx.shared.cfg.cmsd_name.is_none();
+                    if plain && synced && self.m.begin_kept(cx, req.target, tls) {
+                        self.rbuf.drain(..len);
+                        return ControlFlow::Continue(());
+                    }
+                    let (answer, served) = cx.respond(&req, false, false, synced);
+                    match answer {
+                        Answer::Now(resp) => {
+                            let whole = resp.status == Status::Ok;
+                            self.m.begin(cx, &self.io, Some(&req), resp, None);
+                            if let (true, true, Some(c)) = (plain, whole, served) {
+                                self.m.keep(cx, req.target, tls, c);
+                            }
+                        }
                         Answer::Park(p) => {
                             self.m.enter(State::Parked(p), cx.now);
                             self.rbuf.drain(..len);

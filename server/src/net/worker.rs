@@ -102,6 +102,8 @@ pub struct Worker {
     epoch: u64,
     /// The wheel's tick, read once per turn.
     tick: u32,
+    /// Whole playlist responses kept for bare GETs (`http::encoded`).
+    encoded: crate::http::encoded::Encoded,
     #[cfg(feature = "loop-stats")]
     loop_stats: super::loopstats::LoopStats,
 }
@@ -165,6 +167,7 @@ impl Worker {
             hups,
             epoch: 0,
             tick: 0,
+            encoded: Default::default(),
             #[cfg(feature = "loop-stats")]
             loop_stats: Default::default(),
         };
@@ -319,6 +322,7 @@ impl Worker {
             pool: &mut self.pool,
             date: &self.date,
             cache: &mut self.cache,
+            encoded: &mut self.encoded,
             path_buf: &mut self.path_buf,
             log: &mut self.access_log,
             now: self.tick,
