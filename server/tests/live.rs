@@ -331,7 +331,7 @@ fn many_parked_requests_all_answered_on_one_publish() {
 }
 
 /// Ask for `path` on the kept-alive connection `c` and return the body.
-fn body_on(c: &mut std::net::TcpStream, path: &str) -> String {
+fn body_on(c: &mut (impl std::io::Read + Write), path: &str) -> String {
     c.write_all(get(path).as_bytes()).unwrap();
     let r = read_response(c, false).expect("response");
     assert_eq!(r.status, 200, "{path}");
@@ -340,10 +340,19 @@ fn body_on(c: &mut std::net::TcpStream, path: &str) -> String {
 
 #[test]
 fn a_playlist_path_that_comes_to_name_another_file_is_served_new_at_once() {
+    path_comes_to_name_another_file(Mode::Plain);
+}
+
+#[test]
+fn a_playlist_path_that_comes_to_name_another_file_is_served_new_at_once_over_https() {
+    path_comes_to_name_another_file(Mode::Tls);
+}
+
+fn path_comes_to_name_another_file(mode: Mode) {
     // A hit on a kept-alive connection may be answered without a stat of the file when
     // inotify watches stand for it; every way the path can come to name other bytes must
     // still be seen by the very next request.
-    let root = media_root("renamed-dirs");
+    let root = media_root(&format!("renamed-dirs-{mode:?}"));
     let mk = |rel: &str, text: &str| {
         let p = root.join(rel);
         std::fs::create_dir_all(p.parent().unwrap()).unwrap();
@@ -362,8 +371,8 @@ fn a_playlist_path_that_comes_to_name_another_file_is_served_new_at_once() {
     mk("e/p.m3u8", "#EXTM3U\n#E1\n");
     std::fs::create_dir_all(root.join("elsewhere")).unwrap();
     std::fs::hard_link(root.join("e/p.m3u8"), root.join("elsewhere/q.m3u8")).unwrap();
-    let s = Server::start(&root, &[]);
-    let mut c = s.connect();
+    let s = Server::start_mode(mode, &root, &[]);
+    let mut c = s.client();
     let paths = [
         "/a/s/p.m3u8",
         "/b/x/y/p.m3u8",

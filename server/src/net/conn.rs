@@ -866,15 +866,16 @@ impl Conn {
         }
     }
 
-    /// Before the worker drains inotify: take what a plain-HTTP connection waiting for a
-    /// request has sent, so that its requests count as read before the drain. True when
-    /// bytes came. End of stream and errors are left for the turn's own read, which sees
-    /// them again (TLS is left alone: a record may need an answer written first).
+    /// Before the worker drains inotify: take what a connection waiting for a request has
+    /// sent, so that its requests count as read before the drain. True when bytes came. End
+    /// of stream and errors are left for the turn's own read, which sees them again (a
+    /// reset socket reads as closed; a TLS stream that failed stays ended). A TLS handshake
+    /// is left to the turn, which answers its flights.
     pub fn read_ahead(&mut self, pool: &mut Pool, now: u32, epoch: u64) -> bool {
         if !self.can_read
             || !self.rbuf.is_empty()
             || !matches!(self.m.state, State::Head | State::Idle)
-            || self.io.is_tls()
+            || self.io.is_handshaking()
         {
             return false;
         }
