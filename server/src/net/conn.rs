@@ -147,7 +147,9 @@ struct Machine {
     since: u32,
     /// Head bytes not yet sent. Capacity 0 while nothing is being sent.
     out: Vec<u8>,
-    out_pos: usize,
+    /// Bytes of `out` sent. Heads are kilobytes; 32 bits keep every connection 8 bytes
+    /// smaller (with `since`, one word).
+    out_pos: u32,
 }
 
 impl Machine {
@@ -633,7 +635,7 @@ impl Conn {
                 // published): hold no buffer while the kernel drains the socket. The head is
                 // out once only the body remains.
                 cx.pool.give_if_empty(&mut self.rbuf);
-                if self.m.out_pos >= self.m.out.len() {
+                if self.m.out_pos as usize >= self.m.out.len() {
                     self.m.out.clear();
                     self.m.out_pos = 0;
                     cx.pool.give(std::mem::take(&mut self.m.out));
@@ -652,7 +654,7 @@ impl Conn {
         };
         let file_follows = matches!(s.body, Body::File(_) | Body::Growing(_));
         loop {
-            let head = &m.out[m.out_pos.min(m.out.len())..];
+            let head = &m.out[(m.out_pos as usize).min(m.out.len())..];
             let mem: &[u8] = match &s.body {
                 Body::Static(b) => &b[s.body_sent..],
                 Body::Bytes(b) => &b[s.body_sent..],
@@ -665,7 +667,8 @@ impl Conn {
                 Ok(n) => {
                     *sent += n;
                     let from_head = n.min(head.len());
-                    m.out_pos += from_head;
+                    let from_head32 = u32::try_from(from_head).unwrap_or(u32::MAX);
+                    m.out_pos = m.out_pos.saturating_add(from_head32);
                     s.body_sent += n - from_head;
                 }
                 Err(e) if e.kind() == ErrorKind::WouldBlock => return Ok(Progress::Blocked),
