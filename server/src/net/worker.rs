@@ -35,6 +35,10 @@ const ACCEPT_BUDGET: usize = 256;
 /// How long to stop accepting after EMFILE/ENFILE instead of spinning on a listener the
 /// kernel keeps reporting readable.
 const ACCEPT_PAUSE: Duration = Duration::from_millis(100);
+/// Ready connections read ahead of one inotify drain: at most this many read buffers are
+/// held at once by the read-ahead (4 KiB each), and one drain costs one read(2) per this many
+/// requests at worst.
+const READ_AHEAD_CHUNK: usize = 64;
 /// Pool trim interval, in ticks (1 s).
 const POOL_TRIM_TICKS: u32 = 4;
 /// Parked requests are all re-run this often (in ticks), so a missed or unavailable
@@ -256,19 +260,6 @@ impl Worker {
             #[cfg(feature = "loop-stats")]
             self.loop_stats
                 .after_poll(events.iter().count(), self.ready.len());
-            // Read, then drain inotify, then answer: a request read before the drain can be
-            // answered from a watched playlist in memory without a stat (live::cache).
-            if let Some(w) = self.shared.watcher.as_deref() {
-                let mut read = false;
-                for &k in &self.ready {
-                    if let Some(c) = self.conns.get_mut(k) {
-                        read |= c.read_ahead(&mut self.pool, self.tick, self.epoch);
-                    }
-                }
-                if read && w.sync() {
-                    self.epoch += 1;
-                }
-            }
             self.handle_changes();
             if !self.draining && self.shared.draining.load(Ordering::Relaxed) {
                 self.begin_drain();
@@ -279,12 +270,19 @@ impl Worker {
             if self.can_accept() {
                 self.accept();
             }
-            for _ in 0..self.ready.len() {
-                let Some(k) = self.ready.pop_front() else {
-                    break;
-                };
-                let step = self.turn(k, |c, cx| c.ready(cx));
-                self.after(k, step);
+            // What is queued now gets its turn; what turns queue again waits for the next.
+            let mut left = self.ready.len();
+            while left > 0 {
+                let chunk = left.min(READ_AHEAD_CHUNK);
+                left -= chunk;
+                self.read_ahead(chunk);
+                for _ in 0..chunk {
+                    let Some(k) = self.ready.pop_front() else {
+                        break;
+                    };
+                    let step = self.turn(k, |c, cx| c.ready(cx));
+                    self.after(k, step);
+                }
             }
             self.expire_timers();
             let st = &self.shared.stats[self.id];
@@ -307,6 +305,29 @@ impl Worker {
                 self.loop_stats.report(self.id);
                 return Ok(());
             }
+        }
+    }
+
+    /// Read, then drain inotify, then answer: a request read before the drain can be
+    /// answered from a watched playlist in memory without a stat (live::cache). Done for
+    /// the first `n` queued connections, which are answered next: each holds a read buffer
+    /// until then, so a burst of ready connections is taken `READ_AHEAD_CHUNK` at a time
+    /// instead of holding a buffer for every one of them at once.
+    fn read_ahead(&mut self, n: usize) {
+        let Some(w) = self.shared.watcher.as_deref() else {
+            return;
+        };
+        let mut read = false;
+        for &k in self.ready.iter().take(n) {
+            if let Some(c) = self.conns.get_mut(k) {
+                read |= c.read_ahead(&mut self.pool, self.tick, self.epoch);
+            }
+        }
+        if read && w.sync() {
+            self.epoch += 1;
+            // What the drain reported must reach this worker's cache before the requests
+            // read ahead of it are answered from there.
+            self.handle_changes();
         }
     }
 
