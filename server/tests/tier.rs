@@ -803,6 +803,9 @@ fn nginx_as_origin() {
     let docs = base.join("docs");
     std::fs::create_dir_all(docs.join("live")).unwrap();
     std::fs::write(docs.join("live/seg.ts"), body(300_000, 5)).unwrap();
+    for i in 0..40u8 {
+        std::fs::write(docs.join(format!("live/s{i}.ts")), body(300_000, i)).unwrap();
+    }
     let port = TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -819,10 +822,12 @@ fn nginx_as_origin() {
         ),
     )
     .unwrap();
-    let mut nginx = Command::new("nginx")
-        .args(["-c", conf.to_str().unwrap(), "-p", base.to_str().unwrap()])
-        .spawn()
-        .unwrap();
+    let nginx = Nginx(
+        Command::new("nginx")
+            .args(["-c", conf.to_str().unwrap(), "-p", base.to_str().unwrap()])
+            .spawn()
+            .unwrap(),
+    );
     common::wait_for("nginx to listen", Duration::from_secs(10), || {
         TcpStream::connect(("127.0.0.1", port)).is_ok()
     });
@@ -834,14 +839,33 @@ fn nginx_as_origin() {
         assert_eq!(r.body, body(300_000, 5));
         assert_eq!(r.header("cache-status"), Some(want));
     }
+    // A viewer that has every byte of a miss and asks again at once gets the stored copy:
+    // the last bytes go out only once the object is stored.
+    for i in 0..40u8 {
+        for want in ["corestream; fwd=miss", "corestream; hit"] {
+            let r = e.get(&format!("GET /live/s{i}.ts HTTP/1.1\r\nHost: e\r\n\r\n"));
+            assert_eq!(r.status, 200);
+            assert_eq!(r.body, body(300_000, i));
+            assert_eq!(r.header("cache-status"), Some(want), "s{i}.ts");
+        }
+    }
     let r = e.get("GET /live/none.ts HTTP/1.1\r\nHost: e\r\n\r\n");
     assert_eq!(r.status, 404);
-    // SIGTERM: the master stops its workers (a SIGKILL would orphan them).
-    let _ = Command::new("kill")
-        .args(["-TERM", &nginx.id().to_string()])
-        .status();
-    let _ = nginx.wait();
+    drop(nginx);
     let _ = std::fs::remove_dir_all(&base);
+}
+
+/// An nginx master stopped when the test ends, failed or not.
+struct Nginx(std::process::Child);
+
+impl Drop for Nginx {
+    fn drop(&mut self) {
+        // SIGTERM: the master stops its workers (a SIGKILL would orphan them).
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.0.id().to_string()])
+            .status();
+        let _ = self.0.wait();
+    }
 }
 
 #[test]

@@ -148,14 +148,28 @@ impl Registry {
     /// The writer is done: `Complete` (called after the object was renamed into place, so
     /// new requests find the file) or `Aborted` (nothing under the name changed).
     pub fn end(&self, path: &[u8], g: &Arc<Growing>, state: State) {
+        self.unlist(path, g);
         g.state.store(state as u8, SeqCst);
+        g.wake(&self.inboxes);
+    }
+
+    /// The writer is done and `len` bytes long, the last of them published only now: new
+    /// requests no longer find it here before its viewers can have it all, so a viewer that
+    /// asks again once it has every byte finds what replaced it (a stored copy).
+    pub fn complete(&self, path: &[u8], g: &Arc<Growing>, len: u64) {
+        self.unlist(path, g);
+        g.written.store(len, SeqCst);
+        g.state.store(State::Complete as u8, SeqCst);
+        g.wake(&self.inboxes);
+    }
+
+    fn unlist(&self, path: &[u8], g: &Arc<Growing>) {
         if let Ok(mut m) = self.map.lock() {
             if m.get(path).is_some_and(|cur| Arc::ptr_eq(cur, g)) {
                 m.remove(path);
             }
             self.count.store(m.len(), SeqCst);
         }
-        g.wake(&self.inboxes);
     }
 }
 

@@ -514,7 +514,10 @@ fn store(
     let _ = s.tcp().set_read_timeout(Some(t.opts.stall_timeout));
     let read = body::read(s, buf, head.framing, |d| {
         up.write(d)?;
-        if let Some(g) = &growing {
+        // The last bytes of an announced length are published once the object is stored
+        // (below): a viewer that has them all may ask again at once, and must then find it
+        // stored (a hit), not a fetch still ending.
+        if let Some(g) = growing.as_ref().filter(|_| declared != Some(up.written)) {
             shared.growing.wrote(g, up.written);
         }
         Ok::<(), crate::ingest::store::StoreError>(())
@@ -578,6 +581,8 @@ fn store(
         etag,
         last_modified,
     }));
-    end(State::Complete);
+    if let Some(g) = &growing {
+        shared.growing.complete(&job.path, g, size);
+    }
     Ok(head.keep_alive)
 }
