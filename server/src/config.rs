@@ -327,12 +327,13 @@ pub struct Cli {
 
     /// How long a player's CMCD session counts as watching after its last request
     /// (`corestream_viewers`, `/streams`). Viewers without CMCD count for two target durations
-    /// after their last playlist reload.
+    /// after their last playlist reload (this long for a manifest without one; 600 s at most).
     #[arg(long, env = "CORESTREAM_QOE_WINDOW", default_value = "30s", value_parser = parse_duration, value_name = "DURATION")]
     pub qoe_window: Duration,
 
-    /// Most viewer sessions tracked at once for the viewer counts (memory stays bounded
-    /// whatever clients send; what does not fit is counted as dropped).
+    /// Most CMCD sessions tracked at once for the viewer counts (memory stays bounded
+    /// whatever clients send; what does not fit is counted as dropped). Connections without
+    /// CMCD are counted without a table entry.
     #[arg(
         long,
         env = "CORESTREAM_QOE_MAX_SESSIONS",

@@ -28,7 +28,7 @@ use crate::live::cache::{Cached, PlaylistCache};
 use crate::live::growing::State as Arrival;
 use crate::qoe::cmcd::Cmcd;
 use crate::qoe::cmsd::{self, Cmsd};
-use crate::qoe::Seen;
+use crate::qoe::{Mark, Seen};
 use crate::shared::Shared;
 use crate::tls::stream::is_cleartext_http;
 use std::io::{self, ErrorKind};
@@ -46,8 +46,6 @@ const REQUEST_BUDGET: u32 = 32;
 const INLINE_BODY: usize = 16 * 1024;
 /// Bytes a closing connection may still send us before we stop draining and close.
 const LINGER_LIMIT: usize = 64 * 1024;
-
-static NEXT_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
 
 /// What the worker should do with the connection after its turn.
 #[derive(Debug, Default, PartialEq, Eq)]
@@ -128,20 +126,27 @@ enum State {
 
 /// A response being written: head bytes in `Machine::out`, then the body.
 struct Sending {
-    body: Body,
-    /// Bytes of an in-memory body already sent.
-    body_sent: usize,
+    /// The body, unless it went into `out` with the head (playlists, error texts: no
+    /// allocation for them). Boxed so that every connection's slot stays small.
+    rest: Option<Box<Rest>>,
     /// End the connection once this response is out.
     close: bool,
     /// Last SIOCOUTQ reading (u32::MAX before the first).
     outq: u32,
 }
 
+/// A body sent after the head.
+struct Rest {
+    body: Body,
+    /// Bytes of an in-memory body already sent.
+    sent: usize,
+}
+
 /// The response side of a connection, apart from its read buffer so that a request borrowed
 /// from that buffer can be answered without copying it.
 struct Machine {
-    /// Unique in the process: tells viewers apart that send no CMCD session id.
-    id: u64,
+    /// What QoE counts this connection as, if it sends no CMCD session id.
+    viewer: Mark,
     state: State,
     /// Tick the current phase began (while sending: of the last write progress).
     since: u32,
@@ -184,7 +189,7 @@ impl Machine {
             _ => return false,
         }
         let at = (cx.shared, cx.worker, cx.date.unix_secs());
-        observe(at, self.id, &kept.path, 200, kept.body_len(), None);
+        observe(at, &mut self.viewer, &kept.path, 200, kept.body_len(), None);
         if self.out.capacity() == 0 {
             self.out = cx.pool.take();
         }
@@ -197,8 +202,7 @@ impl Machine {
     /// After `begin` of a whole playlist answering a bare GET: keep head and body (both in
     /// `out`) for the next such request.
     fn keep(&mut self, cx: &mut Cx<'_>, target: &[u8], tls: bool, cached: Arc<Cached>) {
-        let inline =
-            matches!(&self.state, State::Send(s) if matches!(s.body, Body::Empty) && !s.close);
+        let inline = matches!(&self.state, State::Send(s) if s.rest.is_none() && !s.close);
         if !inline || self.out_pos != 0 {
             return;
         }
@@ -209,9 +213,12 @@ impl Machine {
 
     /// Enter the sending state with `body` after the head in `out`.
     fn send(&mut self, body: Body, close: bool, now: u32) {
+        let rest = match body {
+            Body::Empty => None,
+            body => Some(Box::new(Rest { body, sent: 0 })),
+        };
         let sending = Sending {
-            body,
-            body_sent: 0,
+            rest,
             close,
             outq: u32::MAX,
         };
@@ -251,7 +258,7 @@ impl Machine {
             if decoded {
                 let path = cx.path_buf.as_slice();
                 let at = (cx.shared, cx.worker, now_secs);
-                observe(at, self.id, path, code, body_len, cmcd.as_ref());
+                observe(at, &mut self.viewer, path, code, body_len, cmcd.as_ref());
                 if cx.shared.cfg.cmsd_name.is_some() && matches!(code, 200 | 206 | 304) {
                     let qoe = &cx.shared.qoe;
                     resp.fields.cmsd =
@@ -307,10 +314,10 @@ impl Machine {
     }
 }
 
-/// Tell QoE what connection `conn` was answered for `path`.
+/// Tell QoE what the connection `viewer` marks was answered for `path`.
 fn observe(
     (shared, worker, now_secs): (&Shared, usize, u64),
-    conn: u64,
+    viewer: &mut Mark,
     path: &[u8],
     status: u16,
     bytes: u64,
@@ -320,12 +327,12 @@ fn observe(
         worker,
         now_secs,
         &Seen {
-            conn,
             path,
             status,
             bytes,
             cmcd,
         },
+        viewer,
     );
 }
 
@@ -480,7 +487,7 @@ impl Conn {
             io,
             rbuf: Vec::new(),
             m: Machine {
-                id: NEXT_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+                viewer: Mark::default(),
                 state: State::Head,
                 since: now,
                 out: Vec::new(),
@@ -542,7 +549,11 @@ impl Conn {
         let State::Send(s) = &mut self.m.state else {
             return None;
         };
-        let Body::Growing(g) = &mut s.body else {
+        let Some(Rest {
+            body: Body::Growing(g),
+            ..
+        }) = s.rest.as_deref_mut()
+        else {
             return None;
         };
         Some((g.log.take()?, g.pos))
@@ -652,13 +663,22 @@ impl Conn {
         let State::Send(s) = &mut m.state else {
             return Ok(Progress::Done);
         };
-        let file_follows = matches!(s.body, Body::File(_) | Body::Growing(_));
+        let mut rest = s.rest.as_deref_mut();
+        let file_follows = rest
+            .as_deref()
+            .is_some_and(|r| matches!(r.body, Body::File(_) | Body::Growing(_)));
         loop {
             let head = &m.out[(m.out_pos as usize).min(m.out.len())..];
-            let mem: &[u8] = match &s.body {
-                Body::Static(b) => &b[s.body_sent..],
-                Body::Bytes(b) => &b[s.body_sent..],
-                Body::Empty | Body::File(_) | Body::Growing(_) => &[],
+            let mem: &[u8] = match rest.as_deref() {
+                Some(Rest {
+                    body: Body::Static(b),
+                    sent,
+                }) => &b[*sent..],
+                Some(Rest {
+                    body: Body::Bytes(b),
+                    sent,
+                }) => &b[*sent..],
+                _ => &[],
             };
             if head.is_empty() && mem.is_empty() {
                 break;
@@ -669,17 +689,20 @@ impl Conn {
                     let from_head = n.min(head.len());
                     let from_head32 = u32::try_from(from_head).unwrap_or(u32::MAX);
                     m.out_pos = m.out_pos.saturating_add(from_head32);
-                    s.body_sent += n - from_head;
+                    if let Some(r) = rest.as_deref_mut() {
+                        r.sent += n - from_head;
+                    }
                 }
                 Err(e) if e.kind() == ErrorKind::WouldBlock => return Ok(Progress::Blocked),
                 Err(e) if e.kind() == ErrorKind::Interrupted => {}
                 Err(e) => return Err(e),
             }
         }
-        if let Body::Growing(g) = &mut s.body {
+        let body = rest.map(|r| &mut r.body);
+        if let Some(Body::Growing(g)) = body {
             return send_growing(&mut self.io, g, sent, file_bytes);
         }
-        let Body::File(f) = &mut s.body else {
+        let Some(Body::File(f)) = body else {
             return Ok(if self.io.flush()? {
                 Progress::Done
             } else {
@@ -719,7 +742,7 @@ impl Conn {
 
     /// Sending an object still arriving (and not blocked on the socket).
     pub fn is_following(&self) -> bool {
-        matches!(&self.m.state, State::Send(s) if matches!(s.body, Body::Growing(_)))
+        matches!(&self.m.state, State::Send(Sending { rest: Some(r), .. }) if matches!(r.body, Body::Growing(_)))
     }
 
     fn finish_response(&mut self, cx: &mut Cx<'_>) {
@@ -930,5 +953,19 @@ impl Conn {
                 Err(_) => return Step::Close(CloseReason::Done),
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// Every open connection costs its slot, idle or not: 50k idle viewers are 50k of these.
+    /// Bodies, parked requests and TLS state are boxed so that they cost only while in use.
+    #[test]
+    fn a_connection_slot_stays_small() {
+        let size = std::mem::size_of::<super::Conn>();
+        assert!(
+            size <= 112,
+            "Conn is {size} bytes; an idle connection must cost at most 150 B in all (issue 18)"
+        );
     }
 }

@@ -33,10 +33,24 @@ pub struct Limits {
     pub max_streams: usize,
 }
 
+/// Seconds a connection without CMCD counts after its last playlist reload at most: its
+/// window (two target durations, or --qoe-window for a playlist without one) is capped here,
+/// which bounds each rendition's ring of per-second counts.
+const MAX_CONN_WINDOW: u64 = 600;
+
+/// What the tracker knows of one connection without a CMCD session id, kept in the
+/// connection itself (so that an idle viewer costs no table entry): the rendition it last
+/// reloaded and when.
+#[derive(Clone, Copy, Default, Debug, PartialEq, Eq)]
+pub struct Mark {
+    /// The worker's track id; 0: none.
+    track: u32,
+    /// Unix seconds of the last reload (u32 lasts until 2106).
+    last: u32,
+}
+
 /// One answered request, as the tracker needs it.
 pub struct Seen<'a> {
-    /// Connection id (unique in the process).
-    pub conn: u64,
     /// Root-relative decoded path.
     pub path: &'a [u8],
     pub status: u16,
@@ -115,6 +129,100 @@ struct Viewer {
     window: u64,
 }
 
+/// A rendition reloaded by connections without a CMCD session id: how many of them last
+/// reloaded it in each of the last `ring.len()` (its window) seconds. A reload moves its
+/// connection's count from the second of its previous reload to this one; the viewers are
+/// the sum over the window.
+struct Track {
+    stream: Key,
+    rendition: Rendition,
+    /// Counts by second, at `second % ring.len()`; the seconds (head - len, head] are held.
+    ring: Box<[u32]>,
+    head: u64,
+}
+
+impl Track {
+    fn new(stream: Key, rendition: Rendition, window: u64) -> Track {
+        Track {
+            stream,
+            rendition,
+            ring: vec![0; window.clamp(1, MAX_CONN_WINDOW) as usize].into_boxed_slice(),
+            head: 0,
+        }
+    }
+
+    fn len(&self) -> u64 {
+        self.ring.len() as u64
+    }
+
+    fn slot(&mut self, sec: u64) -> &mut u32 {
+        let i = (sec % self.len()) as usize;
+        &mut self.ring[i]
+    }
+
+    fn holds(&self, sec: u64) -> bool {
+        sec <= self.head && sec + self.len() > self.head
+    }
+
+    /// Move the ring's end to `now`, clearing the seconds it passes. The clock going back
+    /// leaves it where it is: returns the second a reload now counts at.
+    fn advance(&mut self, now: u64) -> u64 {
+        if now > self.head {
+            let from = (self.head + 1).max(now.saturating_sub(self.len() - 1));
+            for sec in from..=now {
+                *self.slot(sec) = 0;
+            }
+            self.head = now;
+        }
+        self.head
+    }
+
+    /// A connection reloaded at `now`; `prev`: its previous reload of this rendition.
+    /// Returns the second it counts at.
+    fn reload(&mut self, now: u64, prev: Option<u64>) -> u64 {
+        let at = self.advance(now);
+        if let Some(p) = prev {
+            self.forget(p);
+        }
+        let c = self.slot(at);
+        *c = c.saturating_add(1);
+        at
+    }
+
+    /// A connection whose last reload was at `sec` is no longer on this rendition.
+    fn forget(&mut self, sec: u64) {
+        if self.holds(sec) {
+            let c = self.slot(sec);
+            *c = c.saturating_sub(1);
+        }
+    }
+
+    /// A new window (the target duration changed): keep the counts both windows hold.
+    fn resize(&mut self, window: u64) {
+        let len = window.clamp(1, MAX_CONN_WINDOW);
+        if len == self.len() {
+            return;
+        }
+        let mut t = Track::new(self.stream.clone(), self.rendition.clone(), len);
+        t.head = self.head;
+        for sec in self.head.saturating_sub(len.min(self.len()) - 1)..=self.head {
+            if self.holds(sec) {
+                *t.slot(sec) = self.ring[(sec % self.len()) as usize];
+            }
+        }
+        *self = t;
+    }
+
+    /// Connections whose last reload is within the window ending at `now`.
+    fn live(&self, now: u64) -> u64 {
+        let lo = now.saturating_sub(self.len() - 1);
+        (lo..=now.min(self.head))
+            .filter(|s| self.holds(*s))
+            .map(|s| u64::from(self.ring[(s % self.len()) as usize]))
+            .sum()
+    }
+}
+
 #[derive(Default)]
 struct StreamStat {
     bucket_start: u64,
@@ -147,8 +255,11 @@ impl StreamStat {
 struct Tracker {
     /// CMCD sessions by sid.
     sessions: HashMap<Box<str>, Viewer>,
-    /// Connections reloading a media playlist without a CMCD sid.
-    conns: HashMap<u64, Viewer>,
+    /// Renditions reloaded by connections without a CMCD sid, by id (the connections'
+    /// `Mark`s point here), and the id of each.
+    tracks: HashMap<u32, Track>,
+    track_ids: HashMap<(Key, Rendition), u32>,
+    last_track: u32,
     streams: HashMap<Key, StreamStat>,
     dropped_sessions: u64,
     dropped_streams: u64,
@@ -225,6 +336,60 @@ fn insert_bounded<K: std::hash::Hash + Eq>(
     map.insert(key, v);
 }
 
+impl Tracker {
+    /// The id of the track of (`stream`, `rendition`), made if new and there is room
+    /// (renditions without viewers go first); None when there is none.
+    fn track(
+        &mut self,
+        stream: Key,
+        rendition: Rendition,
+        window: u64,
+        lim: &Limits,
+        now: u64,
+    ) -> Option<u32> {
+        let key = (stream, rendition);
+        if let Some(&id) = self.track_ids.get(&key) {
+            if let Some(tr) = self.tracks.get_mut(&id) {
+                tr.resize(window);
+                return Some(id);
+            }
+        }
+        let cap = lim.max_streams.saturating_mul(MAX_RENDITIONS);
+        if self.tracks.len() >= cap {
+            self.drop_idle_tracks(now);
+            if self.tracks.len() >= cap {
+                return None;
+            }
+        }
+        // Ids are not reused while a track holds them: a connection's mark never points at
+        // another rendition's counts.
+        let mut id = self.last_track;
+        loop {
+            id = id.wrapping_add(1).max(1);
+            if !self.tracks.contains_key(&id) {
+                break;
+            }
+        }
+        self.last_track = id;
+        let (stream, rendition) = key.clone();
+        self.tracks
+            .insert(id, Track::new(stream, rendition, window));
+        self.track_ids.insert(key, id);
+        Some(id)
+    }
+
+    /// Forget the tracks nobody reloaded within their window. A connection whose mark points
+    /// at one counts anew at its next reload; it counted for nothing meanwhile.
+    fn drop_idle_tracks(&mut self, now: u64) {
+        self.tracks.retain(|_, tr| {
+            tr.advance(now);
+            tr.ring.iter().any(|&c| c > 0)
+        });
+        let tracks = &self.tracks;
+        self.track_ids.retain(|_, id| tracks.contains_key(id));
+    }
+}
+
 impl Qoe {
     pub fn new(workers: usize, limits: Limits) -> Qoe {
         Qoe {
@@ -283,32 +448,39 @@ impl Qoe {
 
     /// The common case, kept cheap: a connection without CMCD reloading the media playlist it
     /// reloaded last time. Refreshes it without asking the catalog. False if it is not that.
-    fn reload(&self, lock: &Mutex<Tracker>, now: u64, seen: &Seen<'_>) -> bool {
+    fn reload(&self, lock: &Mutex<Tracker>, now: u64, seen: &Seen<'_>, mark: &mut Mark) -> bool {
+        if mark.track == 0 {
+            return false;
+        }
         let Ok(mut t) = lock.lock() else {
             return true;
         };
-        let Tracker { conns, streams, .. } = &mut *t;
-        let Some(v) = conns.get_mut(&seen.conn) else {
+        let Tracker {
+            tracks, streams, ..
+        } = &mut *t;
+        let Some(tr) = tracks.get_mut(&mark.track) else {
             return false;
         };
-        if !matches!(&v.rendition, Rendition::Playlist(p) if **p == *seen.path) {
+        if !matches!(&tr.rendition, Rendition::Playlist(p) if **p == *seen.path) {
             return false;
         }
         if !(200..400).contains(&seen.status) {
             return true;
         }
-        v.last = now;
-        if let Some(s) = streams.get_mut(&v.stream) {
+        let at = tr.reload(now, Some(u64::from(mark.last)));
+        mark.last = u32::try_from(at).unwrap_or(u32::MAX);
+        if let Some(s) = streams.get_mut(&tr.stream) {
             s.add(now, seen.bytes, false);
         }
         true
     }
 
-    pub fn observe(&self, worker: usize, now: u64, seen: &Seen<'_>) {
+    /// Count what connection `mark` was answered.
+    pub fn observe(&self, worker: usize, now: u64, seen: &Seen<'_>, mark: &mut Mark) {
         let Some(Slot(lock)) = self.workers.get(worker) else {
             return;
         };
-        if seen.cmcd.is_none() && self.reload(lock, now, seen) {
+        if seen.cmcd.is_none() && self.reload(lock, now, seen, mark) {
             return;
         }
         let place = self.place(seen.path, seen.cmcd);
@@ -385,20 +557,26 @@ impl Qoe {
         let window = place.reload_ms.map_or(lim.window_secs, |ms| {
             (2 * u64::from(ms)).div_ceil(1000).max(1)
         });
-        let viewer = Viewer {
-            stream,
-            rendition: place.rendition,
-            last: now,
-            window,
+        let prev = (mark.track != 0).then_some(*mark);
+        *mark = Mark::default();
+        let id = t.track(stream, place.rendition, window, &lim, now);
+        let prev_here = prev.filter(|p| Some(p.track) == id);
+        if let Some(p) = prev.filter(|p| Some(p.track) != id) {
+            if let Some(old) = t.tracks.get_mut(&p.track) {
+                old.forget(u64::from(p.last));
+            }
+        }
+        let Some(id) = id else {
+            t.dropped_sessions += 1;
+            return;
         };
-        insert_bounded(
-            &mut t.conns,
-            seen.conn,
-            viewer,
-            lim.max_sessions,
-            now,
-            &mut t.dropped_sessions,
-        );
+        if let Some(tr) = t.tracks.get_mut(&id) {
+            let at = tr.reload(now, prev_here.map(|p| u64::from(p.last)));
+            *mark = Mark {
+                track: id,
+                last: u32::try_from(at).unwrap_or(u32::MAX),
+            };
+        }
     }
 
     /// Everyone watching now, merged over the workers (a CMCD session seen by two workers
@@ -413,7 +591,7 @@ impl Qoe {
             starvation: u64,
         }
         let mut sessions: HashMap<String, (u64, Key, Rendition)> = HashMap::new();
-        let mut conns: Vec<(Key, Rendition)> = Vec::new();
+        let mut conns: Vec<(Key, Rendition, u64)> = Vec::new();
         let mut streams: BTreeMap<String, Agg> = BTreeMap::new();
         let mut snap = Snapshot {
             streams: Vec::new(),
@@ -436,8 +614,14 @@ impl Qoe {
         for Slot(w) in self.workers.iter() {
             let Ok(mut t) = w.lock() else { continue };
             t.sessions.retain(|_, v| v.last + v.window > now);
-            t.conns.retain(|_, v| v.last + v.window > now);
-            snap.sessions_tracked += (t.sessions.len() + t.conns.len()) as u64;
+            t.drop_idle_tracks(now);
+            for tr in t.tracks.values() {
+                let n = tr.live(now);
+                if n > 0 {
+                    conns.push((tr.stream.clone(), tr.rendition.clone(), n));
+                }
+            }
+            snap.sessions_tracked += t.sessions.len() as u64;
             snap.dropped_sessions += t.dropped_sessions;
             snap.dropped_streams += t.dropped_streams;
             snap.cmcd_requests += t.cmcd_requests;
@@ -455,9 +639,6 @@ impl Qoe {
                 if v.last > e.0 || (v.last == e.0 && named) {
                     *e = (v.last, v.stream.clone(), v.rendition.clone());
                 }
-            }
-            for v in t.conns.values() {
-                conns.push((v.stream.clone(), v.rendition.clone()));
             }
             for (name, s) in &t.streams {
                 let a = streams.entry(name.to_string()).or_insert_with(new_agg);
@@ -478,10 +659,11 @@ impl Qoe {
             a.sids.insert(sid);
             *a.renditions.entry(rendition.to_string()).or_default() += 1;
         }
-        for (stream, rendition) in conns {
+        for (stream, rendition, n) in conns {
+            snap.sessions_tracked += n;
             let a = streams.entry(stream.to_string()).or_insert_with(new_agg);
-            a.conns += 1;
-            *a.renditions.entry(rendition.to_string()).or_default() += 1;
+            a.conns += n;
+            *a.renditions.entry(rendition.to_string()).or_default() += n;
         }
         snap.streams = streams
             .into_iter()
@@ -606,7 +788,7 @@ impl Snapshot {
             "CMCD members ignored: malformed, or past the per-request cap.",
             self.cmcd_ignored,
         );
-        o.single("corestream_viewer_sessions_tracked", "gauge", "CMCD sessions and playlist-reloading connections held in memory (bounded by --qoe-max-sessions).", self.sessions_tracked);
+        o.single("corestream_viewer_sessions_tracked", "gauge", "CMCD sessions held in memory (bounded by --qoe-max-sessions) and connections without one counted as reloading a media playlist (held by the connections themselves).", self.sessions_tracked);
         o.family(
             "corestream_viewer_tracking_dropped_total",
             "counter",
@@ -640,4 +822,101 @@ pub fn histogram(
     o.sample(&bucket, &[("le", "+Inf")], h.count);
     o.sample(&format!("{name}_sum"), &[], h.sum);
     o.sample(&format!("{name}_count"), &[], h.count);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn qoe(window_secs: u64) -> Qoe {
+        Qoe::new(
+            1,
+            Limits {
+                window_secs,
+                max_sessions: 100,
+                max_streams: 1,
+            },
+        )
+    }
+
+    fn seen(path: &[u8]) -> Seen<'_> {
+        Seen {
+            path,
+            status: 200,
+            bytes: 100,
+            cmcd: None,
+        }
+    }
+
+    fn viewers(q: &Qoe, now: u64) -> Vec<(String, u64)> {
+        let snap = q.snapshot(now);
+        let mut v: Vec<(String, u64)> = snap
+            .streams
+            .iter()
+            .flat_map(|s| s.renditions.clone())
+            .collect();
+        v.sort();
+        v
+    }
+
+    #[test]
+    fn a_connection_counts_once_where_it_reloaded_last_until_its_window_passes() {
+        let q = qoe(10);
+        let (mut a, mut b) = (Mark::default(), Mark::default());
+        for t in 100..105 {
+            q.observe(0, t, &seen(b"live/hi.mpd"), &mut a);
+            q.observe(0, t, &seen(b"live/hi.mpd"), &mut b);
+        }
+        assert_eq!(viewers(&q, 104), [("/live/hi.mpd".to_string(), 2)]);
+        // b switches rendition: it leaves the first at once.
+        q.observe(0, 106, &seen(b"live/lo.mpd"), &mut b);
+        assert_eq!(
+            viewers(&q, 106),
+            [
+                ("/live/hi.mpd".to_string(), 1),
+                ("/live/lo.mpd".to_string(), 1)
+            ]
+        );
+        // a's last reload was at 104: it counts through 113 and not at 114.
+        assert_eq!(viewers(&q, 113)[0], ("/live/hi.mpd".to_string(), 1));
+        assert_eq!(viewers(&q, 114), [("/live/lo.mpd".to_string(), 1)]);
+        assert_eq!(q.snapshot(116).sessions_tracked, 0);
+        // A reload long after its track was forgotten counts anew, once.
+        q.observe(0, 500, &seen(b"live/hi.mpd"), &mut a);
+        q.observe(0, 501, &seen(b"live/hi.mpd"), &mut a);
+        assert_eq!(viewers(&q, 501), [("/live/hi.mpd".to_string(), 1)]);
+    }
+
+    #[test]
+    fn errors_and_a_clock_going_back_do_not_add_viewers() {
+        let q = qoe(5);
+        let mut a = Mark::default();
+        q.observe(0, 10_000, &seen(b"s/a.mpd"), &mut a);
+        let mut gone = seen(b"s/a.mpd");
+        gone.status = 404;
+        q.observe(0, 10_001, &gone, &mut a);
+        // The wall clock steps back an hour: the reload counts at the ring's newest second.
+        q.observe(0, 10_000 - 3600, &seen(b"s/a.mpd"), &mut a);
+        q.observe(0, 10_002, &seen(b"s/a.mpd"), &mut a);
+        assert_eq!(viewers(&q, 10_002), [("/s/a.mpd".to_string(), 1)]);
+        assert_eq!(viewers(&q, 10_006), [("/s/a.mpd".to_string(), 1)]);
+        assert!(viewers(&q, 10_007).is_empty());
+    }
+
+    #[test]
+    fn a_ring_resized_keeps_what_both_windows_hold() {
+        let mut t = Track::new(Key::Path(Arc::from(&b"s"[..])), Rendition::Unknown, 10);
+        for (i, sec) in (100..110).enumerate() {
+            for _ in 0..=i {
+                t.reload(sec, None);
+            }
+        }
+        assert_eq!(t.live(109), (1..=10).sum::<u64>());
+        t.resize(3);
+        assert_eq!(t.live(109), 8 + 9 + 10);
+        t.resize(20);
+        assert_eq!(t.live(109), 8 + 9 + 10);
+        assert_eq!(t.live(128), 10);
+        assert_eq!(t.live(129), 0);
+    }
 }
