@@ -38,7 +38,7 @@ const ACCEPT_PAUSE: Duration = Duration::from_millis(100);
 /// Ready connections read ahead of one inotify drain: at most this many read buffers are
 /// held at once by the read-ahead (4 KiB each), and one drain costs one read(2) per this many
 /// requests at worst.
-const READ_AHEAD_CHUNK: usize = 64;
+const READ_AHEAD_CHUNK: usize = 16;
 /// Pool trim interval, in ticks (1 s).
 const POOL_TRIM_TICKS: u32 = 4;
 /// Parked requests are all re-run this often (in ticks), so a missed or unavailable
