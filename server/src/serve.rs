@@ -54,6 +54,9 @@ pub fn serve(cfg: Config) -> Result<(), String> {
     let secure = bind_all(cfg.tls_listen, cfg.workers, cfg.backlog)?;
     let plain_addr = plain.first().and_then(|l| l.local_addr().ok());
     let tls_addr = secure.first().and_then(|l| l.local_addr().ok());
+    if cfg.incoming_cpu {
+        steer_by_cpu(&plain, &secure, cfg.workers)?;
+    }
     let mut per_worker: Vec<Vec<Listener>> = (0..cfg.workers).map(|_| Vec::new()).collect();
     for (i, l) in plain.into_iter().enumerate() {
         per_worker[i].push(Listener::new(mio::net::TcpListener::from_std(l), None));
@@ -166,6 +169,39 @@ pub fn serve(cfg: Config) -> Result<(), String> {
         }
     }
     eprintln!("corestream: drained, exiting");
+    Ok(())
+}
+
+/// `--incoming-cpu`: worker i's listeners (the i-th of `plain` and of `secure`) take the
+/// connections whose SYN the kernel handles on the i-th allowed CPU (Linux 6.1 and later
+/// prefer such a listener within a SO_REUSEPORT group, and pick by hash when none matches).
+/// The threads are not pinned: the scheduler's wake-affinity brings a worker to where its
+/// connections' packets are handled.
+fn steer_by_cpu(
+    plain: &[std::net::TcpListener],
+    secure: &[std::net::TcpListener],
+    workers: usize,
+) -> Result<(), String> {
+    let cpus = crate::net::fsys::allowed_cpus();
+    if cpus.is_empty() {
+        return Err("--incoming-cpu: cannot read this process's CPU affinity".into());
+    }
+    for set in [plain, secure] {
+        for (i, l) in set.iter().enumerate() {
+            let cpu = cpus[i % cpus.len()];
+            socket2::SockRef::from(l)
+                .set_cpu_affinity(cpu)
+                .map_err(|e| {
+                    format!("--incoming-cpu: SO_INCOMING_CPU {cpu} on worker {i}'s listener: {e}")
+                })?;
+        }
+    }
+    if workers < cpus.len() {
+        eprintln!(
+            "corestream: --incoming-cpu: {workers} worker(s) for {} CPUs: connections arriving on the other CPUs are spread by hash",
+            cpus.len()
+        );
+    }
     Ok(())
 }
 

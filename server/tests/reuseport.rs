@@ -196,3 +196,66 @@ fn restart_in_netns_with_tcp_migrate_req() {
     assert!(out.status.success(), "netns run failed:\n{text}");
     assert!(text.contains("1 passed"), "{text}");
 }
+
+/// The CPUs this test process may run on.
+fn allowed_cpus() -> Vec<usize> {
+    use nix::sched::{sched_getaffinity, CpuSet};
+    let set = sched_getaffinity(nix::unistd::Pid::from_raw(0)).unwrap();
+    (0..CpuSet::count())
+        .filter(|&c| set.is_set(c).unwrap_or(false))
+        .collect()
+}
+
+/// Open `n` connections from a thread running on `cpu` only (over loopback the kernel
+/// handles their SYNs there), each answered once and then kept open.
+fn connect_from(s: &Server, cpu: usize, n: usize) -> Vec<TcpStream> {
+    let addr = s.addr;
+    std::thread::spawn(move || {
+        let mut set = nix::sched::CpuSet::new();
+        set.set(cpu).unwrap();
+        nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(0), &set).unwrap();
+        (0..n)
+            .map(|_| {
+                let mut c = TcpStream::connect(addr).unwrap();
+                c.write_all(b"GET /index.m3u8 HTTP/1.1\r\nHost: t\r\n\r\n")
+                    .unwrap();
+                assert_eq!(read_response(&mut c, false).expect("response").status, 200);
+                c
+            })
+            .collect()
+    })
+    .join()
+    .unwrap()
+}
+
+fn active(s: &Server, worker: usize) -> f64 {
+    s.metric(&format!(
+        "corestream_worker_connections_active{{worker=\"{worker}\"}}"
+    ))
+}
+
+#[test]
+fn incoming_cpu_gives_each_worker_the_connections_that_arrive_on_its_cpu() {
+    let cpus = allowed_cpus();
+    if cpus.len() < 2 {
+        eprintln!("skipped: needs two CPUs, this process may use {cpus:?}");
+        return;
+    }
+    let root = media_root("incoming-cpu");
+    media(&root);
+    let s = Server::start(&root, &["--workers", "2", "--incoming-cpu", "--admin", "0"]);
+    let on_second = connect_from(&s, cpus[1], 24);
+    assert_eq!((active(&s, 0), active(&s, 1)), (0.0, 24.0));
+    let on_first = connect_from(&s, cpus[0], 24);
+    assert_eq!((active(&s, 0), active(&s, 1)), (24.0, 24.0));
+    drop((on_first, on_second));
+    // Without the option the kernel spreads them by hash, whatever the CPU.
+    let plain = Server::start(&root, &["--workers", "2", "--admin", "0"]);
+    let _conns = connect_from(&plain, cpus[1], 24);
+    let (a, b) = (active(&plain, 0), active(&plain, 1));
+    assert_eq!(a + b, 24.0);
+    assert!(
+        a > 0.0 && b > 0.0,
+        "{a} and {b}: hashing put all 24 on one worker"
+    );
+}
