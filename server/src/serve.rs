@@ -182,7 +182,7 @@ fn steer_by_cpu(
     secure: &[std::net::TcpListener],
     workers: usize,
 ) -> Result<(), String> {
-    let cpus = crate::net::fsys::allowed_cpus();
+    let cpus = corestream_common::cpus::allowed();
     if cpus.is_empty() {
         return Err("--incoming-cpu: cannot read this process's CPU affinity".into());
     }

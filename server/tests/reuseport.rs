@@ -197,15 +197,6 @@ fn restart_in_netns_with_tcp_migrate_req() {
     assert!(text.contains("1 passed"), "{text}");
 }
 
-/// The CPUs this test process may run on.
-fn allowed_cpus() -> Vec<usize> {
-    use nix::sched::{sched_getaffinity, CpuSet};
-    let set = sched_getaffinity(nix::unistd::Pid::from_raw(0)).unwrap();
-    (0..CpuSet::count())
-        .filter(|&c| set.is_set(c).unwrap_or(false))
-        .collect()
-}
-
 /// Open `n` connections from a thread running on `cpu` only (over loopback the kernel
 /// handles their SYNs there), each answered once and then kept open.
 fn connect_from(s: &Server, cpu: usize, n: usize) -> Vec<TcpStream> {
@@ -236,7 +227,7 @@ fn active(s: &Server, worker: usize) -> f64 {
 
 #[test]
 fn incoming_cpu_gives_each_worker_the_connections_that_arrive_on_its_cpu() {
-    let cpus = allowed_cpus();
+    let cpus = corestream_common::cpus::allowed();
     if cpus.len() < 2 {
         eprintln!("skipped: needs two CPUs, this process may use {cpus:?}");
         return;

@@ -610,17 +610,6 @@ pub fn size_of(fd: RawFd) -> io::Result<u64> {
     Ok(st.st_size.max(0) as u64)
 }
 
-/// The CPUs this process may run on.
-pub fn allowed_cpus() -> Vec<usize> {
-    use nix::sched::{sched_getaffinity, CpuSet};
-    let Ok(set) = sched_getaffinity(nix::unistd::Pid::from_raw(0)) else {
-        return Vec::new();
-    };
-    (0..CpuSet::count())
-        .filter(|&c| set.is_set(c).unwrap_or(false))
-        .collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
