@@ -84,6 +84,8 @@ pub struct Opts {
     pub build: bool,
     pub port: u16,
     pub timeout_s: u64,
+    /// corestream with --incoming-cpu, the floor with SO_INCOMING_CPU.
+    pub incoming_cpu: bool,
     /// Connections per wrk process and per server process (lowered only to try the
     /// multi-process layouts with few connections).
     pub conns_per_client: usize,
@@ -135,6 +137,9 @@ impl Run {
 #[derive(Debug, Clone, Default)]
 struct Summary {
     req_s: f64,
+    /// Lowest and highest ok req/s of one round: on a shared 2-CPU box a peer's rounds can
+    /// differ by 1.5x, which a median alone hides.
+    req_s_range: (f64, f64),
     bytes_s: f64,
     p50: f64,
     p99: f64,
@@ -159,6 +164,19 @@ fn summarize(runs: &[Run]) -> Summary {
     let m = |f: &dyn Fn(&Run) -> f64| {
         median(&runs.iter().map(f).collect::<Vec<_>>()).unwrap_or(f64::NAN)
     };
+    let ok_req_s = |r: &Run| {
+        let ok = r.wrk.requests.saturating_sub(r.wrk.errors.status);
+        if r.wrk.requests == 0 {
+            0.0
+        } else {
+            r.wrk.req_per_s * ok as f64 / r.wrk.requests as f64
+        }
+    };
+    let each: Vec<f64> = runs.iter().map(ok_req_s).collect();
+    let req_s_range = (
+        each.iter().copied().fold(f64::INFINITY, f64::min),
+        each.iter().copied().fold(f64::NEG_INFINITY, f64::max),
+    );
     let q = |p: f64| {
         move |r: &Run| {
             r.wrk
@@ -170,14 +188,8 @@ fn summarize(runs: &[Run]) -> Summary {
     };
     Summary {
         // Only successful answers count as throughput; a fast 503 is not a served request.
-        req_s: m(&|r| {
-            let ok = r.wrk.requests.saturating_sub(r.wrk.errors.status);
-            if r.wrk.requests == 0 {
-                0.0
-            } else {
-                r.wrk.req_per_s * ok as f64 / r.wrk.requests as f64
-            }
-        }),
+        req_s: m(&ok_req_s),
+        req_s_range,
         bytes_s: m(&|r| r.wrk.bytes_per_s),
         p50: m(&q(50.0)),
         p99: m(&q(99.0)),
@@ -375,10 +387,11 @@ fn start(
     port: u16,
     layout: Layout,
     level: usize,
+    incoming_cpu: bool,
 ) -> Result<Server, String> {
     let root = work.join("www");
     match kind {
-        Kind::Corestream => Server::corestream(bin, &root, port, layout, work),
+        Kind::Corestream => Server::corestream(bin, &root, port, layout, work, incoming_cpu),
         Kind::Nginx => Server::nginx(&root, port, layout, &work.join(format!("nginx-{level}"))),
         Kind::H2o => Server::h2o(
             &root,
@@ -392,6 +405,7 @@ fn start(
             port,
             layout,
             work,
+            incoming_cpu,
         ),
     }
 }
@@ -451,7 +465,15 @@ pub fn run(opts: Opts) -> Result<(), String> {
         let mut running: Vec<Server> = Vec::new();
         for (ki, &kind) in kinds.iter().enumerate() {
             let port = opts.port + (li * Kind::ALL.len() + ki) as u16;
-            running.push(start(kind, &bin, &work, port, layout, level)?);
+            running.push(start(
+                kind,
+                &bin,
+                &work,
+                port,
+                layout,
+                level,
+                opts.incoming_cpu,
+            )?);
         }
         let split = client_split(level, opts.conns_per_client);
         let addrs: Vec<String> = (1..=split.len()).map(|k| format!("127.0.0.{k}")).collect();
@@ -609,7 +631,7 @@ fn render(
     let _ = writeln!(s, "Command: `{}`\n", opts.command_line);
     let _ = writeln!(
         s,
-        "Machine: {cpus} CPUs, kernel {}, {}, {}, {}. Servers and clients share the machine over loopback; other jobs may be running, so numbers are noisy. Servers alternate within every scenario (A B C D, D C B A, ...), {} round(s) of {} s each; every figure is the median over rounds. wrk --timeout {} s.\n",
+        "Machine: {cpus} CPUs, kernel {}, {}, {}, {}. Servers and clients share the machine over loopback; other jobs may be running, so numbers are noisy. Servers alternate within every scenario (A B C D, D C B A, ...), {} round(s) of {} s each; every figure is the median over rounds (req/s also shows the lowest and highest round, and each ratio the range from corestream's worst round against the other's best to the reverse). wrk --timeout {} s.\n",
         machine::kernel(),
         tool_version("nginx", "-v"),
         tool_version("h2o", "--version"),
@@ -622,25 +644,30 @@ fn render(
         media::segment_bytes(5000), media::segment_bytes(2500), media::segment_bytes(1000),
         media::media_playlist(0, media::SEGMENTS_PER_RENDITION, media::SEGMENT_SECONDS).len(),
         servers::H2O_MAX_CONNECTIONS);
+    if opts.incoming_cpu {
+        let _ = writeln!(s, "Connections steered by CPU (--incoming-cpu): corestream's workers and the floor's threads each take the connections whose SYN arrives on their CPU (SO_INCOMING_CPU); nginx and h2o have no such setting and run as usual.\n");
+    }
     let _ = writeln!(s, "Process layout per level (each process stays under the 20000-fd ceiling; several wrk processes each target their own 127.0.0.K address, which a 0.0.0.0 listener accepts):\n");
     for n in notes {
         let _ = writeln!(s, "- {n}");
     }
     let _ = writeln!(s, "\nRSS is the peak sum over all server processes sampled every 200 ms during the run; dRSS/conn = (peak RSS - RSS before the run) / connections under load (user-space memory only; see the idle table below for the per-connection cost at rest). CPU = utime+stime of all server processes over the run (server) and of the wrk processes (wrk), from /proc/PID/stat; per request = CPU / requests answered. ok req/s counts 2xx/3xx answers only; latency percentiles are wrk's and include every answer.\n");
-    let _ = writeln!(s, "| conns | scenario | server | ok req/s | MB/s | p50 ms | p99 ms | p99.9 ms | errors conn/read/write/timeout/non-2xx | CPU s | server CPU us/req | wrk CPU us/req | server share | RSS MB | dRSS/conn B |");
+    let _ = writeln!(s, "| conns | scenario | server | ok req/s | rounds' ok req/s | MB/s | p50 ms | p99 ms | p99.9 ms | errors conn/read/write/timeout/non-2xx | CPU s | server CPU us/req | wrk CPU us/req | server share | RSS MB | dRSS/conn B |");
     let _ = writeln!(
         s,
-        "| ---: | --- | --- | ---: | ---: | ---: | ---: | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: |"
+        "| ---: | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: |"
     );
     for ((level, sc, kind), m) in results {
         let share = m.cpu_us_per_req / (m.cpu_us_per_req + m.client_us_per_req) * 100.0;
         let _ = writeln!(
             s,
-            "| {level} | {} | {}{} | {:.0} | {:.1} | {} | {} | {} | {:.0}/{:.0}/{:.0}/{:.0}/{:.0} | {:.2} | {} | {} | {}% | {:.1} | {:.0} |",
+            "| {level} | {} | {}{} | {:.0} | {:.0}-{:.0} | {:.1} | {} | {} | {} | {:.0}/{:.0}/{:.0}/{:.0}/{:.0} | {:.2} | {} | {} | {}% | {:.1} | {:.0} |",
             sc.name(),
             kind.name(),
             if m.died { " (DIED)" } else { "" },
             m.req_s,
+            m.req_s_range.0,
+            m.req_s_range.1,
             m.bytes_s / 1e6,
             f2(m.p50),
             f2(m.p99),
@@ -687,11 +714,11 @@ fn render(
     let _ = writeln!(s, "\ncorestream / each other server, same run (req/s and MB/s: higher is better for corestream; p99, p99.9, CPU per request and dRSS/conn: lower is better):\n");
     let _ = writeln!(
         s,
-        "| conns | scenario | vs | req/s | MB/s | p99 | p99.9 | server CPU us/req | dRSS/conn | errors corestream / other | rounds |"
+        "| conns | scenario | vs | req/s | req/s worst-best round pair | MB/s | p99 | p99.9 | server CPU us/req | dRSS/conn | errors corestream / other | rounds |"
     );
     let _ = writeln!(
         s,
-        "| ---: | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | --- | ---: |"
+        "| ---: | --- | --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | --- | ---: |"
     );
     for &level in &opts.levels {
         for &sc in &opts.scenarios {
@@ -704,10 +731,12 @@ fn render(
                 };
                 let _ = writeln!(
                     s,
-                    "| {level} | {} | {} | {} | {} | {} | {} | {} | {} | {:.0} / {:.0} | {} |",
+                    "| {level} | {} | {} | {} | {}-{} | {} | {} | {} | {} | {} | {:.0} / {:.0} | {} |",
                     sc.name(),
                     other.name(),
                     ratio(a.req_s, b.req_s),
+                    ratio(a.req_s_range.0, b.req_s_range.1),
+                    ratio(a.req_s_range.1, b.req_s_range.0),
                     ratio(a.bytes_s, b.bytes_s),
                     ratio(a.p99, b.p99),
                     ratio(a.p999, b.p999),

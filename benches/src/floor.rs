@@ -37,12 +37,29 @@ fn listener(addr: SocketAddr) -> io::Result<TcpListener> {
 }
 
 /// Serve `response` on `addr` with `threads` threads until killed.
-pub fn run(addr: SocketAddr, threads: usize, response: Vec<u8>) -> Result<(), String> {
+/// `incoming_cpu`: thread i's listener takes the connections arriving on the i-th CPU
+/// (SO_INCOMING_CPU), as corestream's workers do with --incoming-cpu.
+pub fn run(
+    addr: SocketAddr,
+    threads: usize,
+    response: Vec<u8>,
+    incoming_cpu: bool,
+) -> Result<(), String> {
     crate::machine::raise_nofile();
     let listeners = (0..threads.max(1))
         .map(|_| listener(addr))
         .collect::<io::Result<Vec<_>>>()
         .map_err(|e| format!("floor: cannot listen on {addr}: {e}"))?;
+    if incoming_cpu {
+        let cpus = corestream_common::cpus::allowed();
+        for (i, l) in listeners.iter().enumerate() {
+            if let Some(&cpu) = cpus.get(i % cpus.len().max(1)) {
+                socket2::SockRef::from(l)
+                    .set_cpu_affinity(cpu)
+                    .map_err(|e| format!("floor: SO_INCOMING_CPU {cpu}: {e}"))?;
+            }
+        }
+    }
     let response: &'static [u8] = Vec::leak(response);
     let handles: Vec<_> = listeners
         .into_iter()

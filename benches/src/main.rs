@@ -83,6 +83,10 @@ enum Cmd {
         /// wrk --timeout (whole seconds): a response slower than this counts as a timeout error.
         #[arg(long, default_value = "10s", value_parser = whole_secs)]
         timeout: u64,
+        /// Steer connections by the CPU they arrive on: corestream with --incoming-cpu and
+        /// the floor's listeners with SO_INCOMING_CPU (nginx and h2o have no such setting).
+        #[arg(long)]
+        incoming_cpu: bool,
     },
     /// Time one event-loop iteration with poll(2) and epoll_wait(2) as idle connections grow.
     IdleScaling {
@@ -225,6 +229,9 @@ enum Cmd {
         threads: usize,
         #[arg(long)]
         body: PathBuf,
+        /// Thread i's listener takes the connections arriving on the i-th CPU.
+        #[arg(long)]
+        incoming_cpu: bool,
     },
     /// Internal: hold N idle TCP connections until stdin closes (used by compare and
     /// idle-scaling to keep client ends out of the measuring process's fd table).
@@ -287,6 +294,7 @@ fn main() -> ExitCode {
             no_build,
             port,
             timeout,
+            incoming_cpu,
         } => (|| {
             let scenarios = scenarios
                 .iter()
@@ -322,6 +330,7 @@ fn main() -> ExitCode {
                 build: !no_build,
                 port,
                 timeout_s: timeout.max(1),
+                incoming_cpu,
                 command_line,
             })
         })(),
@@ -420,6 +429,7 @@ fn main() -> ExitCode {
             listen,
             threads,
             body,
+            incoming_cpu,
         } => std::fs::read(&body)
             .map_err(|e| format!("{}: {e}", body.display()))
             .and_then(|b| {
@@ -427,6 +437,7 @@ fn main() -> ExitCode {
                     listen,
                     threads,
                     floor::response(&b, "application/vnd.apple.mpegurl"),
+                    incoming_cpu,
                 )
             }),
         Cmd::IdleHolder {

@@ -133,6 +133,7 @@ impl Server {
         port: u16,
         layout: Layout,
         logdir: &Path,
+        incoming_cpu: bool,
     ) -> Result<Server, String> {
         Server::processes(Kind::Corestream, port, layout, logdir, || {
             let mut c = Command::new(bin);
@@ -140,6 +141,9 @@ impl Server {
                 .args(["--root".as_ref(), root.as_os_str()])
                 .args(["--listen", &format!("0.0.0.0:{port}")])
                 .args(["--workers", &layout.workers.to_string()]);
+            if incoming_cpu {
+                c.arg("--incoming-cpu");
+            }
             Ok(c)
         })
     }
@@ -150,6 +154,7 @@ impl Server {
         port: u16,
         layout: Layout,
         logdir: &Path,
+        incoming_cpu: bool,
     ) -> Result<Server, String> {
         Server::processes(Kind::Floor, port, layout, logdir, || {
             let mut c = child::own("floor")?;
@@ -157,6 +162,9 @@ impl Server {
                 .args(["--threads", &layout.workers.to_string()])
                 .arg("--body")
                 .arg(response_file);
+            if incoming_cpu {
+                c.arg("--incoming-cpu");
+            }
             Ok(c)
         })
     }
