@@ -16,6 +16,17 @@
 //! - `qoe/`: CMCD from players, CMSD to them, viewers per stream and rendition.
 //! - `demo/`: the built-in live stream publisher.
 
+/// `eprintln!` that never panics. Rust ignores SIGPIPE, so writing to a stderr whose reader
+/// has gone (`corestream 2>&1 | head`, a log pipe that died) fails, and `eprintln!` panics on
+/// that: it took the signal thread down, after which SIGTERM no longer stopped the process.
+/// Messages nobody can read are dropped instead.
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr(), $($arg)*);
+    }};
+}
+
 pub mod admin;
 pub mod config;
 pub mod demo;

@@ -33,17 +33,18 @@ pub fn serve(cfg: Config) -> Result<(), String> {
     }
     if let Some(max) = listen::somaxconn() {
         if max < i64::from(cfg.backlog) {
-            eprintln!(
+            say!(
                 "corestream: warning: listen backlog {} is capped by net.core.somaxconn={max}; \
                  raise it with `sysctl -w net.core.somaxconn={}` (or `corestream-tune apply`)",
-                cfg.backlog, cfg.backlog
+                cfg.backlog,
+                cfg.backlog
             );
         }
     }
     let tls = match &cfg.tls {
         Some(opts) => {
             let t = Arc::new(crate::tls::build(opts)?);
-            eprintln!("corestream: {}", crate::tls::ktls_status());
+            say!("corestream: {}", crate::tls::ktls_status());
             Some(t)
         }
         None => None,
@@ -87,7 +88,7 @@ pub fn serve(cfg: Config) -> Result<(), String> {
                 .map_err(|e| format!("cannot start inotify thread: {e}"))?;
             shared.watcher = Some(w);
         }
-        Err(e) => eprintln!(
+        Err(e) => say!(
             "corestream: inotify unavailable ({e}): playlist changes are checked once a second instead"
         ),
     }
@@ -120,7 +121,7 @@ pub fn serve(cfg: Config) -> Result<(), String> {
         spawn_cert_watcher(t.clone())?;
     }
     spawn_signal_thread(shared.clone(), wakers, drain_timeout)?;
-    eprintln!(
+    say!(
         "corestream: serving {root_display} with {workers} workers, backlog {backlog}, nofile soft {soft} hard {hard}"
     );
     let mut stdout = io::stdout();
@@ -168,7 +169,7 @@ pub fn serve(cfg: Config) -> Result<(), String> {
             Err(_) => return Err("a worker thread panicked".into()),
         }
     }
-    eprintln!("corestream: drained, exiting");
+    say!("corestream: drained, exiting");
     Ok(())
 }
 
@@ -197,7 +198,7 @@ fn steer_by_cpu(
         }
     }
     if workers < cpus.len() {
-        eprintln!(
+        say!(
             "corestream: --incoming-cpu: {workers} worker(s) for {} CPUs: connections arriving on the other CPUs are spread by hash",
             cpus.len()
         );
@@ -270,10 +271,10 @@ fn spawn_signal_thread(
                     continue;
                 }
                 if shared.draining.swap(true, Ordering::Relaxed) {
-                    eprintln!("corestream: second signal, exiting now");
+                    say!("corestream: second signal, exiting now");
                     shared::exit(1);
                 }
-                eprintln!(
+                say!(
                     "corestream: draining: no new connections, finishing responses in flight (up to {} s)",
                     drain_timeout.as_secs_f64()
                 );

@@ -75,7 +75,7 @@ pub fn raise_nofile() -> (u64, u64) {
     let (soft, hard) = nofile_limit();
     if soft < hard {
         if let Err(e) = setrlimit(Resource::RLIMIT_NOFILE, hard, hard) {
-            eprintln!("corestream: cannot raise the nofile soft limit {soft} to {hard}: {e}");
+            say!("corestream: cannot raise the nofile soft limit {soft} to {hard}: {e}");
         }
     }
     nofile_limit()

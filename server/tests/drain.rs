@@ -195,3 +195,53 @@ fn every_thread_ends_with_the_workers() {
         gone(&mut s, Duration::from_secs(10));
     }
 }
+
+#[test]
+fn sigterm_stops_a_server_whose_stderr_reader_is_gone() {
+    use std::io::BufRead;
+    use std::process::{Command, Stdio};
+    let root = media_root("drain-stderr-gone");
+    std::fs::write(root.join("index.m3u8"), b"#EXTM3U\n").unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_corestream"))
+        .arg("--root")
+        .arg(&root)
+        .args(["--listen", "127.0.0.1:0", "--workers", "1"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn corestream");
+    let mut out = std::io::BufReader::new(child.stdout.take().expect("stdout"));
+    let mut line = String::new();
+    while !line.contains("listening on") {
+        line.clear();
+        assert!(
+            out.read_line(&mut line).unwrap() > 0,
+            "exited before listening"
+        );
+    }
+    // `corestream 2>&1 | head`: the reader of its stderr exits; every later message fails.
+    drop(child.stderr.take());
+    let term = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(term.success());
+    let t = Instant::now();
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break Some(s);
+        }
+        if t.elapsed() > Duration::from_secs(10) {
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    if status.is_none() {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    assert!(
+        status.is_some_and(|s| s.success()),
+        "still running 10 s after SIGTERM, or failed: {status:?}"
+    );
+}

@@ -114,7 +114,7 @@ impl AccessLog {
         let _ = self.out.flush();
         match open(&self.path) {
             Ok(w) => self.out = w,
-            Err(e) => eprintln!(
+            Err(e) => say!(
                 "corestream: cannot reopen access log {}: {e}",
                 self.path.display()
             ),
@@ -151,7 +151,7 @@ impl AccessLog {
             LogFormat::Json => json(e),
         };
         if let Err(err) = self.out.write_all(&line) {
-            eprintln!("corestream: access log write failed: {err}");
+            say!("corestream: access log write failed: {err}");
         }
     }
 

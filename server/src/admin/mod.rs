@@ -44,7 +44,7 @@ pub fn start(addr: SocketAddr, shared: Arc<Shared>) -> std::io::Result<SocketAdd
                     }
                 }
                 Err(e) => {
-                    eprintln!("corestream: admin accept: {e}");
+                    say!("corestream: admin accept: {e}");
                     std::thread::sleep(Duration::from_millis(100));
                 }
             }

@@ -125,7 +125,7 @@ impl Drop for Demo {
         drop(self.stop_tx.take());
         if let Some(t) = self.thread.take() {
             if t.join().is_err() {
-                eprintln!("corestream demo: publisher thread panicked");
+                say!("corestream demo: publisher thread panicked");
             }
         }
     }
@@ -561,7 +561,7 @@ impl Publisher {
             match self.publish_next() {
                 Ok(()) => {
                     if last_error.take().is_some() {
-                        eprintln!(
+                        say!(
                             "corestream demo: publishing into {} works again",
                             self.root.display()
                         );
@@ -573,7 +573,7 @@ impl Publisher {
                         .as_ref()
                         .is_some_and(|(m, at)| *m == msg && at.elapsed() < Duration::from_secs(10));
                     if !repeat {
-                        eprintln!(
+                        say!(
                             "corestream demo: cannot publish into {}: {msg}",
                             self.root.display()
                         );
@@ -584,7 +584,7 @@ impl Publisher {
         }
         for r in &self.renditions {
             if let Err(e) = self.write_media_playlist(r, None, true) {
-                eprintln!("corestream demo: cannot write the final playlist: {e}");
+                say!("corestream demo: cannot write the final playlist: {e}");
             }
         }
     }

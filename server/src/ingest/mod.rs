@@ -166,7 +166,7 @@ pub fn start(shared: Arc<Shared>, opts: Options) -> io::Result<SocketAddr> {
             match listener.accept() {
                 Ok((s, peer)) => admit(&ctx, s, peer),
                 Err(e) => {
-                    eprintln!("corestream: ingest accept: {e}");
+                    say!("corestream: ingest accept: {e}");
                     std::thread::sleep(Duration::from_millis(100));
                 }
             }
@@ -199,7 +199,7 @@ fn admit(ctx: &Arc<Ctx>, s: TcpStream, peer: SocketAddr) {
         });
     if let Err(e) = spawned {
         stats.connections.fetch_sub(1, Relaxed);
-        eprintln!("corestream: cannot start an ingest connection thread: {e}");
+        say!("corestream: cannot start an ingest connection thread: {e}");
     }
 }
 
@@ -765,7 +765,7 @@ fn store_refusal(e: StoreError) -> Outcome {
             "413 object larger than --ingest-max-bytes (or than the file system allows); nothing was stored\n",
         ),
         StoreError::Io(e) => {
-            eprintln!("corestream: ingest: {e}");
+            say!("corestream: ingest: {e}");
             Outcome::new(
                 Status::InternalError,
                 "500 cannot store the object (see the server log)\n",

@@ -121,7 +121,7 @@ impl Watcher {
                 // with a stat per request and parked requests progress through the
                 // per-tick re-check, just later.
                 if e != nix::errno::Errno::ENOENT && e != nix::errno::Errno::ENOTDIR {
-                    eprintln!(
+                    say!(
                         "corestream: inotify watch on {}: {e}",
                         String::from_utf8_lossy(dir)
                     );
@@ -149,7 +149,7 @@ impl Watcher {
                 Ok(_) | Err(nix::errno::Errno::EAGAIN) => break true,
                 Err(nix::errno::Errno::EINTR) => continue,
                 Err(e) => {
-                    eprintln!(
+                    say!(
                         "corestream: inotify read failed, playlists are now checked with a stat per request: {e}"
                     );
                     self.broken.store(true, Ordering::Relaxed);
@@ -227,7 +227,7 @@ impl Watcher {
             match poll(&mut fds, PollTimeout::NONE) {
                 Ok(_) | Err(nix::errno::Errno::EINTR) => {}
                 Err(e) => {
-                    eprintln!("corestream: inotify poll failed, held requests now look again once a second: {e}");
+                    say!("corestream: inotify poll failed, held requests now look again once a second: {e}");
                     return;
                 }
             }

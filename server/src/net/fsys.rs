@@ -454,7 +454,7 @@ impl Root {
         };
         self.current.store(fd.as_raw_fd(), Ordering::Release);
         handles.push(fd);
-        eprintln!(
+        say!(
             "corestream: --root {} was deleted and recreated; serving the new directory",
             self.path.display()
         );

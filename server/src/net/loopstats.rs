@@ -81,7 +81,7 @@ impl LoopStats {
     }
 
     pub fn report(&self, worker: usize) {
-        eprintln!(
+        say!(
             "corestream: loop-stats worker {worker}: {} iterations\n  {}\n  {}\n  {}\n  {}",
             self.work_us.n,
             self.work_us.line("work per iteration", "us"),

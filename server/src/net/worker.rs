@@ -574,7 +574,7 @@ impl Worker {
     /// The drain is over: close whatever is still open (only at the deadline).
     fn end_drain(&mut self) {
         if !self.conns.is_empty() {
-            eprintln!(
+            say!(
                 "corestream: worker {}: drain timeout reached, closing {} connections still open",
                 self.id,
                 self.conns.len()
@@ -623,7 +623,7 @@ impl Worker {
                         {
                             continue;
                         }
-                        eprintln!("corestream: worker {}: accept: {e}", self.id);
+                        say!("corestream: worker {}: accept: {e}", self.id);
                         self.accept_paused_until = Some(Instant::now() + ACCEPT_PAUSE);
                         return;
                     }
@@ -643,7 +643,7 @@ impl Worker {
             Some(t) => match TlsStream::new(sock, t) {
                 Ok(s) => Transport::Tls(Box::new(s)),
                 Err(e) => {
-                    eprintln!("corestream: worker {}: {e}", self.id);
+                    say!("corestream: worker {}: {e}", self.id);
                     return;
                 }
             },
@@ -656,7 +656,7 @@ impl Worker {
             Token(k),
             Interest::READABLE | Interest::WRITABLE,
         ) {
-            eprintln!(
+            say!(
                 "corestream: worker {}: cannot register connection: {e}",
                 self.id
             );
@@ -675,12 +675,12 @@ impl Worker {
         let backlog = self.shared.cfg.backlog;
         for l in &self.listeners {
             if let Err(e) = fsys::relisten(l.sock.as_raw_fd(), backlog) {
-                eprintln!("corestream: worker {}: listen again: {e}", self.id);
+                say!("corestream: worker {}: listen again: {e}", self.id);
             }
         }
         if self.id == 0 && !self.listeners.is_empty() {
             let cap = super::listen::somaxconn().map_or("unknown".to_string(), |v| v.to_string());
-            eprintln!(
+            say!(
                 "corestream: listen backlog re-applied on SIGHUP: asked {backlog}, net.core.somaxconn is {cap}"
             );
         }
@@ -697,7 +697,7 @@ impl Worker {
         {
             self.last_emfile_log = Some(now);
             let (soft, _) = nofile_limit();
-            eprintln!(
+            say!(
                 "corestream: worker {}: accept: {e} (nofile limit {soft}); pausing accepts {} ms. \
                  Raise the limit: LimitNOFILE= in the unit, fs.file-max, see `corestream-tune diagnose`",
                 self.id,

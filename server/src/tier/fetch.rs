@@ -104,7 +104,7 @@ fn run(t: &Tier, shared: &Shared, job: Job) {
             t.remember(&job.key, Remembered::Status(status), t.negative_ttl(&job))
         }
         Some(Err(Failure::Next(..))) | None => {
-            eprintln!(
+            say!(
                 "corestream: origin fetch of /{} failed: {}",
                 String::from_utf8_lossy(&job.path),
                 last.1
@@ -411,7 +411,7 @@ fn attempt(
             if drain(&mut s, &mut buf, &head) {
                 slot.keep(s);
             }
-            eprintln!(
+            say!(
                 "corestream: origin {} answered {other} for /{}",
                 origin.authority,
                 String::from_utf8_lossy(&job.path)
@@ -491,7 +491,7 @@ fn store(
         }
     };
     let mut up = opened.map_err(|e| {
-        eprintln!(
+        say!(
             "corestream: cannot store /{} in --cache-dir: {e:?}",
             String::from_utf8_lossy(&job.path)
         );
@@ -535,7 +535,7 @@ fn store(
             BodyError::Sink(e) => format!("cannot be stored: {e:?}"),
             other => format!("broke off: {other:?}"),
         };
-        eprintln!(
+        say!(
             "corestream: origin body of /{} {why}; its viewers were closed",
             String::from_utf8_lossy(&job.path)
         );
@@ -569,7 +569,7 @@ fn store(
         };
         match up.commit() {
             Ok(_) => t.store(&job.path, entry),
-            Err(e) => eprintln!(
+            Err(e) => say!(
                 "corestream: cannot store /{} in --cache-dir: {e:?}",
                 String::from_utf8_lossy(&job.path)
             ),

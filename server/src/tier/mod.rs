@@ -204,7 +204,7 @@ impl Tier {
         let share = match share::Share::open(&opts.cache_dir) {
             Ok(s) => Some(Arc::new(s)),
             Err(e) => {
-                eprintln!("corestream: {e}; processes sharing --cache-dir fetch separately");
+                say!("corestream: {e}; processes sharing --cache-dir fetch separately");
                 None
             }
         };

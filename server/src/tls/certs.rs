@@ -295,7 +295,7 @@ impl Certs {
                     *s = stamps;
                 }
                 self.reloads.fetch_add(1, Ordering::Relaxed);
-                eprintln!(
+                say!(
                     "corestream: TLS certificates reloaded ({}); new handshakes use them",
                     names.join(", ")
                 );
@@ -314,7 +314,7 @@ impl Certs {
                         s.push(stamp(d));
                     }
                 }
-                eprintln!(
+                say!(
                     "corestream: TLS certificate reload failed, still using the previous certificates: {e}"
                 );
                 Err(e)
