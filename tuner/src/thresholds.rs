@@ -35,6 +35,7 @@ pub enum Rule {
     QdiscForBbr,
     KtlsUnavailable,
     NotsentLowat,
+    IncomingCpu,
 }
 
 impl Serialize for Rule {
@@ -82,7 +83,7 @@ const fn row(
 
 impl Rule {
     /// Every rule, in the order of the table.
-    pub const ALL: [Rule; 24] = [
+    pub const ALL: [Rule; 25] = [
         Rule::ListenOverflows,
         Rule::AcceptQueueFull,
         Rule::SynQueueDrops,
@@ -107,6 +108,7 @@ impl Rule {
         Rule::QdiscForBbr,
         Rule::KtlsUnavailable,
         Rule::NotsentLowat,
+        Rule::IncomingCpu,
     ];
 
     pub const fn name(self) -> &'static str {
@@ -135,6 +137,7 @@ impl Rule {
             Rule::QdiscForBbr => "qdisc_for_bbr",
             Rule::KtlsUnavailable => "ktls_unavailable",
             Rule::NotsentLowat => "notsent_lowat",
+            Rule::IncomingCpu => "incoming_cpu",
         }
     }
 
@@ -167,6 +170,7 @@ impl Rule {
             QdiscForBbr => row(self, "advice: tcp_congestion_control = bbr over a default_qdisc other than fq", "-", None, None, false),
             KtlsUnavailable => row(self, "advice: tls absent from net.ipv4.tcp_available_ulp", "-", None, None, false),
             NotsentLowat => row(self, "advice: net.ipv4.tcp_notsent_lowat above its opt-in value", "bytes", None, None, false),
+            IncomingCpu => row(self, "advice: every online CPU receives flows of every NIC (a queue IRQ or RPS on each)", "-", None, None, false),
         }
     }
 

@@ -336,3 +336,50 @@ fn delivery_advice_from_this_machines_capture() {
         .any(|r| r.text.starts_with("tc qdisc replace dev eth0 root fq")));
     assert!(adv[2].cause.contains("sendfile"));
 }
+
+#[test]
+fn incoming_cpu_is_advised_only_where_every_cpu_receives() {
+    let advised = |root: &Path| {
+        let s = corestream_tune::probe::take(root, &Target::Pids(vec![]));
+        rules::advise(&s)
+            .into_iter()
+            .find(|f| f.rule == Rule::IncomingCpu)
+    };
+    // Four queues, one IRQ per CPU (irqbalance): every CPU receives.
+    let hit = advised(&fixture("nic-4q-irqbalance")).expect("advice with a queue per CPU");
+    assert!(hit.summary.contains("4 online CPUs"), "{}", hit.summary);
+    assert!(
+        hit.evidence[0]
+            .text
+            .as_deref()
+            .unwrap_or("")
+            .contains("cpus 0,1,2,3"),
+        "{:?}",
+        hit.evidence
+    );
+    assert!(hit.remedy[0].text.starts_with("corestream --incoming-cpu"));
+    // The same four queues all delivered to CPU0: CPUs 1-3 would get no connection.
+    assert!(advised(&fixture("nic-4q")).is_none());
+    // This machine: one virtio receive queue, RPS off.
+    assert!(advised(&fixture("linux-6.18")).is_none());
+    // RPS over all four CPUs on the single-CPU-IRQ host makes every CPU receive again.
+    let dir = copy("nic-4q");
+    for q in 0..4 {
+        std::fs::write(
+            dir.join(format!("sys/class/net/eth0/queues/rx-{q}/rps_cpus")),
+            "f\n",
+        )
+        .unwrap();
+    }
+    let hit = advised(&dir).expect("advice with RPS over every CPU");
+    assert!(
+        hit.evidence[0]
+            .text
+            .as_deref()
+            .unwrap_or("")
+            .contains("RPS on 4 queue(s)"),
+        "{:?}",
+        hit.evidence
+    );
+    let _ = std::fs::remove_dir_all(dir);
+}

@@ -118,24 +118,4 @@ pub fn queue_of(name: &str) -> Option<(QueueKind, u32)> {
 }
 
 /// A CPU list as the kernel prints it (`0-3,8,10-11`).
-pub fn parse_cpu_list(text: &str) -> Result<Vec<u32>, String> {
-    let mut cpus = Vec::new();
-    for part in text.trim().split(',').filter(|p| !p.is_empty()) {
-        let bad = || format!("bad CPU list element {part:?}");
-        match part.split_once('-') {
-            Some((a, b)) => {
-                let a: u32 = a.parse().map_err(|_| bad())?;
-                let b: u32 = b.parse().map_err(|_| bad())?;
-                if a > b || b > 65535 {
-                    return Err(bad());
-                }
-                cpus.extend(a..=b);
-            }
-            None => cpus.push(part.parse().map_err(|_| bad())?),
-        }
-    }
-    if cpus.is_empty() {
-        return Err("empty CPU list".into());
-    }
-    Ok(cpus)
-}
+pub use corestream_common::cpus::parse_list as parse_cpu_list;

@@ -49,6 +49,7 @@ pub fn advise(b: &Sample) -> Vec<Finding> {
     delivery::qdisc_for_bbr(b, &mut f);
     delivery::notsent_lowat(b, &mut f);
     delivery::ktls(b, &mut f);
+    delivery::incoming_cpu(b, &mut f);
     f
 }
 
