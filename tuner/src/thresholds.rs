@@ -36,6 +36,7 @@ pub enum Rule {
     KtlsUnavailable,
     NotsentLowat,
     IncomingCpu,
+    IncomingCpuUncovered,
 }
 
 impl Serialize for Rule {
@@ -83,7 +84,7 @@ const fn row(
 
 impl Rule {
     /// Every rule, in the order of the table.
-    pub const ALL: [Rule; 25] = [
+    pub const ALL: [Rule; 26] = [
         Rule::ListenOverflows,
         Rule::AcceptQueueFull,
         Rule::SynQueueDrops,
@@ -109,6 +110,7 @@ impl Rule {
         Rule::KtlsUnavailable,
         Rule::NotsentLowat,
         Rule::IncomingCpu,
+        Rule::IncomingCpuUncovered,
     ];
 
     pub const fn name(self) -> &'static str {
@@ -138,6 +140,7 @@ impl Rule {
             Rule::KtlsUnavailable => "ktls_unavailable",
             Rule::NotsentLowat => "notsent_lowat",
             Rule::IncomingCpu => "incoming_cpu",
+            Rule::IncomingCpuUncovered => "incoming_cpu_uncovered",
         }
     }
 
@@ -171,6 +174,7 @@ impl Rule {
             KtlsUnavailable => row(self, "advice: tls absent from net.ipv4.tcp_available_ulp", "-", None, None, false),
             NotsentLowat => row(self, "advice: net.ipv4.tcp_notsent_lowat above its opt-in value", "bytes", None, None, false),
             IncomingCpu => row(self, "advice: every online CPU receives flows of every NIC (a queue IRQ or RPS on each)", "-", None, None, false),
+            IncomingCpuUncovered => row(self, "online CPUs receiving no flow of a NIC, corestream running with --incoming-cpu", "CPUs", Some(0.0), None, false),
         }
     }
 

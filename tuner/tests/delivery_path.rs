@@ -383,3 +383,51 @@ fn incoming_cpu_is_advised_only_where_every_cpu_receives() {
     );
     let _ = std::fs::remove_dir_all(dir);
 }
+
+#[test]
+fn incoming_cpu_where_some_cpus_receive_nothing_is_a_warning() {
+    // corestream pid 4242 (its /proc entry as captured on this machine) on the host whose four
+    // queue IRQs all land on CPU0.
+    let findings = |tree: &str, cmdline: &str, environ: &str| {
+        let dir = copy(tree);
+        fakeroot::copy_tree(&fixture("linux-6.18/proc/4242"), &dir.join("proc/4242"));
+        std::fs::write(dir.join("proc/4242/cmdline"), cmdline.replace(' ', "\0")).unwrap();
+        std::fs::write(dir.join("proc/4242/environ"), environ.replace(' ', "\0")).unwrap();
+        let s = corestream_tune::probe::take(&dir, &Target::Pids(vec![4242]));
+        let f = rules::evaluate(&s, &s, &rates::between(&s, &s, 60.0), &profile::edge());
+        let _ = std::fs::remove_dir_all(dir);
+        f.into_iter()
+            .filter(|x| x.rule == Rule::IncomingCpuUncovered)
+            .collect::<Vec<_>>()
+    };
+    let on = "corestream --root /srv --incoming-cpu ";
+    let hit = findings("nic-4q", on, "HOME=/root ");
+    assert_eq!(hit.len(), 1, "{hit:#?}");
+    assert_eq!(hit[0].severity, corestream_tune::finding::Severity::Warning);
+    assert!(
+        hit[0]
+            .summary
+            .contains("CPUs 1,2,3 receive no flow of eth0"),
+        "{}",
+        hit[0].summary
+    );
+    assert!(hit[0]
+        .remedy
+        .iter()
+        .any(|r| r.text.contains("without --incoming-cpu")));
+    // Turned on from the environment (a systemd unit's Environment=) counts the same.
+    let by_env = findings(
+        "nic-4q",
+        "corestream --root /srv ",
+        "CORESTREAM_INCOMING_CPU=true ",
+    );
+    assert_eq!(by_env.len(), 1);
+    // Off, or on where every CPU receives: nothing to say.
+    assert!(findings(
+        "nic-4q",
+        "corestream --root /srv ",
+        "CORESTREAM_INCOMING_CPU=false "
+    )
+    .is_empty());
+    assert!(findings("nic-4q-irqbalance", on, "").is_empty());
+}

@@ -48,6 +48,10 @@ pub struct ProcessFds {
     /// The systemd unit it runs in, from `/proc/PID/cgroup` (`corestream.service`); `None`
     /// outside any service (a login session, a container's init) or when unreadable.
     pub unit: Option<String>,
+    /// Started with corestream's `--incoming-cpu` (its command line, or
+    /// `CORESTREAM_INCOMING_CPU` in its environment).
+    #[serde(skip)]
+    pub incoming_cpu: bool,
 }
 
 /// The systemd service of a `/proc/PID/cgroup` text: the innermost `*.service` on the unified
@@ -150,6 +154,10 @@ pub fn process(root: &Path, pid: u32) -> anyhow::Result<ProcessFds> {
     let unit = std::fs::read_to_string(dir.join("cgroup"))
         .ok()
         .and_then(|t| parse_cgroup_unit(&t));
+    let incoming_cpu = parse_incoming_cpu(
+        &std::fs::read(dir.join("cmdline")).unwrap_or_default(),
+        &std::fs::read(dir.join("environ")).unwrap_or_default(),
+    );
     Ok(ProcessFds {
         pid,
         comm,
@@ -158,5 +166,20 @@ pub fn process(root: &Path, pid: u32) -> anyhow::Result<ProcessFds> {
         hard_limit,
         cap_sys_resource,
         unit,
+        incoming_cpu,
     })
+}
+
+/// Whether a `/proc/PID/cmdline` and `environ` (NUL-separated) turn on corestream's
+/// `--incoming-cpu`: the flag, or the variable set to anything clap does not read as false.
+pub fn parse_incoming_cpu(cmdline: &[u8], environ: &[u8]) -> bool {
+    let flag = cmdline.split(|b| *b == 0).any(|a| a == b"--incoming-cpu");
+    let env = environ.split(|b| *b == 0).any(|v| {
+        v.strip_prefix(b"CORESTREAM_INCOMING_CPU=")
+            .is_some_and(|v| {
+                let v = String::from_utf8_lossy(v).to_ascii_lowercase();
+                !matches!(v.as_str(), "" | "0" | "n" | "no" | "f" | "false" | "off")
+            })
+    });
+    flag || env
 }

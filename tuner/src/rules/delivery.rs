@@ -104,50 +104,6 @@ pub(super) fn notsent_lowat(b: &Sample, f: &mut Vec<Finding>) {
     ));
 }
 
-/// The CPUs that do a NIC's receive work: where its receive-queue interrupts are delivered,
-/// and the RPS targets of its queues. With the sources they were read from.
-fn receiving_cpus(n: &crate::probe::nic::Nic) -> (std::collections::BTreeSet<u32>, Vec<String>) {
-    use crate::probe::interrupts::QueueKind;
-    let mut cpus = std::collections::BTreeSet::new();
-    let mut how = Vec::new();
-    let mut irqs = 0;
-    for i in n
-        .irqs
-        .iter()
-        .filter(|i| matches!(i.kind, QueueKind::Rx | QueueKind::Combined))
-    {
-        let list = i.effective.as_deref().or(i.affinity.as_deref());
-        if let Some(c) = list.and_then(|l| crate::probe::interrupts::parse_cpu_list(l).ok()) {
-            cpus.extend(c);
-            irqs += 1;
-        }
-    }
-    if irqs > 0 {
-        how.push(format!("{irqs} receive-queue IRQ(s)"));
-    }
-    let mut rps = 0;
-    for q in &n.rx {
-        let mask = q
-            .rps_cpus
-            .as_deref()
-            .map(|m| crate::profile::parse_value(crate::profile::Shape::Mask, m));
-        if let Some(Ok(words)) = mask {
-            for (w, bits) in words.iter().enumerate() {
-                cpus.extend(
-                    (0..64)
-                        .filter(|b| bits >> b & 1 == 1)
-                        .map(|b| (w * 64 + b) as u32),
-                );
-            }
-            rps += usize::from(words.iter().any(|w| *w != 0));
-        }
-    }
-    if rps > 0 {
-        how.push(format!("RPS on {rps} queue(s)"));
-    }
-    (cpus, how)
-}
-
 /// `corestream --incoming-cpu` gives worker i the connections whose packets arrive on CPU i.
 /// It pays when every CPU receives its own share of flows; when some CPUs receive nothing
 /// their workers would get no connection, so it is advised only when each online CPU does
@@ -156,12 +112,7 @@ pub(super) fn incoming_cpu(b: &Sample, f: &mut Vec<Finding>) {
     if !b.netns.is_initial() {
         return;
     }
-    // Online CPUs: /proc/stat's rows, else /proc/softirqs' columns.
-    let online: std::collections::BTreeSet<u32> = match (&b.stat, &b.softirqs) {
-        (Some(st), _) => st.cpus.iter().map(|(c, _)| *c).collect(),
-        (None, Some(si)) => si.cpus.iter().copied().collect(),
-        (None, None) => return,
-    };
+    let Some(online) = online_cpus(b) else { return };
     let nics: Vec<_> = b.nics.nics.iter().filter(|n| n.physical).collect();
     if online.len() < 2 || nics.is_empty() {
         return;

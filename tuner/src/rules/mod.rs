@@ -29,6 +29,7 @@ pub fn evaluate(a: &Sample, b: &Sample, r: &Rates, profile: &Profile) -> Vec<Fin
     softnet::softnet(r, b, &mut f);
     softnet::net_rx_imbalance(r, b, &mut f);
     softnet::softirq_cpu(r, &mut f);
+    softnet::incoming_cpu_uncovered(r, b, &mut f);
     fds::process_fds(b, profile, &mut f);
     fds::system_fds(b, profile, &mut f);
     memory::tcp_memory(a, b, profile, &mut f);
@@ -51,6 +52,61 @@ pub fn advise(b: &Sample) -> Vec<Finding> {
     delivery::ktls(b, &mut f);
     delivery::incoming_cpu(b, &mut f);
     f
+}
+
+/// Online CPUs: /proc/stat's rows, else /proc/softirqs' columns.
+fn online_cpus(b: &Sample) -> Option<std::collections::BTreeSet<u32>> {
+    match (&b.stat, &b.softirqs) {
+        (Some(st), _) => Some(st.cpus.iter().map(|(c, _)| *c).collect()),
+        (None, Some(si)) => Some(si.cpus.iter().copied().collect()),
+        (None, None) => None,
+    }
+}
+
+/// The CPUs that do a NIC's receive work: where its receive-queue interrupts are delivered,
+/// and the RPS targets of its queues. With the sources they were read from.
+pub(super) fn receiving_cpus(
+    n: &crate::probe::nic::Nic,
+) -> (std::collections::BTreeSet<u32>, Vec<String>) {
+    use crate::probe::interrupts::QueueKind;
+    let mut cpus = std::collections::BTreeSet::new();
+    let mut how = Vec::new();
+    let mut irqs = 0;
+    for i in n
+        .irqs
+        .iter()
+        .filter(|i| matches!(i.kind, QueueKind::Rx | QueueKind::Combined))
+    {
+        let list = i.effective.as_deref().or(i.affinity.as_deref());
+        if let Some(c) = list.and_then(|l| crate::probe::interrupts::parse_cpu_list(l).ok()) {
+            cpus.extend(c);
+            irqs += 1;
+        }
+    }
+    if irqs > 0 {
+        how.push(format!("{irqs} receive-queue IRQ(s)"));
+    }
+    let mut rps = 0;
+    for q in &n.rx {
+        let mask = q
+            .rps_cpus
+            .as_deref()
+            .map(|m| crate::profile::parse_value(crate::profile::Shape::Mask, m));
+        if let Some(Ok(words)) = mask {
+            for (w, bits) in words.iter().enumerate() {
+                cpus.extend(
+                    (0..64)
+                        .filter(|b| bits >> b & 1 == 1)
+                        .map(|b| (w * 64 + b) as u32),
+                );
+            }
+            rps += usize::from(words.iter().any(|w| *w != 0));
+        }
+    }
+    if rps > 0 {
+        how.push(format!("RPS on {rps} queue(s)"));
+    }
+    (cpus, how)
 }
 
 /// A file as evidence names it: `/proc/net/netstat`.

@@ -310,3 +310,73 @@ fn rx_remedies(r: &Rates, b: &Sample) -> Vec<Remedy> {
     }
     remedy
 }
+
+/// corestream runs with `--incoming-cpu` while some online CPU receives no flow of a NIC:
+/// worker i takes the connections whose SYN arrives on CPU i, so the workers of those CPUs
+/// get none and the others carry their share.
+pub(super) fn incoming_cpu_uncovered(r: &Rates, b: &Sample, f: &mut Vec<Finding>) {
+    let pids: Vec<u32> = b
+        .processes
+        .iter()
+        .filter(|p| p.incoming_cpu)
+        .map(|p| p.pid)
+        .collect();
+    if pids.is_empty() || !b.netns.is_initial() {
+        return;
+    }
+    let Some(online) = online_cpus(b) else { return };
+    for n in b.nics.nics.iter().filter(|n| n.physical) {
+        let (cpus, how) = receiving_cpus(n);
+        let idle: Vec<String> = online.difference(&cpus).map(u32::to_string).collect();
+        let Some(severity) = Rule::IncomingCpuUncovered.grade(idle.len() as f64) else {
+            continue;
+        };
+        let on: Vec<String> = cpus.iter().map(u32::to_string).collect();
+        let shown: Vec<String> = pids.iter().map(u32::to_string).collect();
+        let mut evidence = vec![
+            ev(
+                format!("CPUs receiving no flow of {}", n.name),
+                idle.len() as f64,
+                "CPUs",
+                src("proc/irq/N/effective_affinity_list"),
+            ),
+            crate::finding::ev_text(
+                &format!("{} receives on", n.name),
+                &format!(
+                    "cpus {} ({})",
+                    on.join(","),
+                    if how.is_empty() {
+                        "nothing found".to_string()
+                    } else {
+                        how.join(", ")
+                    }
+                ),
+                src(&format!("sys/class/net/{}/queues/rx-N/rps_cpus", n.name)),
+            ),
+        ];
+        for p in &pids {
+            evidence.push(crate::finding::ev_text(
+                &format!("pid {p}"),
+                "--incoming-cpu",
+                format!("{} or its environ", src(&format!("proc/{p}/cmdline"))),
+            ));
+        }
+        let mut remedy = rx_remedies(r, b);
+        remedy.push(Remedy::command(
+            "or restart corestream without --incoming-cpu (unset CORESTREAM_INCOMING_CPU): connections are then spread by hash".into(),
+        ));
+        f.push(Finding {
+            rule: Rule::IncomingCpuUncovered,
+            severity,
+            subject: format!("corestream pid {}", shown.join(",")),
+            summary: format!(
+                "corestream runs with --incoming-cpu, but CPUs {} receive no flow of {}: their workers get no connection",
+                idle.join(","),
+                n.name
+            ),
+            evidence,
+            cause: "With --incoming-cpu, worker i takes the connections whose SYN the kernel handles on CPU i. A CPU that receives no packets of a NIC (its queue IRQs are delivered elsewhere and RPS does not target it) hands its worker no connection, and the CPUs that do receive carry all of them.".into(),
+            remedy,
+        });
+    }
+}
