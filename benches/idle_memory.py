@@ -5,6 +5,9 @@ Opens N connections to HOST:PORT, makes one request on each (so each has been th
 request/response and is now an idle keep-alive connection), then compares the server's RSS
 (summed over the given PIDs) with the RSS before. Usage:
     idle_memory.py --pid PID [--pid PID...] --url http://127.0.0.1:8080/path --conns 5000
+--burst opens every connection first and then sends every request, as a crowd arriving at
+once does (and as compare's idle holders do): what a server holds for a burst of ready
+connections shows up then, which one-at-a-time connections hide.
 An https:// URL measures idle TLS connections (the handshake done, one request answered;
 the certificate is not verified: this measures memory, not trust).
 """
@@ -24,6 +27,8 @@ def main():
     ap.add_argument("--pid", type=int, action="append", required=True)
     ap.add_argument("--url", required=True)
     ap.add_argument("--conns", type=int, default=5000)
+    ap.add_argument("--burst", action="store_true",
+                    help="connect all, then send all requests, then read all answers")
     a = ap.parse_args()
     u = urllib.parse.urlparse(a.url)
     req = f"GET {u.path} HTTP/1.1\r\nHost: {u.hostname}\r\n\r\n".encode()
@@ -42,8 +47,12 @@ def main():
     socks = []
     for i in range(a.conns):
         s = connect()
-        s.sendall(req)
+        if not a.burst:
+            s.sendall(req)
         socks.append(s)
+    if a.burst:
+        for s in socks:
+            s.sendall(req)
     for s in socks:
         # Read the whole response, so the connection really is idle (nothing left to send).
         data = b""
