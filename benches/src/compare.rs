@@ -413,7 +413,7 @@ fn start(
 pub fn run(opts: Opts) -> Result<(), String> {
     let nofile = machine::raise_nofile();
     if nofile < (opts.conns_per_client + 100) as u64 {
-        eprintln!(
+        corestream_common::say!(
             "warning: RLIMIT_NOFILE is {nofile}; wrk processes are given up to {} connections each and may fail. Raise it (ulimit -n 20000).",
             opts.conns_per_client
         );
@@ -492,11 +492,11 @@ pub fn run(opts: Opts) -> Result<(), String> {
         for k in opts.servers.iter().filter(|k| !kinds.contains(k)) {
             let _ = write!(note, "; {} left out at this level", k.name());
         }
-        eprintln!("== {note}");
+        corestream_common::say!("== {note}");
         notes.push(note);
         for server in &running {
             let m = idle_memory(server, level, opts.conns_per_client)?;
-            eprintln!(
+            corestream_common::say!(
                 "idle memory {} with {level} keep-alive connections: {:.1} MB -> {:.1} MB = {:.0} B/conn user space; kernel slab {:+.0} B/conn (both ends)",
                 m.server,
                 m.rss_before as f64 / 1e6,
@@ -521,7 +521,7 @@ pub fn run(opts: Opts) -> Result<(), String> {
                     let kind = server.kind;
                     let r = run_one(server, sc, level, &opts, &scripts)?;
                     done += 1;
-                    eprintln!(
+                    corestream_common::say!(
                         "[{done}/{total_runs} {:.0}s] {level} {} {} round {}: {:.0} req/s, {:.1} MB/s, p99 {:.2} ms, errors {}, cpu server {:.2}s wrk {:.2}s, rss {:.1} MB{}",
                         t_start.elapsed().as_secs_f64(),
                         sc.name(),
@@ -576,14 +576,14 @@ pub fn run(opts: Opts) -> Result<(), String> {
                 .unwrap_or_default()
         ),
         Err(e) => {
-            eprintln!("warning: {e}");
+            corestream_common::say!("warning: {e}");
             format!("Plot not made: {e}")
         }
     };
     let md = stem.with_extension("md");
     fs::write(&md, format!("{report}\n{plot_note}\n"))
         .map_err(|e| format!("{}: {e}", md.display()))?;
-    eprintln!("wrote {}", md.display());
+    corestream_common::say!("wrote {}", md.display());
     Ok(())
 }
 

@@ -275,7 +275,7 @@ fn herd_group(
         ready = events.iter().map(|e| e.token().0).collect();
     }
     if sent > Duration::from_millis(50) {
-        eprintln!("herd: note: sending {} requests took {sent:?}", conns.len());
+        corestream_common::say!("herd: note: sending {} requests took {sent:?}", conns.len());
     }
     Ok(done)
 }

@@ -205,7 +205,7 @@ pub fn run(opts: Opts) -> Result<(), String> {
     for &n in &opts.idle {
         let p = time_poll(&idle_fds[..n], &active, &mut writers, opts.iterations)?;
         let e = time_epoll(&idle_fds[..n], &active, &mut writers, opts.iterations)?;
-        eprintln!(
+        corestream_common::say!(
             "idle {n:>6}: poll median {:>9.1} us p99 {:>9.1} us | epoll median {:>7.1} us p99 {:>7.1} us",
             p.median_us, p.p99_us, e.median_us, e.p99_us
         );
@@ -269,13 +269,13 @@ pub fn run(opts: Opts) -> Result<(), String> {
     let note = match plot::gnuplot(&stem, &dat, &script) {
         Ok(()) => format!("Plot: {png}"),
         Err(e) => {
-            eprintln!("warning: {e}");
+            corestream_common::say!("warning: {e}");
             format!("Plot not made: {e}")
         }
     };
     let mdp = stem.with_extension("md");
     fs::write(&mdp, format!("{md}\n{note}\n")).map_err(|e| format!("{}: {e}", mdp.display()))?;
-    eprintln!("wrote {}", mdp.display());
+    corestream_common::say!("wrote {}", mdp.display());
     Ok(())
 }
 

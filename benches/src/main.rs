@@ -449,7 +449,7 @@ fn main() -> ExitCode {
     match res {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("corestream-bench: {e}");
+            corestream_common::say!("corestream-bench: {e}");
             ExitCode::FAILURE
         }
     }

@@ -127,7 +127,7 @@ pub fn run_until(o: Opts, stop: &AtomicBool) -> Result<(), String> {
     let start = Instant::now();
     // Start with a full window so players can join at once.
     let prefill = stream.window;
-    eprintln!(
+    corestream_common::say!(
         "publish: live HLS in {} ({} renditions, {} s segments, window {prefill}); master.m3u8",
         o.dir.display(),
         o.renditions.len(),

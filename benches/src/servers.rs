@@ -419,7 +419,7 @@ pub fn corestream_binary(build: bool) -> Result<PathBuf, String> {
         let ws = Path::new(env!("CARGO_MANIFEST_DIR"))
             .parent()
             .ok_or("no workspace dir")?;
-        eprintln!("== cargo build --release -p corestream");
+        corestream_common::say!("== cargo build --release -p corestream");
         let st = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
             .args(["build", "--release", "-q", "-p", "corestream"])
             .env("CARGO_TARGET_DIR", target)

@@ -478,7 +478,7 @@ pub fn run(o: Opts) -> Result<(), String> {
             fs::create_dir_all(d).map_err(|e| format!("{}: {e}", d.display()))?;
         }
         fs::write(p, &md).map_err(|e| format!("{}: {e}", p.display()))?;
-        eprintln!("wrote {}", p.display());
+        corestream_common::say!("wrote {}", p.display());
     }
     Ok(())
 }

@@ -33,7 +33,7 @@ const DEFAULT_FILE: &str = "etc/default/corestream";
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let [out] = args.as_slice() else {
-        eprintln!("usage: corestream-dist OUTDIR   (writes man pages, completions and etc/default/corestream beneath OUTDIR)");
+        corestream_common::say!("usage: corestream-dist OUTDIR   (writes man pages, completions and etc/default/corestream beneath OUTDIR)");
         return ExitCode::from(2);
     };
     match run(Path::new(out)) {
@@ -44,7 +44,7 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Err(e) => {
-            eprintln!("corestream-dist: {e}");
+            corestream_common::say!("corestream-dist: {e}");
             ExitCode::FAILURE
         }
     }

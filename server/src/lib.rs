@@ -16,16 +16,9 @@
 //! - `qoe/`: CMCD from players, CMSD to them, viewers per stream and rendition.
 //! - `demo/`: the built-in live stream publisher.
 
-/// `eprintln!` that never panics. Rust ignores SIGPIPE, so writing to a stderr whose reader
-/// has gone (`corestream 2>&1 | head`, a log pipe that died) fails, and `eprintln!` panics on
-/// that: it took the signal thread down, after which SIGTERM no longer stopped the process.
-/// Messages nobody can read are dropped instead.
-macro_rules! say {
-    ($($arg:tt)*) => {{
-        use std::io::Write as _;
-        let _ = writeln!(std::io::stderr(), $($arg)*);
-    }};
-}
+// `say!` (corestream_common): stderr lines that never panic, in every module.
+#[macro_use]
+extern crate corestream_common;
 
 pub mod admin;
 pub mod config;

@@ -8,7 +8,7 @@ fn main() -> ExitCode {
     let mut cfg = match Config::from_cli(&cli) {
         Ok(c) => c,
         Err(e) => {
-            eprintln!("corestream: {e}");
+            corestream_common::say!("corestream: {e}");
             return ExitCode::from(2);
         }
     };
@@ -28,7 +28,7 @@ fn main() -> ExitCode {
                 Some((d, created))
             }
             Err(e) => {
-                eprintln!(
+                corestream_common::say!(
                     "corestream: cannot start the demo stream in {}: {e}",
                     cfg.root.display()
                 );
@@ -51,7 +51,7 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => corestream::shared::exit(0),
         Err(e) => {
-            eprintln!("corestream: {e}");
+            corestream_common::say!("corestream: {e}");
             corestream::shared::exit(1)
         }
     }

@@ -5,6 +5,10 @@
 //! values -> `plan` -> `cmd::{plan, apply, check, rollback}`, each returning a report value that
 //! `report` prints as text or JSON. Every file read or written is named in `paths`.
 
+// `say!` (corestream_common): stderr lines that never panic.
+#[macro_use]
+extern crate corestream_common;
+
 pub mod backup;
 pub mod cli;
 pub mod cmd;

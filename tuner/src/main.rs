@@ -38,7 +38,7 @@ fn main() -> ExitCode {
     match result {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
-            eprintln!("corestream-tune: {e:#}");
+            corestream_common::say!("corestream-tune: {e:#}");
             ExitCode::from(report::error_exit(&e))
         }
     }

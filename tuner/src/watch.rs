@@ -182,7 +182,7 @@ pub fn run(root: &Path, args: Args) -> anyhow::Result<u8> {
     let tty = std::io::stdout().is_terminal();
     let mut a = probe::take(root, &target);
     for note in &a.notes {
-        eprintln!("corestream-tune watch: not read: {note}");
+        say!("corestream-tune watch: not read: {note}");
     }
     let exporter = match args.prometheus {
         Some(addr) => {
@@ -190,7 +190,7 @@ pub fn run(root: &Path, args: Args) -> anyhow::Result<u8> {
             // Until the first interval ends, a scrape sees the levels of the first sample.
             e.publish(exposition(&a, &a, &rates::between(&a, &a, 1.0), &prof));
             // Stderr: stdout may be a pipe of plain lines; this is how a caller learns the port.
-            eprintln!(
+            say!(
                 "corestream-tune watch: serving metrics on http://{}/metrics",
                 e.addr
             );
@@ -203,7 +203,7 @@ pub fn run(root: &Path, args: Args) -> anyhow::Result<u8> {
         std::thread::sleep(args.interval);
         let b = probe::take(root, &target);
         for pid in gone(&b).filter(|p| !gone(&a).any(|q| q == *p)) {
-            eprintln!("corestream-tune watch: pid {pid} is gone (exited, or no longer readable)");
+            say!("corestream-tune watch: pid {pid} is gone (exited, or no longer readable)");
         }
         let secs = b.taken.duration_since(a.taken).as_secs_f64();
         let r = rates::between(&a, &b, secs);

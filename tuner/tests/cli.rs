@@ -623,3 +623,33 @@ fn watch_says_when_a_watched_pid_is_gone() {
     assert!(stdout(&o).contains("pid4242_fds=gone"), "{}", stdout(&o));
     assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
 }
+
+#[test]
+fn watch_keeps_going_when_its_stderr_reader_is_gone() {
+    // `corestream-tune watch 2>&1 | head` closes the pipe; a line to stderr after that (here:
+    // the watched process exits) must not end the watch with a panic.
+    use std::process::Stdio;
+    let dir = fakeroot::scratch_copy("linux-6.18");
+    let mut child = bin()
+        .args([
+            "--root",
+            dir.to_str().expect("utf8"),
+            "watch",
+            "--pid",
+            "4242",
+            "--interval",
+            "100ms",
+            "--count",
+            "8",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn corestream-tune watch");
+    drop(child.stderr.take());
+    std::thread::sleep(std::time::Duration::from_millis(250));
+    std::fs::remove_dir_all(dir.join("proc/4242")).expect("the watched pid leaves");
+    let status = child.wait().expect("wait");
+    // 3: it ran to its count, and a watched process that is gone is UNKNOWN (101 was the panic).
+    assert_eq!(status.code(), Some(3), "{status:?}");
+}
