@@ -255,6 +255,29 @@ fn delta_update_with_skip() {
 }
 
 #[test]
+fn delta_update_when_the_packager_says_skip_everything() {
+    // CAN-SKIP-UNTIL shorter than a segment (packagers get it wrong: the spec asks for six
+    // target durations): every segment starts before the boundary. The delta keeps the
+    // last one; before, the skip ran past the end of the list and the worker panicked.
+    let root = live_root("skip-all");
+    for until in ["1.0", "0", "-5"] {
+        let text = ll_playlist(0, 4, 0, 2, false)
+            .replace("CAN-SKIP-UNTIL=6.0", &format!("CAN-SKIP-UNTIL={until}"));
+        publish(&root.join("live"), "index.m3u8", &text);
+        let s = Server::start(&root, &[]);
+        let r = s.get(&get("/live/index.m3u8?_HLS_skip=YES"));
+        assert_eq!(r.status, 200, "CAN-SKIP-UNTIL={until}");
+        let body = String::from_utf8(r.body).unwrap();
+        assert!(
+            body.contains("#EXT-X-SKIP:SKIPPED-SEGMENTS=4\n") && body.contains("s4.ts\n"),
+            "CAN-SKIP-UNTIL={until}: {body}"
+        );
+        // The same worker answers the next request (it used to be gone).
+        assert_eq!(s.get(&get("/live/index.m3u8")).status, 200);
+    }
+}
+
+#[test]
 fn preload_hinted_part_blocks_until_complete() {
     let root = live_root("hint");
     let dir = root.join("live");

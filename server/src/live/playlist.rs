@@ -250,10 +250,12 @@ pub fn delta_update(text: &str, info: &PlaylistInfo, out: &mut Vec<u8>) -> bool 
         }
     }
     let total: f64 = segs.iter().map(|s| s.2).sum();
-    // Skip segments that start more than CAN-SKIP-UNTIL seconds before the playlist's end.
+    // Skip segments that start more than CAN-SKIP-UNTIL seconds before the playlist's end,
+    // never the last one: a packager's CAN-SKIP-UNTIL shorter than its last segment (or
+    // zero) would otherwise skip them all.
     let mut skipped = 0usize;
     let mut t = 0.0;
-    for s in &segs {
+    for s in segs.iter().take(segs.len().saturating_sub(1)) {
         if total - t > skip_until {
             skipped += 1;
             t += s.2;
