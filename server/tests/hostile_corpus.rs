@@ -90,3 +90,17 @@ fn seed_corpus_and_fuzz_regressions_replay_cleanly() {
     }
     let _ = std::fs::remove_dir_all(&tmp);
 }
+
+#[test]
+fn peer_input_seeds_and_fuzz_regressions_replay_cleanly() {
+    // Bodies, playlists, CMCD, Range and caching fields from packagers and origins
+    // (fuzz target `inputs`); each file once crashed or is a real example.
+    let fuzz = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz");
+    let seeds = inputs(&fuzz.join("seeds/inputs"));
+    assert!(seeds.len() >= 8, "seed corpus missing: {}", seeds.len());
+    let regressions = inputs(&fuzz.join("regressions/inputs"));
+    assert!(!regressions.is_empty(), "regressions missing");
+    for (_, data) in seeds.iter().chain(&regressions) {
+        fixture::peer_inputs(data);
+    }
+}
