@@ -844,3 +844,43 @@ fn hostile_suite_leaves_no_trace() {
     assert_eq!(s.metric("corestream_connections_active"), 0.0);
     let _ = std::fs::remove_dir_all(&root);
 }
+
+#[test]
+fn a_panic_in_one_request_costs_only_that_connection() {
+    // A bug some request reaches (here a debug-build fault hook; on 12-07 it was the LL-HLS
+    // delta of an odd playlist) must not take the worker: with one worker, every other
+    // connection and every later one went with it.
+    let root = media_root("panic");
+    std::fs::write(root.join("a.m3u8"), "#EXTM3U\n").unwrap();
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_corestream"));
+    cmd.env("CORESTREAM_DEBUG_PANIC_ON", "/boom")
+        .arg("--root")
+        .arg(&root)
+        .args(["--listen", "127.0.0.1:0", "--workers", "1", "--admin", "0"]);
+    let s = Server::spawn(&mut cmd);
+    let ask = |c: &mut TcpStream, path: &str| {
+        c.write_all(format!("GET {path} HTTP/1.1\r\nHost: t\r\n\r\n").as_bytes())
+            .unwrap();
+        read_response(c, false)
+    };
+    let mut kept = s.connect();
+    assert_eq!(ask(&mut kept, "/a.m3u8").map(|r| r.status), Some(200));
+    let mut bad = s.connect();
+    assert!(ask(&mut bad, "/boom").is_none(), "no answer, the connection ends");
+    assert_eq!(
+        ask(&mut kept, "/a.m3u8").map(|r| r.status),
+        Some(200),
+        "the same worker's other connection is still served"
+    );
+    assert_eq!(s.get("GET /a.m3u8 HTTP/1.1\r\nHost: t\r\n\r\n").status, 200);
+    let (status, metrics) = s.admin_get("/metrics");
+    assert_eq!(status, 200);
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l.starts_with("corestream_connections_closed_total{")
+                && l.contains("reason=\"panic\"")
+                && l.ends_with(" 1")),
+        "{metrics}"
+    );
+}

@@ -21,16 +21,19 @@ pub enum CloseReason {
     Error,
     /// Closed by shutdown (idle at drain, or drain timeout).
     Shutdown,
+    /// Its turn panicked (a bug some input reaches): closed, the worker goes on.
+    Panic,
     /// A phase's deadline passed (labels from the phase table in `net::timer`).
     Timeout(Phase),
 }
 
 /// Reasons that are not timeouts, with their metric labels.
-const OTHER_REASONS: [(CloseReason, &str); 4] = [
+const OTHER_REASONS: [(CloseReason, &str); 5] = [
     (CloseReason::Peer, "peer"),
     (CloseReason::Done, "done"),
     (CloseReason::Error, "error"),
     (CloseReason::Shutdown, "shutdown"),
+    (CloseReason::Panic, "panic"),
 ];
 
 /// Counter slots: the other reasons, then one per phase.
@@ -39,11 +42,11 @@ const CLOSE_SLOTS: usize = OTHER_REASONS.len() + PHASES.len();
 impl CloseReason {
     fn slot(self) -> usize {
         match self {
-            CloseReason::Peer => 0,
-            CloseReason::Done => 1,
-            CloseReason::Error => 2,
-            CloseReason::Shutdown => 3,
             CloseReason::Timeout(p) => OTHER_REASONS.len() + p as usize,
+            other => OTHER_REASONS
+                .iter()
+                .position(|&(r, _)| r == other)
+                .unwrap_or(0),
         }
     }
 }
