@@ -15,6 +15,7 @@
 //! - `admin/`: `/metrics`, `/streams` and `/healthz`, metrics, access log.
 //! - `qoe/`: CMCD from players, CMSD to them, viewers per stream and rendition.
 //! - `demo/`: the built-in live stream publisher.
+//! - `fault`: a panic costs the connection, fetch or push it hits, not the thread.
 
 // `say!` (corestream_common): stderr lines that never panic, in every module.
 #[macro_use]
@@ -23,6 +24,7 @@ extern crate corestream_common;
 pub mod admin;
 pub mod config;
 pub mod demo;
+pub mod fault;
 pub mod fixture;
 pub mod http;
 pub mod ingest;

@@ -866,7 +866,10 @@ fn a_panic_in_one_request_costs_only_that_connection() {
     let mut kept = s.connect();
     assert_eq!(ask(&mut kept, "/a.m3u8").map(|r| r.status), Some(200));
     let mut bad = s.connect();
-    assert!(ask(&mut bad, "/boom").is_none(), "no answer, the connection ends");
+    assert!(
+        ask(&mut bad, "/boom").is_none(),
+        "no answer, the connection ends"
+    );
     assert_eq!(
         ask(&mut kept, "/a.m3u8").map(|r| r.status),
         Some(200),

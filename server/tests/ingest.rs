@@ -777,3 +777,57 @@ fn a_full_disk_is_507_and_keeps_the_previous_version() {
     assert!(tree(&media).is_empty());
     let _ = std::fs::remove_dir_all(&base);
 }
+
+#[test]
+fn a_push_that_panics_closes_its_viewers_and_frees_its_slot() {
+    // A bug a packager's bytes reach (here a debug-build fault hook on a chunk containing
+    // BOOM) used to end the push's thread with its slot, its in-flight count and the growing
+    // object still taken: viewers following it waited, and with one slot the packager's
+    // next connection got 503 for good.
+    let root = media_root("ingest-panic");
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_corestream"));
+    cmd.env("CORESTREAM_DEBUG_PANIC_PUSH", "BOOM")
+        .arg("--root")
+        .arg(&root)
+        .args(["--listen", "127.0.0.1:0", "--workers", "1"])
+        .args(["--ingest", "127.0.0.1:0", "--admin", "127.0.0.1:0"])
+        .args(["--ingest-max-connections", "1"]);
+    let s = Server::spawn(&mut cmd);
+    let mut up = ingest(&s);
+    write!(
+        up,
+        "PUT /v/seg.m4s HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n"
+    )
+    .unwrap();
+    common::wait_for("the upload to begin", Duration::from_secs(5), || {
+        s.metric("corestream_ingest_uploads_in_flight") == 1.0
+    });
+    let mut v = s.connect();
+    write!(v, "GET /v/seg.m4s HTTP/1.1\r\nHost: v\r\n\r\n").unwrap();
+    let head = read_head(&mut v);
+    assert!(head.contains("Transfer-Encoding: chunked"), "{head}");
+    assert_eq!(read_chunk(&mut v).unwrap(), b"hello");
+    up.write_all(b"4\r\nBOOM\r\n").unwrap();
+    let mut tail = Vec::new();
+    v.read_to_end(&mut tail)
+        .expect("the viewer's response ends (it waited out its read timeout before)");
+    assert!(
+        !tail.windows(5).any(|w| w == b"0\r\n\r\n"),
+        "a cut object must not end like a complete one: {tail:?}"
+    );
+    common::wait_for(
+        "the upload and its slot to be let go",
+        Duration::from_secs(5),
+        || {
+            s.metric("corestream_ingest_uploads_in_flight") == 0.0
+                && s.metric("corestream_ingest_connections") == 0.0
+        },
+    );
+    let mut again = ingest(&s);
+    assert_eq!(put(&mut again, "/v/seg.m4s", b"whole", "").status, 201);
+    assert_eq!(
+        s.get("GET /v/seg.m4s HTTP/1.1\r\nHost: v\r\n\r\n").body,
+        b"whole"
+    );
+    let _ = std::fs::remove_dir_all(&root);
+}

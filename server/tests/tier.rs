@@ -1039,3 +1039,40 @@ fn a_process_that_dies_mid_fetch_does_not_leave_the_others_waiting() {
     assert_eq!(o.count("/live/orphan.ts"), 2);
     let _ = std::fs::remove_dir_all(&cache);
 }
+
+#[test]
+fn a_fetch_that_panics_answers_502_and_the_fetch_threads_go_on() {
+    // A bug an origin's answer reaches (here a debug-build fault hook on the fetch) used to
+    // end its fetch thread: with --origin-max-connections 1 there are two, so after two such
+    // objects every later miss waited forever.
+    let o = Origin::start();
+    for i in 0..4 {
+        o.set(&format!("/boom{i}.ts"), Script::ok(b"never stored"));
+    }
+    o.set("/fine.ts", Script::ok(b"fine"));
+    let cache = media_root("tier-panic");
+    let mut args: Vec<String> = vec![
+        "--origin".into(),
+        o.url(),
+        "--cache-dir".into(),
+        cache.display().to_string(),
+        "--listen".into(),
+        "127.0.0.1:0".into(),
+        "--origin-max-connections".into(),
+        "1".into(),
+    ];
+    args.extend(["--workers".into(), "1".into()]);
+    let e = Server::spawn(
+        Command::new(env!("CARGO_BIN_EXE_corestream"))
+            .env("CORESTREAM_DEBUG_PANIC_FETCH", "boom")
+            .args(&args),
+    );
+    for i in 0..4 {
+        let r = e.get(&format!("GET /boom{i}.ts HTTP/1.1\r\nHost: e\r\n\r\n"));
+        assert_eq!(r.status, 502, "boom{i}");
+    }
+    let r = e.get("GET /fine.ts HTTP/1.1\r\nHost: e\r\n\r\n");
+    assert_eq!((r.status, r.body.as_slice()), (200, &b"fine"[..]));
+    drop(e);
+    let _ = std::fs::remove_dir_all(&cache);
+}

@@ -393,30 +393,9 @@ fn io_status(errno: Option<i32>) -> Status {
     }
 }
 
-/// Debug builds only (the tests' binary; never a release): a request for the target named
-/// by `CORESTREAM_DEBUG_PANIC_ON` panics here, so tests can show that a bug some request
-/// reaches costs that connection and nothing else (`Worker::turn`).
-#[cfg(debug_assertions)]
-fn debug_fault(target: &[u8]) {
-    static ON: std::sync::OnceLock<Option<Vec<u8>>> = std::sync::OnceLock::new();
-    let on = ON.get_or_init(|| {
-        std::env::var_os("CORESTREAM_DEBUG_PANIC_ON").map(|v| {
-            use std::os::unix::ffi::OsStrExt;
-            v.as_bytes().to_vec()
-        })
-    });
-    if on.as_deref() == Some(target) {
-        panic!(
-            "CORESTREAM_DEBUG_PANIC_ON: a request for {}",
-            String::from_utf8_lossy(target)
-        );
-    }
-}
-
 /// Answer one parsed request.
 pub fn respond<'r>(cx: &mut Cx<'_>, req: &Request<'r>) -> Answer<'r> {
-    #[cfg(debug_assertions)]
-    debug_fault(req.target);
+    crate::fault::injected("CORESTREAM_DEBUG_PANIC_ON", req.target);
     let shared = cx.shared;
     let cfg = &shared.cfg;
     // While shutting down every response ends its connection.

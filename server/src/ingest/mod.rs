@@ -194,7 +194,15 @@ fn admit(ctx: &Arc<Ctx>, s: TcpStream, peer: SocketAddr) {
     let spawned = std::thread::Builder::new()
         .name("corestream-push".into())
         .spawn(move || {
-            Conn::new(&ctx2, s, peer).serve();
+            let mut c = Conn::new(&ctx2, s, peer);
+            // A panic (crate::fault) ends this connection: viewers following the object it
+            // was pushing are closed (its upload is dropped unstored), the slot is freed.
+            if crate::fault::contain(|| c.serve()).is_none() {
+                let g = &ctx2.shared.growing;
+                if let Some(obj) = g.get(&c.path) {
+                    g.end(&c.path, &obj, State::Aborted);
+                }
+            }
             ctx2.shared.ingest.connections.fetch_sub(1, Relaxed);
         });
     if let Err(e) = spawned {
@@ -605,7 +613,16 @@ impl<'a> Conn<'a> {
         };
         let stats = &shared.ingest;
         stats.in_flight.fetch_add(1, Relaxed);
+        // Decremented when this function is left, a panic included (crate::fault).
+        struct InFlight<'a>(&'a AtomicU64);
+        impl Drop for InFlight<'_> {
+            fn drop(&mut self) {
+                self.0.fetch_sub(1, Relaxed);
+            }
+        }
+        let in_flight = InFlight(&stats.in_flight);
         let read = body::read(&mut self.s, &mut self.buf, framing, |d| {
+            crate::fault::injected("CORESTREAM_DEBUG_PANIC_PUSH", d);
             stats.bytes_in.fetch_add(d.len() as u64, Relaxed);
             if up.written + d.len() as u64 > max {
                 return Err(StoreError::TooLarge);
@@ -616,7 +633,7 @@ impl<'a> Conn<'a> {
             }
             Ok(())
         });
-        stats.in_flight.fetch_sub(1, Relaxed);
+        drop(in_flight);
         let end = |state| {
             if let Some(g) = &growing {
                 shared.growing.end(&self.path, g, state);

@@ -331,14 +331,12 @@ impl Worker {
         }
     }
 
-    /// Give connection `k` a turn with its worker's context. A panic in the turn (a bug that
-    /// some input reaches) ends that connection, counted as `reason="panic"`, instead of
-    /// the worker thread with every connection it holds and its listeners: the panic
-    /// message still goes to stderr (the default hook), and the other connections go on.
+    /// Give connection `k` a turn with its worker's context. A panic in the turn ends that
+    /// connection (`reason="panic"`), not the worker (`crate::fault`).
     fn turn<T: Default>(&mut self, k: usize, f: impl FnOnce(&mut Conn, &mut Cx<'_>) -> T) -> T {
-        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.turn_inner(k, f))) {
-            Ok(v) => v,
-            Err(_) => {
+        match crate::fault::contain(|| self.turn_inner(k, f)) {
+            Some(v) => v,
+            None => {
                 self.close(k, CloseReason::Panic);
                 T::default()
             }

@@ -56,14 +56,35 @@ pub fn start(tier: Arc<Tier>, shared: Arc<Shared>) -> io::Result<()> {
             .name(format!("corestream-fetch{i}"))
             .spawn(move || {
                 while let Some(job) = t.next_job() {
-                    run(&t, &s, job);
+                    let (key, path) = (job.key.clone(), job.path.clone());
+                    let ttl = t.negative_ttl(&job);
+                    if crate::fault::contain(|| run(&t, &s, job)).is_none() {
+                        abandon(&t, &s, (&key, &path), ttl);
+                    }
                 }
             })?;
     }
     Ok(())
 }
 
+/// After a fetch panicked (`crate::fault`): its viewers following the bytes are closed, the
+/// requests held for it get 502 (remembered like any failure, for the negative TTL), and
+/// the key is free for the next fetch. The thread goes on taking jobs.
+fn abandon(t: &Tier, shared: &Shared, (key, path): (&[u8], &[u8]), ttl: Duration) {
+    let answer = match shared.growing.get(path) {
+        Some(g) => {
+            shared.growing.end(path, &g, State::Aborted);
+            Remembered::Broken
+        }
+        None => Remembered::Status(Status::BadGateway),
+    };
+    t.remember(key, answer, ttl);
+    t.done(key);
+    shared.inboxes.changed(&[key.to_vec()]);
+}
+
 fn run(t: &Tier, shared: &Shared, job: Job) {
+    crate::fault::injected("CORESTREAM_DEBUG_PANIC_FETCH", &job.path);
     // Other processes on this box with the same --cache-dir: one of us fetches.
     let mut lead = None;
     if let (Some(sh), None) = (&t.share, &job.query) {
