@@ -72,7 +72,8 @@ pub fn origin(dir: &Path) -> io::Result<Shared> {
 /// a body in its framing (a packager's PUT on the ingest port, an origin's response to the
 /// edge tier), a playlist's text (what a packager pushed or an origin served: the LL-HLS
 /// scan, the delta update, blocking directives, URI resolution, the QoE catalog, the hints),
-/// a CMCD payload, a Range value, an origin's caching fields. The first byte picks which.
+/// a CMCD payload, a Range value, an origin's caching fields, a packager's request head on
+/// the ingest port. The first byte picks which.
 /// Beyond "never panics": a body read hands the sink exactly the length it reports, and a
 /// delta update is never longer than the playlist it abbreviates plus its EXT-X-SKIP line.
 pub fn peer_inputs(data: &[u8]) {
@@ -177,4 +178,6 @@ fn fields(data: &[u8]) {
         .map(|(n, v)| (n, v.as_bytes()))
         .collect();
     let _ = fresh::policy(pairs.iter().copied());
+    // A packager's request head on the ingest port.
+    let _ = crate::ingest::parse_head(data);
 }

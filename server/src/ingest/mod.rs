@@ -213,7 +213,7 @@ fn admit(ctx: &Arc<Ctx>, s: TcpStream, peer: SocketAddr) {
 
 /// A request head, owned (the body is read from the same buffer afterwards).
 #[derive(Default)]
-struct Head {
+pub(crate) struct Head {
     method: String,
     target: Vec<u8>,
     minor: u8,
@@ -225,9 +225,9 @@ struct Head {
 }
 
 /// Why a head cannot be served, and the answer.
-type Refusal = (Status, &'static str);
+pub(crate) type Refusal = (Status, &'static str);
 
-fn parse_head(raw: &[u8]) -> Result<Head, Refusal> {
+pub(crate) fn parse_head(raw: &[u8]) -> Result<Head, Refusal> {
     let mut headers = [httparse::EMPTY_HEADER; crate::http::MAX_HEADERS];
     let mut req = httparse::Request::new(&mut headers);
     match req.parse(raw) {
