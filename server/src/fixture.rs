@@ -70,7 +70,7 @@ pub fn origin(dir: &Path) -> io::Result<Shared> {
 
 /// What peers other than viewers' request heads send, each through the code that reads it:
 /// a body in its framing (a packager's PUT on the ingest port, an origin's response to the
-/// edge tier), a playlist's text (what a packager pushed or an origin served: the LL-HLS
+/// edge tier, head and body), a playlist's text (what a packager pushed or an origin served: the LL-HLS
 /// scan, the delta update, blocking directives, URI resolution, the QoE catalog, the hints),
 /// a CMCD payload, a Range value, an origin's caching fields, a packager's request head on
 /// the ingest port. The first byte picks which.
@@ -137,6 +137,21 @@ fn bodies(data: &[u8]) {
         framing,
         |_: &[u8]| Ok::<(), ()>(()),
     );
+    // An origin's whole response: its head (interim 1xx skipped, framing checked), then
+    // the body in the framing the head gave.
+    let mut src = Trickle {
+        data: rest,
+        step: 1 + usize::from(sel % 29),
+    };
+    let mut buf = Vec::new();
+    if let Ok(head) = crate::tier::fetch::read_head(&mut src, &mut buf, sel % 7 == 0) {
+        let _ = body::read(
+            &mut src,
+            &mut buf,
+            head.framing,
+            |_: &[u8]| Ok::<(), ()>(()),
+        );
+    }
 }
 
 fn playlists(data: &[u8]) {

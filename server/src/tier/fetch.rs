@@ -162,10 +162,10 @@ fn target(origin: &Origin, job: &Job) -> Vec<u8> {
 }
 
 /// A response head from an origin.
-struct Head {
+pub(crate) struct Head {
     status: u16,
     keep_alive: bool,
-    framing: Framing,
+    pub(crate) framing: Framing,
     fields: Vec<(String, Vec<u8>)>,
 }
 
@@ -186,7 +186,7 @@ impl Head {
 /// responses, such as 103 Early Hints, are skipped. A head whose framing cannot be trusted
 /// (RFC 9112 6.3: an invalid or conflicting Content-Length, a transfer coding other than
 /// chunked, which we did not ask for) is an error: its body must not be stored.
-fn read_head(s: &mut Upstream, buf: &mut Vec<u8>, head_only: bool) -> io::Result<Head> {
+pub(crate) fn read_head(s: &mut impl Read, buf: &mut Vec<u8>, head_only: bool) -> io::Result<Head> {
     let mut chunk = [0u8; 8192];
     let bad = |why: &str| io::Error::new(ErrorKind::InvalidData, why.to_string());
     loop {
