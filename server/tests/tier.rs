@@ -663,6 +663,15 @@ fn an_origin_answer_with_untrustworthy_framing_is_refused_and_never_stored() {
             hello("HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked"),
         ),
         ("/garbage.ts", b"SPDY/9 banana\r\n\r\n".to_vec()),
+        // Interim responses without end (a real origin sends one or two): a fetch thread
+        // would follow them for as long as the origin kept sending.
+        (
+            "/endless-interim.ts",
+            hello(&format!(
+                "{}HTTP/1.1 200 OK\r\nContent-Length: 5",
+                "HTTP/1.1 100 Continue\r\n\r\n".repeat(1000)
+            )),
+        ),
         (
             "/huge-head.ts",
             format!("HTTP/1.1 200 OK\r\nX-Pad: {}\r\n\r\n", "a".repeat(70_000)).into_bytes(),
@@ -701,6 +710,7 @@ fn an_origin_answer_with_untrustworthy_framing_is_refused_and_never_stored() {
         "/gzip.ts",
         "/garbage.ts",
         "/huge-head.ts",
+        "/endless-interim.ts",
     ] {
         let r = get(p);
         assert_eq!(r.status, 502, "{p}: {}", String::from_utf8_lossy(&r.body));

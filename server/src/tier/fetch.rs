@@ -182,13 +182,18 @@ impl Head {
     }
 }
 
+/// Interim (1xx) responses skipped before a final one; an origin that sends more would hold
+/// the fetch thread for as long as it kept sending them.
+const MAX_INTERIM: usize = 16;
+
 /// Read and parse a response head; the bytes after it stay in `buf`. Interim (1xx)
-/// responses, such as 103 Early Hints, are skipped. A head whose framing cannot be trusted
+/// responses, such as 103 Early Hints, are skipped (at most `MAX_INTERIM`). A head whose framing cannot be trusted
 /// (RFC 9112 6.3: an invalid or conflicting Content-Length, a transfer coding other than
 /// chunked, which we did not ask for) is an error: its body must not be stored.
 pub(crate) fn read_head(s: &mut impl Read, buf: &mut Vec<u8>, head_only: bool) -> io::Result<Head> {
     let mut chunk = [0u8; 8192];
     let bad = |why: &str| io::Error::new(ErrorKind::InvalidData, why.to_string());
+    let mut interim = 0;
     loop {
         let mut fields = [httparse::EMPTY_HEADER; 100];
         let mut r = httparse::Response::new(&mut fields);
@@ -203,6 +208,10 @@ pub(crate) fn read_head(s: &mut impl Read, buf: &mut Vec<u8>, head_only: bool) -
                     .collect();
                 buf.drain(..n);
                 if (100..200).contains(&status) && status != 101 {
+                    interim += 1;
+                    if interim > MAX_INTERIM {
+                        return Err(bad("interim (1xx) responses without end"));
+                    }
                     continue;
                 }
                 let values = |name: &str| -> Vec<&[u8]> {
