@@ -26,6 +26,32 @@ pub fn response(body: &[u8], content_type: &str) -> Vec<u8> {
     r
 }
 
+/// A whole response given as it is (`floor --verbatim`): a status line, a head whose
+/// Content-Length matches the bytes after it. CRLF line ends as `curl -si` keeps them.
+pub fn verbatim(r: Vec<u8>) -> Result<Vec<u8>, String> {
+    let end = r
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .ok_or("floor --verbatim: no end of head (CRLF CRLF); give `curl -si URL` output")?;
+    let head = String::from_utf8_lossy(&r[..end]);
+    if !head.starts_with("HTTP/1.1 ") {
+        return Err("floor --verbatim: the response must start with HTTP/1.1".into());
+    }
+    let len = head
+        .lines()
+        .filter_map(|l| l.split_once(':'))
+        .find(|(n, _)| n.trim().eq_ignore_ascii_case("content-length"))
+        .and_then(|(_, v)| v.trim().parse::<usize>().ok())
+        .ok_or("floor --verbatim: the head has no Content-Length")?;
+    if r.len() - end - 4 != len {
+        return Err(format!(
+            "floor --verbatim: Content-Length {len} but {} body bytes",
+            r.len() - end - 4
+        ));
+    }
+    Ok(r)
+}
+
 fn listener(addr: SocketAddr) -> io::Result<TcpListener> {
     let s = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
     s.set_reuse_address(true)?;
@@ -135,6 +161,19 @@ fn serve(listener: &TcpListener, response: &[u8]) -> io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_captured_response_is_taken_as_it_is_and_a_broken_one_refused() {
+        let ok = b"HTTP/1.1 200 OK\r\nServer: x\r\nContent-Length: 5\r\n\r\nhello".to_vec();
+        assert_eq!(verbatim(ok.clone()), Ok(ok));
+        let short = b"HTTP/1.1 200 OK\r\nContent-Length: 9\r\n\r\nhello".to_vec();
+        assert!(verbatim(short)
+            .unwrap_err()
+            .contains("Content-Length 9 but 5"));
+        assert!(verbatim(b"hello".to_vec()).is_err());
+        assert!(verbatim(b"HTTP/1.1 200 OK\r\n\r\nhello".to_vec()).is_err());
+        assert!(verbatim(b"HTTP/1.0 200 OK\r\nContent-Length: 0\r\n\r\n".to_vec()).is_err());
+    }
 
     #[test]
     fn answers_every_request_on_a_keep_alive_connection() {

@@ -229,6 +229,11 @@ enum Cmd {
         threads: usize,
         #[arg(long)]
         body: PathBuf,
+        /// --body is a whole response, head included, sent as it is (e.g. `curl -si` of
+        /// another server's answer: the floor then sends the same bytes, and what is left
+        /// between the two is the server's work, not the client's cost of a longer head).
+        #[arg(long)]
+        verbatim: bool,
         /// Thread i's listener takes the connections arriving on the i-th CPU.
         #[arg(long)]
         incoming_cpu: bool,
@@ -429,16 +434,17 @@ fn main() -> ExitCode {
             listen,
             threads,
             body,
+            verbatim,
             incoming_cpu,
         } => std::fs::read(&body)
             .map_err(|e| format!("{}: {e}", body.display()))
             .and_then(|b| {
-                floor::run(
-                    listen,
-                    threads,
-                    floor::response(&b, "application/vnd.apple.mpegurl"),
-                    incoming_cpu,
-                )
+                let response = if verbatim {
+                    floor::verbatim(b)?
+                } else {
+                    floor::response(&b, "application/vnd.apple.mpegurl")
+                };
+                floor::run(listen, threads, response, incoming_cpu)
             }),
         Cmd::IdleHolder {
             connect,
