@@ -86,6 +86,8 @@ pub struct Opts {
     pub timeout_s: u64,
     /// corestream with --incoming-cpu, the floor with SO_INCOMING_CPU.
     pub incoming_cpu: bool,
+    /// The floor sends corestream's own playlist response (`floor --verbatim`).
+    pub floor_verbatim: bool,
     /// Connections per wrk process and per server process (lowered only to try the
     /// multi-process layouts with few connections).
     pub conns_per_client: usize,
@@ -379,7 +381,28 @@ fn idle_memory(server: &Server, conns: usize, per_client: usize) -> Result<IdleM
     })
 }
 
-/// Start `kind` for one level on `port`.
+/// corestream's answer to GET PLAYLIST on `port`, whole (head and body), as a client gets it.
+fn capture_response(port: u16) -> Result<Vec<u8>, String> {
+    use std::io::{Read, Write};
+    let fail = |e: std::io::Error| format!("--floor-verbatim: asking corestream on {port}: {e}");
+    let mut c = std::net::TcpStream::connect(("127.0.0.1", port)).map_err(fail)?;
+    c.set_read_timeout(Some(Duration::from_secs(5)))
+        .map_err(fail)?;
+    write!(
+        c,
+        "GET {PLAYLIST} HTTP/1.1\r\nHost: bench\r\nConnection: close\r\n\r\n"
+    )
+    .map_err(fail)?;
+    let mut r = Vec::new();
+    c.read_to_end(&mut r).map_err(fail)?;
+    // The floor keeps connections open: send what a keep-alive answer would say.
+    let text = String::from_utf8_lossy(&r).replacen("Connection: close\r\n", "", 1);
+    Ok(text.into_bytes())
+}
+
+/// Start `kind` for one level on `port`. `floor_response`: the floor sends this file as it
+/// is (`floor --verbatim`) instead of its own head and the playlist.
+#[allow(clippy::too_many_arguments)]
 fn start(
     kind: Kind,
     bin: &Path,
@@ -388,6 +411,7 @@ fn start(
     layout: Layout,
     level: usize,
     incoming_cpu: bool,
+    floor_response: Option<&Path>,
 ) -> Result<Server, String> {
     let root = work.join("www");
     match kind {
@@ -400,13 +424,17 @@ fn start(
             servers::H2O_MAX_CONNECTIONS + 100,
             &work.join(format!("h2o-{level}")),
         ),
-        Kind::Floor => Server::floor(
-            &root.join(PLAYLIST.trim_start_matches('/')),
-            port,
-            layout,
-            work,
-            incoming_cpu,
-        ),
+        Kind::Floor => {
+            let playlist = root.join(PLAYLIST.trim_start_matches('/'));
+            Server::floor(
+                floor_response.unwrap_or(&playlist),
+                floor_response.is_some(),
+                port,
+                layout,
+                work,
+                incoming_cpu,
+            )
+        }
     }
 }
 
@@ -456,15 +484,28 @@ pub fn run(opts: Opts) -> Result<(), String> {
 
     for (li, &level) in opts.levels.iter().enumerate() {
         let layout: Layout = servers::layout_for(level, cpus, opts.conns_per_process);
-        let kinds: Vec<Kind> = opts
+        let mut kinds: Vec<Kind> = opts
             .servers
             .iter()
             .copied()
             .filter(|&k| opts.scenarios.iter().any(|&sc| takes_part(k, sc, level)))
             .collect();
+        // With --floor-verbatim the floor starts last: it sends what corestream answered.
+        if opts.floor_verbatim {
+            kinds.sort_by_key(|&k| k == Kind::Floor);
+        }
         let mut running: Vec<Server> = Vec::new();
         for (ki, &kind) in kinds.iter().enumerate() {
             let port = opts.port + (li * Kind::ALL.len() + ki) as u16;
+            let floor_response = match running.iter().find(|s| s.kind == Kind::Corestream) {
+                Some(cs) if kind == Kind::Floor && opts.floor_verbatim => {
+                    let path = work.join(format!("floor-response-{level}.http"));
+                    fs::write(&path, capture_response(cs.port)?)
+                        .map_err(|e| format!("{}: {e}", path.display()))?;
+                    Some(path)
+                }
+                _ => None,
+            };
             running.push(start(
                 kind,
                 &bin,
@@ -473,6 +514,7 @@ pub fn run(opts: Opts) -> Result<(), String> {
                 layout,
                 level,
                 opts.incoming_cpu,
+                floor_response.as_deref(),
             )?);
         }
         let split = client_split(level, opts.conns_per_client);
@@ -644,6 +686,9 @@ fn render(
         media::segment_bytes(5000), media::segment_bytes(2500), media::segment_bytes(1000),
         media::media_playlist(0, media::SEGMENTS_PER_RENDITION, media::SEGMENT_SECONDS).len(),
         servers::H2O_MAX_CONNECTIONS);
+    if opts.floor_verbatim {
+        let _ = writeln!(s, "The floor sends corestream's own playlist response (--floor-verbatim: head and body as corestream answered a GET at the start of each level, Date and validators included), so the client parses the same bytes from both and the ratio is the servers' work alone.\n");
+    }
     if opts.incoming_cpu {
         let _ = writeln!(s, "Connections steered by CPU (--incoming-cpu): corestream's workers and the floor's threads each take the connections whose SYN arrives on their CPU (SO_INCOMING_CPU); nginx and h2o have no such setting and run as usual.\n");
     }

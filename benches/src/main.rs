@@ -87,6 +87,11 @@ enum Cmd {
         /// the floor's listeners with SO_INCOMING_CPU (nginx and h2o have no such setting).
         #[arg(long)]
         incoming_cpu: bool,
+        /// The floor sends corestream's own playlist response (head and body, as corestream
+        /// answered it at the start of the level) instead of its short head: the client's
+        /// cost of a longer head is then the same for both, and the ratio is the server's.
+        #[arg(long)]
+        floor_verbatim: bool,
     },
     /// Time one event-loop iteration with poll(2) and epoll_wait(2) as idle connections grow.
     IdleScaling {
@@ -300,6 +305,7 @@ fn main() -> ExitCode {
             port,
             timeout,
             incoming_cpu,
+            floor_verbatim,
         } => (|| {
             let scenarios = scenarios
                 .iter()
@@ -336,6 +342,7 @@ fn main() -> ExitCode {
                 port,
                 timeout_s: timeout.max(1),
                 incoming_cpu,
+                floor_verbatim,
                 command_line,
             })
         })(),

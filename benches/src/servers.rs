@@ -148,9 +148,11 @@ impl Server {
         })
     }
 
-    /// Start `layout.processes` floor processes answering with `response_file`.
+    /// Start `layout.processes` floor processes answering with `response_file` (the body
+    /// after the floor's own head; with `verbatim`, the whole response).
     pub fn floor(
         response_file: &Path,
+        verbatim: bool,
         port: u16,
         layout: Layout,
         logdir: &Path,
@@ -162,6 +164,9 @@ impl Server {
                 .args(["--threads", &layout.workers.to_string()])
                 .arg("--body")
                 .arg(response_file);
+            if verbatim {
+                c.arg("--verbatim");
+            }
             if incoming_cpu {
                 c.arg("--incoming-cpu");
             }
