@@ -88,9 +88,12 @@ pub fn trim(s: &[u8]) -> &[u8] {
 
 /// Parse one request head from the front of `buf`.
 pub fn parse<'a>(buf: &'a [u8], limits: Limits) -> Parse<'a> {
-    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
-    let mut req = httparse::Request::new(&mut headers);
-    let len = match req.parse(buf) {
+    // Uninitialised: an initialised array is 100 headers x 32 bytes written on every
+    // request before httparse overwrites the few a request has.
+    let mut headers =
+        [const { std::mem::MaybeUninit::<httparse::Header<'a>>::uninit() }; MAX_HEADERS];
+    let mut req = httparse::Request::new(&mut []);
+    let len = match req.parse_with_uninit_headers(buf, &mut headers) {
         Ok(httparse::Status::Complete(len)) => len,
         Ok(httparse::Status::Partial) => {
             let line_done = buf.contains(&b'\n');
