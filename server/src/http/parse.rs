@@ -278,6 +278,36 @@ pub fn higher_minor(buf: &[u8]) -> Option<usize> {
     }
 }
 
+/// RFC 3986 unreserved and sub-delims: what a reg-name holds besides pct-encodings (and,
+/// with ':', an IPvFuture literal).
+const REG_NAME: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut i = 0;
+    while i < 256 {
+        let b = i as u8;
+        t[i] = b.is_ascii_alphanumeric()
+            || matches!(
+                b,
+                b'-' | b'.'
+                    | b'_'
+                    | b'~'
+                    | b'!'
+                    | b'$'
+                    | b'&'
+                    | b'\''
+                    | b'('
+                    | b')'
+                    | b'*'
+                    | b'+'
+                    | b','
+                    | b';'
+                    | b'='
+            );
+        i += 1;
+    }
+    t
+};
+
 /// RFC 9112 3.2 and RFC 3986 3.2.2: `uri-host [ ":" port ]`, where uri-host is a bracketed
 /// IPv6 literal or a reg-name (IPv4 addresses are reg-names by their characters). An empty
 /// value is valid (a target without authority).
@@ -291,8 +321,7 @@ pub fn valid_host(v: &[u8]) -> bool {
             s.parse::<std::net::Ipv6Addr>().is_ok()
                 || (s.starts_with(['v', 'V'])
                     && s.len() > 3
-                    && s.bytes()
-                        .all(|b| b.is_ascii_alphanumeric() || b".:-_~!$&'()*+,;=".contains(&b)))
+                    && s.bytes().all(|b| b == b':' || REG_NAME[usize::from(b)]))
         });
         if !ok {
             return false;
@@ -320,7 +349,7 @@ pub fn valid_host(v: &[u8]) -> bool {
             i += 3;
             continue;
         }
-        if !(b.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=".contains(&b)) {
+        if !REG_NAME[usize::from(b)] {
             return false;
         }
         i += 1;
