@@ -249,14 +249,19 @@ impl Tier {
         let key = key(path, query);
         let now = Instant::now();
         if let Ok(mut r) = self.remembered.lock() {
+            // A held request run again (not `fresh`) takes the answer of the fetch it waited
+            // for however late it runs: on a loaded box, or with a negative TTL of half a
+            // part target, the answer can expire before the request's turn, and each such
+            // rerun started another upstream request. New requests use an answer only while
+            // it is remembered, and never a broken fetch.
             match r.get(&key) {
-                Some((Remembered::Broken, until, _)) if *until > now && !fresh => {
+                Some((Remembered::Broken, ..)) if !fresh => {
                     return Lookup::Broken;
                 }
                 Some((Remembered::Broken, ..)) => {
                     r.remove(&key);
                 }
-                Some((answer, until, since)) if *until > now => {
+                Some((answer, until, since)) if *until > now || !fresh => {
                     count(&self.stats.remembered);
                     let age = now.saturating_duration_since(*since).as_secs();
                     return match answer {
