@@ -2,7 +2,8 @@
 //! packager's push, an origin's response) must cost that one connection or fetch, not the
 //! thread that serves many: a dead worker takes its connections and listeners, a dead fetch
 //! thread shrinks the pool and leaves its waiters hanging, a dead push thread leaks an
-//! ingest slot. The panic's message still reaches stderr through the default hook.
+//! ingest slot, a dead admin thread takes /metrics with it. The panic's message still
+//! reaches stderr through the default hook.
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
@@ -16,7 +17,8 @@ pub fn contain<T>(f: impl FnOnce() -> T) -> Option<T> {
 /// `what` contains the value of the environment variable `var`, so tests can show what a
 /// bug costs. `CORESTREAM_DEBUG_PANIC_ON` (a request target, in `respond`),
 /// `CORESTREAM_DEBUG_PANIC_FETCH` (an origin fetch's path), `CORESTREAM_DEBUG_PANIC_PUSH`
-/// (the bytes of a pushed body as they arrive).
+/// (the bytes of a pushed body as they arrive), `CORESTREAM_DEBUG_PANIC_ADMIN` (an admin
+/// request's path).
 #[cfg(debug_assertions)]
 pub fn injected(var: &str, what: &[u8]) {
     use std::os::unix::ffi::OsStrExt;

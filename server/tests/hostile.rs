@@ -887,3 +887,33 @@ fn a_panic_in_one_request_costs_only_that_connection() {
         "{metrics}"
     );
 }
+
+#[test]
+fn a_panic_in_one_admin_request_leaves_metrics_served() {
+    // The admin port is one thread; a bug one scrape reached (a debug-build fault hook here)
+    // used to end it, and /metrics with it.
+    let root = media_root("panic-admin");
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_corestream"));
+    cmd.env("CORESTREAM_DEBUG_PANIC_ADMIN", "/boom")
+        .arg("--root")
+        .arg(&root)
+        .args(["--listen", "127.0.0.1:0", "--workers", "1", "--admin", "0"]);
+    let s = Server::spawn(&mut cmd);
+    let mut c = TcpStream::connect(s.admin.expect("admin")).unwrap();
+    c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    c.write_all(b"GET /boom HTTP/1.1\r\nHost: t\r\n\r\n")
+        .unwrap();
+    let mut got = Vec::new();
+    let _ = c.read_to_end(&mut got);
+    assert!(
+        got.is_empty(),
+        "no answer: {}",
+        String::from_utf8_lossy(&got)
+    );
+    let (status, metrics) = s.admin_get("/metrics");
+    assert_eq!(status, 200);
+    assert!(
+        metrics.contains("corestream_connections_active"),
+        "{metrics}"
+    );
+}

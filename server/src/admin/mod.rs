@@ -29,14 +29,14 @@ pub fn start(addr: SocketAddr, shared: Arc<Shared>) -> std::io::Result<SocketAdd
         .name("corestream-admin".into())
         .spawn(move || loop {
             match listener.accept() {
-                Ok((s, _)) => handle(s, &shared),
+                Ok((s, _)) => serve_one(s, &shared),
                 Err(e)
                     if matches!(e.raw_os_error(), Some(libc::EMFILE | libc::ENFILE))
                         && spare.is_some() =>
                 {
                     spare = None;
                     match listener.accept() {
-                        Ok((s, _)) => handle(s, &shared),
+                        Ok((s, _)) => serve_one(s, &shared),
                         // Still no descriptor (ENFILE, or a worker took the one we freed):
                         // back off like any other error instead of spinning on a
                         // listener that stays readable.
@@ -53,6 +53,12 @@ pub fn start(addr: SocketAddr, shared: Arc<Shared>) -> std::io::Result<SocketAdd
             }
         })?;
     Ok(local)
+}
+
+/// One admin connection. A panic in it (crate::fault) ends that connection, not the admin
+/// thread: /metrics must outlive whatever bug one scrape reached.
+fn serve_one(s: TcpStream, shared: &Shared) {
+    let _ = crate::fault::contain(|| handle(s, shared));
 }
 
 fn handle(mut s: TcpStream, shared: &Shared) {
@@ -103,6 +109,7 @@ fn handle(mut s: TcpStream, shared: &Shared) {
             }
         }
     };
+    crate::fault::injected("CORESTREAM_DEBUG_PANIC_ADMIN", path.as_bytes());
     let head_only = buf.starts_with(b"HEAD");
     let draining = shared.draining.load(Ordering::Relaxed);
     let (status, ctype, body) = match path.as_str() {
