@@ -473,6 +473,26 @@ fn read_head(v: &mut impl Read) -> String {
     String::from_utf8(head).unwrap()
 }
 
+/// A chunked PUT of `path` whose first chunk is "hello", and a viewer that has its head and
+/// that chunk (following the upload, which goes on).
+fn upload_followed(s: &Server, path: &str) -> (TcpStream, TcpStream) {
+    let mut up = ingest(s);
+    write!(
+        up,
+        "PUT {path} HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n"
+    )
+    .unwrap();
+    common::wait_for("the upload to begin", Duration::from_secs(5), || {
+        s.metric("corestream_ingest_uploads_in_flight") == 1.0
+    });
+    let mut v = s.connect();
+    write!(v, "GET {path} HTTP/1.1\r\nHost: v\r\n\r\n").unwrap();
+    let head = read_head(&mut v);
+    assert!(head.contains("Transfer-Encoding: chunked"), "{head}");
+    assert_eq!(read_chunk(&mut v).unwrap(), b"hello");
+    (up, v)
+}
+
 #[test]
 fn viewers_get_each_chunk_before_the_next_is_sent() {
     let root = media_root("ingest-growing");
@@ -596,20 +616,7 @@ fn announced_length_is_passed_on_and_an_abort_closes_viewers() {
 
     // A chunked upload that aborts: the viewer's response never ends cleanly, and the name
     // goes back to the previous version.
-    let mut up = ingest(&s);
-    write!(
-        up,
-        "PUT /v/seg.m4s HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n"
-    )
-    .unwrap();
-    common::wait_for("the upload to begin", Duration::from_secs(5), || {
-        s.metric("corestream_ingest_uploads_in_flight") == 1.0
-    });
-    let mut v = s.connect();
-    write!(v, "GET /v/seg.m4s HTTP/1.1\r\nHost: v\r\n\r\n").unwrap();
-    let head = read_head(&mut v);
-    assert!(head.contains("Transfer-Encoding: chunked"), "{head}");
-    assert_eq!(read_chunk(&mut v).unwrap(), b"hello");
+    let (up, mut v) = upload_followed(&s, "/v/seg.m4s");
     drop(up);
     let mut tail = Vec::new();
     let _ = v.read_to_end(&mut tail);
@@ -793,20 +800,7 @@ fn a_push_that_panics_closes_its_viewers_and_frees_its_slot() {
         .args(["--ingest", "127.0.0.1:0", "--admin", "127.0.0.1:0"])
         .args(["--ingest-max-connections", "1"]);
     let s = Server::spawn(&mut cmd);
-    let mut up = ingest(&s);
-    write!(
-        up,
-        "PUT /v/seg.m4s HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n"
-    )
-    .unwrap();
-    common::wait_for("the upload to begin", Duration::from_secs(5), || {
-        s.metric("corestream_ingest_uploads_in_flight") == 1.0
-    });
-    let mut v = s.connect();
-    write!(v, "GET /v/seg.m4s HTTP/1.1\r\nHost: v\r\n\r\n").unwrap();
-    let head = read_head(&mut v);
-    assert!(head.contains("Transfer-Encoding: chunked"), "{head}");
-    assert_eq!(read_chunk(&mut v).unwrap(), b"hello");
+    let (mut up, mut v) = upload_followed(&s, "/v/seg.m4s");
     up.write_all(b"4\r\nBOOM\r\n").unwrap();
     let mut tail = Vec::new();
     v.read_to_end(&mut tail)

@@ -205,6 +205,11 @@ fn serve(c: TcpStream, scripts: &Mutex<HashMap<String, Script>>, log: &Log, paus
 }
 
 fn edge(origin: &str, cache: &Path, extra: &[&str]) -> Server {
+    Server::spawn(&mut edge_command(origin, cache, extra))
+}
+
+/// The command `edge` runs: 2 workers, an admin port, pulling from `origin` into `cache`.
+fn edge_command(origin: &str, cache: &Path, extra: &[&str]) -> Command {
     let mut args: Vec<String> = vec![
         "--origin".into(),
         origin.into(),
@@ -218,7 +223,9 @@ fn edge(origin: &str, cache: &Path, extra: &[&str]) -> Server {
         "127.0.0.1:0".into(),
     ];
     args.extend(extra.iter().map(|s| s.to_string()));
-    Server::spawn(Command::new(env!("CARGO_BIN_EXE_corestream")).args(&args))
+    let mut c = Command::new(env!("CARGO_BIN_EXE_corestream"));
+    c.args(&args);
+    c
 }
 
 fn body(n: usize, seed: u8) -> Vec<u8> {
@@ -1061,21 +1068,9 @@ fn a_fetch_that_panics_answers_502_and_the_fetch_threads_go_on() {
     }
     o.set("/fine.ts", Script::ok(b"fine"));
     let cache = media_root("tier-panic");
-    let mut args: Vec<String> = vec![
-        "--origin".into(),
-        o.url(),
-        "--cache-dir".into(),
-        cache.display().to_string(),
-        "--listen".into(),
-        "127.0.0.1:0".into(),
-        "--origin-max-connections".into(),
-        "1".into(),
-    ];
-    args.extend(["--workers".into(), "1".into()]);
     let e = Server::spawn(
-        Command::new(env!("CARGO_BIN_EXE_corestream"))
-            .env("CORESTREAM_DEBUG_PANIC_FETCH", "boom")
-            .args(&args),
+        edge_command(&o.url(), &cache, &["--origin-max-connections", "1"])
+            .env("CORESTREAM_DEBUG_PANIC_FETCH", "boom"),
     );
     for i in 0..4 {
         let r = e.get(&format!("GET /boom{i}.ts HTTP/1.1\r\nHost: e\r\n\r\n"));
