@@ -18,7 +18,8 @@ pub fn contain<T>(f: impl FnOnce() -> T) -> Option<T> {
 /// bug costs. `CORESTREAM_DEBUG_PANIC_ON` (a request target, in `respond`),
 /// `CORESTREAM_DEBUG_PANIC_FETCH` (an origin fetch's path), `CORESTREAM_DEBUG_PANIC_PUSH`
 /// (the bytes of a pushed body as they arrive), `CORESTREAM_DEBUG_PANIC_ADMIN` (an admin
-/// request's path).
+/// request's path), `CORESTREAM_DEBUG_PANIC_QOE` (a path being counted, with the worker's
+/// QoE tracker locked).
 #[cfg(debug_assertions)]
 pub fn injected(var: &str, what: &[u8]) {
     use std::os::unix::ffi::OsStrExt;

@@ -390,3 +390,29 @@ fn held_request_keeps_its_cmcd_and_reports_hold_time() {
     assert_eq!(v["method"], "GET");
     assert!(v["time"].as_str().unwrap().ends_with('Z'));
 }
+
+#[test]
+fn viewers_are_still_counted_after_a_panic_while_counting() {
+    // A bug some request reaches while its worker's QoE tracker is locked (a debug-build
+    // fault hook here) costs that connection (the worker goes on), and must not poison the
+    // tracker: before, the worker never counted a viewer again.
+    let root = stream_root("qoe-panic");
+    std::fs::write(root.join("live/boom.ts"), b"x").unwrap();
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_corestream"));
+    cmd.env("CORESTREAM_DEBUG_PANIC_QOE", "boom")
+        .arg("--root")
+        .arg(&root)
+        .args(["--listen", "127.0.0.1:0", "--workers", "1", "--admin", "0"]);
+    let s = Server::spawn(&mut cmd);
+    let mut bad = s.connect();
+    bad.write_all(b"GET /live/boom.ts HTTP/1.1\r\nHost: t\r\nCMCD-Session: sid=\"x\"\r\n\r\n")
+        .unwrap();
+    assert!(
+        read_response(&mut bad, false).is_none(),
+        "that connection ends"
+    );
+    let mut c = s.connect();
+    let h = "CMCD-Session: cid=\"show\",sid=\"s1\"\r\n";
+    assert_eq!(ask(&mut c, "/live/720p/index.m3u8", h).status, 200);
+    assert_eq!(gauge(&s, "corestream_viewers{stream=\"show\"}"), 1.0);
+}

@@ -274,6 +274,16 @@ struct Tracker {
 #[repr(align(128))]
 struct Slot(Mutex<Tracker>);
 
+impl Slot {
+    /// The worker's tracker, also after a panic while it was held (crate::fault contains
+    /// panics to one connection): counts are statistics, and a poisoned lock would have
+    /// silenced this worker's viewers in /streams and /metrics for good.
+    fn tracker(lock: &Mutex<Tracker>) -> std::sync::MutexGuard<'_, Tracker> {
+        lock.lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
 pub struct Qoe {
     workers: Box<[Slot]>,
     pub catalog: catalog::Catalog,
@@ -452,9 +462,7 @@ impl Qoe {
         if mark.track == 0 {
             return false;
         }
-        let Ok(mut t) = lock.lock() else {
-            return true;
-        };
+        let mut t = Slot::tracker(lock);
         let Tracker {
             tracks, streams, ..
         } = &mut *t;
@@ -484,9 +492,8 @@ impl Qoe {
             return;
         }
         let place = self.place(seen.path, seen.cmcd);
-        let Ok(mut t) = lock.lock() else {
-            return;
-        };
+        let mut t = Slot::tracker(lock);
+        crate::fault::injected("CORESTREAM_DEBUG_PANIC_QOE", seen.path);
         let lim = self.limits;
         let t = &mut *t;
         let stream = place.stream;
@@ -612,7 +619,7 @@ impl Qoe {
             starvation: 0,
         };
         for Slot(w) in self.workers.iter() {
-            let Ok(mut t) = w.lock() else { continue };
+            let mut t = Slot::tracker(w);
             t.sessions.retain(|_, v| v.last + v.window > now);
             t.drop_idle_tracks(now);
             for tr in t.tracks.values() {
