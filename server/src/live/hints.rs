@@ -19,21 +19,27 @@ pub struct Hints {
 impl Hints {
     /// Record what a freshly read playlist announces (replacing its previous version's).
     pub fn update(&self, playlist: &[u8], info: &PlaylistInfo) {
+        let done = info.endlist || (info.preload_hint.is_none() && info.part_uris.is_empty());
+        // What the playlist's text decides is worked out before the lock: a bug it reached
+        // (crate::fault) must not poison the map every worker reads.
+        let paths: Vec<Vec<u8>> = if done {
+            Vec::new()
+        } else {
+            info.preload_hint
+                .iter()
+                .chain(info.part_uris.iter().rev().take(8))
+                .filter_map(|u| resolve(playlist, u))
+                .collect()
+        };
+        let part = info.part_target.unwrap_or(info.target_duration.max(1.0));
         let Ok(mut m) = self.by_playlist.lock() else {
             return;
         };
-        if info.endlist || (info.preload_hint.is_none() && info.part_uris.is_empty()) {
+        if done {
             m.remove(playlist);
-            return;
+        } else {
+            m.insert(playlist.to_vec(), (paths, (3.0 * part).max(1.0)));
         }
-        let paths: Vec<Vec<u8>> = info
-            .preload_hint
-            .iter()
-            .chain(info.part_uris.iter().rev().take(8))
-            .filter_map(|u| resolve(playlist, u))
-            .collect();
-        let part = info.part_target.unwrap_or(info.target_duration.max(1.0));
-        m.insert(playlist.to_vec(), (paths, (3.0 * part).max(1.0)));
     }
 
     /// How long to hold a request for `path` if a live playlist announces it.
