@@ -271,9 +271,10 @@ struct Tracker {
 }
 
 /// Hashes the track ids this tracker hands out itself (1, 2, 3, ...), which no client
-/// chooses: a multiply spreads them over the table, and SipHash's keyed rounds, there against
-/// chosen keys, cost about 1 % of a worker's cycles on playlist reloads (two or three lookups a
-/// request) for nothing. Written here: no crate in the dependency table has one.
+/// chooses: a multiply spreads them over the table. SipHash's keyed rounds, which defend
+/// against keys a client picks, cost about 1 % of a worker's cycles on playlist reloads (two
+/// or three lookups a request) for nothing here. Written here: no crate in the dependency
+/// table has one.
 #[derive(Default)]
 struct IdHasher(u64);
 
