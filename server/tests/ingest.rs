@@ -825,3 +825,56 @@ fn a_push_that_panics_closes_its_viewers_and_frees_its_slot() {
     );
     let _ = std::fs::remove_dir_all(&root);
 }
+
+#[test]
+fn a_push_that_panics_leaves_another_push_of_the_same_path_alone() {
+    // B starts pushing /v/seg.m4s, then A pushes the same path (new viewers get A's), then B
+    // reaches a bug (fault hook on a chunk with BOOM). Only B's own object may be aborted:
+    // the handler used to abort whatever the path named at that moment, which was A's.
+    let root = media_root("ingest-panic-two");
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_corestream"));
+    cmd.env("CORESTREAM_DEBUG_PANIC_PUSH", "BOOM")
+        .arg("--root")
+        .arg(&root)
+        .args(["--listen", "127.0.0.1:0", "--workers", "1"])
+        .args(["--ingest", "127.0.0.1:0", "--admin", "127.0.0.1:0"]);
+    let s = Server::spawn(&mut cmd);
+    let mut b = ingest(&s);
+    write!(
+        b,
+        "PUT /v/seg.m4s HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n1\r\nb\r\n"
+    )
+    .unwrap();
+    common::wait_for("B to begin", Duration::from_secs(5), || {
+        s.metric("corestream_ingest_uploads_in_flight") == 1.0
+    });
+    let (mut a, mut v) = {
+        let mut a = ingest(&s);
+        write!(
+            a,
+            "PUT /v/seg.m4s HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n"
+        )
+        .unwrap();
+        common::wait_for("A to begin", Duration::from_secs(5), || {
+            s.metric("corestream_ingest_uploads_in_flight") == 2.0
+        });
+        let mut v = s.connect();
+        write!(v, "GET /v/seg.m4s HTTP/1.1\r\nHost: v\r\n\r\n").unwrap();
+        let head = read_head(&mut v);
+        assert!(head.contains("Transfer-Encoding: chunked"), "{head}");
+        assert_eq!(read_chunk(&mut v).unwrap(), b"hello");
+        (a, v)
+    };
+    b.write_all(b"4\r\nBOOM\r\n").unwrap();
+    common::wait_for("B to be let go", Duration::from_secs(5), || {
+        s.metric("corestream_ingest_uploads_in_flight") == 1.0
+    });
+    a.write_all(b"5\r\nworld\r\n0\r\n\r\n").unwrap();
+    assert_eq!(read_response(&mut a, false).unwrap().status, 201);
+    assert_eq!(
+        read_chunk(&mut v).expect("A's viewer goes on"),
+        b"world",
+        "A's viewer was cut by B's panic"
+    );
+    let _ = std::fs::remove_dir_all(&root);
+}

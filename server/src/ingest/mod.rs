@@ -198,9 +198,12 @@ fn admit(ctx: &Arc<Ctx>, s: TcpStream, peer: SocketAddr) {
             // A panic (crate::fault) ends this connection: viewers following the object it
             // was pushing are closed (its upload is dropped unstored), the slot is freed.
             if crate::fault::contain(|| c.serve()).is_none() {
-                let g = &ctx2.shared.growing;
-                if let Some(obj) = g.get(&c.path) {
-                    g.end(&c.path, &obj, State::Aborted);
+                let open = c
+                    .publishing
+                    .take()
+                    .filter(|g| g.available().1 == State::Open);
+                if let Some(obj) = open {
+                    ctx2.shared.growing.end(&c.path, &obj, State::Aborted);
                 }
             }
             ctx2.shared.ingest.connections.fetch_sub(1, Relaxed);
@@ -361,6 +364,10 @@ struct Conn<'a> {
     date: DateCache,
     /// The path being answered (decoded), for the log.
     path: Vec<u8>,
+    /// The object this request is publishing while it arrives, for the panic handler
+    /// (crate::fault): only this connection's own object is aborted, never another push's
+    /// at the same path.
+    publishing: Option<Arc<Growing>>,
 }
 
 impl<'a> Conn<'a> {
@@ -376,6 +383,7 @@ impl<'a> Conn<'a> {
             buf: Vec::with_capacity(8192),
             date: DateCache::default(),
             path: Vec::new(),
+            publishing: None,
         }
     }
 
@@ -534,7 +542,10 @@ impl<'a> Conn<'a> {
                 },
             };
         }
-        self.put(h, started)
+        let outcome = self.put(h, started);
+        // Ended one way or the other: the file's space must not wait for the next request.
+        self.publishing = None;
+        outcome
     }
 
     /// Answer `o` to a request whose body (if any) is read and dropped first.
@@ -606,6 +617,7 @@ impl<'a> Conn<'a> {
                         shared.cfg.workers,
                     ));
                     shared.growing.begin(&self.path, g.clone());
+                    self.publishing = Some(g.clone());
                     Some(g)
                 }
                 Err(_) => None,

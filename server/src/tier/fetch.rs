@@ -71,7 +71,12 @@ pub fn start(tier: Arc<Tier>, shared: Arc<Shared>) -> io::Result<()> {
 /// requests held for it get 502 (remembered like any failure, for the negative TTL), and
 /// the key is free for the next fetch. The thread goes on taking jobs.
 fn abandon(t: &Tier, shared: &Shared, (key, path): (&[u8], &[u8]), ttl: Duration) {
-    let answer = match shared.growing.get(path) {
+    // Only an object the tier is still pulling (not a push to the same path).
+    let pulling = shared
+        .growing
+        .get(path)
+        .filter(|g| g.upstream && g.available().1 == State::Open);
+    let answer = match pulling {
         Some(g) => {
             shared.growing.end(path, &g, State::Aborted);
             Remembered::Broken
@@ -187,9 +192,10 @@ impl Head {
 const MAX_INTERIM: usize = 16;
 
 /// Read and parse a response head; the bytes after it stay in `buf`. Interim (1xx)
-/// responses, such as 103 Early Hints, are skipped (at most `MAX_INTERIM`). A head whose framing cannot be trusted
-/// (RFC 9112 6.3: an invalid or conflicting Content-Length, a transfer coding other than
-/// chunked, which we did not ask for) is an error: its body must not be stored.
+/// responses, such as 103 Early Hints, are skipped (at most `MAX_INTERIM`). A head whose
+/// framing cannot be trusted (RFC 9112 6.3: an invalid or conflicting Content-Length, a
+/// transfer coding other than chunked, which we did not ask for) is an error: its body must
+/// not be stored.
 pub(crate) fn read_head(s: &mut impl Read, buf: &mut Vec<u8>, head_only: bool) -> io::Result<Head> {
     let mut chunk = [0u8; 8192];
     let bad = |why: &str| io::Error::new(ErrorKind::InvalidData, why.to_string());
