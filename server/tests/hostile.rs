@@ -852,12 +852,11 @@ fn a_panic_in_one_request_costs_only_that_connection() {
     // connection and every later one went with it.
     let root = media_root("panic");
     std::fs::write(root.join("a.m3u8"), "#EXTM3U\n").unwrap();
-    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_corestream"));
-    cmd.env("CORESTREAM_DEBUG_PANIC_ON", "/boom")
-        .arg("--root")
-        .arg(&root)
-        .args(["--listen", "127.0.0.1:0", "--workers", "1", "--admin", "0"]);
-    let s = Server::spawn(&mut cmd);
+    let s = Server::start_env(
+        &root,
+        &[("CORESTREAM_DEBUG_PANIC_ON", "/boom")],
+        &["--workers", "1", "--admin", "0"],
+    );
     let ask = |c: &mut TcpStream, path: &str| {
         c.write_all(format!("GET {path} HTTP/1.1\r\nHost: t\r\n\r\n").as_bytes())
             .unwrap();
@@ -893,12 +892,11 @@ fn a_panic_in_one_admin_request_leaves_metrics_served() {
     // The admin port is one thread; a bug one scrape reached (a debug-build fault hook here)
     // used to end it, and /metrics with it.
     let root = media_root("panic-admin");
-    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_corestream"));
-    cmd.env("CORESTREAM_DEBUG_PANIC_ADMIN", "/boom")
-        .arg("--root")
-        .arg(&root)
-        .args(["--listen", "127.0.0.1:0", "--workers", "1", "--admin", "0"]);
-    let s = Server::spawn(&mut cmd);
+    let s = Server::start_env(
+        &root,
+        &[("CORESTREAM_DEBUG_PANIC_ADMIN", "/boom")],
+        &["--workers", "1", "--admin", "0"],
+    );
     let mut c = TcpStream::connect(s.admin.expect("admin")).unwrap();
     c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     c.write_all(b"GET /boom HTTP/1.1\r\nHost: t\r\n\r\n")

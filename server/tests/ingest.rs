@@ -792,14 +792,20 @@ fn a_push_that_panics_closes_its_viewers_and_frees_its_slot() {
     // object still taken: viewers following it waited, and with one slot the packager's
     // next connection got 503 for good.
     let root = media_root("ingest-panic");
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_corestream"));
-    cmd.env("CORESTREAM_DEBUG_PANIC_PUSH", "BOOM")
-        .arg("--root")
-        .arg(&root)
-        .args(["--listen", "127.0.0.1:0", "--workers", "1"])
-        .args(["--ingest", "127.0.0.1:0", "--admin", "127.0.0.1:0"])
-        .args(["--ingest-max-connections", "1"]);
-    let s = Server::spawn(&mut cmd);
+    let s = Server::start_env(
+        &root,
+        &[("CORESTREAM_DEBUG_PANIC_PUSH", "BOOM")],
+        &[
+            "--workers",
+            "1",
+            "--ingest",
+            "127.0.0.1:0",
+            "--admin",
+            "127.0.0.1:0",
+            "--ingest-max-connections",
+            "1",
+        ],
+    );
     let (mut up, mut v) = upload_followed(&s, "/v/seg.m4s");
     up.write_all(b"4\r\nBOOM\r\n").unwrap();
     let mut tail = Vec::new();
@@ -832,13 +838,18 @@ fn a_push_that_panics_leaves_another_push_of_the_same_path_alone() {
     // reaches a bug (fault hook on a chunk with BOOM). Only B's own object may be aborted:
     // the handler used to abort whatever the path named at that moment, which was A's.
     let root = media_root("ingest-panic-two");
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_corestream"));
-    cmd.env("CORESTREAM_DEBUG_PANIC_PUSH", "BOOM")
-        .arg("--root")
-        .arg(&root)
-        .args(["--listen", "127.0.0.1:0", "--workers", "1"])
-        .args(["--ingest", "127.0.0.1:0", "--admin", "127.0.0.1:0"]);
-    let s = Server::spawn(&mut cmd);
+    let s = Server::start_env(
+        &root,
+        &[("CORESTREAM_DEBUG_PANIC_PUSH", "BOOM")],
+        &[
+            "--workers",
+            "1",
+            "--ingest",
+            "127.0.0.1:0",
+            "--admin",
+            "127.0.0.1:0",
+        ],
+    );
     let mut b = ingest(&s);
     write!(
         b,

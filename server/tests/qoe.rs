@@ -398,12 +398,11 @@ fn viewers_are_still_counted_after_a_panic_while_counting() {
     // tracker: before, the worker never counted a viewer again.
     let root = stream_root("qoe-panic");
     std::fs::write(root.join("live/boom.ts"), b"x").unwrap();
-    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_corestream"));
-    cmd.env("CORESTREAM_DEBUG_PANIC_QOE", "boom")
-        .arg("--root")
-        .arg(&root)
-        .args(["--listen", "127.0.0.1:0", "--workers", "1", "--admin", "0"]);
-    let s = Server::spawn(&mut cmd);
+    let s = Server::start_env(
+        &root,
+        &[("CORESTREAM_DEBUG_PANIC_QOE", "boom")],
+        &["--workers", "1", "--admin", "0"],
+    );
     let mut bad = s.connect();
     bad.write_all(b"GET /live/boom.ts HTTP/1.1\r\nHost: t\r\nCMCD-Session: sid=\"x\"\r\n\r\n")
         .unwrap();

@@ -42,6 +42,12 @@ fn banner_addr(line: &str) -> SocketAddr {
 impl Server {
     /// `--listen 127.0.0.1:0 --workers 2` unless `extra` says otherwise.
     pub fn start(root: &Path, extra: &[&str]) -> Server {
+        Server::start_env(root, &[], extra)
+    }
+
+    /// `start` with these environment variables set for the server (the debug build's
+    /// fault hooks, `CORESTREAM_DEBUG_PANIC_*`).
+    pub fn start_env(root: &Path, env: &[(&str, &str)], extra: &[&str]) -> Server {
         let mut args: Vec<String> = vec!["--root".into(), root.display().to_string()];
         if !extra.contains(&"--listen") {
             args.extend(["--listen".into(), "127.0.0.1:0".into()]);
@@ -50,7 +56,9 @@ impl Server {
             args.extend(["--workers".into(), "2".into()]);
         }
         args.extend(extra.iter().map(|s| s.to_string()));
-        Server::spawn(Command::new(env!("CARGO_BIN_EXE_corestream")).args(&args))
+        let mut c = Command::new(env!("CARGO_BIN_EXE_corestream"));
+        c.args(&args).envs(env.iter().copied());
+        Server::spawn(&mut c)
     }
 
     /// Started for `mode`: for TLS with `--tls-listen 127.0.0.1:0` and the test CA's
