@@ -19,9 +19,20 @@ fn ingest(s: &Server) -> TcpStream {
 }
 
 fn start(root: &Path, extra: &[&str]) -> Server {
+    start_env(root, &[], extra)
+}
+
+fn start_env(root: &Path, env: &[(&str, &str)], extra: &[&str]) -> Server {
     let mut args = vec!["--ingest", "127.0.0.1:0", "--admin", "127.0.0.1:0"];
     args.extend_from_slice(extra);
-    Server::start(root, &args)
+    Server::start_env(root, env, &args)
+}
+
+/// One worker, and a debug-build fault hook that panics on a pushed chunk containing BOOM.
+fn start_boom(root: &Path, extra: &[&str]) -> Server {
+    let mut args = vec!["--workers", "1"];
+    args.extend_from_slice(extra);
+    start_env(root, &[("CORESTREAM_DEBUG_PANIC_PUSH", "BOOM")], &args)
 }
 
 /// PUT `body` with Content-Length on `c`; the answer.
@@ -792,20 +803,7 @@ fn a_push_that_panics_closes_its_viewers_and_frees_its_slot() {
     // object still taken: viewers following it waited, and with one slot the packager's
     // next connection got 503 for good.
     let root = media_root("ingest-panic");
-    let s = Server::start_env(
-        &root,
-        &[("CORESTREAM_DEBUG_PANIC_PUSH", "BOOM")],
-        &[
-            "--workers",
-            "1",
-            "--ingest",
-            "127.0.0.1:0",
-            "--admin",
-            "127.0.0.1:0",
-            "--ingest-max-connections",
-            "1",
-        ],
-    );
+    let s = start_boom(&root, &["--ingest-max-connections", "1"]);
     let (mut up, mut v) = upload_followed(&s, "/v/seg.m4s");
     up.write_all(b"4\r\nBOOM\r\n").unwrap();
     let mut tail = Vec::new();
@@ -838,18 +836,7 @@ fn a_push_that_panics_leaves_another_push_of_the_same_path_alone() {
     // reaches a bug (fault hook on a chunk with BOOM). Only B's own object may be aborted:
     // the handler used to abort whatever the path named at that moment, which was A's.
     let root = media_root("ingest-panic-two");
-    let s = Server::start_env(
-        &root,
-        &[("CORESTREAM_DEBUG_PANIC_PUSH", "BOOM")],
-        &[
-            "--workers",
-            "1",
-            "--ingest",
-            "127.0.0.1:0",
-            "--admin",
-            "127.0.0.1:0",
-        ],
-    );
+    let s = start_boom(&root, &[]);
     let mut b = ingest(&s);
     write!(
         b,
