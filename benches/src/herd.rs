@@ -7,6 +7,7 @@
 //! nginx (`proxy_cache` with `proxy_cache_lock on`) take turns, same origin, same run.
 
 use crate::child;
+use corestream_common::sync::lock;
 use mio::net::TcpStream;
 use mio::{Events, Interest, Poll, Token};
 use std::collections::HashMap;
@@ -73,9 +74,7 @@ fn serve_origin(
         let head = String::from_utf8_lossy(&buf[..end]).to_string();
         buf.drain(..end);
         let path = head.split(' ').nth(1).unwrap_or("").to_string();
-        if let Ok(mut c) = counts.lock() {
-            *c.requests.entry(path.clone()).or_default() += 1;
-        }
+        *lock(counts).requests.entry(path.clone()).or_default() += 1;
         std::thread::sleep(delay);
         let head = format!(
             "HTTP/1.1 200 OK\r\nContent-Type: video/mp2t\r\nContent-Length: {size}\r\nCache-Control: max-age=60\r\n\r\n"
@@ -91,11 +90,10 @@ fn serve_origin(
                 return;
             }
             if i == 0 {
-                if let Ok(mut c) = counts.lock() {
-                    c.first_sent
-                        .entry(path.clone())
-                        .or_insert_with(Instant::now);
-                }
+                lock(counts)
+                    .first_sent
+                    .entry(path.clone())
+                    .or_insert_with(Instant::now);
             }
             std::thread::sleep(duration / slices as u32);
         }
@@ -411,12 +409,13 @@ pub fn run(o: &Options) -> Result<(), String> {
             let _ = proc_.wait();
             let outcome = result?;
             let mbs = hits.transpose()?.unwrap_or(0.0);
-            let (upstream, sent) = counts.lock().map_or((0, None), |c| {
+            let (upstream, sent) = {
+                let c = lock(&counts);
                 (
                     c.requests.get(&path).copied().unwrap_or(0),
                     c.first_sent.get(&path).copied(),
                 )
-            });
+            };
             // Read-while-write: from the origin's first body bytes to each viewer's.
             let mut firsts: Vec<f64> = outcome
                 .first_bytes

@@ -1,6 +1,7 @@
 //! Helpers every Corestream crate needs, kept in one place so the server, the tuner and the
 //! load harness agree: how a duration is written on a command line, how a timestamp is
-//! printed, how an HLS attribute list is read, which CPUs a process may use. No dependencies: each is a few lines that a
+//! printed, how an HLS attribute list is read, which CPUs a process may use, how a lock is taken after
+//! a panic. No dependencies: each is a few lines that a
 //! crate would not make shorter.
 
 /// `eprintln!` that never panics. Rust ignores SIGPIPE, so writing to a stderr whose reader
@@ -20,3 +21,4 @@ pub mod date;
 pub mod duration;
 pub mod hls;
 pub mod size;
+pub mod sync;

@@ -40,7 +40,7 @@ impl Exporter {
 
     pub fn publish(&self, text: String) {
         // A panicking scrape thread cannot leave the text half-written: take it anyway.
-        let mut g = self.latest.lock().unwrap_or_else(|e| e.into_inner());
+        let mut g = corestream_common::sync::lock(&self.latest);
         *g = text;
     }
 }
@@ -66,7 +66,7 @@ fn answer(conn: TcpStream, latest: &Mutex<String>) -> std::io::Result<()> {
     let path = request.split_whitespace().nth(1).unwrap_or("");
     let (status, ctype, body) = match (request.split_whitespace().next(), path) {
         (Some("GET"), "/metrics") => {
-            let text = latest.lock().unwrap_or_else(|e| e.into_inner()).clone();
+            let text = corestream_common::sync::lock(latest).clone();
             ("200 OK", CONTENT_TYPE, text)
         }
         (Some("GET"), _) => (

@@ -3,6 +3,7 @@
 //! With neither configured, only loopback may push: an ingest port is never open to anyone
 //! by default.
 
+use corestream_common::sync::lock;
 use ipnet::IpNet;
 use std::net::IpAddr;
 use std::path::PathBuf;
@@ -80,7 +81,7 @@ impl Auth {
     fn current_token(&self) -> Option<Vec<u8>> {
         let path = self.token_file.as_ref()?;
         let mtime = std::fs::metadata(path).and_then(|m| m.modified()).ok()?;
-        let mut cached = self.token.lock().ok()?;
+        let mut cached = lock(&self.token);
         if let Some((t, tok)) = cached.as_ref() {
             if *t == mtime {
                 return Some(tok.clone());

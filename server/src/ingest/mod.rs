@@ -27,6 +27,7 @@ use crate::net::fsys;
 use crate::qoe::Histogram;
 use crate::shared::Shared;
 use auth::{Auth, Verdict};
+use corestream_common::sync::lock;
 use std::collections::BTreeMap;
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -72,15 +73,11 @@ pub struct Stats {
 
 impl Stats {
     fn answered(&self, method: &'static str, status: u16) {
-        if let Ok(mut m) = self.answered.lock() {
-            *m.entry((method, status)).or_default() += 1;
-        }
+        *lock(&self.answered).entry((method, status)).or_default() += 1;
     }
 
     fn stored(&self, secs: f64) {
-        if let Ok(mut h) = self.durations.lock() {
-            h.observe(&DURATION_BOUNDS, secs);
-        }
+        lock(&self.durations).observe(&DURATION_BOUNDS, secs);
     }
 
     pub fn render(&self, o: &mut Exposition) {
@@ -89,7 +86,8 @@ impl Stats {
             "counter",
             "Requests answered on the ingest port, by method and status.",
         );
-        if let Ok(m) = self.answered.lock() {
+        {
+            let m = lock(&self.answered);
             for ((method, status), n) in m.iter() {
                 o.sample(
                     "corestream_ingest_requests_total",
@@ -122,7 +120,8 @@ impl Stats {
             "Ingest connections answered 503 at --ingest-max-connections.",
             self.refused.load(Relaxed),
         );
-        if let Ok(h) = self.durations.lock() {
+        {
+            let h = lock(&self.durations);
             crate::qoe::histogram(
                 o,
                 "corestream_ingest_upload_duration_seconds",
@@ -736,9 +735,7 @@ impl<'a> Conn<'a> {
     }
 
     fn log(&self, h: &Head, o: &Outcome) {
-        let Ok(mut guard) = self.ctx.log.lock() else {
-            return;
-        };
+        let mut guard = lock(&self.ctx.log);
         let Some(log) = guard.as_mut() else {
             return;
         };

@@ -12,6 +12,7 @@
 
 use crate::http::mime::Kind;
 use crate::net::notify::Inboxes;
+use corestream_common::sync::lock;
 use std::collections::HashMap;
 use std::os::fd::OwnedFd;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, AtomicUsize, Ordering::SeqCst};
@@ -126,13 +127,14 @@ impl Registry {
         if self.count.load(SeqCst) == 0 {
             return None;
         }
-        self.map.lock().ok()?.get(path).cloned()
+        lock(&self.map).get(path).cloned()
     }
 
     /// Publish a new object at `path` (replacing, for new viewers, one still in flight
     /// there), and wake requests held for that path (a preload-hinted part).
     pub fn begin(&self, path: &[u8], g: Arc<Growing>) {
-        if let Ok(mut m) = self.map.lock() {
+        {
+            let mut m = lock(&self.map);
             m.insert(path.into(), g);
             self.count.store(m.len(), SeqCst);
         }
@@ -164,7 +166,8 @@ impl Registry {
     }
 
     fn unlist(&self, path: &[u8], g: &Arc<Growing>) {
-        if let Ok(mut m) = self.map.lock() {
+        {
+            let mut m = lock(&self.map);
             if m.get(path).is_some_and(|cur| Arc::ptr_eq(cur, g)) {
                 m.remove(path);
             }

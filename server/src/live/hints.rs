@@ -4,6 +4,7 @@
 //! when a request would otherwise be a 404.
 
 use super::playlist::{resolve, PlaylistInfo};
+use corestream_common::sync::lock;
 use std::collections::HashMap;
 use std::sync::Mutex;
 
@@ -32,9 +33,7 @@ impl Hints {
                 .collect()
         };
         let part = info.part_target.unwrap_or(info.target_duration.max(1.0));
-        let Ok(mut m) = self.by_playlist.lock() else {
-            return;
-        };
+        let mut m = lock(&self.by_playlist);
         if done {
             m.remove(playlist);
         } else {
@@ -44,7 +43,7 @@ impl Hints {
 
     /// How long to hold a request for `path` if a live playlist announces it.
     pub fn wait_for(&self, path: &[u8]) -> Option<f64> {
-        let m = self.by_playlist.lock().ok()?;
+        let m = lock(&self.by_playlist);
         m.values()
             .find(|(paths, _)| paths.iter().any(|p| p == path))
             .map(|(_, secs)| *secs)

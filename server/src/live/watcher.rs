@@ -13,6 +13,7 @@
 
 use crate::http::mime::{self, Kind};
 use crate::net::notify::Inboxes;
+use corestream_common::sync::lock;
 use nix::sys::inotify::{AddWatchFlags as F, InitFlags, Inotify, InotifyEvent, WatchDescriptor};
 use std::collections::HashMap;
 use std::os::fd::{AsFd, AsRawFd, RawFd};
@@ -84,9 +85,7 @@ impl Watcher {
     }
 
     fn watch(&self, dir: &[u8]) -> bool {
-        let Ok(mut w) = self.watches.lock() else {
-            return false;
-        };
+        let mut w = lock(&self.watches);
         if let Some(known) = w.dirs.get(dir) {
             return known.is_some();
         }
@@ -139,9 +138,7 @@ impl Watcher {
         if self.broken.load(Ordering::Relaxed) {
             return false;
         }
-        let Ok(_reading) = self.reader.lock() else {
-            return false;
-        };
+        let _reading = lock(&self.reader);
         let mut changed: Vec<Vec<u8>> = Vec::new();
         let ok = loop {
             match self.inotify.read_events() {
@@ -163,10 +160,7 @@ impl Watcher {
     }
 
     fn translate(&self, events: &[InotifyEvent], changed: &mut Vec<Vec<u8>>) {
-        let Ok(mut w) = self.watches.lock() else {
-            changed.push(b"/".to_vec());
-            return;
-        };
+        let mut w = lock(&self.watches);
         for ev in events {
             if ev.mask.contains(F::IN_Q_OVERFLOW) {
                 changed.push(b"/".to_vec());

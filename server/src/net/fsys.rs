@@ -3,6 +3,7 @@
 //! SIOCOUTQ) and the allocator (malloc_trim). libc rather than nix because nix 0.29 has no
 //! openat2 and the raw errno picks the HTTP status.
 
+use corestream_common::sync::lock;
 use std::ffi::CStr;
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
@@ -493,9 +494,7 @@ impl Root {
         let Ok(fd) = open_root(&self.path) else {
             return false; // Not back yet.
         };
-        let Ok(mut handles) = self.handles.lock() else {
-            return false;
-        };
+        let mut handles = lock(&self.handles);
         self.current.store(fd.as_raw_fd(), Ordering::Release);
         handles.push(fd);
         say!(

@@ -3,6 +3,7 @@
 //! and an upload in progress says that a growing object has more bytes. Each worker has one
 //! inbox and a waker that interrupts its poll.
 
+use corestream_common::sync::lock;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -21,9 +22,7 @@ pub struct Inboxes(Mutex<Vec<Arc<Inbox>>>);
 
 impl Inboxes {
     pub fn subscribe(&self, inbox: Arc<Inbox>) {
-        if let Ok(mut v) = self.0.lock() {
-            v.push(inbox);
-        }
+        lock(&self.0).push(inbox);
     }
 
     /// Tell every worker that `paths` changed.
@@ -31,22 +30,16 @@ impl Inboxes {
         if paths.is_empty() {
             return;
         }
-        let Ok(all) = self.0.lock() else {
-            return;
-        };
+        let all = lock(&self.0);
         for inbox in all.iter() {
-            if let Ok(mut q) = inbox.paths.lock() {
-                q.extend(paths.iter().cloned());
-            }
+            lock(&inbox.paths).extend(paths.iter().cloned());
             let _ = inbox.waker.wake();
         }
     }
 
     /// Tell the workers for which `wanted(worker)` holds that a growing object moved on.
     pub fn progress(&self, wanted: impl Fn(usize) -> bool) {
-        let Ok(all) = self.0.lock() else {
-            return;
-        };
+        let all = lock(&self.0);
         for (i, inbox) in all.iter().enumerate() {
             // One wake-up per burst: a worker that has not looked yet will see all of it.
             if wanted(i) && !inbox.progress.swap(true, Ordering::SeqCst) {

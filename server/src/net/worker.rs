@@ -16,6 +16,7 @@ use crate::net::notify::Inbox;
 use crate::shared::{nofile_limit, Shared};
 use crate::tls::stream::TlsStream;
 use crate::tls::TlsShared;
+use corestream_common::sync::lock;
 use mio::net::TcpListener;
 use mio::{Events, Interest, Poll, Token, Waker};
 use slab::Slab;
@@ -479,10 +480,7 @@ impl Worker {
     /// parked on them. Every parked request is re-run once a second as well.
     fn handle_changes(&mut self) {
         self.handle_progress();
-        let changed = match self.inbox.paths.lock() {
-            Ok(mut q) if !q.is_empty() => std::mem::take(&mut *q),
-            _ => Vec::new(),
-        };
+        let changed = std::mem::take(&mut *lock(&self.inbox.paths));
         let mut whole_dirs = false;
         for path in &changed {
             if path.ends_with(b"/") {

@@ -4,6 +4,7 @@
 //! request); read to name a request's stream and rendition and to send CMSD `d`.
 
 use corestream_common::hls::attr;
+use corestream_common::sync::{read, write};
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
@@ -35,14 +36,12 @@ pub struct Catalog {
 
 impl Catalog {
     pub fn get(&self, path: &[u8]) -> Option<Entry> {
-        let maps = self.maps.read().ok()?;
+        let maps = read(&self.maps);
         maps[0].get(path).or_else(|| maps[1].get(path)).cloned()
     }
 
     fn update(&self, changes: Vec<Change>) {
-        let Ok(mut maps) = self.maps.write() else {
-            return;
-        };
+        let mut maps = write(&self.maps);
         for (path, change) in changes {
             let mut e = maps[0]
                 .remove(path.as_slice())

@@ -10,6 +10,7 @@ pub mod cmcd;
 pub mod cmsd;
 
 use cmcd::Cmcd;
+use corestream_common::sync::lock;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::hash::BuildHasherDefault;
 use std::sync::{Arc, Mutex};
@@ -300,16 +301,6 @@ impl std::hash::Hasher for IdHasher {
 #[repr(align(128))]
 struct Slot(Mutex<Tracker>);
 
-impl Slot {
-    /// The worker's tracker, also after a panic while it was held (crate::fault contains
-    /// panics to one connection): counts are statistics, and a poisoned lock would have
-    /// silenced this worker's viewers in /streams and /metrics for good.
-    fn tracker(lock: &Mutex<Tracker>) -> std::sync::MutexGuard<'_, Tracker> {
-        lock.lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-    }
-}
-
 pub struct Qoe {
     workers: Box<[Slot]>,
     pub catalog: catalog::Catalog,
@@ -484,11 +475,11 @@ impl Qoe {
 
     /// The common case, kept cheap: a connection without CMCD reloading the media playlist it
     /// reloaded last time. Refreshes it without asking the catalog. False if it is not that.
-    fn reload(&self, lock: &Mutex<Tracker>, now: u64, seen: &Seen<'_>, mark: &mut Mark) -> bool {
+    fn reload(&self, slot: &Mutex<Tracker>, now: u64, seen: &Seen<'_>, mark: &mut Mark) -> bool {
         if mark.track == 0 {
             return false;
         }
-        let mut t = Slot::tracker(lock);
+        let mut t = lock(slot);
         let Tracker {
             tracks, streams, ..
         } = &mut *t;
@@ -511,14 +502,14 @@ impl Qoe {
 
     /// Count what connection `mark` was answered.
     pub fn observe(&self, worker: usize, now: u64, seen: &Seen<'_>, mark: &mut Mark) {
-        let Some(Slot(lock)) = self.workers.get(worker) else {
+        let Some(Slot(slot)) = self.workers.get(worker) else {
             return;
         };
-        if seen.cmcd.is_none() && self.reload(lock, now, seen, mark) {
+        if seen.cmcd.is_none() && self.reload(slot, now, seen, mark) {
             return;
         }
         let place = self.place(seen.path, seen.cmcd);
-        let mut t = Slot::tracker(lock);
+        let mut t = lock(slot);
         crate::fault::injected("CORESTREAM_DEBUG_PANIC_QOE", seen.path);
         let lim = self.limits;
         let t = &mut *t;
@@ -645,7 +636,7 @@ impl Qoe {
             starvation: 0,
         };
         for Slot(w) in self.workers.iter() {
-            let mut t = Slot::tracker(w);
+            let mut t = lock(w);
             t.sessions.retain(|_, v| v.last + v.window > now);
             t.drop_idle_tracks(now);
             for tr in t.tracks.values() {

@@ -13,6 +13,7 @@ use crate::http::Status;
 use crate::ingest::store::Upload;
 use crate::live::growing::{Growing, State};
 use crate::shared::Shared;
+use corestream_common::sync::lock;
 use std::io::{self, ErrorKind, Read, Write};
 use std::os::fd::AsRawFd;
 use std::sync::Arc;
@@ -286,9 +287,9 @@ fn timed_out(e: &io::Error) -> bool {
 }
 
 fn count(t: &Tier, origin: &Origin, status: u16) {
-    if let Ok(mut m) = t.stats.upstream.lock() {
-        *m.entry((origin.authority.clone(), status)).or_default() += 1;
-    }
+    *lock(&t.stats.upstream)
+        .entry((origin.authority.clone(), status))
+        .or_default() += 1;
 }
 
 /// Send the request on a kept-alive connection if one is idle (once more on a fresh one if
@@ -352,9 +353,8 @@ fn exchange(
             .and_then(|()| read_head(&mut s, buf, false));
         match result {
             Ok(head) => {
-                if let Ok(mut h) = t.stats.latency.lock() {
-                    h.observe(&super::LATENCY_BOUNDS, sent.elapsed().as_secs_f64());
-                }
+                lock(&t.stats.latency)
+                    .observe(&super::LATENCY_BOUNDS, sent.elapsed().as_secs_f64());
                 count(t, origin, head.status);
                 return Ok((s, head));
             }

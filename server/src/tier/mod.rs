@@ -25,13 +25,14 @@ use crate::http::mime::Kind;
 use crate::http::Status;
 use crate::qoe::Histogram;
 use bytes::Bytes;
+use corestream_common::sync::lock;
 use lru::LruCache;
 use origin::Origin;
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::os::fd::OwnedFd;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 /// Upper bounds of the upstream first-byte histogram (seconds).
@@ -248,7 +249,8 @@ impl Tier {
         };
         let key = key(path, query);
         let now = Instant::now();
-        if let Ok(mut r) = self.remembered.lock() {
+        {
+            let mut r = lock(&self.remembered);
             // A held request run again (not `fresh`) takes the answer of the fetch it waited
             // for however late it runs: on a loaded box, or with a negative TTL of half a
             // part target, the answer can expire before the request's turn, and each such
@@ -284,7 +286,8 @@ impl Tier {
         }
         let mut revalidate = None;
         if query.is_none() {
-            if let Ok(mut idx) = self.index.lock() {
+            {
+                let mut idx = lock(&self.index);
                 if let Some(e) = idx.map.get(path) {
                     let age = e.age + e.stored.elapsed();
                     if age < e.lifetime {
@@ -297,12 +300,7 @@ impl Tier {
                 }
             }
         }
-        let Ok(mut flying) = self.in_flight.lock() else {
-            return Lookup::Status {
-                status: Status::InternalError,
-                age: None,
-            };
-        };
+        let mut flying = lock(&self.in_flight);
         if flying.contains(&key) {
             count(&self.stats.collapsed);
             return Lookup::Wait { joined: true };
@@ -311,7 +309,8 @@ impl Tier {
         drop(flying);
         self.stats.misses.fetch_add(1, Relaxed);
         self.stats.in_flight.fetch_add(1, Relaxed);
-        if let Ok(mut q) = self.jobs.lock() {
+        {
+            let mut q = lock(&self.jobs);
             q.push_back(Job {
                 key,
                 path: path.to_vec(),
@@ -327,7 +326,8 @@ impl Tier {
 
     /// The stored file of `path` vanished (evicted between lookup and open): forget it.
     pub fn forget(&self, path: &[u8]) {
-        if let Ok(mut idx) = self.index.lock() {
+        {
+            let mut idx = lock(&self.index);
             if let Some(e) = idx.map.pop(path) {
                 idx.bytes = idx.bytes.saturating_sub(e.size);
             }
@@ -336,25 +336,27 @@ impl Tier {
 
     /// Block until a fetch is queued (fetcher threads).
     fn next_job(&self) -> Option<Job> {
-        let mut q = self.jobs.lock().ok()?;
+        let mut q = lock(&self.jobs);
         loop {
             if let Some(j) = q.pop_front() {
                 return Some(j);
             }
-            q = self.job_ready.wait(q).ok()?;
+            q = self
+                .job_ready
+                .wait(q)
+                .unwrap_or_else(PoisonError::into_inner);
         }
     }
 
     /// The fetch of `key` is over (its answer is stored, remembered or failed).
     pub(crate) fn done(&self, key: &[u8]) {
-        if let Ok(mut f) = self.in_flight.lock() {
-            f.remove(key);
-        }
+        lock(&self.in_flight).remove(key);
         self.stats.in_flight.fetch_sub(1, Relaxed);
     }
 
     fn remember(&self, key: &[u8], answer: Remembered, ttl: Duration) {
-        if let Ok(mut r) = self.remembered.lock() {
+        {
+            let mut r = lock(&self.remembered);
             if r.len() >= MAX_OUTCOMES {
                 let now = Instant::now();
                 r.retain(|_, (_, until, _)| *until > now);
@@ -373,9 +375,7 @@ impl Tier {
         if !info.is_media || info.target_duration <= 0.0 {
             return;
         }
-        let Ok(mut c) = self.cadences.lock() else {
-            return;
-        };
+        let mut c = lock(&self.cadences);
         let dir = dir_of(path);
         if info.endlist {
             c.remove(dir);
@@ -396,7 +396,7 @@ impl Tier {
 
     /// The live media playlist nearest above `path` (its own directory, then each parent).
     fn cadence(&self, path: &[u8]) -> Option<Cadence> {
-        let c = self.cadences.lock().ok()?;
+        let c = lock(&self.cadences);
         let mut dir = dir_of(path);
         loop {
             if let Some(k) = c.get(dir) {
@@ -428,9 +428,7 @@ impl Tier {
 
     /// Record a stored object; evict the least recently used beyond --cache-max-bytes.
     pub(crate) fn store(&self, path: &[u8], e: Entry) {
-        let Ok(mut idx) = self.index.lock() else {
-            return;
-        };
+        let mut idx = lock(&self.index);
         idx.bytes += e.size;
         if let Some(old) = idx.map.put(path.into(), e) {
             idx.bytes = idx.bytes.saturating_sub(old.size);
@@ -451,9 +449,7 @@ impl Tier {
 
     /// A 304 from the origin: the stored copy is fresh again.
     fn refresh(&self, path: &[u8], policy: &fresh::Policy, default: Duration) -> bool {
-        let Ok(mut idx) = self.index.lock() else {
-            return false;
-        };
+        let mut idx = lock(&self.index);
         match idx.map.get_mut(path) {
             Some(e) => {
                 e.stored = Instant::now();
@@ -466,7 +462,7 @@ impl Tier {
     }
 
     fn cache_bytes(&self) -> u64 {
-        self.index.lock().map_or(0, |i| i.bytes)
+        lock(&self.index).bytes
     }
 
     pub fn render(&self, o: &mut Exposition) {
@@ -495,7 +491,8 @@ impl Tier {
             "counter",
             "Requests sent to origins, by origin and status (0: no answer).",
         );
-        if let Ok(m) = s.upstream.lock() {
+        {
+            let m = lock(&s.upstream);
             for ((origin, status), n) in m.iter() {
                 o.sample(
                     "corestream_tier_upstream_requests_total",
@@ -504,7 +501,8 @@ impl Tier {
                 );
             }
         }
-        if let Ok(h) = s.latency.lock() {
+        {
+            let h = lock(&s.latency);
             crate::qoe::histogram(
                 o,
                 "corestream_tier_upstream_first_byte_seconds",

@@ -1,11 +1,12 @@
 //! Origins: their URLs, which one a path goes to (rendezvous hashing), and the keep-alive
 //! connections to each, plain or TLS (rustls, verified against `--origin-ca`).
 
+use corestream_common::sync::lock;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName};
 use std::io::{self, Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 /// A connection to an origin.
@@ -111,7 +112,8 @@ impl Slot<'_> {
 
 impl Drop for Slot<'_> {
     fn drop(&mut self) {
-        if let Ok(mut p) = self.origin.pool.lock() {
+        {
+            let mut p = lock(&self.origin.pool);
             p.busy = p.busy.saturating_sub(1);
             // Idle + busy never exceeds the bound: this slot's connection takes its place.
             if let Some(s) = self.keep.take() {
@@ -235,10 +237,14 @@ impl Origin {
     /// left), waiting up to `wait` for one to be freed; None if none was.
     pub fn slot(&self, max: usize, wait: Duration) -> Option<Slot<'_>> {
         let deadline = Instant::now() + wait;
-        let mut p = self.pool.lock().ok()?;
+        let mut p = lock(&self.pool);
         while p.busy >= max {
             let left = deadline.checked_duration_since(Instant::now())?;
-            p = self.freed.wait_timeout(p, left).ok()?.0;
+            p = self
+                .freed
+                .wait_timeout(p, left)
+                .unwrap_or_else(PoisonError::into_inner)
+                .0;
         }
         p.busy += 1;
         // Idle ones count against the bound too: take one if there is any, else the new

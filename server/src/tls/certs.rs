@@ -4,6 +4,7 @@
 //! already open keep theirs. A file that cannot be used (unreadable, wrong key, expired)
 //! leaves the certificates in use untouched, and the reason is logged.
 
+use corestream_common::sync::{lock, read, write};
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
@@ -83,7 +84,7 @@ impl std::fmt::Debug for Certs {
 
 impl ResolvesServerCert for Certs {
     fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
-        let set = self.current.read().ok()?.clone();
+        let set = read(&self.current).clone();
         Some(set.pick(hello.server_name()).key.clone())
     }
 }
@@ -267,9 +268,7 @@ impl Certs {
 
     /// Whether any certificate or key file changed since it was loaded.
     pub fn changed_on_disk(&self) -> bool {
-        let Ok(stamps) = self.stamps.lock() else {
-            return false;
-        };
+        let stamps = lock(&self.stamps);
         stamps.iter().any(|(p, id)| stamp(p).1 != *id)
             || self
                 .sources
@@ -288,12 +287,8 @@ impl Certs {
         match self.sources.build(&self.provider) {
             Ok((set, stamps)) => {
                 let names: Vec<String> = set.all.iter().map(|c| c.label.clone()).collect();
-                if let Ok(mut cur) = self.current.write() {
-                    *cur = Arc::new(set);
-                }
-                if let Ok(mut s) = self.stamps.lock() {
-                    *s = stamps;
-                }
+                *write(&self.current) = Arc::new(set);
+                *lock(&self.stamps) = stamps;
                 self.reloads.fetch_add(1, Ordering::Relaxed);
                 say!(
                     "corestream: TLS certificates reloaded ({}); new handshakes use them",
@@ -304,7 +299,8 @@ impl Certs {
             Err(e) => {
                 self.reload_failures.fetch_add(1, Ordering::Relaxed);
                 // Remember the bad files' stamps so the same error is not logged every poll.
-                if let (Ok(mut s), Ok(pairs)) = (self.stamps.lock(), self.sources.pairs()) {
+                if let Ok(pairs) = self.sources.pairs() {
+                    let mut s = lock(&self.stamps);
                     s.clear();
                     for (c, k) in &pairs {
                         s.push(stamp(c));
@@ -324,14 +320,10 @@ impl Certs {
 
     /// (certificate file, names, not-after in Unix seconds) of every certificate in use.
     pub fn in_use(&self) -> Vec<(String, Vec<String>, u64)> {
-        self.current.read().map_or_else(
-            |_| Vec::new(),
-            |s| {
-                s.all
-                    .iter()
-                    .map(|c| (c.label.clone(), c.names.clone(), c.not_after))
-                    .collect()
-            },
-        )
+        read(&self.current)
+            .all
+            .iter()
+            .map(|c| (c.label.clone(), c.names.clone(), c.not_after))
+            .collect()
     }
 }
