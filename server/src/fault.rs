@@ -16,8 +16,9 @@ pub fn contain<T>(f: impl FnOnce() -> T) -> Option<T> {
 /// Debug builds only (the tests' binary; a release build has no such hook): panic when
 /// `what` contains the value of the environment variable `var`, so tests can show what a
 /// bug costs. `CORESTREAM_DEBUG_PANIC_ON` (a request target, in `respond`),
-/// `CORESTREAM_DEBUG_PANIC_FETCH` (an origin fetch's path), `CORESTREAM_DEBUG_PANIC_PUSH`
-/// (the bytes of a pushed body as they arrive), `CORESTREAM_DEBUG_PANIC_ADMIN` (an admin
+/// `CORESTREAM_DEBUG_PANIC_FETCH` (an origin fetch's path), `CORESTREAM_DEBUG_PANIC_PULLED`
+/// (the bytes of an origin's body as they arrive), `CORESTREAM_DEBUG_PANIC_PUSH` (the bytes
+/// of a pushed body as they arrive), `CORESTREAM_DEBUG_PANIC_ADMIN` (an admin
 /// request's path), `CORESTREAM_DEBUG_PANIC_QOE` (a path being counted, with the worker's
 /// QoE tracker locked).
 #[cfg(debug_assertions)]

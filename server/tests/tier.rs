@@ -1058,6 +1058,59 @@ fn a_process_that_dies_mid_fetch_does_not_leave_the_others_waiting() {
 }
 
 #[test]
+fn a_fetch_that_panics_while_leading_for_the_box_withdraws_its_shared_file() {
+    // One --cache-dir, two processes: a fetches, b follows a's shared file. A panic in a's
+    // fetch (a debug-build fault hook on the body's bytes) used to leave that file behind,
+    // unlocked: b's viewer waited for the once-a-second orphan check, and the file stayed
+    // until the next fetch of the object cleared it.
+    let o = Origin::start();
+    let mut seg = body(200_000, 17);
+    seg[50_000..50_008].copy_from_slice(b"BOOM-BOX");
+    let mut s = Script::ok(&seg);
+    s.split = Some((50_000, Duration::from_secs(2)));
+    o.set("/live/lead.ts", s);
+    o.set("/live/after.ts", Script::ok(b"after"));
+    let cache = media_root("tier-lead-panic");
+    let a = Server::spawn(
+        edge_command(&o.url(), &cache, &[]).env("CORESTREAM_DEBUG_PANIC_PULLED", "BOOM-BOX"),
+    );
+    let b = edge(&o.url(), &cache, &[]);
+    let mut va = a.connect();
+    va.write_all(b"GET /live/lead.ts HTTP/1.1\r\nHost: e\r\n\r\n")
+        .unwrap();
+    common::wait_for("a to fetch", Duration::from_secs(5), || {
+        *o.paused.lock().unwrap()
+    });
+    let mut vb = b.connect();
+    vb.write_all(b"GET /live/lead.ts HTTP/1.1\r\nHost: e\r\n\r\n")
+        .unwrap();
+    let mut first = vec![0u8; 1000];
+    vb.read_exact(&mut first).unwrap();
+    assert!(String::from_utf8_lossy(&first).starts_with("HTTP/1.1 200"));
+    // The rest arrives, a's fetch panics on it: both viewers are cut short.
+    for v in [&mut va, &mut vb] {
+        let mut rest = Vec::new();
+        let _ = v.read_to_end(&mut rest);
+        assert!(rest.len() < seg.len(), "never presented as complete");
+    }
+    let parts: Vec<_> = std::fs::read_dir(cache.join("shared"))
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".part"))
+        .collect();
+    assert!(parts.is_empty(), "left behind: {parts:?}");
+    // a goes on fetching; b fetches the object again and gets it whole.
+    let r = a.get("GET /live/after.ts HTTP/1.1\r\nHost: e\r\n\r\n");
+    assert_eq!((r.status, r.body.as_slice()), (200, &b"after"[..]));
+    let r = b.get("GET /live/lead.ts HTTP/1.1\r\nHost: e\r\n\r\n");
+    assert_eq!(r.body, seg);
+    assert_eq!(o.count("/live/lead.ts"), 2);
+    drop((a, b));
+    let _ = std::fs::remove_dir_all(&cache);
+}
+
+#[test]
 fn a_fetch_that_panics_answers_502_and_the_fetch_threads_go_on() {
     // A bug an origin's answer reaches (here a debug-build fault hook on the fetch) used to
     // end its fetch thread: with --origin-max-connections 1 there are two, so after two such

@@ -549,6 +549,7 @@ fn store(
     };
     let _ = s.tcp().set_read_timeout(Some(t.opts.stall_timeout));
     let read = body::read(s, buf, head.framing, |d| {
+        crate::fault::injected("CORESTREAM_DEBUG_PANIC_PULLED", d);
         up.write(d)?;
         // The last bytes of an announced length are published once the object is stored
         // (below): a viewer that has them all may ask again at once, and must then find it

@@ -5,14 +5,16 @@
 //! serve its bytes to their own viewers. The fetching process publishes the object's
 //! freshness in `<key>.meta` and renames `.part` to `.done` when it is complete (deletes it
 //! when the fetch fails); a `.done` stays a few seconds so that a process that asks just
-//! after takes it too. A leader that dies leaves its `.part` unlocked: followers notice within
-//! a second and give up on it, and the next request fetches again.
+//! after takes it too. A leader whose fetch panicked withdraws its `.part` as it unwinds; one
+//! that dies leaves it unlocked: followers notice within a second and give up on it, and the
+//! next request fetches again.
 
 use super::{Entry, Job, Tier};
 use crate::ingest::store::Upload;
 use crate::live::growing::{Growing, State};
 use crate::net::fsys;
 use crate::shared::Shared;
+use corestream_common::sync::lock;
 use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify};
 use std::collections::HashMap;
 use std::ffi::CString;
@@ -36,13 +38,29 @@ pub enum Claim {
     Alone,
 }
 
-/// The shared file of an object this process fetches.
+/// The shared file of an object this process fetches. Dropped without `Share::finish` (the
+/// fetch panicked, `crate::fault`), it withdraws the file: its followers stop at once, as
+/// for any failed fetch, instead of waiting to find the lock gone.
 pub struct Lead {
     /// Opened through its shared name (the bytes are written through this one).
     pub file: OwnedFd,
     /// The descriptor holding the exclusive lock that says "being fetched".
     _lock: OwnedFd,
     name: String,
+    /// The shared directory (a duplicate: a Lead lives on its fetch thread's stack).
+    dir: OwnedFd,
+    finished: bool,
+}
+
+impl Drop for Lead {
+    fn drop(&mut self) {
+        // The lock is still held here (fields drop after this), so the name is still ours.
+        if !self.finished {
+            if let Some(part) = cname(&format!("{}.part", self.name)) {
+                let _ = fsys::unlink_at(self.dir.as_raw_fd(), &part);
+            }
+        }
+    }
 }
 
 /// An object another process fetches, followed here.
@@ -123,13 +141,15 @@ impl Share {
                 Ok(()) => {
                     // Write through the name: inotify reports writes to the directory's
                     // watchers only for files opened through it (not an O_TMPFILE).
-                    return match fsys::open_rw_at(dir, &cpart) {
-                        Ok(named) => Claim::Lead(Lead {
+                    return match (fsys::open_rw_at(dir, &cpart), self.dir.try_clone()) {
+                        (Ok(named), Ok(dir)) => Claim::Lead(Lead {
                             file: named,
                             _lock: file,
                             name: stem,
+                            dir,
+                            finished: false,
                         }),
-                        Err(_) => {
+                        _ => {
                             let _ = fsys::unlink_at(dir, &cpart);
                             Claim::Alone
                         }
@@ -248,9 +268,7 @@ impl Share {
             growing: None,
             since: Instant::now(),
         };
-        if let Ok(mut m) = self.follows.lock() {
-            m.insert(part.clone(), f);
-        }
+        lock(&self.follows).insert(part.clone(), f);
         // It may have moved on before the watch saw us: look once now.
         self.progress(t, shared, &part);
         let exists =
@@ -261,9 +279,10 @@ impl Share {
     }
 
     /// The leader is done: publish `meta` and the complete file, or withdraw the file.
-    pub fn finish(&self, lead: Lead, meta: Option<Meta>) {
+    pub fn finish(&self, mut lead: Lead, meta: Option<Meta>) {
+        lead.finished = true;
         let dir = self.dir.as_raw_fd();
-        let stem = lead.name;
+        let stem = std::mem::take(&mut lead.name);
         let (Some(part), Some(done), Some(mname)) = (
             cname(&format!("{stem}.part")),
             cname(&format!("{stem}.done")),
@@ -311,9 +330,7 @@ impl Share {
 
     /// New bytes in a followed file: serve them (registering the object on its first bytes).
     fn progress(&self, _t: &Tier, shared: &Shared, part: &str) {
-        let Ok(mut m) = self.follows.lock() else {
-            return;
-        };
+        let mut m = lock(&self.follows);
         let Some(f) = m.get_mut(part) else {
             return;
         };
@@ -336,7 +353,7 @@ impl Share {
 
     /// A followed file is complete (`ok`) or withdrawn.
     fn end(&self, t: &Tier, shared: &Shared, part: &str, ok: bool) {
-        let Some(f) = self.follows.lock().ok().and_then(|mut m| m.remove(part)) else {
+        let Some(f) = lock(&self.follows).remove(part) else {
             return;
         };
         let stem = part.trim_end_matches(".part");
@@ -394,15 +411,14 @@ impl Share {
                 }
             }
             // A leader that died holds no lock: its followers stop waiting.
-            let orphans: Vec<String> = self.follows.lock().map_or(Vec::new(), |m| {
-                m.iter()
-                    .filter(|(_, f)| {
-                        f.since.elapsed() > Duration::from_secs(1)
-                            && matches!(fsys::try_flock(f.file.as_raw_fd(), false), Ok(true))
-                    })
-                    .map(|(k, _)| k.clone())
-                    .collect()
-            });
+            let orphans: Vec<String> = lock(&self.follows)
+                .iter()
+                .filter(|(_, f)| {
+                    f.since.elapsed() > Duration::from_secs(1)
+                        && matches!(fsys::try_flock(f.file.as_raw_fd(), false), Ok(true))
+                })
+                .map(|(k, _)| k.clone())
+                .collect();
             for name in orphans {
                 // Renamed to .done already: complete, its event just not read yet.
                 let gone = cname(&name)
