@@ -1010,6 +1010,29 @@ fn two_processes_on_one_port_and_cache_dir_make_one_upstream_request() {
     let _ = std::fs::remove_dir_all(&cache);
 }
 
+/// A viewer of `a` starts a's fetch of `path` (the origin's script pauses mid-body), then a
+/// viewer of `b` (same --cache-dir) follows it: b's first 1000 bytes arrive through a's
+/// shared file. Both connections, and b's first bytes.
+fn follow_across(
+    o: &Origin,
+    a: &Server,
+    b: &Server,
+    path: &str,
+) -> (TcpStream, TcpStream, Vec<u8>) {
+    let req = format!("GET {path} HTTP/1.1\r\nHost: e\r\n\r\n");
+    let mut va = a.connect();
+    va.write_all(req.as_bytes()).unwrap();
+    common::wait_for("a to fetch", Duration::from_secs(5), || {
+        *o.paused.lock().unwrap()
+    });
+    let mut vb = b.connect();
+    vb.write_all(req.as_bytes()).unwrap();
+    let mut first = vec![0u8; 1000];
+    vb.read_exact(&mut first).unwrap();
+    assert!(String::from_utf8_lossy(&first).starts_with("HTTP/1.1 200"));
+    (va, vb, first)
+}
+
 #[test]
 fn a_process_that_dies_mid_fetch_does_not_leave_the_others_waiting() {
     let o = Origin::start();
@@ -1021,19 +1044,7 @@ fn a_process_that_dies_mid_fetch_does_not_leave_the_others_waiting() {
     // Two processes on their own ports, sharing the cache directory.
     let mut a = edge(&o.url(), &cache, &[]);
     let b = edge(&o.url(), &cache, &[]);
-    let mut va = a.connect();
-    va.write_all(b"GET /live/orphan.ts HTTP/1.1\r\nHost: e\r\n\r\n")
-        .unwrap();
-    common::wait_for("a to fetch", Duration::from_secs(5), || {
-        *o.paused.lock().unwrap()
-    });
-    let mut vb = b.connect();
-    vb.write_all(b"GET /live/orphan.ts HTTP/1.1\r\nHost: e\r\n\r\n")
-        .unwrap();
-    // b follows a's fetch: the first bytes arrive through it.
-    let mut first = vec![0u8; 1000];
-    vb.read_exact(&mut first).unwrap();
-    assert!(String::from_utf8_lossy(&first).starts_with("HTTP/1.1 200"));
+    let (_va, mut vb, first) = follow_across(&o, &a, &b, "/live/orphan.ts");
     assert_eq!(o.count("/live/orphan.ts"), 1);
     // a dies while the origin pauses: b gives up on it within a second or two.
     let _ = a.child.kill();
@@ -1075,18 +1086,7 @@ fn a_fetch_that_panics_while_leading_for_the_box_withdraws_its_shared_file() {
         edge_command(&o.url(), &cache, &[]).env("CORESTREAM_DEBUG_PANIC_PULLED", "BOOM-BOX"),
     );
     let b = edge(&o.url(), &cache, &[]);
-    let mut va = a.connect();
-    va.write_all(b"GET /live/lead.ts HTTP/1.1\r\nHost: e\r\n\r\n")
-        .unwrap();
-    common::wait_for("a to fetch", Duration::from_secs(5), || {
-        *o.paused.lock().unwrap()
-    });
-    let mut vb = b.connect();
-    vb.write_all(b"GET /live/lead.ts HTTP/1.1\r\nHost: e\r\n\r\n")
-        .unwrap();
-    let mut first = vec![0u8; 1000];
-    vb.read_exact(&mut first).unwrap();
-    assert!(String::from_utf8_lossy(&first).starts_with("HTTP/1.1 200"));
+    let (mut va, mut vb, _) = follow_across(&o, &a, &b, "/live/lead.ts");
     // The rest arrives, a's fetch panics on it: both viewers are cut short.
     for v in [&mut va, &mut vb] {
         let mut rest = Vec::new();
