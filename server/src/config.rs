@@ -178,7 +178,8 @@ pub struct Cli {
     pub keepalive_timeout: Duration,
 
     /// A response that makes no write progress for this long is abandoned (a viewer that
-    /// stopped reading must not pin a file and memory forever).
+    /// stopped reading must not pin a file and memory forever); after 2 s (or this, if
+    /// shorter) once the viewer has closed its side.
     #[arg(long, env = "CORESTREAM_SEND_TIMEOUT", default_value = "30s", value_parser = parse_duration, value_name = "DURATION")]
     pub send_timeout: Duration,
 

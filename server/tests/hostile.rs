@@ -846,6 +846,51 @@ fn hostile_suite_leaves_no_trace() {
 }
 
 #[test]
+fn a_response_blocked_on_a_peer_that_closed_its_side_ends_in_seconds() {
+    // 100k viewers downloading segments, then their load generator exiting: 25k of
+    // corestream's sockets sat in CLOSE-WAIT for up to a minute after (the peers' FINs came
+    // while their windows were shut, so only the kernel's zero-window probes reached them),
+    // each holding an fd and its unsent bytes; nginx had closed every one. A response
+    // blocked on a peer that has closed its side now ends once the socket's unsent queue
+    // has not moved for 2 s, not --send-timeout (30 s by default). A peer that still reads
+    // after its FIN keeps getting bytes (the half-close case above: 24 MB after the FIN).
+    let root = media_root("peer-gone");
+    std::fs::write(root.join("big.ts"), pattern(32 << 20)).unwrap();
+    let s = Server::start(&root, &["--workers", "1", "--admin", "0"]);
+    let gone = || {
+        s.metric_opt("corestream_connections_closed_total{reason=\"peer_gone\"}")
+            .unwrap_or(0.0)
+    };
+    let mut c = conn(&s);
+    c.write_all(get("/big.ts").as_bytes()).unwrap();
+    c.shutdown(Shutdown::Write).unwrap();
+    // Not reading: 32 MB fills both ends' buffers and the server's sends block.
+    let t = Instant::now();
+    wait_until(
+        "the blocked response to a closed peer to end",
+        Duration::from_secs(12),
+        || gone() >= 1.0,
+    );
+    assert!(t.elapsed() < Duration::from_secs(12));
+    let mut got = 0usize;
+    let mut buf = vec![0u8; 1 << 16];
+    loop {
+        match c.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => got += n,
+            Err(e) if e.kind() == ErrorKind::ConnectionReset => break,
+            Err(e) => panic!("not closed: {e}"),
+        }
+    }
+    assert!(got < 32 << 20, "the whole body came: {got} bytes");
+    assert_eq!(
+        s.metric("corestream_timeouts_total{kind=\"send_stall\"}"),
+        0.0
+    );
+    let _ = std::fs::remove_dir_all(&root);
+}
+
+#[test]
 fn a_panic_in_one_request_costs_only_that_connection() {
     // A bug some request reaches (here a debug-build fault hook; on 12-07 it was the LL-HLS
     // delta of an odd playlist) must not take the worker: with one worker, every other

@@ -512,7 +512,11 @@ impl Conn {
     }
 
     pub fn phase(&self) -> Phase {
-        self.m.phase()
+        match self.m.phase() {
+            // Blocked on a socket whose peer sent its FIN: its own clock (timer::PHASES).
+            Phase::Send if self.read_closed && !self.can_write => Phase::SendPeerClosed,
+            p => p,
+        }
     }
 
     /// Tick the current phase's clock started from.

@@ -15,6 +15,13 @@ pub const TICK: Duration = Duration::from_millis(250);
 const SLOTS: usize = 1024;
 /// How long a closing connection may keep sending us bytes before we close anyway.
 const LINGER_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a response may stay blocked, its unsent queue not moving, on a peer that has
+/// closed its side. A peer that went away with its window shut (its FIN came while it was
+/// not reading, common under TCP memory pressure) only answers the kernel's zero-window
+/// probes, for up to tcp_fin_timeout (a minute): without this, the socket sits in
+/// CLOSE-WAIT all that time with its fd and its unsent bytes. A half-closed peer that still
+/// reads drains the queue and is never cut.
+const PEER_CLOSED_STALL: Duration = Duration::from_secs(2);
 
 /// What a connection is waiting for, which decides its timeout.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -25,6 +32,8 @@ pub enum Phase {
     Idle,
     /// The peer to take the response (no write progress is a stall).
     Send,
+    /// The peer to take the response, blocked on it after it closed its side.
+    SendPeerClosed,
     /// The peer to close after we shut our side.
     Linger,
     /// A playlist or part to change (LL-HLS): the deadline is the request's own.
@@ -54,7 +63,7 @@ pub struct PhaseRow {
 }
 
 /// One row per phase, in `Phase` order; a new timeout is a new row (and its variant).
-pub const PHASES: [PhaseRow; 5] = [
+pub const PHASES: [PhaseRow; 6] = [
     PhaseRow {
         phase: Phase::Head,
         timeout: |c| Some(c.header_timeout),
@@ -77,6 +86,14 @@ pub const PHASES: [PhaseRow; 5] = [
         expiry: Expiry::Timeout {
             reason: "send_stall",
             kind: "send_stall",
+        },
+    },
+    PhaseRow {
+        phase: Phase::SendPeerClosed,
+        timeout: |c| Some(c.send_timeout.min(PEER_CLOSED_STALL)),
+        expiry: Expiry::Timeout {
+            reason: "peer_gone",
+            kind: "peer_gone",
         },
     },
     PhaseRow {

@@ -113,6 +113,13 @@ impl Transport {
         }
     }
 
+    /// Make the coming close a reset: the bytes still queued for a peer that stopped taking
+    /// them are dropped at once, instead of an orphaned socket holding them (and retrying
+    /// them) for minutes after the descriptor is gone.
+    pub fn discard_unsent_on_close(&self) {
+        let _ = socket2::SockRef::from(self.sock()).set_linger(Some(std::time::Duration::ZERO));
+    }
+
     /// Bytes written but not yet taken by the peer, when it can be said: a falling number
     /// means a slow reader, not a stalled one.
     pub fn unsent(&self) -> Option<u32> {

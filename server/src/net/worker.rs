@@ -436,7 +436,8 @@ impl Worker {
                 Some((_, d)) => d,
                 None => c.since().saturating_add(self.timeouts[phase as usize]),
             };
-            if deadline > now || (phase == Phase::Send && c.still_draining(now)) {
+            let sending = matches!(phase, Phase::Send | Phase::SendPeerClosed);
+            if deadline > now || (sending && c.still_draining(now)) {
                 // Moved on since it was armed, or a slow reader still taking bytes.
                 self.arm(k);
                 continue;
@@ -732,6 +733,12 @@ impl Worker {
             }
             if !self.following.is_empty() && self.following.remove(&k) {
                 bump(&self.shared.stats[self.id].growing_viewers, u64::MAX);
+            }
+            if matches!(
+                reason,
+                CloseReason::Timeout(Phase::Send | Phase::SendPeerClosed)
+            ) {
+                c.transport().discard_unsent_on_close();
             }
             c.release(&mut self.pool);
             let st = &self.shared.stats[self.id];
