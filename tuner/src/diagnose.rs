@@ -194,6 +194,9 @@ pub fn render(r: &Report) -> String {
                     let _ = writeln!(o, "    {kind:<9} {}", m.text);
                 }
             }
+            if let Some(host) = &m.host {
+                let _ = writeln!(o, "              on the host: {host}");
+            }
         }
     }
     let _ = writeln!(o, "\nper CPU (rates over the interval)");

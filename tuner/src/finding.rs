@@ -134,6 +134,10 @@ pub struct Remedy {
     pub text: String,
     /// File the line belongs in, when there is one.
     pub file: Option<String>,
+    /// Why this cannot be done where the tool runs and must be done on the host (a global
+    /// key seen from a child network namespace); absent otherwise.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
 }
 
 impl Remedy {
@@ -142,6 +146,7 @@ impl Remedy {
             kind: RemedyKind::Sysctl,
             text: format!("{key} = {value}"),
             file: Some(paths::shown(paths::SYSCTL_D)),
+            host: None,
         }
     }
     /// A line for the drop-in `apply --persist` writes for `unit`.
@@ -150,6 +155,7 @@ impl Remedy {
             kind: RemedyKind::UnitFile,
             text: line,
             file: Some(paths::shown(&paths::dropin(unit))),
+            host: None,
         }
     }
     /// A line for the limits.d file `apply --persist` writes (login sessions, pam_limits).
@@ -158,6 +164,7 @@ impl Remedy {
             kind: RemedyKind::LimitsFile,
             text: line,
             file: Some(paths::shown(paths::LIMITS_D)),
+            host: None,
         }
     }
     pub fn code(text: String) -> Remedy {
@@ -165,6 +172,7 @@ impl Remedy {
             kind: RemedyKind::Code,
             text,
             file: None,
+            host: None,
         }
     }
     pub fn command(text: String) -> Remedy {
@@ -172,6 +180,7 @@ impl Remedy {
             kind: RemedyKind::Command,
             text,
             file: None,
+            host: None,
         }
     }
 }

@@ -627,6 +627,41 @@ fn net_rx_imbalance_in_a_child_netns_proposes_no_host_device_change() {
 }
 
 #[test]
+fn global_keys_seen_from_a_child_netns_are_remedied_on_the_host() {
+    // `diagnose` inside `unshare -n` during 100k segment downloads (2026-12-07) proposed
+    // `net.core.netdev_max_backlog = 2000 (in /etc/sysctl.d/60-corestream.conf)`: a key that
+    // does not exist in that namespace, at a step from a value it could not read. The kernel
+    // shows the global net.core keys only in the initial namespace, as this tree now does.
+    let (a, d) = (Tree::real(), Tree::real());
+    for t in [&a, &d] {
+        std::fs::remove_file(t.0.join("proc/sys/net/core/netdev_max_backlog"))
+            .expect("fixture has netdev_max_backlog");
+    }
+    d.edit("proc/net/softnet_stat", |t| bump_softnet(t, 0, 1, 5000));
+    d.write("proc/sys/net/core/somaxconn", "128\n");
+    let f = eval(&a, &d);
+    let drops = find(&f, Rule::SoftnetDropped).unwrap_or_else(|| panic!("{f:#?}"));
+    let r = &drops.remedy[0];
+    assert!(
+        r.text.starts_with("net.core.netdev_max_backlog = "),
+        "{r:?}"
+    );
+    assert!(
+        r.host
+            .as_deref()
+            .is_some_and(|h| h.contains("only in the host's (initial) network namespace")),
+        "{r:?}"
+    );
+    // somaxconn is per namespace: set here, no host note.
+    let low = find(&f, Rule::SomaxconnLow).unwrap_or_else(|| panic!("{f:#?}"));
+    assert!(
+        low.remedy.iter().all(|r| r.host.is_none()),
+        "{:?}",
+        low.remedy
+    );
+}
+
+#[test]
 fn fd_remedies_agree_on_one_value_one_file_and_the_process_unit() {
     // Issue 17, defect 5: 65536 in one rule, 1048576 in another, 262144 written by apply,
     // override.conf in the text and nofile.conf on disk, always corestream.service.

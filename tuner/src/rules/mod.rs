@@ -40,6 +40,7 @@ pub fn evaluate(a: &Sample, b: &Sample, r: &Rates, profile: &Profile) -> Vec<Fin
     capacity::ephemeral_ports(b, profile, &mut f);
     capacity::time_wait(a, b, r, &mut f);
     capacity::orphans(b, &mut f);
+    for_the_host(&mut f, b);
     f.sort_by_key(|x| std::cmp::Reverse(x.severity));
     f
 }
@@ -51,7 +52,29 @@ pub fn advise(b: &Sample) -> Vec<Finding> {
     delivery::notsent_lowat(b, &mut f);
     delivery::ktls(b, &mut f);
     delivery::incoming_cpu(b, &mut f);
+    for_the_host(&mut f, b);
     f
+}
+
+/// In a child network namespace (a container, `unshare -n`) a global key does not exist:
+/// its remedy is the host's to apply, and its value here could not be read (a step from it
+/// assumes the kernel's default). Said on each such remedy, in one place for every rule.
+fn for_the_host(f: &mut [Finding], b: &Sample) {
+    let crate::probe::netns::Netns::Child(why) = &b.netns else {
+        return;
+    };
+    for r in f.iter_mut().flat_map(|x| x.remedy.iter_mut()) {
+        let key = r.text.split(" = ").next().unwrap_or_default();
+        let global =
+            crate::profile::key_info(key).is_some_and(|k| k.scope == crate::profile::Scope::Global);
+        if r.kind == crate::finding::RemedyKind::Sysctl && global {
+            r.host = Some(format!(
+                "{key} is global: it exists only in the host's (initial) network namespace, and this \
+                 process runs in another one ({why}). Apply it on the host; its value there cannot be \
+                 read from here"
+            ));
+        }
+    }
 }
 
 /// Online CPUs: /proc/stat's rows, else /proc/softirqs' columns.
