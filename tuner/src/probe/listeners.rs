@@ -16,7 +16,7 @@ use netlink_packet_core::{
 };
 use netlink_packet_sock_diag::{
     constants::{AF_INET, AF_INET6, IPPROTO_TCP},
-    inet::{ExtensionFlags, InetRequest, SocketId, StateFlags},
+    inet::{ExtensionFlags, InetRequest, InetResponseHeader, SocketId, StateFlags},
     SockDiagMessage,
 };
 use netlink_sys::{protocols::NETLINK_SOCK_DIAG, Socket, SocketAddr as NlAddr};
@@ -209,13 +209,33 @@ fn parse_ss_addr(s: &str) -> anyhow::Result<SocketAddr> {
 
 /// inet_diag dump of TCP sockets in LISTEN state for both address families.
 pub fn netlink_dump() -> anyhow::Result<Vec<Listener>> {
+    let mut out = Vec::new();
+    inet_diag_dump(StateFlags::LISTEN, |h| {
+        out.push(Listener {
+            address: SocketAddr::new(h.socket_id.source_address, h.socket_id.source_port),
+            accept_queue: h.recv_queue,
+            backlog: Some(h.send_queue),
+            inode: Some(u64::from(h.inode)),
+            owners: Vec::new(),
+        })
+    })?;
+    out.sort_by_key(|l| (l.address.port(), l.address.ip()));
+    Ok(out)
+}
+
+/// inet_diag dump of the TCP sockets in `states`, IPv4 then IPv6, each handed to `each`. O(n)
+/// in the kernel, where reading /proc/net/tcp restarts its walk for every chunk read: at 200k
+/// sockets (100k loopback connections) that read took ~9 s of wall time per sample.
+pub fn inet_diag_dump(
+    states: StateFlags,
+    mut each: impl FnMut(&InetResponseHeader),
+) -> anyhow::Result<()> {
     let mut socket =
         Socket::new(NETLINK_SOCK_DIAG).context("socket(AF_NETLINK, NETLINK_SOCK_DIAG)")?;
     socket.bind_auto().context("bind netlink socket")?;
     socket
         .connect(&NlAddr::new(0, 0))
         .context("connect netlink socket")?;
-    let mut out = Vec::new();
     for (family, id) in [
         (AF_INET, SocketId::new_v4()),
         (AF_INET6, SocketId::new_v6()),
@@ -228,7 +248,7 @@ pub fn netlink_dump() -> anyhow::Result<Vec<Listener>> {
                 family,
                 protocol: IPPROTO_TCP,
                 extensions: ExtensionFlags::empty(),
-                states: StateFlags::LISTEN,
+                states: states.clone(),
                 socket_id: id,
             })
             .into(),
@@ -249,21 +269,11 @@ pub fn netlink_dump() -> anyhow::Result<Vec<Listener>> {
                 let len = msg.header.length as usize;
                 match msg.payload {
                     NetlinkPayload::InnerMessage(SockDiagMessage::InetResponse(r)) => {
-                        let h = r.header;
-                        out.push(Listener {
-                            address: SocketAddr::new(
-                                h.socket_id.source_address,
-                                h.socket_id.source_port,
-                            ),
-                            accept_queue: h.recv_queue,
-                            backlog: Some(h.send_queue),
-                            inode: Some(u64::from(h.inode)),
-                            owners: Vec::new(),
-                        });
+                        each(&r.header)
                     }
                     NetlinkPayload::Done(_) => break 'dump,
                     NetlinkPayload::Error(e) => {
-                        // IPv6 may be compiled out: that family simply has no listeners.
+                        // IPv6 may be compiled out: that family simply has no sockets.
                         if family == AF_INET6 {
                             break 'dump;
                         }
@@ -278,6 +288,5 @@ pub fn netlink_dump() -> anyhow::Result<Vec<Listener>> {
             }
         }
     }
-    out.sort_by_key(|l| (l.address.port(), l.address.ip()));
-    Ok(out)
+    Ok(())
 }

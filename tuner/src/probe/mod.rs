@@ -154,6 +154,14 @@ fn destinations(root: &Path, s: &sysctls::Sysctls) -> anyhow::Result<Vec<sockets
         return Ok(Vec::new());
     };
     let port = |v: i64| u16::try_from(v).unwrap_or(u16::MAX);
+    let range = (port(r[0]), port(r[1]));
+    // The live kernel by sock_diag (as `ss` does); a captured tree by its files.
+    if root == Path::new("/") {
+        if let Ok(mut d) = sockets::ports_per_destination_netlink(range) {
+            d.truncate(TOP);
+            return Ok(d);
+        }
+    }
     let mut texts = Vec::new();
     for f in [paths::NET_TCP, paths::NET_TCP6] {
         if let Ok(t) = std::fs::read_to_string(paths::under(root, f)) {
@@ -161,7 +169,7 @@ fn destinations(root: &Path, s: &sysctls::Sysctls) -> anyhow::Result<Vec<sockets
         }
     }
     let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
-    let mut d = sockets::ports_per_destination(&refs, (port(r[0]), port(r[1]))).map_err(|e| {
+    let mut d = sockets::ports_per_destination(&refs, range).map_err(|e| {
         e.context(format!(
             "ephemeral ports from {}",
             paths::shown(paths::NET_TCP)

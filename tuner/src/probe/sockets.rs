@@ -30,18 +30,46 @@ pub fn ports_per_destination(
         page_size: 4096,
         is_little_endian: cfg!(target_endian = "little"),
     };
-    let mut counts: HashMap<(IpAddr, SocketAddr), u64> = HashMap::new();
+    let mut pairs = Vec::new();
     for t in texts {
         let entries = TcpNetEntries::from_read(t.as_bytes(), &info).map_err(super::procfs_error)?;
-        for e in entries.0 {
-            let port = e.local_address.port();
-            if e.state == TcpState::Listen || port < range.0 || port > range.1 {
-                continue;
-            }
-            *counts
-                .entry((e.local_address.ip(), e.remote_address))
-                .or_default() += 1;
+        pairs.extend(
+            entries
+                .0
+                .into_iter()
+                .filter(|e| e.state != TcpState::Listen)
+                .map(|e| (e.local_address, e.remote_address)),
+        );
+    }
+    Ok(count_destinations(pairs, range))
+}
+
+/// The same from the kernel's inet_diag dump of every non-listening TCP socket (the live
+/// root): linear in the sockets, where /proc/net/tcp's walk is not.
+pub fn ports_per_destination_netlink(range: (u16, u16)) -> anyhow::Result<Vec<Destination>> {
+    use netlink_packet_sock_diag::inet::StateFlags;
+    let mut pairs = Vec::new();
+    super::listeners::inet_diag_dump(StateFlags::all() - StateFlags::LISTEN, |h| {
+        let id = &h.socket_id;
+        pairs.push((
+            SocketAddr::new(id.source_address, id.source_port),
+            SocketAddr::new(id.destination_address, id.destination_port),
+        ));
+    })?;
+    Ok(count_destinations(pairs, range))
+}
+
+/// (local, remote) pairs of non-listening sockets to destinations by ephemeral ports used.
+fn count_destinations(
+    pairs: impl IntoIterator<Item = (SocketAddr, SocketAddr)>,
+    range: (u16, u16),
+) -> Vec<Destination> {
+    let mut counts: HashMap<(IpAddr, SocketAddr), u64> = HashMap::new();
+    for (local, remote) in pairs {
+        if local.port() < range.0 || local.port() > range.1 {
+            continue;
         }
+        *counts.entry((local.ip(), remote)).or_default() += 1;
     }
     let mut out: Vec<Destination> = counts
         .into_iter()
@@ -52,7 +80,7 @@ pub fn ports_per_destination(
         })
         .collect();
     out.sort_by(|a, b| b.ports.cmp(&a.ports).then(a.remote.cmp(&b.remote)));
-    Ok(out)
+    out
 }
 
 /// A process and its open files.
