@@ -360,7 +360,9 @@ fn pulled<'r>(
             }
             let key = tier::key(path, query.as_deref());
             let mut parked = park_for(cx, req, &key, wait.as_secs_f64());
-            parked.collapsed = joined || req.collapsed;
+            // A held request run again finds in flight the fetch it started itself, or the
+            // one it joined the first time (which `req.collapsed` remembers).
+            parked.collapsed = (joined && !cx.rerun) || req.collapsed;
             Answer::Park(parked)
         }
     }
