@@ -6,7 +6,7 @@
 # tcp_max_syn_backlog raised there only; the host's settings are not touched), one wrk process
 # per 10,000 connections on 127.0.0.K. docs/reliability.md finding 14 (2026-12-07, 100k, 13
 # processes): sockets in CLOSE-WAIT 0 / 2 / 5 / 20 s after the clients left: 19,639 / 11,379 /
-# 7,603 / 486 at 514017a, 19,263 / 1,903 / 0 / 0 at c546d34; nginx none at any time.
+# 7,603 / 486 at 514017a, 19,263 / 1,903 / 0 / 0 at 0f99a4c; nginx none at any time.
 #
 #   benches/closewait.sh [BIN=target/release/corestream] [PROCESSES=13] [CONNS=100000] [SECONDS=20]
 #   SERVER=nginx benches/closewait.sh - [WORKERS=13] ...   (nginx with benches/nginx.conf.in)
