@@ -378,7 +378,7 @@ fn pipelining(s: &Server) {
         Duration::from_secs(8),
         || s.metric("corestream_timeouts_total{kind=\"send_stall\"}") > stalls,
     );
-    let got = read_until_closed(&mut c);
+    let (got, _) = read_until_closed(&mut c);
     assert!(got < 2 * BIG, "got {got} bytes from a stalled pipeline");
 }
 
@@ -692,16 +692,16 @@ fn ten_thousand(s: &Server) {
     assert_eq!(s.get(&get("/b.m3u8")).body, B);
 }
 
-/// Bytes read until the server closes (end of stream or reset); a read that times out
-/// instead (conn's 5 s) means it never closed.
-fn read_until_closed(c: &mut TcpStream) -> usize {
+/// Bytes read until the server closes, and whether it ended with a reset (else end of
+/// stream); a read that times out instead (conn's 5 s) means it never closed.
+fn read_until_closed(c: &mut TcpStream) -> (usize, bool) {
     let mut got = 0usize;
     let mut buf = vec![0u8; 1 << 16];
     loop {
         match c.read(&mut buf) {
-            Ok(0) => return got,
+            Ok(0) => return (got, false),
             Ok(n) => got += n,
-            Err(e) if e.kind() == ErrorKind::ConnectionReset => return got,
+            Err(e) if e.kind() == ErrorKind::ConnectionReset => return (got, true),
             Err(e) => panic!("connection not closed: {e}"),
         }
     }
@@ -881,8 +881,11 @@ fn a_response_blocked_on_a_peer_that_closed_its_side_ends_in_seconds() {
         Duration::from_secs(12),
         || gone() >= 1.0,
     );
-    let got = read_until_closed(&mut c);
+    let (got, reset) = read_until_closed(&mut c);
     assert!(got < 32 << 20, "the whole body came: {got} bytes");
+    // Closed with a reset: the megabytes still queued for this peer were dropped, not left
+    // to an orphaned socket to send after the descriptor is gone.
+    assert!(reset, "ended with a FIN after {got} bytes");
     assert_eq!(
         s.metric("corestream_timeouts_total{kind=\"send_stall\"}"),
         0.0
