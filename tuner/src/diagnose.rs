@@ -127,9 +127,10 @@ pub fn report(root: &Path, a: &Sample, b: Sample, prof: &profile::Profile) -> Re
 pub fn run(root: &Path, args: Args) -> anyhow::Result<u8> {
     let target = target(root, &args.pids, &args.name)?;
     let prof = profile::load_for_cli(args.profile.as_deref())?;
-    let a = probe::take(root, &target);
+    let mut memo = probe::Memo::default();
+    let a = probe::take(root, &target, &mut memo);
     std::thread::sleep(args.interval);
-    let b = probe::take(root, &target);
+    let b = probe::take(root, &target, &mut memo);
     report::emit(&report(root, &a, b, &prof), args.json)
 }
 

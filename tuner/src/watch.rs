@@ -180,7 +180,8 @@ pub fn run(root: &Path, args: Args) -> anyhow::Result<u8> {
         }
     }
     let tty = std::io::stdout().is_terminal();
-    let mut a = probe::take(root, &target);
+    let mut memo = probe::Memo::default();
+    let mut a = probe::take(root, &target, &mut memo);
     for note in &a.notes {
         say!("corestream-tune watch: not read: {note}");
     }
@@ -201,7 +202,7 @@ pub fn run(root: &Path, args: Args) -> anyhow::Result<u8> {
     let mut n = 0u64;
     loop {
         std::thread::sleep(args.interval);
-        let b = probe::take(root, &target);
+        let b = probe::take(root, &target, &mut memo);
         for pid in gone(&b).filter(|p| !gone(&a).any(|q| q == *p)) {
             say!("corestream-tune watch: pid {pid} is gone (exited, or no longer readable)");
         }

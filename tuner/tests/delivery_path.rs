@@ -166,8 +166,8 @@ fn one_cpu_doing_all_net_rx_names_the_nic_queue_and_spreads_irqs_on_a_multiqueue
     }
     let t = Target::Pids(vec![]);
     let (sa, sb) = (
-        corestream_tune::probe::take(&a, &t),
-        corestream_tune::probe::take(&b, &t),
+        corestream_tune::probe::take(&a, &t, &mut Default::default()),
+        corestream_tune::probe::take(&b, &t, &mut Default::default()),
     );
     let r = rates::between(&sa, &sb, 60.0);
     let f = rules::evaluate(&sa, &sb, &r, &profile::edge());
@@ -216,8 +216,8 @@ fn connection_capacity_rules() {
     let t = Target::Pids(vec![]);
     let eval = |a: &Path, b: &Path| {
         let (sa, sb) = (
-            corestream_tune::probe::take(a, &t),
-            corestream_tune::probe::take(b, &t),
+            corestream_tune::probe::take(a, &t, &mut Default::default()),
+            corestream_tune::probe::take(b, &t, &mut Default::default()),
         );
         rules::evaluate(&sa, &sb, &rates::between(&sa, &sb, 60.0), &profile::edge())
     };
@@ -297,7 +297,7 @@ fn ephemeral_ports_per_destination() {
     )
     .expect("w");
     let t = Target::Pids(vec![]);
-    let s = corestream_tune::probe::take(&dir, &t);
+    let s = corestream_tune::probe::take(&dir, &t, &mut Default::default());
     let f = rules::evaluate(&s, &s, &rates::between(&s, &s, 60.0), &profile::edge());
     let hit = f
         .iter()
@@ -316,7 +316,7 @@ fn ephemeral_ports_per_destination() {
 fn delivery_advice_from_this_machines_capture() {
     // This box runs bbr on pfifo_fast, no tls ULP, unlimited notsent_lowat: advice, status OK.
     let root = fixture("linux-6.18");
-    let s = corestream_tune::probe::take(&root, &Target::Pids(vec![]));
+    let s = corestream_tune::probe::take(&root, &Target::Pids(vec![]), &mut Default::default());
     let adv = rules::advise(&s);
     let names: Vec<Rule> = adv.iter().map(|f| f.rule).collect();
     assert_eq!(
@@ -340,7 +340,7 @@ fn delivery_advice_from_this_machines_capture() {
 #[test]
 fn incoming_cpu_is_advised_only_where_every_cpu_receives() {
     let advised = |root: &Path| {
-        let s = corestream_tune::probe::take(root, &Target::Pids(vec![]));
+        let s = corestream_tune::probe::take(root, &Target::Pids(vec![]), &mut Default::default());
         rules::advise(&s)
             .into_iter()
             .find(|f| f.rule == Rule::IncomingCpu)
@@ -393,7 +393,8 @@ fn incoming_cpu_where_some_cpus_receive_nothing_is_a_warning() {
         fakeroot::copy_tree(&fixture("linux-6.18/proc/4242"), &dir.join("proc/4242"));
         std::fs::write(dir.join("proc/4242/cmdline"), cmdline.replace(' ', "\0")).unwrap();
         std::fs::write(dir.join("proc/4242/environ"), environ.replace(' ', "\0")).unwrap();
-        let s = corestream_tune::probe::take(&dir, &Target::Pids(vec![4242]));
+        let s =
+            corestream_tune::probe::take(&dir, &Target::Pids(vec![4242]), &mut Default::default());
         let f = rules::evaluate(&s, &s, &rates::between(&s, &s, 60.0), &profile::edge());
         let _ = std::fs::remove_dir_all(dir);
         f.into_iter()

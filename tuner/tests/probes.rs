@@ -347,6 +347,7 @@ fn sample_beneath_root_and_missing_files_become_notes() {
     let s = probe::take(
         &fixture("linux-6.18"),
         &probe::Target::Named("corestream".into()),
+        &mut Default::default(),
     );
     assert!(
         s.softirqs.is_some() && s.stat.is_some() && s.softnet.is_some() && s.sockstat.is_some()
@@ -358,6 +359,7 @@ fn sample_beneath_root_and_missing_files_become_notes() {
     let s = probe::take(
         &fixture("linux-4.9"),
         &probe::Target::Named("corestream".into()),
+        &mut Default::default(),
     );
     assert!(s.stat.is_none() && s.softirqs.is_some());
     assert!(
@@ -472,4 +474,111 @@ fn ephemeral_ports_by_sock_diag_match_proc_net_tcp() {
     );
     assert_eq!(by_netlink, by_proc);
     drop(clients);
+}
+
+/// A process in a fake /proc: `comm`, a `stat` with start time `start`, and one symlink per
+/// (fd, target) under `fd/`, as procfs shows them.
+fn fake_process(root: &Path, pid: u32, start: u64, fds: &[(u32, String)]) {
+    let dir = root.join(format!("proc/{pid}"));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(dir.join("fd")).expect("mkdir");
+    std::fs::write(dir.join("comm"), format!("srv{pid}\n")).expect("comm");
+    std::fs::write(
+        dir.join("stat"),
+        format!(
+            "{pid} (srv{pid}) S 1 {pid} {pid} 0 -1 4194560 100 0 0 0 5 3 0 0 20 0 1 0 {start} \
+             3133440 382 18446744073709551615 1 1 0 0 0 0 0 0 0 0 0 0 17 0 0 0 0 0 0 0 0 0 0 0 0 0 0\n"
+        ),
+    )
+    .expect("stat");
+    for (fd, target) in fds {
+        std::os::unix::fs::symlink(target, dir.join(format!("fd/{fd}"))).expect("symlink");
+    }
+}
+
+fn socket(inode: u64) -> String {
+    format!("socket:[{inode}]")
+}
+
+#[test]
+fn listener_owners_are_kept_between_samples_and_follow_what_moves() {
+    use probe::sockets::{owners, OwnerMemo};
+    use std::collections::HashSet;
+    let root = std::env::temp_dir().join(format!("cs-owners-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&root);
+    // pid 100 holds listener 555 among 200 other descriptors; pid 200 holds nothing wanted.
+    let mut fds: Vec<(u32, String)> = (0..200)
+        .map(|i| (i + 10, socket(9000 + i as u64)))
+        .collect();
+    fds.push((3, socket(555)));
+    fake_process(&root, 100, 1000, &fds);
+    fake_process(
+        &root,
+        200,
+        2000,
+        &[(0, "/dev/null".into()), (1, socket(777))],
+    );
+    let wanted: HashSet<u64> = [555].into();
+    let names = |o: &probe::sockets::Owners, i: u64| o.sockets.get(&i).cloned().unwrap_or_default();
+    let mut memo = OwnerMemo::default();
+
+    let o = owners(&root, &wanted, 10, &mut memo);
+    assert_eq!(names(&o, 555), vec![(100, "srv100".to_string())]);
+    assert_eq!(
+        memo.links_read, 203,
+        "the first sample reads every descriptor"
+    );
+    let counts: Vec<(u32, u64)> = o.top_fds.iter().map(|f| (f.pid, f.open_fds)).collect();
+    assert_eq!(
+        counts,
+        vec![(100, 201), (200, 2)],
+        "counted by listing a plain directory"
+    );
+
+    // Nothing changed: one readlink, of the descriptor that held it.
+    let o = owners(&root, &wanted, 10, &mut memo);
+    assert_eq!(names(&o, 555), vec![(100, "srv100".to_string())]);
+    assert_eq!(memo.links_read, 204);
+
+    // It moves to a new process (pid 300) and pid 100 lets go of it.
+    std::fs::remove_file(root.join("proc/100/fd/3")).expect("rm");
+    fake_process(&root, 300, 3000, &[(7, socket(555))]);
+    let o = owners(&root, &wanted, 10, &mut memo);
+    assert_eq!(names(&o, 555), vec![(300, "srv300".to_string())]);
+
+    // pid 300 exits and its pid is reused by a process that does not hold it; pid 200 (seen
+    // before, never read again since) holds it on another descriptor.
+    fake_process(&root, 300, 3500, &[(7, socket(42))]);
+    std::os::unix::fs::symlink(socket(555), root.join("proc/200/fd/9")).expect("symlink");
+    let o = owners(&root, &wanted, 10, &mut memo);
+    assert_eq!(
+        names(&o, 555),
+        vec![(200, "srv200".to_string())],
+        "a holder that moved makes a full pass"
+    );
+
+    // A listener not looked for before is looked for everywhere at once.
+    let before = memo.links_read;
+    let wanted: HashSet<u64> = [555, 777].into();
+    let o = owners(&root, &wanted, 10, &mut memo);
+    assert_eq!(names(&o, 777), vec![(200, "srv200".to_string())]);
+    assert_eq!(names(&o, 555), vec![(200, "srv200".to_string())]);
+    assert!(memo.links_read - before >= 200, "a full pass");
+    let _ = std::fs::remove_dir_all(&root);
+}
+
+#[test]
+fn open_descriptors_of_a_live_process_match_its_listing() {
+    let mut child = std::process::Command::new("sleep")
+        .arg("30")
+        .stdin(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn sleep");
+    let dir = PathBuf::from(format!("/proc/{}/fd", child.id()));
+    let listed = std::fs::read_dir(&dir).expect("list").count() as u64;
+    let counted = fds::count_open(&dir).expect("count");
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(listed >= 3, "{listed}");
+    assert_eq!(counted, listed);
 }

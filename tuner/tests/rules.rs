@@ -39,7 +39,7 @@ impl Tree {
         self
     }
     fn sample(&self) -> Sample {
-        probe::take(&self.0, &Target::Pids(vec![4242]))
+        probe::take(&self.0, &Target::Pids(vec![4242]), &mut Default::default())
     }
 }
 

@@ -310,7 +310,8 @@ pub fn run(root: &Path, a: Args) -> anyhow::Result<u8> {
         said: BTreeSet::new(),
     };
     let target = Target::Named(a.name.clone());
-    let mut prev = probe::take(root, &target);
+    let mut memo = probe::Memo::default();
+    let mut prev = probe::take(root, &target, &mut memo);
     log(&format!(
         "watching every {} (bounds from profile {}; state in {})",
         corestream_common::duration::display(a.interval),
@@ -321,7 +322,7 @@ pub fn run(root: &Path, a: Args) -> anyhow::Result<u8> {
     loop {
         std::thread::sleep(a.interval);
         run.check_admin()?;
-        let cur = probe::take(root, &target);
+        let cur = probe::take(root, &target, &mut memo);
         let secs = cur.taken.duration_since(prev.taken).as_secs_f64();
         let r = rates::between(&prev, &cur, secs);
         let mut backlog_raised = false;

@@ -125,6 +125,35 @@ pub fn find_by_name(root: &Path, name: &str) -> Vec<u32> {
     pids
 }
 
+/// procfs's `statfs` f_type.
+const PROC_SUPER_MAGIC: i64 = 0x9fa0;
+
+/// Open descriptors of a process, from its `fd` directory (`/proc/PID/fd`). On procfs
+/// since Linux 6.2 the directory's size is that count: one open and one fstat, where listing
+/// it makes the kernel build an entry per descriptor (13 ms of system time for 19,000 here,
+/// paid for every process at every sample). An older kernel (size 0) or a captured tree
+/// (not procfs) has its entries counted. Opening the directory checks the same permission a
+/// listing would.
+pub fn count_open(fd_dir: &Path) -> std::io::Result<u64> {
+    let dir = std::fs::File::open(fd_dir)?;
+    let size = dir.metadata()?.len();
+    if size > 0 && on_procfs(&dir) {
+        return Ok(size);
+    }
+    Ok(std::fs::read_dir(fd_dir)?.count() as u64)
+}
+
+fn on_procfs(f: &std::fs::File) -> bool {
+    use std::os::fd::AsRawFd;
+    // SAFETY: zeroed is a valid bit pattern for libc::statfs (plain integers).
+    let mut fs: libc::statfs = unsafe { std::mem::zeroed() };
+    // SAFETY: f is open for the duration of the call; fs is a valid out-pointer.
+    if unsafe { libc::fstatfs(f.as_raw_fd(), &mut fs) } < 0 {
+        return false;
+    }
+    fs.f_type as i64 == PROC_SUPER_MAGIC
+}
+
 /// Open fds and limits of one process beneath `root`.
 pub fn process(root: &Path, pid: u32) -> anyhow::Result<ProcessFds> {
     let dir = paths::under(root, &paths::pid(pid, ""));
@@ -135,14 +164,12 @@ pub fn process(root: &Path, pid: u32) -> anyhow::Result<ProcessFds> {
         .map(|c| c.trim_end_matches('\n').to_string())
         .unwrap_or_default();
     let fd_dir = dir.join("fd");
-    let open_fds = std::fs::read_dir(&fd_dir)
-        .with_context(|| {
-            format!(
-                "cannot list {} (run as the process owner or root)",
-                fd_dir.display()
-            )
-        })?
-        .count() as u64;
+    let open_fds = count_open(&fd_dir).with_context(|| {
+        format!(
+            "cannot list {} (run as the process owner or root)",
+            fd_dir.display()
+        )
+    })?;
     let limits_path = dir.join("limits");
     let limits_text = std::fs::read_to_string(&limits_path)
         .with_context(|| format!("cannot read {}", limits_path.display()))?;

@@ -179,8 +179,15 @@ fn destinations(root: &Path, s: &sysctls::Sysctls) -> anyhow::Result<Vec<sockets
     Ok(d)
 }
 
+/// What a sample keeps for the next one: a tuner that samples in a loop (`watch`, `auto`,
+/// `diagnose`'s two samples) takes every sample with the same `Memo`.
+#[derive(Debug, Default)]
+pub struct Memo {
+    pub owners: sockets::OwnerMemo,
+}
+
 /// Read every probe once.
-pub fn take(root: &Path, target: &Target) -> Sample {
+pub fn take(root: &Path, target: &Target, memo: &mut Memo) -> Sample {
     let mut g = Gaps::default();
     let taken = Instant::now();
     let read = |rel: &str| paths::shown(rel);
@@ -236,7 +243,7 @@ pub fn take(root: &Path, target: &Target) -> Sample {
         .iter()
         .flat_map(|l| l.sockets.iter().filter_map(|s| s.inode))
         .collect();
-    let owners = sockets::owners(root, &wanted, TOP);
+    let owners = sockets::owners(root, &wanted, TOP, &mut memo.owners);
     if let Some(ls) = listeners.as_mut() {
         for s in ls.sockets.iter_mut() {
             if let Some(o) = s.inode.and_then(|i| owners.sockets.get(&i)) {
