@@ -582,3 +582,58 @@ fn open_descriptors_of_a_live_process_match_its_listing() {
     assert!(listed >= 3, "{listed}");
     assert_eq!(counted, listed);
 }
+
+/// A child holding a listener and `n` more sockets, until killed.
+fn socket_holder(n: usize) -> std::process::Child {
+    use std::io::BufRead;
+    let script = "import socket, sys, resource\n\
+        resource.setrlimit(resource.RLIMIT_NOFILE, (20000, resource.getrlimit(resource.RLIMIT_NOFILE)[1]))\n\
+        l = socket.socket(); l.bind(('127.0.0.1', 0)); l.listen(8)\n\
+        held = [socket.socket() for _ in range(int(sys.argv[1]))]\n\
+        print('ready', flush=True)\n\
+        sys.stdin.read()\n";
+    let mut child = std::process::Command::new("python3")
+        .args(["-c", script, &n.to_string()])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("python3 (the machine's CPython) to hold sockets");
+    let out = child.stdout.take().expect("stdout");
+    let mut line = String::new();
+    std::io::BufReader::new(out)
+        .read_line(&mut line)
+        .expect("read");
+    assert_eq!(line.trim(), "ready");
+    child
+}
+
+#[test]
+fn a_sample_reads_what_costs_before_its_clock() {
+    // 15,000 descriptors: finding the listener's owner the first time reads them all (about
+    // 0.1 s here). That must not fall between two samples' clocks, or the tuner's own work
+    // is reported as the box's CPU time and stretches the interval.
+    let mut holder = socket_holder(15_000);
+    let target = probe::Target::Pids(vec![]);
+    let mut memo = probe::Memo::default();
+    let start = std::time::Instant::now();
+    let a = probe::take(Path::new("/"), &target, &mut memo);
+    let first = start.elapsed();
+    let b = probe::take(Path::new("/"), &target, &mut memo);
+    let between = b.taken.duration_since(a.taken);
+    let owned = b
+        .listeners
+        .as_ref()
+        .map(|l| {
+            l.sockets
+                .iter()
+                .any(|s| s.owners.iter().any(|(p, _)| *p == holder.id()))
+        })
+        .unwrap_or(false);
+    let _ = holder.kill();
+    let _ = holder.wait();
+    assert!(owned, "the holder's listener is attributed to it");
+    assert!(
+        between * 2 < first,
+        "clocks {between:?} apart, the first sample took {first:?}"
+    );
+}

@@ -146,9 +146,14 @@ fn conntrack(
     })
 }
 
-fn destinations(root: &Path, s: &sysctls::Sysctls) -> anyhow::Result<Vec<sockets::Destination>> {
-    let Some(r) = s
-        .ints("net.ipv4.ip_local_port_range")
+fn destinations(root: &Path) -> anyhow::Result<Vec<sockets::Destination>> {
+    let Some(r) = crate::sysctl::read(root, "net.ipv4.ip_local_port_range")
+        .ok()
+        .and_then(|t| {
+            t.split_whitespace()
+                .map(|w| w.parse::<i64>().ok())
+                .collect::<Option<Vec<i64>>>()
+        })
         .filter(|r| r.len() == 2)
     else {
         return Ok(Vec::new());
@@ -189,6 +194,27 @@ pub struct Memo {
 /// Read every probe once.
 pub fn take(root: &Path, target: &Target, memo: &mut Memo) -> Sample {
     let mut g = Gaps::default();
+    let mut notes = Vec::new();
+    // This tool's own heavy reads (a readlink per descriptor of every process when the memo
+    // is cold, a dump of every socket) come before the clock and the counters: the rates
+    // between two samples are then the box's, not the tuner's.
+    let mut listeners = g.keep("listening sockets", listeners::probe(root));
+    if let Some(n) = listeners.as_ref().and_then(|l| l.note.clone()) {
+        g.notes.push(n);
+    }
+    let wanted: std::collections::HashSet<u64> = listeners
+        .iter()
+        .flat_map(|l| l.sockets.iter().filter_map(|s| s.inode))
+        .collect();
+    let owners = sockets::owners(root, &wanted, TOP, &mut memo.owners);
+    if let Some(ls) = listeners.as_mut() {
+        for s in ls.sockets.iter_mut() {
+            if let Some(o) = s.inode.and_then(|i| owners.sockets.get(&i)) {
+                s.owners = o.clone();
+            }
+        }
+    }
+    let destinations = soft(&mut notes, destinations(root)).unwrap_or_default();
     let taken = Instant::now();
     let read = |rel: &str| paths::shown(rel);
     let softirqs = g.keep(
@@ -213,10 +239,6 @@ pub fn take(root: &Path, target: &Target, memo: &mut Memo) -> Sample {
         &read(paths::SOCKSTAT),
         read_parse(root, paths::SOCKSTAT, sockstat::parse),
     );
-    let mut listeners = g.keep("listening sockets", listeners::probe(root));
-    if let Some(n) = listeners.as_ref().and_then(|l| l.note.clone()) {
-        g.notes.push(n);
-    }
     let file_nr = g.keep(
         &read(paths::FILE_NR),
         read_parse(root, paths::FILE_NR, fds::parse_file_nr),
@@ -229,7 +251,6 @@ pub fn take(root: &Path, target: &Target, memo: &mut Memo) -> Sample {
         .iter()
         .filter_map(|&pid| g.keep(&format!("pid {pid}"), fds::process(root, pid)))
         .collect();
-    let mut notes = Vec::new();
     let interrupts = soft(
         &mut notes,
         read_parse(root, paths::INTERRUPTS, interrupts::parse),
@@ -238,19 +259,6 @@ pub fn take(root: &Path, target: &Target, memo: &mut Memo) -> Sample {
     let nics = nic::read(root, interrupts.as_ref());
     let sysctls = sysctls::with_nics(root, &nics);
     let conntrack = conntrack(root, &sysctls, &mut notes);
-    let destinations = soft(&mut notes, destinations(root, &sysctls)).unwrap_or_default();
-    let wanted: std::collections::HashSet<u64> = listeners
-        .iter()
-        .flat_map(|l| l.sockets.iter().filter_map(|s| s.inode))
-        .collect();
-    let owners = sockets::owners(root, &wanted, TOP, &mut memo.owners);
-    if let Some(ls) = listeners.as_mut() {
-        for s in ls.sockets.iter_mut() {
-            if let Some(o) = s.inode.and_then(|i| owners.sockets.get(&i)) {
-                s.owners = o.clone();
-            }
-        }
-    }
     g.notes.extend(notes);
     if sysctls.values.is_empty() {
         g.notes.push(format!(
