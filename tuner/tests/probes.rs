@@ -637,3 +637,30 @@ fn a_sample_reads_what_costs_before_its_clock() {
         "clocks {between:?} apart, the first sample took {first:?}"
     );
 }
+
+#[test]
+fn the_kernel_sends_only_sockets_on_ephemeral_ports() {
+    // An edge's viewers are on its port 80 or 443, outside the ephemeral range: the dump for
+    // ports per destination must not carry them. A listener below the range, 40 clients.
+    use corestream_tune::probe::sockets;
+    let range = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .expect("ip_local_port_range")
+        .split_whitespace()
+        .map(|v| v.parse::<u16>().expect("port"))
+        .collect::<Vec<_>>();
+    let range = (range[0], range[1]);
+    let l = (1024..range.0)
+        .rev()
+        .find_map(|p| std::net::TcpListener::bind(("127.0.0.1", p)).ok())
+        .expect("a free port below the ephemeral range");
+    let to = l.local_addr().expect("addr");
+    let clients: Vec<_> = (0..40)
+        .map(|_| std::net::TcpStream::connect(to).expect("connect"))
+        .collect();
+    let got = sockets::ephemeral_sockets_netlink(range).expect("inet_diag");
+    drop(clients);
+    let to_it = got.iter().filter(|(_, r)| *r == to).count();
+    let on_it: Vec<_> = got.iter().filter(|(local, _)| *local == to).collect();
+    assert_eq!(to_it, 40, "the clients' sockets are sent");
+    assert!(on_it.is_empty(), "the listener's side is not: {on_it:?}");
+}

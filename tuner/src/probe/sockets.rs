@@ -48,16 +48,24 @@ pub fn ports_per_destination(
 /// The same from the kernel's inet_diag dump of every non-listening TCP socket (the live
 /// root): linear in the sockets, where /proc/net/tcp's walk is not.
 pub fn ports_per_destination_netlink(range: (u16, u16)) -> anyhow::Result<Vec<Destination>> {
+    Ok(count_destinations(ephemeral_sockets_netlink(range)?, range))
+}
+
+/// (local, remote) of the live kernel's non-listening TCP sockets on a local port in `range`,
+/// by sock_diag, the kernel keeping the others to itself.
+pub fn ephemeral_sockets_netlink(
+    range: (u16, u16),
+) -> anyhow::Result<Vec<(SocketAddr, SocketAddr)>> {
     use netlink_packet_sock_diag::inet::StateFlags;
     let mut pairs = Vec::new();
-    super::listeners::inet_diag_dump(StateFlags::all() - StateFlags::LISTEN, |h| {
+    super::listeners::inet_diag_dump(StateFlags::all() - StateFlags::LISTEN, Some(range), |h| {
         let id = &h.socket_id;
         pairs.push((
             SocketAddr::new(id.source_address, id.source_port),
             SocketAddr::new(id.destination_address, id.destination_port),
         ));
     })?;
-    Ok(count_destinations(pairs, range))
+    Ok(pairs)
 }
 
 /// (local, remote) pairs of non-listening sockets to destinations by ephemeral ports used.
