@@ -441,6 +441,16 @@ fn softirq_rings_fit_the_memory_budget() {
     assert_eq!(ring_sizes(1024), vec![256 << 10]);
 }
 
+/// This machine's `ip_local_port_range`.
+fn ephemeral_range() -> (u16, u16) {
+    let r = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .expect("ip_local_port_range")
+        .split_whitespace()
+        .map(|v| v.parse::<u16>().expect("port"))
+        .collect::<Vec<_>>();
+    (r[0], r[1])
+}
+
 #[test]
 fn ephemeral_ports_by_sock_diag_match_proc_net_tcp() {
     // The live root counts ephemeral ports per destination through inet_diag (reading
@@ -450,12 +460,7 @@ fn ephemeral_ports_by_sock_diag_match_proc_net_tcp() {
     use corestream_tune::probe::sockets;
     let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     let to = l.local_addr().expect("addr");
-    let range = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
-        .expect("ip_local_port_range")
-        .split_whitespace()
-        .map(|v| v.parse::<u16>().expect("port"))
-        .collect::<Vec<_>>();
-    let range = (range[0], range[1]);
+    let range = ephemeral_range();
     let clients: Vec<_> = (0..40)
         .map(|_| std::net::TcpStream::connect(to).expect("connect"))
         .collect();
@@ -643,12 +648,7 @@ fn the_kernel_sends_only_sockets_on_ephemeral_ports() {
     // An edge's viewers are on its port 80 or 443, outside the ephemeral range: the dump for
     // ports per destination must not carry them. A listener below the range, 40 clients.
     use corestream_tune::probe::sockets;
-    let range = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
-        .expect("ip_local_port_range")
-        .split_whitespace()
-        .map(|v| v.parse::<u16>().expect("port"))
-        .collect::<Vec<_>>();
-    let range = (range[0], range[1]);
+    let range = ephemeral_range();
     let l = (1024..range.0)
         .rev()
         .find_map(|p| std::net::TcpListener::bind(("127.0.0.1", p)).ok())
