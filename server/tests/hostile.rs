@@ -963,3 +963,46 @@ fn a_panic_in_one_admin_request_leaves_metrics_served() {
         "{metrics}"
     );
 }
+
+#[test]
+fn clients_that_hold_the_admin_port_do_not_delay_health_checks() {
+    // Kubernetes' probes give /healthz 1 s by default, then restart the pod: an idle
+    // connection (a port scanner, a balancer's TCP check) and one sending its request a
+    // byte at a time must not hold the admin port meanwhile, nor for good.
+    let root = media_root("admin-held");
+    let s = Server::start(&root, &["--workers", "1", "--admin", "0"]);
+    let addr = s.admin.expect("admin");
+    let _idle = TcpStream::connect(addr).unwrap();
+    let mut dribbler = TcpStream::connect(addr).unwrap();
+    dribbler.write_all(b"GET /metrics HTTP/1.1\r\n").unwrap();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let feeding = {
+        let stop = stop.clone();
+        let mut d = dribbler.try_clone().unwrap();
+        std::thread::spawn(move || {
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                if d.write_all(b"X").is_err() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(200));
+            }
+        })
+    };
+    std::thread::sleep(Duration::from_millis(300));
+    for _ in 0..3 {
+        let t = Instant::now();
+        let (status, body) = s.admin_get("/healthz");
+        assert_eq!((status, body.as_str()), (200, "ok\n"));
+        assert!(t.elapsed() < Duration::from_secs(1), "{:?}", t.elapsed());
+    }
+    // The dribbler is cut off within the admin's time for a whole request.
+    dribbler
+        .set_read_timeout(Some(Duration::from_secs(15)))
+        .unwrap();
+    let t = Instant::now();
+    let mut rest = Vec::new();
+    let _ = dribbler.read_to_end(&mut rest);
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let _ = feeding.join();
+    assert!(t.elapsed() < Duration::from_secs(8), "{:?}", t.elapsed());
+}

@@ -1,7 +1,9 @@
 //! The admin plane: `/metrics` (Prometheus text format) and `/healthz` on their own
 //! listener, loopback by default, never on the viewers' port (`mod.rs`), what it reports
-//! (`metrics`), and the access log (`accesslog`). A plain blocking thread: it serves a
-//! scraper every few seconds, not viewers, so it stays out of the event loops.
+//! (`metrics`), and the access log (`accesslog`). Plain blocking threads, one per connection
+//! up to `MAX_CONNECTIONS`: it serves a scraper and a health probe every few seconds, not
+//! viewers, so it stays out of the event loops; and a connection that sends nothing must
+//! not make a liveness probe (Kubernetes gives it 1 s by default) wait its turn.
 
 pub mod accesslog;
 pub mod metrics;
@@ -14,9 +16,16 @@ use crate::shared::Shared;
 use metrics::ProcessFacts;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
+
+/// Admin connections served at once; past it a new one is closed at once. Each holds a
+/// thread for at most `REQUEST_TIME` reading and as long again writing.
+const MAX_CONNECTIONS: usize = 32;
+/// Time for a whole request head, however it is spread out: a client sending a byte now and
+/// then is cut off like an idle one.
+const REQUEST_TIME: Duration = Duration::from_secs(5);
 
 pub fn start(addr: SocketAddr, shared: Arc<Shared>) -> std::io::Result<SocketAddr> {
     let listener = TcpListener::bind(addr)
@@ -25,18 +34,20 @@ pub fn start(addr: SocketAddr, shared: Arc<Shared>) -> std::io::Result<SocketAdd
     // A descriptor held in reserve: when the process is out of fds (exactly when an SRE
     // wants /metrics), give it up to accept the scrape, then take it back.
     let mut spare = std::fs::File::open("/dev/null").ok();
+    let active = Arc::new(AtomicUsize::new(0));
     std::thread::Builder::new()
         .name("corestream-admin".into())
         .spawn(move || loop {
+            let serve = |s| dispatch(s, &shared, &active);
             match listener.accept() {
-                Ok((s, _)) => serve_one(s, &shared),
+                Ok((s, _)) => serve(s),
                 Err(e)
                     if matches!(e.raw_os_error(), Some(libc::EMFILE | libc::ENFILE))
                         && spare.is_some() =>
                 {
                     spare = None;
                     match listener.accept() {
-                        Ok((s, _)) => serve_one(s, &shared),
+                        Ok((s, _)) => serve(s),
                         // Still no descriptor (ENFILE, or a worker took the one we freed):
                         // back off like any other error instead of spinning on a
                         // listener that stays readable.
@@ -55,18 +66,49 @@ pub fn start(addr: SocketAddr, shared: Arc<Shared>) -> std::io::Result<SocketAdd
     Ok(local)
 }
 
+/// Counts a connection in `MAX_CONNECTIONS` for as long as it lives, however its thread
+/// ends.
+struct Slot(Arc<AtomicUsize>);
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// Serve `s` on a thread of its own, or close it when `MAX_CONNECTIONS` are being served
+/// (or no thread can be made).
+fn dispatch(s: TcpStream, shared: &Arc<Shared>, active: &Arc<AtomicUsize>) {
+    if active.fetch_add(1, Ordering::Relaxed) >= MAX_CONNECTIONS {
+        active.fetch_sub(1, Ordering::Relaxed);
+        return;
+    }
+    let slot = Slot(Arc::clone(active));
+    let shared = Arc::clone(shared);
+    let _ = std::thread::Builder::new()
+        .name("corestream-admin-conn".into())
+        .spawn(move || {
+            let _slot = slot;
+            serve_one(s, &shared);
+        });
+}
+
 /// One admin connection. A panic in it (crate::fault) ends that connection, not the admin
-/// thread: /metrics must outlive whatever bug one scrape reached.
+/// plane: /metrics must outlive whatever bug one scrape reached.
 fn serve_one(s: TcpStream, shared: &Shared) {
     let _ = crate::fault::contain(|| handle(s, shared));
 }
 
 fn handle(mut s: TcpStream, shared: &Shared) {
-    let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
-    let _ = s.set_write_timeout(Some(Duration::from_secs(5)));
+    let _ = s.set_write_timeout(Some(REQUEST_TIME));
+    let deadline = Instant::now() + REQUEST_TIME;
     let mut buf = Vec::with_capacity(1024);
     let mut chunk = [0u8; 1024];
     let path = loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() || s.set_read_timeout(Some(left)).is_err() {
+            return;
+        }
         match s.read(&mut chunk) {
             Ok(0) | Err(_) => return,
             Ok(n) => buf.extend_from_slice(&chunk[..n]),
