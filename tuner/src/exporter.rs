@@ -1,14 +1,23 @@
 //! The `/metrics` endpoint of `watch --prometheus ADDR:PORT` and the `--textfile DIR` writer.
 //!
 //! A scrape gets the text of the last finished interval (a scrape never waits for the next
-//! sample). One small blocking HTTP/1.1 responder on its own thread is enough: Prometheus
-//! scrapes every 15-60 s, one connection at a time per target.
+//! sample). A small blocking HTTP/1.1 responder, a thread per connection (up to
+//! `MAX_CONNECTIONS`), is enough: Prometheus scrapes every 15-60 s. Not one thread for all:
+//! a connection that sends nothing (a port scanner, a balancer's TCP check) would hold every
+//! scrape behind it until its timeout, longer than Prometheus waits.
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
+
+/// Connections answered at once; past it a new one is closed at once.
+const MAX_CONNECTIONS: usize = 16;
+/// Time for a whole request head, however it is spread out (a client sending a byte now and
+/// then is cut off like an idle one), and for writing the answer.
+const REQUEST_TIME: Duration = Duration::from_secs(5);
 
 /// Prometheus text format, version 0.0.4.
 const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
@@ -30,9 +39,21 @@ impl Exporter {
         std::thread::Builder::new()
             .name("metrics".into())
             .spawn(move || {
+                let active = Arc::new(AtomicUsize::new(0));
                 for conn in listener.incoming().flatten() {
+                    if active.fetch_add(1, Ordering::Relaxed) >= MAX_CONNECTIONS {
+                        active.fetch_sub(1, Ordering::Relaxed);
+                        continue;
+                    }
+                    let slot = Slot(Arc::clone(&active));
+                    let shared = Arc::clone(&shared);
                     // One bad client must not stop the exporter: errors end that connection.
-                    let _ = answer(conn, &shared);
+                    let _ = std::thread::Builder::new()
+                        .name("metrics-conn".into())
+                        .spawn(move || {
+                            let _slot = slot;
+                            let _ = answer(conn, &shared);
+                        });
                 }
             })?;
         Ok(Exporter { latest, addr })
@@ -45,24 +66,45 @@ impl Exporter {
     }
 }
 
-fn answer(conn: TcpStream, latest: &Mutex<String>) -> std::io::Result<()> {
-    conn.set_read_timeout(Some(Duration::from_secs(10)))?;
-    conn.set_write_timeout(Some(Duration::from_secs(10)))?;
-    let mut reader = BufReader::new(conn.try_clone()?);
-    let mut request = String::new();
-    reader.read_line(&mut request)?;
-    // Headers end at an empty line; their content does not matter here.
-    let mut line = String::new();
-    let mut read = request.len();
-    loop {
-        line.clear();
-        let n = reader.read_line(&mut line)?;
-        read += n;
-        if n == 0 || line == "\r\n" || line == "\n" || read > 16 * 1024 {
-            break;
-        }
+/// Counts a connection in `MAX_CONNECTIONS` until its thread ends, however it ends.
+struct Slot(Arc<AtomicUsize>);
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
     }
-    let mut w = conn;
+}
+
+/// The request head: bytes up to the empty line that ends it (or 16 KiB, or the client's
+/// end), read by `deadline` however the client spreads them out.
+fn read_head(conn: &mut TcpStream, deadline: Instant) -> std::io::Result<Vec<u8>> {
+    let mut head = Vec::with_capacity(512);
+    let mut chunk = [0u8; 1024];
+    loop {
+        let ended =
+            head.windows(4).any(|w| w == b"\r\n\r\n") || head.windows(2).any(|w| w == b"\n\n");
+        if ended || head.len() > 16 * 1024 {
+            return Ok(head);
+        }
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(std::io::ErrorKind::TimedOut.into());
+        }
+        conn.set_read_timeout(Some(left))?;
+        let n = conn.read(&mut chunk)?;
+        if n == 0 {
+            return Ok(head);
+        }
+        head.extend_from_slice(&chunk[..n]);
+    }
+}
+
+fn answer(mut conn: TcpStream, latest: &Mutex<String>) -> std::io::Result<()> {
+    conn.set_write_timeout(Some(REQUEST_TIME))?;
+    // Headers end at an empty line; their content does not matter here.
+    let head = read_head(&mut conn, Instant::now() + REQUEST_TIME)?;
+    let head = String::from_utf8_lossy(&head);
+    let request = head.lines().next().unwrap_or("");
     let path = request.split_whitespace().nth(1).unwrap_or("");
     let (status, ctype, body) = match (request.split_whitespace().next(), path) {
         (Some("GET"), "/metrics") => {
@@ -81,11 +123,11 @@ fn answer(conn: TcpStream, latest: &Mutex<String>) -> std::io::Result<()> {
         ),
     };
     write!(
-        w,
+        conn,
         "HTTP/1.1 {status}\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
         body.len()
     )?;
-    w.flush()
+    conn.flush()
 }
 
 /// Write `text` as `dir/corestream_tune.prom` atomically (a temp file renamed over it), so the

@@ -21,14 +21,16 @@ impl Drop for Killed {
 
 fn get(addr: &str, path: &str) -> String {
     let mut s = std::net::TcpStream::connect(addr).expect("connect to the exporter");
+    s.set_read_timeout(Some(std::time::Duration::from_secs(5)))
+        .expect("timeout");
     write!(s, "GET {path} HTTP/1.1\r\nHost: {addr}\r\n\r\n").expect("send");
     let mut out = String::new();
     s.read_to_string(&mut out).expect("read");
     out
 }
 
-#[test]
-fn prometheus_endpoint_serves_valid_metrics() {
+/// `watch --prometheus 127.0.0.1:0` on the fixture tree, and the address it serves on.
+fn start_exporter() -> (Killed, String) {
     let root = fixture_root();
     let mut child = Command::new(BIN)
         .args(["--root", root.to_str().expect("utf8")])
@@ -50,7 +52,12 @@ fn prometheus_endpoint_serves_valid_metrics() {
             break;
         }
     }
-    let addr = addr.expect("watch printed the metrics address");
+    (child, addr.expect("watch printed the metrics address"))
+}
+
+#[test]
+fn prometheus_endpoint_serves_valid_metrics() {
+    let (child, addr) = start_exporter();
     let resp = get(&addr, "/metrics");
     let (head, body) = resp.split_once("\r\n\r\n").expect("HTTP response");
     assert!(head.starts_with("HTTP/1.1 200 OK"), "{head}");
@@ -132,4 +139,54 @@ fn textfile_for_node_exporter() {
         .expect("run");
     assert_eq!(o.status.code(), Some(64));
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn clients_that_hold_the_exporter_do_not_delay_scrapes() {
+    // An idle connection (a port scanner, a balancer's TCP check) and one sending its request
+    // a byte at a time: Prometheus's scrapes (10 s timeout by default) are answered meanwhile,
+    // and the slow one is cut off.
+    let (_child, addr) = start_exporter();
+    let _idle = std::net::TcpStream::connect(&addr).expect("connect");
+    let mut dribbler = std::net::TcpStream::connect(&addr).expect("connect");
+    dribbler
+        .write_all(b"GET /metrics HTTP/1.1\r\n")
+        .expect("send");
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let feeding = {
+        let stop = stop.clone();
+        let mut d = dribbler.try_clone().expect("clone");
+        std::thread::spawn(move || {
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                if d.write_all(b"X").is_err() {
+                    return;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(200));
+            }
+        })
+    };
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    for _ in 0..3 {
+        let t = std::time::Instant::now();
+        let resp = get(&addr, "/metrics");
+        assert!(resp.starts_with("HTTP/1.1 200 OK"), "{resp}");
+        assert!(
+            t.elapsed() < std::time::Duration::from_secs(1),
+            "{:?}",
+            t.elapsed()
+        );
+    }
+    dribbler
+        .set_read_timeout(Some(std::time::Duration::from_secs(15)))
+        .expect("timeout");
+    let t = std::time::Instant::now();
+    let mut rest = Vec::new();
+    let _ = dribbler.read_to_end(&mut rest);
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let _ = feeding.join();
+    assert!(
+        t.elapsed() < std::time::Duration::from_secs(8),
+        "{:?}",
+        t.elapsed()
+    );
 }
