@@ -294,8 +294,9 @@ pub struct Cli {
     #[arg(long, env = "CORESTREAM_INGEST_MAX_BYTES", default_value = "1GiB", value_parser = corestream_common::size::parse, value_name = "BYTES")]
     pub ingest_max_bytes: u64,
 
-    /// How long an ingest connection may send nothing (mid-body, or idle between pushes)
-    /// before it is closed; an upload cut this way leaves nothing behind.
+    /// How long an ingest connection may send nothing mid-body, and how long a request head
+    /// may take, waiting for it between pushes included, before it is closed; an upload cut
+    /// this way leaves nothing behind.
     #[arg(long, env = "CORESTREAM_INGEST_TIMEOUT", default_value = "30s", value_parser = parse_duration, value_name = "DURATION")]
     pub ingest_timeout: Duration,
 

@@ -876,3 +876,47 @@ fn a_push_that_panics_leaves_another_push_of_the_same_path_alone() {
     );
     let _ = std::fs::remove_dir_all(&root);
 }
+
+#[test]
+fn request_heads_sent_a_byte_at_a_time_do_not_hold_the_ingest_slots() {
+    // An exposed ingest port (token checked once the head is in): clients that send their
+    // head a byte every 300 ms kept their connection slots for as long as they liked,
+    // `--ingest-timeout` being a limit per read; with every slot held, the packager got 503
+    // and the stream stopped. A head must now arrive whole within the timeout.
+    let root = media_root("ingest-dribble");
+    let s = start(
+        &root,
+        &["--ingest-timeout", "2s", "--ingest-max-connections", "2"],
+    );
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let dribblers: Vec<_> = (0..2)
+        .map(|_| {
+            let mut c = ingest(&s);
+            c.write_all(b"PUT /live/x.ts HTTP/1.1\r\nX-Slow: ").unwrap();
+            let stop = stop.clone();
+            std::thread::spawn(move || {
+                let t = Instant::now();
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    if c.write_all(b"a").is_err() {
+                        break;
+                    }
+                    std::thread::sleep(Duration::from_millis(300));
+                }
+                // Cut off: the server closed (the writes fail, or the read sees the end).
+                let mut rest = Vec::new();
+                let _ = c.read_to_end(&mut rest);
+                t.elapsed()
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(3500));
+    let mut c = ingest(&s);
+    let r = put(&mut c, "/live/seg.ts", b"the packager's segment", "");
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    for d in dribblers {
+        let held = d.join().unwrap();
+        assert!(held < Duration::from_secs(6), "held {held:?}");
+    }
+    assert_eq!(r.status, 201, "{}", String::from_utf8_lossy(&r.body));
+    let _ = std::fs::remove_dir_all(&root);
+}

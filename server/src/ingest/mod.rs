@@ -417,9 +417,19 @@ impl<'a> Conn<'a> {
     }
 
     /// Read until a whole head is buffered: its length, or None when the connection ends
-    /// (closed, idle past the timeout, or a head too large, which is answered first).
+    /// (closed, a head not whole within the timeout, or a head too large, which is answered
+    /// first). The timeout holds for the whole head, waiting for it included, not per read:
+    /// a client sending a byte now and then must not keep a connection slot.
     fn read_head(&mut self) -> Option<usize> {
         let max = self.ctx.shared.cfg.limits.max_header_bytes;
+        let deadline = Instant::now() + self.ctx.opts.timeout;
+        let head = self.read_head_by(max, deadline);
+        // The body's reads wait up to the timeout each: a slow upload moves, a stalled one not.
+        let _ = self.s.set_read_timeout(Some(self.ctx.opts.timeout));
+        head
+    }
+
+    fn read_head_by(&mut self, max: usize, deadline: Instant) -> Option<usize> {
         loop {
             // Empty lines before a request are allowed (RFC 9112 2.2).
             while self.buf.first() == Some(&b'\n') || self.buf.starts_with(b"\r\n") {
@@ -444,6 +454,10 @@ impl<'a> Conn<'a> {
                     "431 request head too large\n",
                     true,
                 );
+                return None;
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() || self.s.set_read_timeout(Some(left)).is_err() {
                 return None;
             }
             let mut chunk = [0u8; 8192];
