@@ -237,8 +237,8 @@ pub struct Cli {
     )]
     pub origin_max_connections: usize,
 
-    /// How long an origin may take to accept a connection, and then to start its answer
-    /// (504 beyond it). Blocking LL-HLS playlist requests get 3 target durations more.
+    /// How long an origin may take to accept a connection, and then to send its answer's
+    /// whole head (504 beyond it). Blocking LL-HLS playlist requests get 30 s more.
     #[arg(long, env = "CORESTREAM_ORIGIN_TIMEOUT", default_value = "5s", value_parser = parse_duration, value_name = "DURATION")]
     pub origin_timeout: Duration,
 

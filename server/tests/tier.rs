@@ -1176,3 +1176,40 @@ fn a_fetch_that_panics_answers_502_and_the_fetch_threads_go_on() {
     drop(e);
     let _ = std::fs::remove_dir_all(&cache);
 }
+
+#[test]
+fn an_origin_sending_its_head_a_byte_at_a_time_gets_origin_timeout_for_all_of_it() {
+    // --origin-timeout bounded each read of the head: an origin sending a header byte every
+    // 200 ms held the fetch, and the viewer, for as long as it went on (10 s here).
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap();
+    thread::spawn(move || {
+        for c in l.incoming().flatten() {
+            thread::spawn(move || {
+                let mut r = BufReader::new(c.try_clone().unwrap());
+                let mut line = String::new();
+                while r.read_line(&mut line).unwrap_or(0) > 0 && !line.ends_with("\r\n\r\n") {}
+                let mut w = c;
+                let _ = w.write_all(b"HTTP/1.1 200 OK\r\nX-Slow: ");
+                for _ in 0..50 {
+                    if w.write_all(b"a").is_err() {
+                        return;
+                    }
+                    thread::sleep(Duration::from_millis(200));
+                }
+                let _ = w.write_all(b"\r\nContent-Length: 2\r\n\r\nok");
+            });
+        }
+    });
+    let cache = media_root("tier-dribble");
+    let e = edge(
+        &format!("http://{addr}"),
+        &cache,
+        &["--origin-timeout", "1s"],
+    );
+    let t = Instant::now();
+    let r = e.get("GET /a.ts HTTP/1.1\r\nHost: e\r\n\r\n");
+    assert_eq!(r.status, 504, "{}", String::from_utf8_lossy(&r.body));
+    assert!(t.elapsed() < Duration::from_secs(4), "{:?}", t.elapsed());
+    let _ = std::fs::remove_dir_all(&cache);
+}

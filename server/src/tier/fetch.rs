@@ -282,6 +282,25 @@ pub(crate) fn read_head(s: &mut impl Read, buf: &mut Vec<u8>, head_only: bool) -
     }
 }
 
+/// An upstream whose reads wait no later than `deadline`: an origin sending its head a byte
+/// at a time has `--origin-timeout` for all of it, not for each byte (it held the fetch, and
+/// every viewer waiting on it, for as long as it liked).
+struct ByDeadline<'a> {
+    s: &'a mut Upstream,
+    deadline: Instant,
+}
+
+impl Read for ByDeadline<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let left = self.deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(ErrorKind::TimedOut.into());
+        }
+        self.s.tcp().set_read_timeout(Some(left))?;
+        self.s.read(buf)
+    }
+}
+
 fn timed_out(e: &io::Error) -> bool {
     matches!(e.kind(), ErrorKind::TimedOut | ErrorKind::WouldBlock)
 }
@@ -344,15 +363,20 @@ fn exchange(
                     Failure::Next(status, format!("connect to {}: {e}", origin.authority))
                 })?,
         };
-        let _ = s.tcp().set_read_timeout(Some(wait));
         let _ = s.tcp().set_write_timeout(Some(t.opts.timeout));
         buf.clear();
         let sent = Instant::now();
-        let result = s
-            .write_all(&req)
-            .and_then(|()| read_head(&mut s, buf, false));
+        let result = s.write_all(&req).and_then(|()| {
+            let mut by = ByDeadline {
+                s: &mut s,
+                deadline: Instant::now() + wait,
+            };
+            read_head(&mut by, buf, false)
+        });
         match result {
             Ok(head) => {
+                // What follows the head is a body: its reads wait up to the stall timeout each.
+                let _ = s.tcp().set_read_timeout(Some(t.opts.stall_timeout));
                 lock(&t.stats.latency)
                     .observe(&super::LATENCY_BOUNDS, sent.elapsed().as_secs_f64());
                 count(t, origin, head.status);
