@@ -105,7 +105,9 @@ fn answer(mut conn: TcpStream, latest: &Mutex<String>) -> std::io::Result<()> {
     let head = read_head(&mut conn, Instant::now() + REQUEST_TIME)?;
     let head = String::from_utf8_lossy(&head);
     let request = head.lines().next().unwrap_or("");
-    let path = request.split_whitespace().nth(1).unwrap_or("");
+    // A scrape config's `params:` come as a query string: the path is what precedes it.
+    let target = request.split_whitespace().nth(1).unwrap_or("");
+    let path = target.split('?').next().unwrap_or("");
     let (status, ctype, body) = match (request.split_whitespace().next(), path) {
         (Some("GET"), "/metrics") => {
             let text = corestream_common::sync::lock(latest).clone();

@@ -58,6 +58,9 @@ fn start_exporter() -> (Killed, String) {
 #[test]
 fn prometheus_endpoint_serves_valid_metrics() {
     let (child, addr) = start_exporter();
+    // Prometheus sends a scrape config's `params:` as a query string.
+    let with_params = get(&addr, "/metrics?module=edge");
+    assert!(with_params.starts_with("HTTP/1.1 200 OK"), "{with_params}");
     let resp = get(&addr, "/metrics");
     let (head, body) = resp.split_once("\r\n\r\n").expect("HTTP response");
     assert!(head.starts_with("HTTP/1.1 200 OK"), "{head}");
