@@ -579,6 +579,8 @@ fn open_descriptors_of_a_live_process_match_its_listing() {
         .stdin(std::process::Stdio::null())
         .spawn()
         .expect("spawn sleep");
+    // Past its start (the dynamic loader opens and closes libraries meanwhile).
+    std::thread::sleep(std::time::Duration::from_millis(300));
     let dir = PathBuf::from(format!("/proc/{}/fd", child.id()));
     let listed = std::fs::read_dir(&dir).expect("list").count() as u64;
     let counted = fds::count_open(&dir).expect("count");
