@@ -920,3 +920,114 @@ fn request_heads_sent_a_byte_at_a_time_do_not_hold_the_ingest_slots() {
     assert_eq!(r.status, 201, "{}", String::from_utf8_lossy(&r.body));
     let _ = std::fs::remove_dir_all(&root);
 }
+
+/// Send one chunk of a chunked upload.
+fn push_chunk(up: &mut TcpStream, data: &[u8]) {
+    write!(up, "{:x}\r\n", data.len()).unwrap();
+    up.write_all(data).unwrap();
+    up.write_all(b"\r\n").unwrap();
+}
+
+#[test]
+fn ranges_of_an_object_still_arriving_are_answered_as_its_bytes_land() {
+    // LL-HLS byte-range parts: a player asks for `bytes=first-last` of a segment still being
+    // pushed. It used to get 200 and the whole segment from byte 0, which it would append
+    // as the part.
+    let root = media_root("ingest-range");
+    let s = start(&root, &[]);
+    let data: Vec<u8> = (0..3000u32).map(|i| (i % 251) as u8).collect();
+    let range_get = |v: &mut TcpStream, path: &str, range: &str| {
+        write!(
+            v,
+            "GET {path} HTTP/1.1\r\nHost: v\r\nRange: bytes={range}\r\n\r\n"
+        )
+        .unwrap();
+    };
+
+    // Length unknown (chunked upload), 1000 bytes in.
+    let mut up = ingest(&s);
+    write!(
+        up,
+        "PUT /live/seg9.m4s HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n"
+    )
+    .unwrap();
+    push_chunk(&mut up, &data[..1000]);
+    common::wait_for("the upload to begin", Duration::from_secs(5), || {
+        s.metric("corestream_ingest_uploads_in_flight") == 1.0
+    });
+    // A part already written: 206 with its bytes.
+    let mut v = s.connect();
+    range_get(&mut v, "/live/seg9.m4s", "100-199");
+    let r = read_response(&mut v, false).unwrap();
+    assert_eq!(r.status, 206);
+    assert_eq!(r.header("content-range"), Some("bytes 100-199/*"));
+    assert_eq!(r.body, &data[100..200]);
+    // A part not all written yet, on the same connection: the head at once, the bytes as
+    // they land.
+    range_get(&mut v, "/live/seg9.m4s", "900-1499");
+    let head = read_head(&mut v);
+    assert!(head.starts_with("HTTP/1.1 206"), "{head}");
+    assert!(
+        head.contains("Content-Range: bytes 900-1499/*\r\n"),
+        "{head}"
+    );
+    assert!(head.contains("Content-Length: 600\r\n"), "{head}");
+    let mut got = vec![0u8; 100];
+    v.read_exact(&mut got).unwrap();
+    assert_eq!(got, &data[900..1000]);
+    push_chunk(&mut up, &data[1000..2000]);
+    let mut got = vec![0u8; 500];
+    v.read_exact(&mut got).unwrap();
+    assert_eq!(got, &data[1000..1500]);
+    // Open-ended while the length is unknown: the whole body, as before.
+    let mut whole = s.connect();
+    range_get(&mut whole, "/live/seg9.m4s", "2000-");
+    let head = read_head(&mut whole);
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    // A range past the end the object turns out to have: its bytes, then the connection
+    // ends short of the announced length.
+    let mut short = s.connect();
+    range_get(&mut short, "/live/seg9.m4s", "2500-3999");
+    let head = read_head(&mut short);
+    assert!(head.contains("Content-Length: 1500\r\n"), "{head}");
+    push_chunk(&mut up, &data[2000..]);
+    up.write_all(b"0\r\n\r\n").unwrap();
+    assert_eq!(read_response(&mut up, false).unwrap().status, 201);
+    let mut rest = Vec::new();
+    let _ = short.read_to_end(&mut rest);
+    assert_eq!(
+        rest,
+        &data[2500..],
+        "what exists, then the end of the connection"
+    );
+
+    // Length announced: any form of range, with the size, 416 past it.
+    let mut up = ingest(&s);
+    write!(
+        up,
+        "PUT /live/seg10.m4s HTTP/1.1\r\nContent-Length: 3000\r\n\r\n"
+    )
+    .unwrap();
+    up.write_all(&data[..1000]).unwrap();
+    common::wait_for("the upload to begin", Duration::from_secs(5), || {
+        s.metric("corestream_ingest_uploads_in_flight") == 1.0
+    });
+    let mut past = s.connect();
+    range_get(&mut past, "/live/seg10.m4s", "5000-");
+    let r = read_response(&mut past, false).unwrap();
+    assert_eq!(r.status, 416);
+    assert_eq!(r.header("content-range"), Some("bytes */3000"));
+    let mut tail = s.connect();
+    range_get(&mut tail, "/live/seg10.m4s", "-500");
+    let head = read_head(&mut tail);
+    assert!(
+        head.contains("Content-Range: bytes 2500-2999/3000\r\n"),
+        "{head}"
+    );
+    up.write_all(&data[1000..]).unwrap();
+    assert_eq!(read_response(&mut up, false).unwrap().status, 201);
+    let mut got = vec![0u8; 500];
+    tail.read_exact(&mut got).unwrap();
+    assert_eq!(got, &data[2500..]);
+    let _ = std::fs::remove_dir_all(&root);
+}

@@ -1213,3 +1213,55 @@ fn an_origin_sending_its_head_a_byte_at_a_time_gets_origin_timeout_for_all_of_it
     assert!(t.elapsed() < Duration::from_secs(4), "{:?}", t.elapsed());
     let _ = std::fs::remove_dir_all(&cache);
 }
+
+#[test]
+fn a_range_of_an_object_still_being_pulled_is_answered_as_its_bytes_arrive() {
+    // A player's Range request for a segment the edge is still pulling got 200 and the
+    // whole object; it gets 206 with the bytes asked for, those that exist at once.
+    let o = Origin::start();
+    let full = body(100_000, 5);
+    let mut s = Script::ok(&full);
+    s.split = Some((20_000, Duration::from_millis(1500)));
+    o.set("/a/seg.m4s", s);
+    let cache = media_root("tier-range");
+    let e = edge(&o.url(), &cache, &[]);
+    let mut first = e.connect();
+    write!(first, "GET /a/seg.m4s HTTP/1.1\r\nHost: e\r\n\r\n").unwrap();
+    common::wait_for("the origin to pause", Duration::from_secs(5), || {
+        *o.paused.lock().unwrap()
+    });
+    let mut v = e.connect();
+    write!(
+        v,
+        "GET /a/seg.m4s HTTP/1.1\r\nHost: e\r\nRange: bytes=10000-29999\r\n\r\n"
+    )
+    .unwrap();
+    let mut got = Vec::new();
+    let mut b = [0u8; 65536];
+    while !got.windows(4).any(|w| w == b"\r\n\r\n") {
+        let n = v.read(&mut b).unwrap();
+        assert!(n > 0);
+        got.extend_from_slice(&b[..n]);
+    }
+    let at = got.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+    let head = String::from_utf8_lossy(&got[..at]).to_string();
+    assert!(head.starts_with("HTTP/1.1 206"), "{head}");
+    assert!(
+        head.contains("Content-Range: bytes 10000-29999/100000\r\n"),
+        "{head}"
+    );
+    let mut data = got[at..].to_vec();
+    while data.len() < 10_000 {
+        let n = v.read(&mut b).unwrap();
+        assert!(n > 0);
+        data.extend_from_slice(&b[..n]);
+    }
+    assert!(*o.paused.lock().unwrap(), "read while the origin paused");
+    let mut rest = vec![0u8; 20_000 - data.len()];
+    v.read_exact(&mut rest).unwrap();
+    data.extend_from_slice(&rest);
+    assert_eq!(data, &full[10_000..30_000]);
+    assert_eq!(o.count("/a/seg.m4s"), 1);
+    drop(first);
+    let _ = std::fs::remove_dir_all(&cache);
+}

@@ -95,6 +95,13 @@ pub fn encode(r: &Response<'_>, env: &Env<'_>, out: &mut Vec<u8>) {
             push_u64(out, size);
             out.extend_from_slice(b"\r\n");
         }
+        Some(ContentRange::OfUnknown { first, last }) => {
+            out.extend_from_slice(b"Content-Range: bytes ");
+            push_u64(out, first);
+            out.push(b'-');
+            push_u64(out, last);
+            out.extend_from_slice(b"/*\r\n");
+        }
         None => {}
     }
     if let Some(methods) = f.allow {

@@ -78,10 +78,41 @@ pub fn evaluate(value: &[u8], size: u64) -> RangeResult {
     }
 }
 
+/// Evaluate `value` for a representation whose length is not known yet (an object still
+/// arriving): only a closed `first-last` range can be answered (`Content-Range: bytes
+/// first-last/*`); an open-ended or suffix range needs the end, so it is `Full` (ignored, as
+/// RFC 9110 14.2 allows).
+pub fn evaluate_unknown_length(value: &[u8]) -> RangeResult {
+    // Against a size no object reaches, a closed range keeps its end; the open-ended and
+    // suffix forms end at the last byte of that size, which no request names.
+    match evaluate(value, u64::MAX) {
+        RangeResult::Partial { start, end } if end < u64::MAX - 1 => {
+            RangeResult::Partial { start, end }
+        }
+        _ => RangeResult::Full,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::RangeResult::*;
     use super::*;
+
+    #[test]
+    fn unknown_length_takes_closed_ranges_only() {
+        assert_eq!(
+            evaluate_unknown_length(b"bytes=100-199"),
+            Partial {
+                start: 100,
+                end: 199
+            }
+        );
+        assert_eq!(evaluate_unknown_length(b"bytes=100-"), Full);
+        assert_eq!(evaluate_unknown_length(b"bytes=-100"), Full);
+        assert_eq!(evaluate_unknown_length(b"bytes=5-1"), Full);
+        assert_eq!(evaluate_unknown_length(b"bytes=0-1,5-9"), Full);
+        assert_eq!(evaluate_unknown_length(b"items=0-1"), Full);
+    }
 
     #[test]
     fn forms() {

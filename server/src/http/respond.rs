@@ -7,6 +7,7 @@ use super::head;
 use super::mime::{self, Kind};
 use super::parse::higher_minor;
 use super::path::{self, PathError};
+use super::range::{self, RangeResult};
 use super::response::TierStatus;
 use super::response::{
     Body, CacheControl, ContentRange, Cors, Fields, FileRange, GrowingBody, Validators,
@@ -195,12 +196,19 @@ fn entity<'r>(
     (r, range)
 }
 
-/// An object still arriving (being pushed to the ingest port): answered at once, its bytes
-/// sent as they land. The length is the one the upload announced, else the body is chunked
-/// (or, for HTTP/1.0, ends with the connection). Validators, conditionals and Range wait for
-/// the complete file: bytes not written yet cannot be promised, and a server may ignore
-/// Range (RFC 9110 14.2).
+/// An object still arriving (being pushed to the ingest port, or pulled from an origin):
+/// answered at once, its bytes sent as they land. The length is the one the upload
+/// announced, else the body is chunked (or, for HTTP/1.0, ends with the connection).
+/// Validators and conditionals wait for the complete file (there is no version to name yet).
+/// A single Range is answered 206 as the bytes arrive: any form when the length was
+/// announced, a closed `first-last` otherwise (`Content-Range: bytes first-last/*`), which is
+/// how LL-HLS players fetch byte-range parts of a segment still being written; an open-ended
+/// or suffix range of an object of unknown length, or one under If-Range, gets the whole
+/// body (RFC 9110 14.2 lets a server ignore Range).
 fn growing<'r>(req: &Request<'r>, close: bool, g: Arc<Growing>) -> Response<'r> {
+    if let Some(r) = growing_range(req, close, &g) {
+        return r;
+    }
     let chunked = g.declared.is_none() && req.minor >= 1;
     let fields = Fields {
         tier: g.upstream.then_some(TierStatus::Miss {
@@ -223,6 +231,62 @@ fn growing<'r>(req: &Request<'r>, close: bool, g: Arc<Growing>) -> Response<'r> 
         fields,
         body,
     }
+}
+
+/// The 206 (or 416) for a Range request of an object still arriving, if it has one.
+fn growing_range<'r>(req: &Request<'r>, close: bool, g: &Arc<Growing>) -> Option<Response<'r>> {
+    let value = req.range.filter(|_| req.if_range.is_none())?;
+    let is_head = req.method() == Method::Head;
+    let result = match g.declared {
+        Some(len) => range::evaluate(value, len),
+        None => range::evaluate_unknown_length(value),
+    };
+    let (start, end) = match result {
+        RangeResult::Full => return None,
+        RangeResult::Partial { start, end } => (start, end),
+        RangeResult::Unsatisfiable => {
+            let mut r = Response::error(Status::RangeNotSatisfiable, base(req, close), !is_head);
+            r.fields.content_range = Some(ContentRange::Unsatisfied {
+                size: g.declared.unwrap_or(0),
+            });
+            return Some(r);
+        }
+    };
+    let content_range = match g.declared {
+        Some(size) => ContentRange::Bytes {
+            first: start,
+            last: end,
+            size,
+        },
+        None => ContentRange::OfUnknown {
+            first: start,
+            last: end,
+        },
+    };
+    let fields = Fields {
+        tier: g.upstream.then_some(TierStatus::Miss {
+            collapsed: req.collapsed,
+        }),
+        content_type: Some(g.content_type),
+        content_length: Some(end - start + 1),
+        content_range: Some(content_range),
+        accept_ranges: true,
+        cache_control: Some(CacheControl::Kind(g.kind)),
+        ..base(req, close)
+    };
+    let body = if is_head {
+        Body::Empty
+    } else {
+        let mut b = GrowingBody::new(Arc::clone(g), false);
+        b.pos = start;
+        b.end = Some(end + 1);
+        Body::Growing(Box::new(b))
+    };
+    Some(Response {
+        status: Status::PartialContent,
+        fields,
+        body,
+    })
 }
 
 /// A request the local root cannot answer, with an origin configured. The decoded path

@@ -29,6 +29,8 @@ pub enum ContentRange {
     Bytes { first: u64, last: u64, size: u64 },
     /// `bytes */size`: nothing of the requested range exists.
     Unsatisfied { size: u64 },
+    /// `bytes first-last/*`: a range of an object whose length is not known yet.
+    OfUnknown { first: u64, last: u64 },
 }
 
 /// CORS for a viewer response: the request's Origin (echoed when the policy lists it) and
@@ -146,6 +148,9 @@ pub enum Body {
 pub struct GrowingBody {
     pub obj: Arc<Growing>,
     pub pos: u64,
+    /// A range's end (exclusive): the body stops there (206), and an object that completes
+    /// short of it ends the connection.
+    pub end: Option<u64>,
     /// Chunked framing (the length was not announced, HTTP/1.1 viewer).
     pub chunked: bool,
     /// Bytes of the current chunk not yet sent (chunked), or 0.
@@ -167,6 +172,7 @@ impl GrowingBody {
         GrowingBody {
             obj,
             pos: 0,
+            end: None,
             chunked,
             chunk_left: 0,
             frame: [0; 24],
@@ -229,7 +235,10 @@ impl Body {
             Body::Static(b) => b.len() as u64,
             Body::Bytes(b) => b.len() as u64,
             Body::File(f) => f.end.saturating_sub(f.pos),
-            Body::Growing(g) => g.obj.declared.unwrap_or(0),
+            Body::Growing(g) => match g.end {
+                Some(end) => end.saturating_sub(g.pos),
+                None => g.obj.declared.unwrap_or(0),
+            },
         }
     }
 

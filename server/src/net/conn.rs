@@ -382,6 +382,9 @@ fn send_growing(
             }
             continue;
         }
+        if g.end.is_some_and(|end| g.pos >= end) {
+            g.ended = true;
+        }
         if g.ended {
             return Ok(if io.flush()? {
                 Progress::Done
@@ -393,7 +396,7 @@ fn send_growing(
         let limit = if g.chunked {
             g.pos + g.chunk_left
         } else {
-            avail
+            avail.min(g.end.unwrap_or(u64::MAX))
         };
         if g.pos < limit {
             if *sent >= WRITE_BUDGET {
@@ -438,6 +441,13 @@ fn send_growing(
                 })
             }
             Arrival::Complete if g.chunked => g.queue_chunk(0),
+            // A range the object turned out too short for: the 206 cannot be completed.
+            Arrival::Complete if g.end.is_some() => {
+                return Err(io::Error::new(
+                    ErrorKind::UnexpectedEof,
+                    "object complete short of the requested range",
+                ))
+            }
             Arrival::Complete => g.ended = true,
             Arrival::Aborted => {
                 return Err(io::Error::new(
