@@ -114,6 +114,8 @@ struct Run {
     rss_base: u64,
     conns: usize,
     server_died: bool,
+    /// Connections the server closed during the run, by reason (corestream's /metrics).
+    closes: BTreeMap<String, u64>,
 }
 
 /// Bytes per connection that memory grew by from `before` to `after`.
@@ -134,6 +136,9 @@ impl Run {
         }
     }
 }
+
+/// corestream's closes per (level, scenario), by reason, summed over rounds.
+type Closes = BTreeMap<(usize, Scenario), BTreeMap<String, u64>>;
 
 /// Median figures over the rounds of one (level, scenario, server).
 #[derive(Debug, Clone, Default)]
@@ -260,6 +265,7 @@ fn run_one(
     scripts: &BTreeMap<Scenario, PathBuf>,
 ) -> Result<Run, String> {
     let pids = server.pids();
+    let closes0 = server.closes();
     let (cpu0, rss_base) = procstat::totals(&pids);
     let split = client_split(conns, opts.conns_per_client);
     let threads = if split.len() == 1 { conns.min(2) } else { 1 };
@@ -308,6 +314,18 @@ fn run_one(
         std::thread::sleep(Duration::from_millis(200));
     }
     let (cpu1, _) = procstat::totals(&pids);
+    let closes = if closes0.is_empty() {
+        BTreeMap::new()
+    } else {
+        // The clients' closes reach the server just after wrk exits.
+        std::thread::sleep(Duration::from_millis(500));
+        let mut after = server.closes();
+        for (reason, n) in after.iter_mut() {
+            *n = n.saturating_sub(closes0.get(reason).copied().unwrap_or(0));
+        }
+        after.retain(|_, n| *n > 0);
+        after
+    };
     let mut parts = Vec::new();
     for k in kids {
         let out = k
@@ -328,6 +346,7 @@ fn run_one(
         rss_base,
         conns,
         server_died: !server.alive(),
+        closes,
     })
 }
 
@@ -481,6 +500,7 @@ pub fn run(opts: Opts) -> Result<(), String> {
     let cpus = cpus();
     let mut notes = Vec::new();
     let mut results: BTreeMap<(usize, Scenario, Kind), Summary> = BTreeMap::new();
+    let mut closes = Closes::new();
     let mut idle_mem: Vec<IdleMemory> = Vec::new();
     let mut total_runs = 0;
     for &l in &opts.levels {
@@ -602,6 +622,12 @@ pub fn run(opts: Opts) -> Result<(), String> {
                         r.rss_peak as f64 / 1e6,
                         if r.server_died { " SERVER DIED" } else { "" }
                     );
+                    if !r.closes.is_empty() {
+                        let c = closes.entry((level, sc)).or_default();
+                        for (reason, n) in &r.closes {
+                            *c.entry(reason.clone()).or_default() += n;
+                        }
+                    }
                     runs.entry(kind).or_default().push(r);
                     if !server.alive() {
                         return Err(format!(
@@ -623,7 +649,7 @@ pub fn run(opts: Opts) -> Result<(), String> {
         std::thread::sleep(Duration::from_secs(1));
     }
 
-    let report = render(&opts, &notes, &results, &idle_mem, cpus);
+    let report = render(&opts, &notes, &results, &idle_mem, &closes, cpus);
     print!("{report}");
     fs::create_dir_all(&opts.out_dir).map_err(|e| format!("{}: {e}", opts.out_dir.display()))?;
     let stem = opts.out_dir.join(format!(
@@ -689,6 +715,7 @@ fn render(
     notes: &[String],
     results: &BTreeMap<(usize, Scenario, Kind), Summary>,
     idle_mem: &[IdleMemory],
+    closes: &Closes,
     cpus: usize,
 ) -> String {
     let names: Vec<&str> = opts.servers.iter().map(|k| k.name()).collect();
@@ -755,6 +782,16 @@ fn render(
         );
     }
     let _ = writeln!(s, "\nA latency of '-' means no request completed within the run: at 10k-100k connections all downloading a 687 KB segment at once, the box's ~1-4 GB/s is shared so thinly that a 10 s run may finish few or none; MB/s is the meaningful figure there.\n");
+    if !closes.is_empty() {
+        let _ = writeln!(s, "Connections corestream closed during each scenario's runs, by reason, summed over its rounds and processes (`corestream_connections_closed_total` from each process's admin port, before each run and 0.5 s after wrk exits): `peer` is the client closing (wrk at its end), `error` a send that failed because the client had already gone (wrk resets downloads in flight when it exits); the rest are corestream's own decisions (timeouts, `peer_gone`, caps) and explain errors the clients saw.\n");
+        let _ = writeln!(s, "| conns | scenario | closed by reason |");
+        let _ = writeln!(s, "| ---: | --- | --- |");
+        for ((level, sc), by) in closes {
+            let text: Vec<String> = by.iter().map(|(r, n)| format!("{r} {n}")).collect();
+            let _ = writeln!(s, "| {level} | {} | {} |", sc.name(), text.join(", "));
+        }
+        let _ = writeln!(s);
+    }
     let _ = writeln!(s, "Idle keep-alive memory: fresh servers, each connection made one playlist request and then stays open and silent (held by idle-holder child processes). User space = server RSS delta / connections. nginx allocates its connection and event arrays for worker_connections (19000 per worker) when a worker starts, so that part of its per-connection cost is in its base RSS, not the delta. Kernel = delta of the box's slab memory (/proc/meminfo Slab) / connections: both ends of each loopback connection (client and server socket, inode, file, dentry, and the server's epoll item) and whatever else the box allocated meanwhile, so read it as an upper bound and compare servers within one level.\n");
     let _ = writeln!(
         s,

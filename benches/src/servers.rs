@@ -2,6 +2,7 @@
 //! (SO_REUSEPORT), one nginx master with its workers (from `nginx.conf.in`), one h2o process
 //! with a thread per CPU (from `h2o.conf.in`), and N `floor` processes (see `floor.rs`).
 
+use std::collections::BTreeMap;
 use std::fs;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -100,6 +101,9 @@ pub struct Server {
     pub port: u16,
     children: Vec<Child>,
     pub describe: String,
+    /// corestream's admin ports, one per process (`--admin 127.0.0.1:0`): its own account
+    /// of each run.
+    admins: Vec<SocketAddr>,
 }
 
 fn wait_http(port: u16, path: &str, deadline: Instant) -> Result<(), String> {
@@ -140,7 +144,8 @@ impl Server {
             die_with_parent(&mut c)
                 .args(["--root".as_ref(), root.as_os_str()])
                 .args(["--listen", &format!("0.0.0.0:{port}")])
-                .args(["--workers", &layout.workers.to_string()]);
+                .args(["--workers", &layout.workers.to_string()])
+                .args(["--admin", "127.0.0.1:0"]);
             if incoming_cpu {
                 c.arg("--incoming-cpu");
             }
@@ -188,6 +193,7 @@ impl Server {
             kind,
             port,
             children: Vec::new(),
+            admins: Vec::new(),
             describe: format!(
                 "{name}: {} process(es) x {} worker(s) on 0.0.0.0:{port} (SO_REUSEPORT)",
                 layout.processes, layout.workers
@@ -210,8 +216,11 @@ impl Server {
         let deadline = Instant::now() + Duration::from_secs(15);
         for (i, (out, err)) in outs.iter().enumerate() {
             loop {
-                if fs::read_to_string(out).is_ok_and(|t| t.contains("listening on")) {
-                    break;
+                if let Ok(t) = fs::read_to_string(out) {
+                    if t.contains("listening on") {
+                        s.admins.extend(admin_address(&t));
+                        break;
+                    }
                 }
                 if let Ok(Some(st)) = s.children[i].try_wait() {
                     let e = fs::read_to_string(err).unwrap_or_default();
@@ -265,6 +274,7 @@ impl Server {
             kind: Kind::H2o,
             port,
             children: vec![child],
+            admins: Vec::new(),
             describe: format!(
                 "h2o: 1 process x {threads} thread(s) on 0.0.0.0:{port} (file.dir, max-connections {max_connections})"
             ),
@@ -310,6 +320,7 @@ impl Server {
             kind: Kind::Nginx,
             port,
             children: vec![child],
+            admins: Vec::new(),
             describe: format!(
                 "nginx: 1 master + {} worker(s) on 0.0.0.0:{port} (reuseport, worker_rlimit_nofile 19999, worker_connections {})",
                 layout.total_workers(),
@@ -365,6 +376,60 @@ impl Server {
         }
         self.children.clear();
     }
+}
+
+/// The address in corestream's "corestream: admin on http://ADDR/metrics" line.
+fn admin_address(stdout: &str) -> Option<SocketAddr> {
+    stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("corestream: admin on http://"))
+        .and_then(|rest| rest.strip_suffix("/metrics"))
+        .and_then(|a| a.parse().ok())
+}
+
+/// Sum of every `name{LABEL="value"} N` sample in a Prometheus text, by label value.
+pub fn samples_by_label(text: &str, name: &str, label: &str) -> BTreeMap<String, u64> {
+    let prefix = format!("{name}{{{label}=\"");
+    let mut out = BTreeMap::new();
+    for line in text.lines() {
+        let Some(rest) = line.strip_prefix(&prefix) else {
+            continue;
+        };
+        let Some((value, sample)) = rest.split_once("\"}") else {
+            continue;
+        };
+        if let Ok(n) = sample.trim().parse::<f64>() {
+            *out.entry(value.to_string()).or_default() += n as u64;
+        }
+    }
+    out
+}
+
+impl Server {
+    /// Connections corestream has closed so far, by reason, summed over its processes
+    /// (`corestream_connections_closed_total`); empty for the other servers, or when a scrape
+    /// fails.
+    pub fn closes(&self) -> BTreeMap<String, u64> {
+        let mut total = BTreeMap::new();
+        for &a in &self.admins {
+            let Ok(text) = scrape(a) else {
+                return BTreeMap::new();
+            };
+            for (k, v) in samples_by_label(&text, "corestream_connections_closed_total", "reason") {
+                *total.entry(k).or_default() += v;
+            }
+        }
+        total
+    }
+}
+
+fn scrape(a: SocketAddr) -> std::io::Result<String> {
+    let mut c = TcpStream::connect_timeout(&a, Duration::from_secs(5))?;
+    c.set_read_timeout(Some(Duration::from_secs(5)))?;
+    c.write_all(b"GET /metrics HTTP/1.1\r\nHost: bench\r\nConnection: close\r\n\r\n")?;
+    let mut out = String::new();
+    c.read_to_string(&mut out)?;
+    Ok(out)
 }
 
 impl Drop for Server {
@@ -448,6 +513,33 @@ pub fn corestream_binary(build: bool) -> Result<PathBuf, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn closes_are_read_from_a_real_scrape_text_by_reason() {
+        let text = "# HELP corestream_connections_closed_total Connections closed, by reason.\n\
+            # TYPE corestream_connections_closed_total counter\n\
+            corestream_connections_closed_total{reason=\"peer\"} 7\n\
+            corestream_connections_closed_total{reason=\"peer_gone\"} 2\n\
+            corestream_connections_closed_total{reason=\"timeout_idle\"} 0\n\
+            corestream_connections_closed_total_x{reason=\"peer\"} 9\n\
+            corestream_timeouts_total{reason=\"peer\"} 5\n";
+        let got = samples_by_label(text, "corestream_connections_closed_total", "reason");
+        let want: BTreeMap<String, u64> = [("peer", 7), ("peer_gone", 2), ("timeout_idle", 0)]
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v))
+            .collect();
+        assert_eq!(got, want);
+        assert_eq!(
+            admin_address(
+                "corestream: serving\ncorestream: admin on http://127.0.0.1:4242/metrics\n"
+            ),
+            Some(SocketAddr::from(([127, 0, 0, 1], 4242)))
+        );
+        assert_eq!(
+            admin_address("corestream: listening on http://0.0.0.0:80/\n"),
+            None
+        );
+    }
 
     #[test]
     fn layouts_respect_fd_ceiling() {
