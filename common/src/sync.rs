@@ -5,7 +5,8 @@
 //! What these locks guard is kept consistent between statements (maps, counters, caches
 //! whose worst inconsistency is a miscounted byte total), so the data is taken as it is.
 
-use std::sync::{Mutex, MutexGuard, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 /// `m.lock()`, also after a panic while it was held.
 pub fn lock<T: ?Sized>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -22,10 +23,63 @@ pub fn write<T: ?Sized>(l: &RwLock<T>) -> RwLockWriteGuard<'_, T> {
     l.write().unwrap_or_else(PoisonError::into_inner)
 }
 
+/// Places for at most `max` things at once (connections a small blocking server answers,
+/// each on its own thread): `take` gives a `Slot`, which gives its place back when dropped,
+/// however its holder ends.
+pub struct Slots {
+    used: Arc<AtomicUsize>,
+    max: usize,
+}
+
+pub struct Slot(Arc<AtomicUsize>);
+
+impl Slots {
+    pub fn new(max: usize) -> Slots {
+        Slots {
+            used: Arc::new(AtomicUsize::new(0)),
+            max,
+        }
+    }
+
+    /// A place, or None when all `max` are taken.
+    pub fn take(&self) -> Option<Slot> {
+        if self.used.fetch_add(1, Ordering::Relaxed) >= self.max {
+            self.used.fetch_sub(1, Ordering::Relaxed);
+            return None;
+        }
+        Some(Slot(Arc::clone(&self.used)))
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::Arc;
+
+    #[test]
+    fn slots_are_given_back_however_their_holder_ends() {
+        let slots = Slots::new(2);
+        let a = slots.take();
+        let b = slots.take();
+        assert!(a.is_some() && b.is_some());
+        assert!(slots.take().is_none(), "a third while two are held");
+        drop(a);
+        let c = slots.take();
+        assert!(c.is_some(), "a place given back is taken again");
+        let held = c;
+        let r = std::thread::spawn(move || {
+            let _held = held;
+            panic!("the holder's thread ends in a panic");
+        })
+        .join();
+        assert!(r.is_err());
+        assert!(slots.take().is_some(), "given back by the unwinding");
+    }
 
     fn poison<T: Send + Sync + 'static>(hold: impl FnOnce(&T) + Send + 'static, v: Arc<T>) {
         let held = std::thread::spawn(move || hold(&v)).join();

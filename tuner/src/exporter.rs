@@ -6,10 +6,10 @@
 //! a connection that sends nothing (a port scanner, a balancer's TCP check) would hold every
 //! scrape behind it until its timeout, longer than Prometheus waits.
 
+use corestream_common::sync::Slots;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::Path;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -39,13 +39,11 @@ impl Exporter {
         std::thread::Builder::new()
             .name("metrics".into())
             .spawn(move || {
-                let active = Arc::new(AtomicUsize::new(0));
+                let slots = Slots::new(MAX_CONNECTIONS);
                 for conn in listener.incoming().flatten() {
-                    if active.fetch_add(1, Ordering::Relaxed) >= MAX_CONNECTIONS {
-                        active.fetch_sub(1, Ordering::Relaxed);
+                    let Some(slot) = slots.take() else {
                         continue;
-                    }
-                    let slot = Slot(Arc::clone(&active));
+                    };
                     let shared = Arc::clone(&shared);
                     // One bad client must not stop the exporter: errors end that connection.
                     let _ = std::thread::Builder::new()
@@ -63,15 +61,6 @@ impl Exporter {
         // A panicking scrape thread cannot leave the text half-written: take it anyway.
         let mut g = corestream_common::sync::lock(&self.latest);
         *g = text;
-    }
-}
-
-/// Counts a connection in `MAX_CONNECTIONS` until its thread ends, however it ends.
-struct Slot(Arc<AtomicUsize>);
-
-impl Drop for Slot {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::Relaxed);
     }
 }
 

@@ -13,10 +13,11 @@ use crate::http::head;
 use crate::http::response::{CacheControl, Fields};
 use crate::http::{Body, Response, Status};
 use crate::shared::Shared;
+use corestream_common::sync::Slots;
 use metrics::ProcessFacts;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -34,11 +35,11 @@ pub fn start(addr: SocketAddr, shared: Arc<Shared>) -> std::io::Result<SocketAdd
     // A descriptor held in reserve: when the process is out of fds (exactly when an SRE
     // wants /metrics), give it up to accept the scrape, then take it back.
     let mut spare = std::fs::File::open("/dev/null").ok();
-    let active = Arc::new(AtomicUsize::new(0));
+    let slots = Slots::new(MAX_CONNECTIONS);
     std::thread::Builder::new()
         .name("corestream-admin".into())
         .spawn(move || loop {
-            let serve = |s| dispatch(s, &shared, &active);
+            let serve = |s| dispatch(s, &shared, &slots);
             match listener.accept() {
                 Ok((s, _)) => serve(s),
                 Err(e)
@@ -66,24 +67,12 @@ pub fn start(addr: SocketAddr, shared: Arc<Shared>) -> std::io::Result<SocketAdd
     Ok(local)
 }
 
-/// Counts a connection in `MAX_CONNECTIONS` for as long as it lives, however its thread
-/// ends.
-struct Slot(Arc<AtomicUsize>);
-
-impl Drop for Slot {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::Relaxed);
-    }
-}
-
 /// Serve `s` on a thread of its own, or close it when `MAX_CONNECTIONS` are being served
 /// (or no thread can be made).
-fn dispatch(s: TcpStream, shared: &Arc<Shared>, active: &Arc<AtomicUsize>) {
-    if active.fetch_add(1, Ordering::Relaxed) >= MAX_CONNECTIONS {
-        active.fetch_sub(1, Ordering::Relaxed);
+fn dispatch(s: TcpStream, shared: &Arc<Shared>, slots: &Slots) {
+    let Some(slot) = slots.take() else {
         return;
-    }
-    let slot = Slot(Arc::clone(active));
+    };
     let shared = Arc::clone(shared);
     let _ = std::thread::Builder::new()
         .name("corestream-admin-conn".into())
