@@ -934,7 +934,9 @@ fn ranges_of_an_object_still_arriving_are_answered_as_its_bytes_land() {
     // pushed. It used to get 200 and the whole segment from byte 0, which it would append
     // as the part.
     let root = media_root("ingest-range");
-    let s = start(&root, &[]);
+    let log = std::env::temp_dir().join(format!("corestream-range-{}.log", std::process::id()));
+    let _ = std::fs::remove_file(&log);
+    let s = start(&root, &["--access-log", log.to_str().unwrap()]);
     let data: Vec<u8> = (0..3000u32).map(|i| (i % 251) as u8).collect();
     let range_get = |v: &mut TcpStream, path: &str, range: &str| {
         write!(
@@ -1029,5 +1031,13 @@ fn ranges_of_an_object_still_arriving_are_answered_as_its_bytes_land() {
     let mut got = vec![0u8; 500];
     tail.read_exact(&mut got).unwrap();
     assert_eq!(got, &data[2500..]);
+    // Logged with the bytes of the range, not the offset reached in the object.
+    common::wait_for("the ranges' log lines", Duration::from_secs(5), || {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        text.contains("\"GET /live/seg9.m4s HTTP/1.1\" 206 100 ")
+            && text.contains("\"GET /live/seg9.m4s HTTP/1.1\" 206 600 ")
+            && text.contains("\"GET /live/seg10.m4s HTTP/1.1\" 206 500 ")
+    });
     let _ = std::fs::remove_dir_all(&root);
+    let _ = std::fs::remove_file(&log);
 }

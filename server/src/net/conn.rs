@@ -273,8 +273,9 @@ impl Machine {
         head::encode(&resp, &env, &mut self.out);
         cx.stats.request(code);
         // An object still arriving, sent without a length: logged when it ends, with the
-        // bytes actually sent.
-        let unknown_len = matches!(&resp.body, Body::Growing(g) if g.obj.declared.is_none());
+        // bytes actually sent (a range of one has its length).
+        let unknown_len =
+            matches!(&resp.body, Body::Growing(g) if g.obj.declared.is_none() && g.end.is_none());
         let mut pending = None;
         if let Some(log) = cx.log.as_mut() {
             let entry = accesslog::Entry {
