@@ -211,15 +211,10 @@ fn growing<'r>(req: &Request<'r>, close: bool, g: Arc<Growing>) -> Response<'r> 
     }
     let chunked = g.declared.is_none() && req.minor >= 1;
     let fields = Fields {
-        tier: g.upstream.then_some(TierStatus::Miss {
-            collapsed: req.collapsed,
-        }),
-        content_type: Some(g.content_type),
         content_length: g.declared,
-        cache_control: Some(CacheControl::Kind(g.kind)),
         chunked,
         close: close || (g.declared.is_none() && !chunked),
-        ..base(req, close)
+        ..growing_fields(req, close, &g)
     };
     let body = if req.method() == Method::Head {
         Body::Empty
@@ -230,6 +225,18 @@ fn growing<'r>(req: &Request<'r>, close: bool, g: Arc<Growing>) -> Response<'r> 
         status: Status::Ok,
         fields,
         body,
+    }
+}
+
+/// What every answer with an object still arriving says, whatever part of it it carries.
+fn growing_fields<'r>(req: &Request<'r>, close: bool, g: &Growing) -> Fields<'r> {
+    Fields {
+        tier: g.upstream.then_some(TierStatus::Miss {
+            collapsed: req.collapsed,
+        }),
+        content_type: Some(g.content_type),
+        cache_control: Some(CacheControl::Kind(g.kind)),
+        ..base(req, close)
     }
 }
 
@@ -264,15 +271,10 @@ fn growing_range<'r>(req: &Request<'r>, close: bool, g: &Arc<Growing>) -> Option
         },
     };
     let fields = Fields {
-        tier: g.upstream.then_some(TierStatus::Miss {
-            collapsed: req.collapsed,
-        }),
-        content_type: Some(g.content_type),
         content_length: Some(end - start + 1),
         content_range: Some(content_range),
         accept_ranges: true,
-        cache_control: Some(CacheControl::Kind(g.kind)),
-        ..base(req, close)
+        ..growing_fields(req, close, g)
     };
     let body = if is_head {
         Body::Empty
