@@ -1,7 +1,7 @@
 //! Helpers every Corestream crate needs, kept in one place so the server, the tuner and the
 //! load harness agree: how a duration is written on a command line, how a timestamp is
 //! printed, how an HLS attribute list is read, which CPUs a process may use, how a lock is taken after
-//! a panic. No dependencies: each is a few lines that a
+//! a panic, how a read is held to a deadline. No dependencies: each is a few lines that a
 //! crate would not make shorter.
 
 /// `eprintln!` that never panics. Rust ignores SIGPIPE, so writing to a stderr whose reader
@@ -18,6 +18,7 @@ macro_rules! say {
 
 pub mod cpus;
 pub mod date;
+pub mod deadline;
 pub mod duration;
 pub mod hls;
 pub mod size;

@@ -75,11 +75,7 @@ fn read_head(conn: &mut TcpStream, deadline: Instant) -> std::io::Result<Vec<u8>
         if ended || head.len() > 16 * 1024 {
             return Ok(head);
         }
-        let left = deadline.saturating_duration_since(Instant::now());
-        if left.is_zero() {
-            return Err(std::io::ErrorKind::TimedOut.into());
-        }
-        conn.set_read_timeout(Some(left))?;
+        corestream_common::deadline::arm(conn, deadline)?;
         let n = conn.read(&mut chunk)?;
         if n == 0 {
             return Ok(head);

@@ -94,8 +94,7 @@ fn handle(mut s: TcpStream, shared: &Shared) {
     let mut buf = Vec::with_capacity(1024);
     let mut chunk = [0u8; 1024];
     let path = loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        if left.is_zero() || s.set_read_timeout(Some(left)).is_err() {
+        if corestream_common::deadline::arm(&s, deadline).is_err() {
             return;
         }
         match s.read(&mut chunk) {

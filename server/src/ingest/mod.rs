@@ -456,8 +456,7 @@ impl<'a> Conn<'a> {
                 );
                 return None;
             }
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() || self.s.set_read_timeout(Some(left)).is_err() {
+            if corestream_common::deadline::arm(&self.s, deadline).is_err() {
                 return None;
             }
             let mut chunk = [0u8; 8192];

@@ -292,11 +292,7 @@ struct ByDeadline<'a> {
 
 impl Read for ByDeadline<'_> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let left = self.deadline.saturating_duration_since(Instant::now());
-        if left.is_zero() {
-            return Err(ErrorKind::TimedOut.into());
-        }
-        self.s.tcp().set_read_timeout(Some(left))?;
+        corestream_common::deadline::arm(self.s.tcp(), self.deadline)?;
         self.s.read(buf)
     }
 }
