@@ -31,6 +31,8 @@ struct Script {
     fields: Vec<(String, String)>,
     /// Answer 304 to If-None-Match with this tag.
     etag: Option<String>,
+    /// The 304 carries no fields of its own (`fields` go only with the 200).
+    bare_304: bool,
 }
 
 impl Script {
@@ -44,6 +46,7 @@ impl Script {
             cut: None,
             fields: Vec::new(),
             etag: None,
+            bare_304: false,
         }
     }
 }
@@ -141,7 +144,7 @@ fn serve(c: TcpStream, scripts: &Mutex<HashMap<String, Script>>, log: &Log, paus
         if let (Some(tag), Some(got)) = (&s.etag, &inm) {
             if tag == got {
                 let mut head = "HTTP/1.1 304 Not Modified\r\n".to_string();
-                for (k, v) in &s.fields {
+                for (k, v) in s.fields.iter().filter(|_| !s.bare_304) {
                     head.push_str(&format!("{k}: {v}\r\n"));
                 }
                 head.push_str("\r\n");
@@ -1263,5 +1266,118 @@ fn a_range_of_an_object_still_being_pulled_is_answered_as_its_bytes_arrive() {
     assert_eq!(data, &full[10_000..30_000]);
     assert_eq!(o.count("/a/seg.m4s"), 1);
     drop(first);
+    let _ = std::fs::remove_dir_all(&cache);
+}
+
+#[test]
+fn viewers_waiting_for_a_playlist_the_origin_marks_no_cache_or_no_store_get_it() {
+    // nginx-rtmp's HLS origins send `Cache-Control: no-cache` with every playlist; a shield
+    // may send one already past its max-age. The viewers held for the fetch were judged by
+    // freshness alone: each rerun fetched again, until their wait ended in a 504 (20 s).
+    let o = Origin::start();
+    let text = b"#EXTM3U\n#EXT-X-TARGETDURATION:2\n#EXTINF:2,\ns1.ts\n".to_vec();
+    for (path, cc, age) in [
+        ("/nc/index.m3u8", "no-cache", None),
+        ("/ns/index.m3u8", "no-store", None),
+        ("/old/index.m3u8", "max-age=1", Some("3")),
+    ] {
+        let mut s = Script::ok(&text);
+        s.etag = Some("\"p1\"".into());
+        s.delay = Duration::from_millis(200);
+        s.fields = vec![("Cache-Control".into(), cc.into())];
+        if let Some(a) = age {
+            s.fields.push(("Age".into(), a.into()));
+        }
+        o.set(path, s);
+    }
+    let cache = media_root("tier-no-cache");
+    let e = edge(&o.url(), &cache, &[]);
+    for path in ["/nc/index.m3u8", "/ns/index.m3u8", "/old/index.m3u8"] {
+        let mut viewers: Vec<TcpStream> = (0..5).map(|_| e.connect()).collect();
+        let asked = Instant::now();
+        for v in &mut viewers {
+            v.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+            write!(v, "GET {path} HTTP/1.1\r\nHost: e\r\n\r\n").unwrap();
+        }
+        for v in &mut viewers {
+            let r = read_response(v, false).expect("response");
+            assert_eq!(r.status, 200, "{path}");
+            assert_eq!(r.body, text, "{path}");
+        }
+        assert!(
+            asked.elapsed() < Duration::from_secs(3),
+            "{path}: {:?}",
+            asked.elapsed()
+        );
+        assert_eq!(
+            o.count(path),
+            1,
+            "{path}: one upstream request for all five"
+        );
+        // A new request must go to the origin again (validating where it can).
+        let r = e.get(&format!("GET {path} HTTP/1.1\r\nHost: e\r\n\r\n"));
+        assert_eq!(r.status, 200, "{path}");
+        assert_eq!(r.body, text, "{path}");
+        assert_eq!(o.count(path), 2, "{path}: asked again");
+    }
+    let log = o.log.lock().unwrap().clone();
+    let nc: Vec<_> = log.iter().filter(|(p, _)| p == "/nc/index.m3u8").collect();
+    assert_eq!(nc[1].1.as_deref(), Some("\"p1\""), "revalidated: {nc:?}");
+    let _ = std::fs::remove_dir_all(&cache);
+}
+
+#[test]
+fn a_304_without_cache_control_keeps_the_lifetime_the_200_gave() {
+    // RFC 9111 4.3.4: fields the 304 leaves out stay as stored. A no-cache key revalidated
+    // by a 304 carrying only its ETag was then served for 60 s without asking.
+    let o = Origin::start();
+    let mut s = Script::ok(b"0123456789abcdef");
+    s.etag = Some("\"k1\"".into());
+    s.fields = vec![("Cache-Control".into(), "no-cache".into())];
+    s.bare_304 = true;
+    o.set("/k/key.key", s);
+    let cache = media_root("tier-304-bare");
+    let e = edge(&o.url(), &cache, &[]);
+    for n in 1..=3 {
+        let r = e.get("GET /k/key.key HTTP/1.1\r\nHost: e\r\n\r\n");
+        assert_eq!(r.status, 200);
+        assert_eq!(r.body, b"0123456789abcdef");
+        assert_eq!(o.count("/k/key.key"), n, "every request validated");
+    }
+    let log = o.log.lock().unwrap().clone();
+    assert_eq!(log[2].1.as_deref(), Some("\"k1\""), "{log:?}");
+    let _ = std::fs::remove_dir_all(&cache);
+}
+
+#[test]
+fn a_range_or_a_precondition_on_a_cold_edge_is_honoured() {
+    // The first request for an object waits for the fetch; run again, it had lost its Range
+    // and its validators: 200 with the whole object, and If-Match not evaluated.
+    let o = Origin::start();
+    let full = body(100_000, 9);
+    let mut s = Script::ok(&full);
+    s.delay = Duration::from_millis(300);
+    o.set("/v/a.mp4", s.clone());
+    o.set("/v/b.mp4", s.clone());
+    o.set("/v/c.mp4", s);
+    let cache = media_root("tier-cold-range");
+    let e = edge(&o.url(), &cache, &[]);
+    let r = e.get("GET /v/a.mp4 HTTP/1.1\r\nHost: e\r\nRange: bytes=1000-1999\r\n\r\n");
+    assert_eq!(r.status, 206);
+    assert_eq!(r.header("content-range"), Some("bytes 1000-1999/100000"));
+    assert_eq!(r.body, &full[1000..2000]);
+    // Warm: the same.
+    let r = e.get("GET /v/a.mp4 HTTP/1.1\r\nHost: e\r\nRange: bytes=1000-1999\r\n\r\n");
+    assert_eq!(r.status, 206);
+    assert_eq!(r.body, &full[1000..2000]);
+    let r = e.get("GET /v/b.mp4 HTTP/1.1\r\nHost: e\r\nRange: bytes=-10\r\n\r\n");
+    assert_eq!(r.status, 206);
+    assert_eq!(r.body, &full[99_990..]);
+    let r = e.get("GET /v/c.mp4 HTTP/1.1\r\nHost: e\r\nIf-Match: \"nope\"\r\n\r\n");
+    assert_eq!(r.status, 412);
+    assert_eq!(
+        o.count("/v/a.mp4") + o.count("/v/b.mp4") + o.count("/v/c.mp4"),
+        3
+    );
     let _ = std::fs::remove_dir_all(&cache);
 }

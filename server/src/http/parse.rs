@@ -41,6 +41,9 @@ pub struct Request<'a> {
     /// Held behind an upstream fetch that another request started (the edge tier's
     /// `Cache-Status: ...; collapsed`); never set by the parser.
     pub collapsed: bool,
+    /// When a held request began waiting (never set by the parser): the edge tier answers
+    /// it with a copy validated since then, fresh or not.
+    pub held_since: Option<std::time::Instant>,
     /// The request announced a body (Content-Length > 0): we never read bodies, so the
     /// connection must close after the response to stay in sync.
     pub has_body: bool,

@@ -69,6 +69,7 @@ pub struct Parked {
     origin: Option<Box<[u8]>>,
     /// The CMCD header lines it carried (the query form stays in `target`).
     cmcd: Option<Box<[u8]>>,
+    kept: Kept,
     /// When it was first held (CMSD `ht`).
     pub since: std::time::Instant,
     /// Waiting for an upstream fetch another request started.
@@ -77,10 +78,53 @@ pub struct Parked {
     pub deadline: u32,
 }
 
+/// What else of a held request its answer depends on (Range, If-Range and the validators)
+/// or its log line shows (Referer, User-Agent; only with an access log): copied, since the
+/// read buffer is not kept while it waits. Without them a rerun answered 200 and the whole
+/// object to a Range (a byte-range part behind a preload hint, any range on a cold edge) and
+/// ignored If-Match and If-None-Match.
+#[derive(Default)]
+struct Kept {
+    range: Option<Box<[u8]>>,
+    if_range: Option<Box<[u8]>>,
+    if_match: Option<Box<[u8]>>,
+    if_unmodified_since: Option<Box<[u8]>>,
+    if_none_match: Option<Box<[u8]>>,
+    if_modified_since: Option<Box<[u8]>>,
+    referer: Option<Box<[u8]>>,
+    user_agent: Option<Box<[u8]>>,
+}
+
+impl Kept {
+    fn of(req: &Request<'_>, logged: bool) -> Kept {
+        let copy = |v: Option<&[u8]>| v.map(Into::into);
+        Kept {
+            range: copy(req.range),
+            if_range: copy(req.if_range),
+            if_match: copy(req.if_match),
+            if_unmodified_since: copy(req.if_unmodified_since),
+            if_none_match: copy(req.if_none_match),
+            if_modified_since: copy(req.if_modified_since),
+            referer: copy(req.referer.filter(|_| logged)),
+            user_agent: copy(req.user_agent.filter(|_| logged)),
+        }
+    }
+}
+
 impl Parked {
     /// The request as it was parsed, to run it again.
     pub fn request(&self) -> Request<'_> {
+        let k = &self.kept;
         Request {
+            range: k.range.as_deref(),
+            if_range: k.if_range.as_deref(),
+            if_match: k.if_match.as_deref(),
+            if_unmodified_since: k.if_unmodified_since.as_deref(),
+            if_none_match: k.if_none_match.as_deref(),
+            if_modified_since: k.if_modified_since.as_deref(),
+            referer: k.referer.as_deref(),
+            user_agent: k.user_agent.as_deref(),
+            held_since: Some(self.since),
             method: Some(if self.head { Method::Head } else { Method::Get }),
             method_str: if self.head { "HEAD" } else { "GET" },
             target: &self.target,
@@ -206,6 +250,15 @@ fn entity<'r>(
 /// or suffix range of an object of unknown length, or one under If-Range, gets the whole
 /// body (RFC 9110 14.2 lets a server ignore Range).
 fn growing<'r>(req: &Request<'r>, close: bool, g: Arc<Growing>) -> Response<'r> {
+    // An object still arriving has no validator yet (no ETag, no Last-Modified): of the
+    // preconditions only `If-Match: *` can hold (RFC 9110 13.1.1); the others need one.
+    if req
+        .if_match
+        .is_some_and(|v| crate::http::parse::trim(v) != b"*")
+    {
+        let is_head = req.method() == Method::Head;
+        return Response::error(Status::PreconditionFailed, base(req, close), !is_head);
+    }
     if let Some(r) = growing_range(req, close, &g) {
         return r;
     }
@@ -242,8 +295,11 @@ fn growing_fields<'r>(req: &Request<'r>, close: bool, g: &Growing) -> Fields<'r>
 
 /// The 206 (or 416) for a Range request of an object still arriving, if it has one.
 fn growing_range<'r>(req: &Request<'r>, close: bool, g: &Arc<Growing>) -> Option<Response<'r>> {
-    let value = req.range.filter(|_| req.if_range.is_none())?;
-    let is_head = req.method() == Method::Head;
+    // Range is defined for GET only (RFC 9110 14.2): a HEAD gets the whole object's head, as
+    // for a file (`cond::decide`).
+    let value = req
+        .range
+        .filter(|_| req.if_range.is_none() && req.method() == Method::Get)?;
     let result = match g.declared {
         Some(len) => range::evaluate(value, len),
         None => range::evaluate_unknown_length(value),
@@ -252,7 +308,7 @@ fn growing_range<'r>(req: &Request<'r>, close: bool, g: &Arc<Growing>) -> Option
         RangeResult::Full => return None,
         RangeResult::Partial { start, end } => (start, end),
         RangeResult::Unsatisfiable => {
-            let mut r = Response::error(Status::RangeNotSatisfiable, base(req, close), !is_head);
+            let mut r = Response::error(Status::RangeNotSatisfiable, base(req, close), true);
             r.fields.content_range = Some(ContentRange::Unsatisfied {
                 size: g.declared.unwrap_or(0),
             });
@@ -276,14 +332,10 @@ fn growing_range<'r>(req: &Request<'r>, close: bool, g: &Arc<Growing>) -> Option
         accept_ranges: true,
         ..growing_fields(req, close, g)
     };
-    let body = if is_head {
-        Body::Empty
-    } else {
-        let mut b = GrowingBody::new(Arc::clone(g), false);
-        b.pos = start;
-        b.end = Some(end + 1);
-        Body::Growing(Box::new(b))
-    };
+    let mut b = GrowingBody::new(Arc::clone(g), false);
+    b.pos = start;
+    b.end = Some(end + 1);
+    let body = Body::Growing(Box::new(b));
     Some(Response {
         status: Status::PartialContent,
         fields,
@@ -349,7 +401,14 @@ fn pulled<'r>(
     } else {
         None
     };
-    let mut lookup = t.lookup(path, query.as_deref(), kind, content_type, !cx.rerun);
+    let mut lookup = t.lookup(
+        path,
+        query.as_deref(),
+        kind,
+        content_type,
+        !cx.rerun,
+        req.held_since,
+    );
     for _ in 0..2 {
         let Lookup::Hit { age } = lookup else {
             break;
@@ -388,7 +447,14 @@ fn pulled<'r>(
         let Some(mut r) = stored else {
             // Evicted between the lookup and the open: fetch it again.
             t.forget(path);
-            lookup = t.lookup(path, query.as_deref(), kind, content_type, false);
+            lookup = t.lookup(
+                path,
+                query.as_deref(),
+                kind,
+                content_type,
+                false,
+                req.held_since,
+            );
             continue;
         };
         r.fields.tier = Some(stored_answer(age));
@@ -442,6 +508,7 @@ fn park_for(cx: &Cx<'_>, req: &Request<'_>, key: &[u8], secs: f64) -> Box<Parked
     Box::new(Parked {
         key: key.into(),
         cmcd: req.cmcd.map(Into::into),
+        kept: Kept::of(req, cx.shared.cfg.access_log.is_some()),
         since: std::time::Instant::now(),
         collapsed: false,
         target: req.target.into(),

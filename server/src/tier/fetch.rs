@@ -6,7 +6,7 @@
 use super::fresh::{self, Policy};
 use super::origin::{Origin, Slot, Upstream};
 use super::share::{Claim, Lead, Meta};
-use super::{Entry, Job, Remembered, Tier};
+use super::{Entry, Job, Remembered, Tier, Validators};
 use crate::http::body::{self, BodyError, Framing};
 use crate::http::mime::Kind;
 use crate::http::Status;
@@ -40,6 +40,8 @@ enum Failure {
     /// The body failed mid-way: viewers on it were closed; nothing is remembered, so the
     /// next request fetches again.
     Broken,
+    /// A 304 for a copy evicted while it was being revalidated: ask again for all of it.
+    Evicted,
 }
 
 /// Start the fetcher threads.
@@ -89,7 +91,7 @@ fn abandon(t: &Tier, shared: &Shared, (key, path): (&[u8], &[u8]), ttl: Duration
     shared.inboxes.changed(&[key.to_vec()]);
 }
 
-fn run(t: &Tier, shared: &Shared, job: Job) {
+fn run(t: &Tier, shared: &Shared, mut job: Job) {
     crate::fault::injected("CORESTREAM_DEBUG_PANIC_FETCH", &job.path);
     // Other processes on this box with the same --cache-dir: one of us fetches.
     let mut lead = None;
@@ -110,7 +112,15 @@ fn run(t: &Tier, shared: &Shared, job: Job) {
     let mut last = (Status::BadGateway, String::from("no origin"));
     let mut outcome = None;
     for i in super::origin::order(t.origins(), &job.path) {
-        match attempt(t, shared, &t.origins()[i], &job, &mut lead) {
+        let origin = &t.origins()[i];
+        let mut result = attempt(t, shared, origin, &job, &mut lead);
+        if matches!(result, Err(Failure::Evicted)) {
+            // Its viewers are waiting now: the whole object at once, not a 503 remembered
+            // for the negative TTL.
+            job.revalidate = None;
+            result = attempt(t, shared, origin, &job, &mut lead);
+        }
+        match result {
             Ok(()) => {
                 outcome = Some(Ok(()));
                 break;
@@ -127,6 +137,11 @@ fn run(t: &Tier, shared: &Shared, job: Job) {
         Some(Err(Failure::Broken)) => {
             t.remember(&job.key, Remembered::Broken, t.negative_ttl(&job))
         }
+        Some(Err(Failure::Evicted)) => t.remember(
+            &job.key,
+            Remembered::Status(Status::ServiceUnavailable),
+            t.negative_ttl(&job),
+        ),
         Some(Err(Failure::Final(status))) => {
             t.remember(&job.key, Remembered::Status(status), t.negative_ttl(&job))
         }
@@ -185,6 +200,14 @@ impl Head {
 
     fn policy(&self) -> Policy {
         fresh::policy(self.fields.iter().map(|(n, v)| (n.as_str(), v.as_slice())))
+    }
+
+    /// Its ETag and Last-Modified.
+    fn validators(&self) -> Validators {
+        (
+            self.field("etag").map(<[u8]>::to_vec),
+            self.field("last-modified").map(<[u8]>::to_vec),
+        )
     }
 }
 
@@ -437,10 +460,11 @@ fn attempt(
         200 if job.query.is_some() => blocking_playlist(t, &mut s, &mut buf, &head, job)?,
         200 => store(t, shared, &mut s, &mut buf, &head, job, lead)?,
         304 if job.revalidate.is_some() => {
-            let default = default_lifetime(job.kind);
-            if !t.refresh(&job.path, &head.policy(), default) {
-                // Evicted meanwhile: fetch it whole next time.
-                return Err(Failure::Final(Status::ServiceUnavailable));
+            if !t.refresh(&job.path, &head.policy(), head.validators()) {
+                if drain(&mut s, &mut buf, &head) {
+                    slot.keep(s);
+                }
+                return Err(Failure::Evicted);
             }
             head.keep_alive
         }
@@ -612,9 +636,16 @@ fn store(
             }
         }
     }
-    let etag = head.field("etag").map(<[u8]>::to_vec);
-    let last_modified = head.field("last-modified").map(<[u8]>::to_vec);
+    let (etag, last_modified) = head.validators();
     let storable = !policy.no_store && size <= t.opts.max_bytes;
+    if !storable && job.kind == Kind::Playlist && size <= MAX_PLAYLIST {
+        // Playlists are not followed while they arrive: the viewers held for this fetch are
+        // answered from the remembered body once woken (a zero TTL: no new request gets
+        // it, `no-store` and `private` are honoured), or each would fetch again.
+        if let Ok(body) = crate::net::fsys::read_exact_size(up.file.as_raw_fd(), size) {
+            t.remember(&job.key, Remembered::Playlist(body.into()), Duration::ZERO);
+        }
+    }
     if storable {
         let entry = Entry {
             size,

@@ -98,8 +98,68 @@ pub enum Lookup {
 /// The ETag and Last-Modified of a stored copy, sent as If-None-Match and If-Modified-Since.
 pub type Validators = (Option<Vec<u8>>, Option<Vec<u8>>);
 
-/// Remembered answers by key, with the instant each stops being used and the one it began.
-type RememberedMap = HashMap<Box<[u8]>, (Remembered, Instant, Instant)>;
+/// Bytes of remembered playlist bodies kept at most: a client asking for every old
+/// msn/part/skip combination of a long playlist makes an upstream request and a body to keep
+/// for each, and 100,000 of them would be gigabytes.
+const MAX_OUTCOME_BYTES: u64 = 64 << 20;
+
+/// Remembered answers by key, with the instant each stops being used and the one it began;
+/// the oldest go first when a bound is reached.
+#[derive(Default)]
+struct Outcomes {
+    map: HashMap<Box<[u8]>, (Remembered, Instant, Instant)>,
+    /// Keys in the order they were remembered, with that instant (a key remembered again
+    /// later is found by its newer instant and kept).
+    order: VecDeque<(Box<[u8]>, Instant)>,
+    /// Bytes of the playlist bodies in `map`.
+    bytes: u64,
+}
+
+impl Remembered {
+    fn bytes(&self) -> u64 {
+        match self {
+            Remembered::Playlist(b) => b.len() as u64,
+            _ => 0,
+        }
+    }
+}
+
+impl Outcomes {
+    fn get(&self, key: &[u8]) -> Option<&(Remembered, Instant, Instant)> {
+        self.map.get(key)
+    }
+
+    fn remove(&mut self, key: &[u8]) {
+        if let Some((a, ..)) = self.map.remove(key) {
+            self.bytes -= a.bytes();
+        }
+    }
+
+    /// Remember `answer` until `until`, making room first: a new answer is always kept (a
+    /// held request woken for it must find it, or it would fetch again).
+    fn insert(&mut self, key: &[u8], answer: Remembered, until: Instant, now: Instant) {
+        self.remove(key);
+        let need = answer.bytes();
+        while self.map.len() >= MAX_OUTCOMES || self.bytes + need > MAX_OUTCOME_BYTES {
+            let Some((old, at)) = self.order.pop_front() else {
+                break;
+            };
+            if self.map.get(&old).is_some_and(|(.., since)| *since == at) {
+                self.remove(&old);
+            }
+        }
+        // Keys forgotten or remembered again leave stale places in `order`; drop them
+        // before it outgrows the map.
+        if self.order.len() >= 2 * MAX_OUTCOMES {
+            let map = &self.map;
+            self.order
+                .retain(|(k, at)| map.get(k).is_some_and(|(.., since)| since == at));
+        }
+        self.bytes += need;
+        self.order.push_back((key.into(), now));
+        self.map.insert(key.into(), (answer, until, now));
+    }
+}
 
 /// Directories of live media playlists seen, at most (a bound like `MAX_OUTCOMES`).
 const MAX_CADENCES: usize = 10_000;
@@ -158,7 +218,7 @@ pub struct Tier {
     pub cache_fd: OwnedFd,
     index: Mutex<Index>,
     in_flight: Mutex<HashSet<Box<[u8]>>>,
-    remembered: Mutex<RememberedMap>,
+    remembered: Mutex<Outcomes>,
     /// By directory: the cadence of the live media playlists pulled from it.
     cadences: Mutex<HashMap<Box<[u8]>, Cadence>>,
     jobs: Mutex<VecDeque<Job>>,
@@ -191,8 +251,27 @@ pub fn blocking_query(target: &[u8]) -> Option<Vec<u8>> {
         };
         found[slot] = Some(pair);
     }
-    let parts: Vec<&[u8]> = found.iter().flatten().copied().collect();
+    let parts: Vec<Vec<u8>> = found.iter().flatten().map(|p| canonical(p)).collect();
     (!parts.is_empty()).then(|| parts.join(&b'&'))
+}
+
+/// `name=value` with a decimal value written without leading zeros (`_HLS_msn=0007` is
+/// `_HLS_msn=7`): one request, and one remembered answer, for every spelling of a number.
+/// Anything else is kept as written, for the origin to judge.
+fn canonical(pair: &[u8]) -> Vec<u8> {
+    let Some(eq) = pair.iter().position(|&b| b == b'=') else {
+        return pair.to_vec();
+    };
+    let value = &pair[eq + 1..];
+    if value.len() < 2 || !value.iter().all(u8::is_ascii_digit) {
+        return pair.to_vec();
+    }
+    let zeros = value
+        .iter()
+        .take_while(|&&b| b == b'0')
+        .count()
+        .min(value.len() - 1);
+    [&pair[..=eq], &value[zeros..]].concat()
 }
 
 impl Tier {
@@ -219,7 +298,7 @@ impl Tier {
                 bytes: 0,
             }),
             in_flight: Mutex::new(HashSet::new()),
-            remembered: Mutex::new(HashMap::new()),
+            remembered: Mutex::new(Outcomes::default()),
             cadences: Mutex::new(HashMap::new()),
             jobs: Mutex::new(VecDeque::new()),
             job_ready: Condvar::new(),
@@ -233,7 +312,9 @@ impl Tier {
 
     /// What to do with a request for `path` (and the blocking directives `query`) that the
     /// local root does not have. Starts a fetch when nothing is stored or under way.
-    /// `fresh`: a new request (not a held one run again), for the counters.
+    /// `fresh`: a new request (not a held one run again), for the counters. `held_since`:
+    /// when a held request began waiting; a copy stored or revalidated since then is its
+    /// answer, however short its freshness (below).
     pub fn lookup(
         &self,
         path: &[u8],
@@ -241,6 +322,7 @@ impl Tier {
         kind: Kind,
         content_type: &'static str,
         fresh: bool,
+        held_since: Option<Instant>,
     ) -> Lookup {
         let count = |c: &AtomicU64| {
             if fresh {
@@ -290,7 +372,13 @@ impl Tier {
                 let mut idx = lock(&self.index);
                 if let Some(e) = idx.map.get(path) {
                     let age = e.age + e.stored.elapsed();
-                    if age < e.lifetime {
+                    // The viewers that waited for a fetch take what it brought even when
+                    // it is stale on arrival (`no-cache`, `max-age=0`, an `Age` past its
+                    // max-age: the usual live playlist of an nginx-rtmp or shield origin):
+                    // it was validated after they asked (RFC 9111 4.3). Judged by
+                    // freshness alone, each rerun fetched again and woke them again, until
+                    // their wait ended in a 504.
+                    if age < e.lifetime || held_since.is_some_and(|s| e.stored >= s) {
                         count(&self.stats.hits);
                         return Lookup::Hit { age: age.as_secs() };
                     }
@@ -324,13 +412,17 @@ impl Tier {
         Lookup::Wait { joined: false }
     }
 
-    /// The stored file of `path` vanished (evicted between lookup and open): forget it.
+    /// The stored copy of `path` is gone (evicted between lookup and open) or no longer
+    /// exists upstream (a 404 or 410 on revalidation, as segments that left the live window
+    /// get): forget it, and delete its file, which --cache-max-bytes no longer counts.
     pub fn forget(&self, path: &[u8]) {
-        {
-            let mut idx = lock(&self.index);
-            if let Some(e) = idx.map.pop(path) {
-                idx.bytes = idx.bytes.saturating_sub(e.size);
-            }
+        let mut idx = lock(&self.index);
+        if let Some(e) = idx.map.pop(path) {
+            idx.bytes = idx.bytes.saturating_sub(e.size);
+            // Under the index lock: a fetch storing the path anew waits for it. Viewers
+            // still sending the old copy keep their descriptor.
+            let _ =
+                crate::ingest::store::delete(std::os::fd::AsRawFd::as_raw_fd(&self.cache_fd), path);
         }
     }
 
@@ -355,18 +447,8 @@ impl Tier {
     }
 
     fn remember(&self, key: &[u8], answer: Remembered, ttl: Duration) {
-        {
-            let mut r = lock(&self.remembered);
-            if r.len() >= MAX_OUTCOMES {
-                let now = Instant::now();
-                r.retain(|_, (_, until, _)| *until > now);
-                if r.len() >= MAX_OUTCOMES {
-                    return;
-                }
-            }
-            let now = Instant::now();
-            r.insert(key.into(), (answer, now + ttl, now));
-        }
+        let now = Instant::now();
+        lock(&self.remembered).insert(key, answer, now + ttl, now);
     }
 
     /// A media playlist at `path` came from an origin: remember how often names appear
@@ -447,14 +529,23 @@ impl Tier {
         }
     }
 
-    /// A 304 from the origin: the stored copy is fresh again.
-    fn refresh(&self, path: &[u8], policy: &fresh::Policy, default: Duration) -> bool {
+    /// A 304 from the origin: the stored copy is fresh again. What the 304 says replaces
+    /// what was stored, what it leaves out stays (RFC 9111 4.3.4): a 304 with no
+    /// Cache-Control keeps the lifetime the 200 gave (it fell to the 60 s default, so a
+    /// `no-cache` object went unvalidated for a minute), and a new validator is kept.
+    fn refresh(&self, path: &[u8], policy: &fresh::Policy, (etag, lm): Validators) -> bool {
         let mut idx = lock(&self.index);
         match idx.map.get_mut(path) {
             Some(e) => {
                 e.stored = Instant::now();
                 e.age = policy.age;
-                e.lifetime = policy.lifetime.unwrap_or(default);
+                e.lifetime = policy.lifetime.unwrap_or(e.lifetime);
+                if etag.is_some() {
+                    e.etag = etag;
+                }
+                if lm.is_some() {
+                    e.last_modified = lm;
+                }
                 true
             }
             None => false,
@@ -578,4 +669,82 @@ pub fn open_cache(dir: &std::path::Path) -> Result<OwnedFd, String> {
     });
     std::fs::create_dir_all(&objects).map_err(fix)?;
     crate::net::fsys::open_root(&objects).map_err(fix)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn blocking_directives_are_keyed_by_their_numbers_not_their_spelling() {
+        let q = |t: &[u8]| blocking_query(t).map(|v| String::from_utf8(v).unwrap());
+        assert_eq!(
+            q(b"/l/p.m3u8?_HLS_part=02&cb=1&_HLS_msn=0007"),
+            Some("_HLS_msn=7&_HLS_part=2".into())
+        );
+        assert_eq!(q(b"/l/p.m3u8?_HLS_msn=0"), Some("_HLS_msn=0".into()));
+        assert_eq!(q(b"/l/p.m3u8?_HLS_msn=000"), Some("_HLS_msn=0".into()));
+        assert_eq!(
+            q(b"/l/p.m3u8?_HLS_msn=12&_HLS_skip=YES"),
+            Some("_HLS_msn=12&_HLS_skip=YES".into())
+        );
+        // Not a number: as written (the origin answers it 400).
+        assert_eq!(q(b"/l/p.m3u8?_HLS_msn=-01"), Some("_HLS_msn=-01".into()));
+        assert_eq!(q(b"/l/p.m3u8?cb=1"), None);
+    }
+
+    #[test]
+    fn remembered_answers_stay_within_their_count_and_bytes_oldest_first() {
+        let mut o = Outcomes::default();
+        let now = Instant::now();
+        let later = now + Duration::from_secs(60);
+        let body = Bytes::from(vec![b'#'; 1 << 20]);
+        // 100 playlists of 1 MiB: only the newest 64 fit.
+        for i in 0..100u32 {
+            let key = format!("/l/p.m3u8?_HLS_msn={i}");
+            let at = now + Duration::from_micros(u64::from(i));
+            o.insert(
+                key.as_bytes(),
+                Remembered::Playlist(body.clone()),
+                later,
+                at,
+            );
+            assert!(o.bytes <= MAX_OUTCOME_BYTES);
+        }
+        assert_eq!(o.bytes, 64 << 20);
+        assert!(o.get(b"/l/p.m3u8?_HLS_msn=35").is_none());
+        assert!(o.get(b"/l/p.m3u8?_HLS_msn=36").is_some());
+        assert!(o.get(b"/l/p.m3u8?_HLS_msn=99").is_some());
+        // A new answer is always kept (the oldest makes room), a 404 costs no bytes.
+        o.insert(
+            b"/gone.ts",
+            Remembered::Status(Status::NotFound),
+            later,
+            later,
+        );
+        assert!(o.get(b"/gone.ts").is_some());
+        // Remembered again: counted once, and its earlier place in the order is stale.
+        o.insert(
+            b"/l/p.m3u8?_HLS_msn=99",
+            Remembered::Status(Status::NotFound),
+            later,
+            later,
+        );
+        assert_eq!(o.bytes, 63 << 20);
+        o.remove(b"/l/p.m3u8?_HLS_msn=98");
+        assert_eq!(o.bytes, 62 << 20);
+        // Count bound: filling with 404s evicts the playlists first (they are older).
+        for i in 0..MAX_OUTCOMES {
+            let key = format!("/m/{i}.ts");
+            o.insert(
+                key.as_bytes(),
+                Remembered::Status(Status::NotFound),
+                later,
+                later,
+            );
+        }
+        assert_eq!(o.map.len(), MAX_OUTCOMES);
+        assert_eq!(o.bytes, 0);
+        assert!(o.order.len() < 2 * MAX_OUTCOMES);
+    }
 }
