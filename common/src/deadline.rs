@@ -4,7 +4,7 @@
 //! origin fetches for as long as the peer liked. Before each read of something that must
 //! arrive whole (a request head, a response head), the timeout is cut to what is left.
 
-use std::io;
+use std::io::{self, Read};
 use std::net::TcpStream;
 use std::time::Instant;
 
@@ -15,6 +15,31 @@ pub fn arm(s: &TcpStream, deadline: Instant) -> io::Result<()> {
         return Err(io::ErrorKind::TimedOut.into());
     }
     s.set_read_timeout(Some(left))
+}
+
+/// A stream read over a TCP socket (plain, or TLS on top of one).
+pub trait OnSocket: Read {
+    fn socket(&self) -> &TcpStream;
+}
+
+impl OnSocket for TcpStream {
+    fn socket(&self) -> &TcpStream {
+        self
+    }
+}
+
+/// `s` read through a reader (a head parser, a body decoder) that must be done by
+/// `deadline` in all, whatever pace the peer keeps.
+pub struct By<'a, S: OnSocket> {
+    pub s: &'a mut S,
+    pub deadline: Instant,
+}
+
+impl<S: OnSocket> Read for By<'_, S> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        arm(self.s.socket(), self.deadline)?;
+        self.s.read(buf)
+    }
 }
 
 #[cfg(test)]

@@ -1041,3 +1041,94 @@ fn ranges_of_an_object_still_arriving_are_answered_as_its_bytes_land() {
     let _ = std::fs::remove_dir_all(&root);
     let _ = std::fs::remove_file(&log);
 }
+
+#[test]
+fn refused_clients_trickling_a_body_do_not_hold_the_ingest_slots() {
+    // Answers that come before (or without) the token check read on a little, each read
+    // with its own timeout: a client without a token sending a byte every 0.9 s after its
+    // 401 (or after a 405, an OPTIONS) kept its slot for good, and with every slot held the
+    // packager's PUT got 503.
+    let root = media_root("ingest-trickle");
+    let token = root.join("token");
+    std::fs::write(&token, "s3cret\n").unwrap();
+    let media = root.join("media");
+    std::fs::create_dir_all(&media).unwrap();
+    let s = start(
+        &media,
+        &[
+            "--ingest-token-file",
+            token.to_str().unwrap(),
+            "--ingest-timeout",
+            "2s",
+            "--ingest-max-connections",
+            "3",
+        ],
+    );
+    let heads = [
+        "PUT /live/x.ts HTTP/1.1\r\nContent-Length: 999999999\r\n\r\n",
+        "POST /live/x.ts HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n",
+        "OPTIONS /live/x.ts HTTP/1.1\r\nContent-Length: 50000\r\n\r\n",
+    ];
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let tricklers: Vec<_> = heads
+        .iter()
+        .map(|head| {
+            let mut c = ingest(&s);
+            c.write_all(head.as_bytes()).unwrap();
+            let chunked = head.contains("chunked");
+            let stop = stop.clone();
+            std::thread::spawn(move || {
+                let t = Instant::now();
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    let piece: &[u8] = if chunked { b"1\r\na\r\n" } else { b"a" };
+                    if c.write_all(piece).is_err() {
+                        break;
+                    }
+                    std::thread::sleep(Duration::from_millis(900));
+                }
+                let mut rest = Vec::new();
+                let _ = c.read_to_end(&mut rest);
+                t.elapsed()
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(4000));
+    let mut c = ingest(&s);
+    let r = put(
+        &mut c,
+        "/live/seg.ts",
+        b"the packager's segment",
+        "Authorization: Bearer s3cret\r\n",
+    );
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    for t in tricklers {
+        let held = t.join().unwrap();
+        assert!(held < Duration::from_secs(8), "held {held:?}");
+    }
+    assert_eq!(r.status, 201, "{}", String::from_utf8_lossy(&r.body));
+    let _ = std::fs::remove_dir_all(&root);
+}
+
+#[test]
+fn a_client_waiting_for_100_continue_gets_its_answer_when_the_body_is_not_wanted() {
+    // RFC 9110 10.1.1: answer the final status at once or send 100 Continue. A DELETE (or an
+    // OPTIONS) announcing a body and waiting for 100 got neither: the server waited for the
+    // body until --ingest-timeout, and so did the client.
+    let root = media_root("ingest-expect");
+    let s = start(&root, &["--ingest-timeout", "20s"]);
+    let mut c = ingest(&s);
+    assert_eq!(put(&mut c, "/e/gone.ts", b"x", "").status, 201);
+    for head in [
+        "DELETE /e/gone.ts HTTP/1.1\r\nContent-Length: 10\r\nExpect: 100-continue\r\n\r\n",
+        "OPTIONS /e/x.ts HTTP/1.1\r\nContent-Length: 10\r\nExpect: 100-continue\r\n\r\n",
+    ] {
+        let mut c = ingest(&s);
+        c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        c.write_all(head.as_bytes()).unwrap();
+        let r = read_response(&mut c, false).expect("an answer without sending the body");
+        assert_eq!(r.status, 204, "{head}");
+        assert_eq!(r.header("connection"), Some("close"), "{head}");
+    }
+    assert!(!root.join("e/gone.ts").exists());
+    let _ = std::fs::remove_dir_all(&root);
+}

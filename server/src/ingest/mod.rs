@@ -41,6 +41,8 @@ use store::{StoreError, Upload};
 /// Bodies of requests that store nothing (ffmpeg's DELETE is chunked, with an empty body)
 /// are read and dropped up to this size; larger ones end the connection.
 const MAX_DISCARD: u64 = 64 * 1024;
+/// How long a connection being closed may go on sending before it is dropped, in all.
+const LINGER: Duration = Duration::from_secs(1);
 /// Upper bounds of the upload-duration histogram (seconds).
 const DURATION_BOUNDS: [f64; 9] = [0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0];
 
@@ -407,10 +409,14 @@ impl<'a> Conn<'a> {
             self.log(&head, &outcome);
             if close {
                 let _ = self.s.shutdown(std::net::Shutdown::Write);
-                // Let the client read the answer before the socket goes away.
+                // Let the client read the answer before the socket goes away: a second in
+                // all, not per read, or a refused client (no token, body too large) sending
+                // a byte now and then kept its slot for good.
                 let mut sink = [0u8; 4096];
-                let _ = self.s.set_read_timeout(Some(Duration::from_secs(1)));
-                while matches!(self.s.read(&mut sink), Ok(n) if n > 0) {}
+                let until = Instant::now() + LINGER;
+                while corestream_common::deadline::arm(&self.s, until).is_ok()
+                    && matches!(self.s.read(&mut sink), Ok(n) if n > 0)
+                {}
                 return;
             }
         }
@@ -565,11 +571,22 @@ impl<'a> Conn<'a> {
         let Some(framing) = h.framing else {
             return o;
         };
-        if matches!(framing, Framing::Length(n) if n > MAX_DISCARD) {
+        // A client waiting for 100 Continue has its answer now (RFC 9110 10.1.1); the body
+        // it holds back is never read.
+        if h.expect_continue || matches!(framing, Framing::Length(n) if n > MAX_DISCARD) {
             return o.closing();
         }
-        let read = body::read(&mut self.s, &mut self.buf, framing, |d| {
-            if d.len() as u64 > MAX_DISCARD {
+        // At most MAX_DISCARD bytes in all and --ingest-timeout for the whole body: these
+        // answers come before (or without) the token check, so a client trickling a body
+        // must not keep a slot.
+        let mut by = corestream_common::deadline::By {
+            s: &mut self.s,
+            deadline: Instant::now() + self.ctx.opts.timeout,
+        };
+        let mut total = 0u64;
+        let read = body::read(&mut by, &mut self.buf, framing, |d| {
+            total += d.len() as u64;
+            if total > MAX_DISCARD {
                 Err(())
             } else {
                 Ok(())

@@ -13,6 +13,7 @@ use crate::http::Status;
 use crate::ingest::store::Upload;
 use crate::live::growing::{Growing, State};
 use crate::shared::Shared;
+use corestream_common::deadline::By;
 use corestream_common::sync::lock;
 use std::io::{self, ErrorKind, Read, Write};
 use std::os::fd::AsRawFd;
@@ -305,21 +306,6 @@ pub(crate) fn read_head(s: &mut impl Read, buf: &mut Vec<u8>, head_only: bool) -
     }
 }
 
-/// An upstream whose reads wait no later than `deadline`: an origin sending its head a byte
-/// at a time has `--origin-timeout` for all of it, not for each byte (it held the fetch, and
-/// every viewer waiting on it, for as long as it liked).
-struct ByDeadline<'a> {
-    s: &'a mut Upstream,
-    deadline: Instant,
-}
-
-impl Read for ByDeadline<'_> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        corestream_common::deadline::arm(self.s.tcp(), self.deadline)?;
-        self.s.read(buf)
-    }
-}
-
 fn timed_out(e: &io::Error) -> bool {
     matches!(e.kind(), ErrorKind::TimedOut | ErrorKind::WouldBlock)
 }
@@ -386,7 +372,10 @@ fn exchange(
         buf.clear();
         let sent = Instant::now();
         let result = s.write_all(&req).and_then(|()| {
-            let mut by = ByDeadline {
+            // --origin-timeout for the whole head, not for each byte of it: an origin
+            // sending it a byte at a time held the fetch, and its viewers, for as long as
+            // it liked.
+            let mut by = By {
                 s: &mut s,
                 deadline: Instant::now() + wait,
             };

@@ -24,6 +24,12 @@ impl Upstream {
     }
 }
 
+impl corestream_common::deadline::OnSocket for Upstream {
+    fn socket(&self) -> &TcpStream {
+        self.tcp()
+    }
+}
+
 impl Read for Upstream {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         match self {
