@@ -755,6 +755,11 @@ impl Conn {
         })
     }
 
+    /// A response is under way: its head, or part of its body, may be out.
+    pub fn mid_response(&self) -> bool {
+        matches!(self.m.state, State::Send(_))
+    }
+
     /// Sending an object still arriving (and not blocked on the socket).
     pub fn is_following(&self) -> bool {
         matches!(&self.m.state, State::Send(Sending { rest: Some(r), .. }) if matches!(r.body, Body::Growing(_)))

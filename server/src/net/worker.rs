@@ -734,10 +734,15 @@ impl Worker {
             if !self.following.is_empty() && self.following.remove(&k) {
                 bump(&self.shared.stats[self.id].growing_viewers, u64::MAX);
             }
+            // A response cut short ends in a reset, never a FIN: a body delimited by the
+            // close (HTTP/1.0, an object of unknown length still arriving) would otherwise
+            // look complete to the viewer and to any cache in front when its upload or
+            // origin fetch broke off.
             if matches!(
                 reason,
                 CloseReason::Timeout(Phase::Send | Phase::SendPeerClosed)
-            ) {
+            ) || (reason == CloseReason::Error && c.mid_response())
+            {
                 c.transport().discard_unsent_on_close();
             }
             c.release(&mut self.pool);
