@@ -34,6 +34,16 @@ pub fn lookup(name: &[u8]) -> (&'static str, Kind) {
         b"mp4" | b"m4v" => ("video/mp4", Kind::Segment),
         b"m4a" => ("audio/mp4", Kind::Segment),
         b"aac" => ("audio/aac", Kind::Segment),
+        // HLS packed audio (RFC 8216 3.4) and CMAF's own extensions (ISO/IEC 23000-19:
+        // header, video, audio, text and metadata tracks; RFC 4337 types).
+        b"mp3" => ("audio/mpeg", Kind::Segment),
+        b"ac3" => ("audio/ac3", Kind::Segment),
+        b"ec3" => ("audio/eac3", Kind::Segment),
+        b"cmfi" | b"cmfv" => ("video/mp4", Kind::Segment),
+        b"cmfa" => ("audio/mp4", Kind::Segment),
+        b"cmft" | b"cmfm" => ("application/mp4", Kind::Segment),
+        b"webm" => ("video/webm", Kind::Segment),
+        b"ttml" | b"dfxp" => ("application/ttml+xml", Kind::Segment),
         b"vtt" | b"webvtt" => ("text/vtt", Kind::Segment),
         b"key" => ("application/octet-stream", Kind::Segment),
         b"html" | b"htm" => ("text/html; charset=utf-8", Kind::Other),
@@ -63,6 +73,12 @@ mod tests {
         assert_eq!(lookup(b"x.aac").0, "audio/aac");
         assert_eq!(lookup(b"x.m4a").0, "audio/mp4");
         assert_eq!(lookup(b"x.m4v").0, "video/mp4");
+        assert_eq!(lookup(b"a/audio7.mp3"), ("audio/mpeg", Kind::Segment));
+        assert_eq!(lookup(b"x.ec3").0, "audio/eac3");
+        assert_eq!(lookup(b"v/3.cmfv"), ("video/mp4", Kind::Segment));
+        assert_eq!(lookup(b"a/3.CMFA").0, "audio/mp4");
+        assert_eq!(lookup(b"t/3.cmft").0, "application/mp4");
+        assert_eq!(lookup(b"sub/en.ttml").0, "application/ttml+xml");
         assert_eq!(lookup(b"dir.v1/file").0, "application/octet-stream");
         assert_eq!(lookup(b"noext").0, "application/octet-stream");
         assert_eq!(lookup(b"x.verylongextension").0, "application/octet-stream");

@@ -48,8 +48,13 @@ pub fn evaluate(value: &[u8], size: u64) -> RangeResult {
         let Some(n) = number(last) else {
             return RangeResult::Full;
         };
-        if n == 0 || size == 0 {
+        if n == 0 {
             return RangeResult::Unsatisfiable;
+        }
+        if size == 0 {
+            // Satisfiable (RFC 9110 14.1.1: the one form that is, for an empty
+            // representation), but no Content-Range can say it: the whole, empty, with 200.
+            return RangeResult::Full;
         }
         let n = n.min(size);
         return RangeResult::Partial {
@@ -155,6 +160,8 @@ mod tests {
         assert_eq!(evaluate(b"bytes=-0", 1000), Unsatisfiable);
         assert_eq!(evaluate(b"bytes=1000-", 1000), Unsatisfiable);
         assert_eq!(evaluate(b"bytes=0-", 0), Unsatisfiable);
+        assert_eq!(evaluate(b"bytes=-500", 0), Full);
+        assert_eq!(evaluate(b"bytes=-0", 0), Unsatisfiable);
         assert_eq!(
             evaluate(b"bytes=99999999999999999999999-", 1000),
             Unsatisfiable
