@@ -896,20 +896,7 @@ fn request_heads_sent_a_byte_at_a_time_do_not_hold_the_ingest_slots() {
         .map(|_| {
             let mut c = ingest(&s);
             c.write_all(b"PUT /live/x.ts HTTP/1.1\r\nX-Slow: ").unwrap();
-            let stop = stop.clone();
-            std::thread::spawn(move || {
-                let t = Instant::now();
-                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                    if c.write_all(b"a").is_err() {
-                        break;
-                    }
-                    std::thread::sleep(Duration::from_millis(300));
-                }
-                // Cut off: the server closed (the writes fail, or the read sees the end).
-                let mut rest = Vec::new();
-                let _ = c.read_to_end(&mut rest);
-                t.elapsed()
-            })
+            trickle(c, b"a", Duration::from_millis(300), stop.clone())
         })
         .collect();
     std::thread::sleep(Duration::from_millis(3500));
@@ -922,6 +909,28 @@ fn request_heads_sent_a_byte_at_a_time_do_not_hold_the_ingest_slots() {
     }
     assert_eq!(r.status, 201, "{}", String::from_utf8_lossy(&r.body));
     let _ = std::fs::remove_dir_all(&root);
+}
+
+/// On its own thread, send `piece` on `c` every `every` until `stop` or until the server
+/// cuts it off (the writes fail, or the read sees the end); how long that took.
+fn trickle(
+    mut c: TcpStream,
+    piece: &'static [u8],
+    every: Duration,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> std::thread::JoinHandle<Duration> {
+    std::thread::spawn(move || {
+        let t = Instant::now();
+        while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+            if c.write_all(piece).is_err() {
+                break;
+            }
+            std::thread::sleep(every);
+        }
+        let mut rest = Vec::new();
+        let _ = c.read_to_end(&mut rest);
+        t.elapsed()
+    })
 }
 
 /// Send one chunk of a chunked upload.
@@ -1078,21 +1087,12 @@ fn refused_clients_trickling_a_body_do_not_hold_the_ingest_slots() {
         .map(|head| {
             let mut c = ingest(&s);
             c.write_all(head.as_bytes()).unwrap();
-            let chunked = head.contains("chunked");
-            let stop = stop.clone();
-            std::thread::spawn(move || {
-                let t = Instant::now();
-                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                    let piece: &[u8] = if chunked { b"1\r\na\r\n" } else { b"a" };
-                    if c.write_all(piece).is_err() {
-                        break;
-                    }
-                    std::thread::sleep(Duration::from_millis(900));
-                }
-                let mut rest = Vec::new();
-                let _ = c.read_to_end(&mut rest);
-                t.elapsed()
-            })
+            let piece: &'static [u8] = if head.contains("chunked") {
+                b"1\r\na\r\n"
+            } else {
+                b"a"
+            };
+            trickle(c, piece, Duration::from_millis(900), stop.clone())
         })
         .collect();
     std::thread::sleep(Duration::from_millis(4000));
