@@ -969,32 +969,8 @@ fn two_processes_on_one_port_and_cache_dir_make_one_upstream_request() {
             .unwrap();
     }
     for c in &mut conns {
-        let mut head = Vec::new();
-        let mut byte = [0u8; 1];
-        while !head.ends_with(b"\r\n\r\n") {
-            c.read_exact(&mut byte).unwrap();
-            head.push(byte[0]);
-        }
-        let head = String::from_utf8(head).unwrap();
+        let (head, got) = read_whole(c);
         assert!(head.starts_with("HTTP/1.1 200"), "{head}");
-        let mut got = Vec::new();
-        if head.contains("Transfer-Encoding: chunked") {
-            let mut r = BufReader::new(c);
-            loop {
-                let mut line = String::new();
-                r.read_line(&mut line).unwrap();
-                let n = usize::from_str_radix(line.trim(), 16).unwrap();
-                let mut d = vec![0u8; n + 2];
-                r.read_exact(&mut d).unwrap();
-                if n == 0 {
-                    break;
-                }
-                got.extend_from_slice(&d[..n]);
-            }
-        } else {
-            got.resize(seg.len(), 0);
-            c.read_exact(&mut got).unwrap();
-        }
         assert_eq!(got, seg);
     }
     let served = |s: &Server| s.metric("corestream_tier_requests_total{result=\"miss\"}");
@@ -1010,6 +986,91 @@ fn two_processes_on_one_port_and_cache_dir_make_one_upstream_request() {
         assert_eq!(r.body, seg);
     }
     assert_eq!(o.count("/live/shared.ts"), 1);
+    let _ = std::fs::remove_dir_all(&cache);
+}
+
+/// One response: its head read a byte at a time, then its body, sized (the connection stays
+/// usable) or chunked.
+fn read_whole(c: &mut impl Read) -> (String, Vec<u8>) {
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        c.read_exact(&mut byte).unwrap();
+        head.push(byte[0]);
+    }
+    let head = String::from_utf8(head).unwrap();
+    let mut got = Vec::new();
+    if head.contains("Transfer-Encoding: chunked") {
+        let mut r = BufReader::new(c);
+        loop {
+            let mut line = String::new();
+            r.read_line(&mut line).unwrap();
+            let n = usize::from_str_radix(line.trim(), 16).unwrap();
+            let mut d = vec![0u8; n + 2];
+            r.read_exact(&mut d).unwrap();
+            if n == 0 {
+                break;
+            }
+            got.extend_from_slice(&d[..n]);
+        }
+    } else {
+        let len = head
+            .lines()
+            .find_map(|l| l.strip_prefix("Content-Length: "))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(0);
+        got.resize(len, 0);
+        c.read_exact(&mut got).unwrap();
+    }
+    (head, got)
+}
+
+#[test]
+fn two_processes_give_an_object_not_to_be_stored_to_everyone_who_waited() {
+    // The fetching process withdrew the shared file of a response it may not store
+    // (`no-store`, `private`, over --cache-max-bytes) as if the fetch had failed: the other
+    // process's viewers were cut mid-body, and its held playlist requests fetched again.
+    let o = Origin::start();
+    let seg = body(200_000, 13);
+    let text = b"#EXTM3U\n#EXT-X-TARGETDURATION:2\n#EXTINF:2,\nx.ts\n".to_vec();
+    let no_store = vec![("Cache-Control".to_string(), "private, no-store".to_string())];
+    let mut s = Script::ok(&seg);
+    s.split = Some((50_000, Duration::from_millis(500)));
+    s.fields = no_store.clone();
+    o.set("/p/seg.ts", s);
+    let mut s = Script::ok(&text);
+    s.delay = Duration::from_millis(500);
+    s.fields = no_store;
+    o.set("/p/index.m3u8", s);
+    let cache = media_root("tier-two-no-store");
+    // Two processes on their own ports, sharing the cache directory: b follows a's fetch.
+    let a = edge(&o.url(), &cache, &[]);
+    let b = edge(&o.url(), &cache, &[]);
+    let (mut va, mut vb, first) = follow_across(&o, &a, &b, "/p/seg.ts");
+    let (_, whole) = read_whole(&mut va);
+    assert_eq!(whole, seg);
+    let (_, data) = read_whole(&mut first.as_slice().chain(&mut vb));
+    assert_eq!(data, seg, "b's viewer got all of it");
+    assert_eq!(o.count("/p/seg.ts"), 1);
+    // A playlist (not followed as it arrives): b's held request gets a's answer.
+    let req = "GET /p/index.m3u8 HTTP/1.1\r\nHost: e\r\n\r\n";
+    let mut pa = a.connect();
+    pa.write_all(req.as_bytes()).unwrap();
+    common::wait_for("a to fetch", Duration::from_secs(5), || {
+        o.count("/p/index.m3u8") == 1
+    });
+    let mut pb = b.connect();
+    pb.write_all(req.as_bytes()).unwrap();
+    for c in [&mut pa, &mut pb] {
+        let r = read_response(c, false).expect("response");
+        assert_eq!(r.status, 200);
+        assert_eq!(r.body, text);
+    }
+    assert_eq!(o.count("/p/index.m3u8"), 1, "one upstream request");
+    // Not kept: the next request asks the origin again.
+    let r = b.get("GET /p/seg.ts HTTP/1.1\r\nHost: e\r\n\r\n");
+    assert_eq!(r.body, seg);
+    assert_eq!(o.count("/p/seg.ts"), 2);
     let _ = std::fs::remove_dir_all(&cache);
 }
 

@@ -16,7 +16,7 @@ use crate::shared::Shared;
 use corestream_common::deadline::By;
 use corestream_common::sync::lock;
 use std::io::{self, ErrorKind, Read, Write};
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsRawFd, RawFd};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -536,6 +536,19 @@ fn blocking_playlist(
     Ok(head.keep_alive)
 }
 
+/// A complete object that is not stored (`no-store`, `private`, over --cache-max-bytes):
+/// the viewers held for its fetch still get it. Objects other than playlists were followed
+/// as they arrived; a playlist is answered from its remembered body once they are woken (a
+/// zero TTL: no new request gets it), or each would fetch again.
+pub(super) fn hand_to_waiters(t: &Tier, key: &[u8], kind: Kind, file: RawFd, size: u64) {
+    if kind != Kind::Playlist || size > MAX_PLAYLIST {
+        return;
+    }
+    if let Ok(body) = crate::net::fsys::read_exact_size(file, size) {
+        t.remember(key, Remembered::Playlist(body.into()), Duration::ZERO);
+    }
+}
+
 /// A 200: write the object into the cache directory, streaming it to the viewers waiting
 /// for it as it arrives, and record it once complete.
 fn store(
@@ -627,13 +640,8 @@ fn store(
     }
     let (etag, last_modified) = head.validators();
     let storable = !policy.no_store && size <= t.opts.max_bytes;
-    if !storable && job.kind == Kind::Playlist && size <= MAX_PLAYLIST {
-        // Playlists are not followed while they arrive: the viewers held for this fetch are
-        // answered from the remembered body once woken (a zero TTL: no new request gets
-        // it, `no-store` and `private` are honoured), or each would fetch again.
-        if let Ok(body) = crate::net::fsys::read_exact_size(up.file.as_raw_fd(), size) {
-            t.remember(&job.key, Remembered::Playlist(body.into()), Duration::ZERO);
-        }
+    if !storable {
+        hand_to_waiters(t, &job.key, job.kind, up.file.as_raw_fd(), size);
     }
     if storable {
         let entry = Entry {
@@ -652,11 +660,12 @@ fn store(
             ),
         }
     }
-    finish(storable.then_some(Meta {
+    finish(Some(Meta {
         lifetime,
         age: policy.age,
         etag,
         last_modified,
+        stored: storable,
     }));
     if let Some(g) = &growing {
         shared.growing.complete(&job.path, g, size);

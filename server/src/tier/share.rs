@@ -86,6 +86,9 @@ pub struct Meta {
     pub age: Duration,
     pub etag: Option<Vec<u8>>,
     pub last_modified: Option<Vec<u8>>,
+    /// False: complete, but not to be kept (`no-store`, `private`, over --cache-max-bytes).
+    /// The followers' viewers get it whole; no process stores or adopts it.
+    pub stored: bool,
 }
 
 fn cname(s: &str) -> Option<CString> {
@@ -198,6 +201,10 @@ impl Share {
         let (Some(done), Some(meta)) = (cname(&format!("{stem}.done")), self.meta(stem)) else {
             return false;
         };
+        if !meta.stored {
+            // Not to be reused: this request fetches again.
+            return false;
+        }
         let Ok(file) = fsys::open_beneath(dir, &done) else {
             return false;
         };
@@ -214,6 +221,7 @@ impl Share {
             age: Duration::ZERO,
             etag: None,
             last_modified: None,
+            stored: true,
         };
         for line in text.split(|&b| b == b'\n') {
             let Some(sp) = line.iter().position(|&b| b == b' ') else {
@@ -227,6 +235,7 @@ impl Share {
                 b"age_s" => m.age = Duration::from_secs(num()?),
                 b"etag" => m.etag = Some(v.to_vec()),
                 b"last_modified" => m.last_modified = Some(v.to_vec()),
+                b"stored" => m.stored = v != b"0",
                 _ => {}
             }
         }
@@ -295,9 +304,10 @@ impl Share {
             return;
         };
         let mut text = format!(
-            "lifetime_ms {}\nage_s {}\n",
+            "lifetime_ms {}\nage_s {}\nstored {}\n",
             m.lifetime.as_millis(),
-            m.age.as_secs()
+            m.age.as_secs(),
+            u8::from(m.stored)
         )
         .into_bytes();
         for (k, v) in [("etag", &m.etag), ("last_modified", &m.last_modified)] {
@@ -360,10 +370,20 @@ impl Share {
         let meta = if ok { self.meta(stem) } else { None };
         let complete = match (meta, f.file.try_clone()) {
             (Some(meta), Ok(fd)) => {
-                if let (Some(g), Ok(size)) = (&f.growing, fsys::size_of(fd.as_raw_fd())) {
-                    shared.growing.wrote(g, size);
+                let size = fsys::size_of(fd.as_raw_fd());
+                if let (Some(g), Ok(size)) = (&f.growing, &size) {
+                    shared.growing.wrote(g, *size);
                 }
-                self.store(t, &f.path, fd, meta)
+                if meta.stored {
+                    self.store(t, &f.path, fd, meta)
+                } else {
+                    // Whole, but not to be kept: its viewers here get it all the same (they
+                    // were closed as for a failed fetch).
+                    if let Ok(size) = size {
+                        super::fetch::hand_to_waiters(t, &f.key, f.job_kind, fd.as_raw_fd(), size);
+                    }
+                    size.is_ok()
+                }
             }
             _ => false,
         };
