@@ -115,6 +115,11 @@ pub fn read<R: Read, E>(
             let mut total = 0u64;
             loop {
                 let size = loop {
+                    // chunk-size is 1*HEXDIG (RFC 9112 7.1); httparse reads an empty size
+                    // line as 0, which would end the body where the sender ended nothing.
+                    if matches!(buf.first(), Some(b'\r' | b'\n' | b';')) {
+                        return Err(BodyError::Malformed("bad chunk size line"));
+                    }
                     match httparse::parse_chunk_size(buf) {
                         Ok(httparse::Status::Complete((used, size))) => {
                             buf.drain(..used);
@@ -149,9 +154,14 @@ pub fn read<R: Read, E>(
                         seen += i + 2;
                         buf.drain(..i + 2);
                     }
+                    // What is buffered is one unfinished line: it counts; bytes after the
+                    // trailer section (a pipelined request) never did.
+                    None if seen + buf.len() > MAX_TRAILERS => {
+                        return Err(BodyError::Malformed("trailer section too large"))
+                    }
                     None => fill(src, buf)?,
                 }
-                if seen > MAX_TRAILERS || buf.len() > MAX_TRAILERS {
+                if seen > MAX_TRAILERS {
                     return Err(BodyError::Malformed("trailer section too large"));
                 }
             }
@@ -199,13 +209,35 @@ mod tests {
     }
 
     #[test]
+    fn a_large_request_after_a_trailer_is_not_part_of_it() {
+        let mut input = b"3\r\nabc\r\n0\r\nX-T: 1\r\n\r\n".to_vec();
+        input.extend_from_slice(&[b'N'; 40_000]);
+        let (r, got, rest) = run(&input, Framing::Chunked, 64 * 1024);
+        assert_eq!((r, got.as_slice()), (Ok(3), &b"abc"[..]));
+        assert_eq!(rest.len(), 40_000);
+        // An endless trailer line is still refused.
+        let mut endless = b"0\r\nX-T: ".to_vec();
+        endless.extend_from_slice(&[b'a'; 40_000]);
+        let (r, _, _) = run(&endless, Framing::Chunked, 1000);
+        assert!(r.is_err());
+    }
+
+    #[test]
     fn length_bodies_and_broken_input() {
         let (r, got, rest) = run(b"abcdefXY", Framing::Length(6), 4);
         assert_eq!((r, got.as_slice()), (Ok(6), &b"abcdef"[..]));
         assert!(rest.len() <= 2);
         let (r, _, _) = run(b"abc", Framing::Length(6), 4);
         assert_eq!(r, Err("Gone".into()));
-        for bad in [&b"zz\r\n"[..], b"5\r\nhelloXX0\r\n\r\n", b"5\r\nhel"] {
+        // An empty size line is not a last chunk (chunk-size is 1*HEXDIG).
+        for bad in [
+            &b"zz\r\n"[..],
+            b"5\r\nhelloXX0\r\n\r\n",
+            b"5\r\nhel",
+            b"\r\n\r\n",
+            b";ext\r\n\r\n",
+            b"5\r\nhello\r\n\r\n\r\n",
+        ] {
             let (r, _, _) = run(bad, Framing::Chunked, 3);
             assert!(r.is_err(), "{bad:?}");
         }
