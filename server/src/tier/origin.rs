@@ -185,7 +185,7 @@ fn parse(url: &str) -> Result<Origin, String> {
         ));
     }
     let (host, port) = match authority.rsplit_once(':') {
-        Some((h, p)) if !h.ends_with(']') || h.starts_with('[') => match p.parse::<u16>() {
+        Some((h, p)) if !h.starts_with('[') || h.ends_with(']') => match p.parse::<u16>() {
             Ok(p) if p > 0 => (h.to_string(), p),
             _ => return Err(format!("--origin {url:?}: bad port {p:?}")),
         },
@@ -327,6 +327,12 @@ mod tests {
         assert_eq!(o[1].prefix, "");
         let v6 = parse_list("http://[::1]:9000").unwrap();
         assert_eq!((v6[0].host.as_str(), v6[0].port), ("[::1]", 9000));
+        // The colons of an IPv6 address are not a port (was refused: bad port "1]").
+        let bare = parse_list("https://[::1]/live").unwrap();
+        assert_eq!(
+            (bare[0].authority.as_str(), bare[0].prefix.as_str()),
+            ("[::1]:443", "/live")
+        );
         let tls = parse_list("https://cdn.example/live").unwrap();
         assert!(tls[0].tls);
         assert_eq!(tls[0].authority, "cdn.example:443");
