@@ -5,6 +5,7 @@
 use super::date::{push_http_date, DateCache};
 use super::mime::Kind;
 use super::response::{CacheControl, ContentRange, Response};
+use super::Status;
 use crate::config::{Config, Cors as CorsPolicy};
 use std::time::{Duration, UNIX_EPOCH};
 
@@ -114,8 +115,9 @@ pub fn encode(r: &Response<'_>, env: &Env<'_>, out: &mut Vec<u8>) {
             super::response::INGEST_CHALLENGE.as_bytes(),
         );
     }
-    if let Some(s) = f.retry_after_secs {
-        number_field(out, b"Retry-After", u64::from(s));
+    if r.status == Status::ServiceUnavailable {
+        // Busy: the next try should come soon, not never.
+        out.extend_from_slice(b"Retry-After: 1\r\n");
     }
     if let Some(cors) = &f.cors {
         match &cfg.cors {
@@ -293,7 +295,6 @@ mod tests {
                     size: 1000,
                 }),
                 allow: Some(crate::http::response::Methods::Viewer),
-                retry_after_secs: Some(7),
                 cors: Some(Cors {
                     origin: Some(b"https://a.example"),
                     preflight: true,
@@ -335,7 +336,6 @@ mod tests {
             "Cache-Control: max-age=1209600",
             "Content-Range: bytes 0-99/1000",
             "Allow: GET, HEAD, OPTIONS",
-            "Retry-After: 7",
             "Access-Control-Allow-Origin: *",
             "Access-Control-Expose-Headers: Content-Length, Content-Range, CMSD-Static, CMSD-Dynamic",
             "CMSD-Static: ot=av, sf=h, d=2000, n=\"e1\"",
@@ -352,7 +352,7 @@ mod tests {
         ] {
             assert!(l.contains(&want), "missing {want:?} in\n{head}");
         }
-        assert_eq!(l.len(), 25, "{head}");
+        assert_eq!(l.len(), 24, "{head}");
         let growing = Response {
             status: Status::Ok,
             fields: Fields {

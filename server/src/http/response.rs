@@ -63,7 +63,6 @@ pub struct Fields<'a> {
     pub chunked: bool,
     /// An object of the edge tier: `Via`, `Cache-Status` and, for a stored copy, `Age`.
     pub tier: Option<TierStatus>,
-    pub retry_after_secs: Option<u32>,
     /// None: no CORS fields at all (the admin plane).
     pub cors: Option<Cors<'a>>,
     /// `CMSD-Static` and `CMSD-Dynamic` (`--cmsd`).
@@ -270,7 +269,6 @@ impl<'a> Response<'a> {
                     CacheControl::NoStore
                 }),
                 allow: (status == Status::MethodNotAllowed).then_some(Methods::Viewer),
-                retry_after_secs: (status == Status::ServiceUnavailable).then_some(1),
                 ..fields
             },
             body: if with_body {
