@@ -1442,3 +1442,128 @@ fn a_range_or_a_precondition_on_a_cold_edge_is_honoured() {
     );
     let _ = std::fs::remove_dir_all(&cache);
 }
+
+#[test]
+fn an_origin_redirect_reaches_viewers_with_a_location_on_the_edge() {
+    // Origin 3xx were answered 502: a packager or origin moving a stream (301 to a new
+    // name, 302 to a session's playlist) broke every viewer behind the edge.
+    let o = Origin::start();
+    let redirect = |status: u16, location: Option<String>, fields: &[(&str, &str)]| {
+        let mut s = Script::ok(b"moved");
+        s.status = status;
+        s.fields = fields
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .chain(location.map(|l| ("Location".to_string(), l)))
+            .collect();
+        s
+    };
+    let here = o.addr;
+    let mut slow = redirect(302, Some(format!("http://{here}/live/new.m3u8")), &[]);
+    slow.delay = Duration::from_millis(300);
+    o.set("/live/old.m3u8", slow);
+    o.set("/live/new.m3u8", Script::ok(b"#EXTM3U\n"));
+    o.set(
+        "/live/perm.ts",
+        redirect(301, Some("/live/moved.ts".into()), &[]),
+    );
+    o.set("/live/moved.ts", Script::ok(&body(50_000, 3)));
+    o.set(
+        "/live/out.ts",
+        redirect(307, Some("/other/x.ts".into()), &[]),
+    );
+    o.set(
+        "/live/keep.m3u8",
+        redirect(
+            308,
+            Some("https://cdn.example/a.m3u8".into()),
+            &[("Cache-Control", "max-age=0")],
+        ),
+    );
+    o.set("/live/none.ts", redirect(302, None, &[]));
+    o.set(
+        "/live/split.ts",
+        redirect(302, Some("/a\u{1}b".into()), &[]),
+    );
+    let cache = media_root("tier-redirect");
+    let e = edge(&format!("http://{here}/live"), &cache, &[]);
+
+    // Viewers held for the fetch all get the temporary redirect, from one upstream request;
+    // a later request asks the origin again (a 302 without freshness is not kept).
+    let viewers: Vec<_> = (0..5)
+        .map(|_| {
+            let addr = e.addr;
+            thread::spawn(move || {
+                let mut c = TcpStream::connect(addr).unwrap();
+                c.write_all(b"GET /old.m3u8 HTTP/1.1\r\nHost: e\r\n\r\n")
+                    .unwrap();
+                read_response(&mut c, false).unwrap()
+            })
+        })
+        .collect();
+    for v in viewers {
+        let r = v.join().unwrap();
+        assert_eq!(r.status, 302);
+        assert_eq!(r.header("location"), Some("/new.m3u8"));
+        assert_eq!(r.header("content-length"), Some("0"));
+        assert!(r.body.is_empty());
+    }
+    assert_eq!(o.count("/live/old.m3u8"), 1);
+    let r = e.get("HEAD /old.m3u8 HTTP/1.1\r\nHost: e\r\n\r\n");
+    assert_eq!((r.status, r.header("location")), (302, Some("/new.m3u8")));
+    assert_eq!(o.count("/live/old.m3u8"), 2);
+
+    // A permanent one is kept; an absolute path into the prefix becomes the edge's path.
+    for _ in 0..2 {
+        let r = e.get("GET /perm.ts HTTP/1.1\r\nHost: e\r\n\r\n");
+        assert_eq!((r.status, r.header("location")), (301, Some("/moved.ts")));
+    }
+    assert_eq!(o.count("/live/perm.ts"), 1);
+    // Outside the prefix the edge has no name for it: the origin's own URL.
+    let r = e.get("GET /out.ts HTTP/1.1\r\nHost: e\r\n\r\n");
+    assert_eq!(r.status, 307);
+    assert_eq!(
+        r.header("location"),
+        Some(&*format!("http://{here}/other/x.ts"))
+    );
+    // Another site passes unchanged; max-age=0 keeps it for nobody.
+    for n in 1..=2 {
+        let r = e.get("GET /keep.m3u8 HTTP/1.1\r\nHost: e\r\n\r\n");
+        assert_eq!(r.status, 308);
+        assert_eq!(r.header("location"), Some("https://cdn.example/a.m3u8"));
+        assert_eq!(o.count("/live/keep.m3u8"), n);
+    }
+    // Without a usable Location there is nothing to pass on.
+    assert_eq!(
+        e.get("GET /none.ts HTTP/1.1\r\nHost: e\r\n\r\n").status,
+        502
+    );
+    let r = e.get("GET /split.ts HTTP/1.1\r\nHost: e\r\n\r\n");
+    assert_eq!(r.status, 502);
+    assert!(r.header("location").is_none());
+
+    // A real client follows it and stays on the edge.
+    for (path, want) in [
+        ("/old.m3u8", b"#EXTM3U\n".to_vec()),
+        ("/perm.ts", body(50_000, 3)),
+    ] {
+        let out = Command::new("curl")
+            .args(["-sS", "-L", "-w", "\n%{url_effective}"])
+            .arg(format!("http://{}{path}", e.addr))
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+        let (got, url) = out.stdout.split_at(want.len().min(out.stdout.len()));
+        assert_eq!(got, &want[..]);
+        let moved = if path == "/old.m3u8" {
+            "/new.m3u8"
+        } else {
+            "/moved.ts"
+        };
+        assert_eq!(
+            String::from_utf8_lossy(url),
+            format!("\nhttp://{}{moved}", e.addr)
+        );
+    }
+    let _ = std::fs::remove_dir_all(&cache);
+}

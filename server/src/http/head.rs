@@ -105,6 +105,9 @@ pub fn encode(r: &Response<'_>, env: &Env<'_>, out: &mut Vec<u8>) {
         }
         None => {}
     }
+    if let Some(l) = &f.location {
+        field(out, b"Location", l);
+    }
     if let Some(methods) = f.allow {
         field(out, b"Allow", methods.list().as_bytes());
     }
@@ -294,6 +297,7 @@ mod tests {
                     last: 99,
                     size: 1000,
                 }),
+                location: Some(Box::new(bytes::Bytes::from_static(b"/moved.ts"))),
                 allow: Some(crate::http::response::Methods::Viewer),
                 cors: Some(Cors {
                     origin: Some(b"https://a.example"),
@@ -335,6 +339,7 @@ mod tests {
             "Accept-Ranges: bytes",
             "Cache-Control: max-age=1209600",
             "Content-Range: bytes 0-99/1000",
+            "Location: /moved.ts",
             "Allow: GET, HEAD, OPTIONS",
             "Access-Control-Allow-Origin: *",
             "Access-Control-Expose-Headers: Content-Length, Content-Range, CMSD-Static, CMSD-Dynamic",
@@ -352,7 +357,7 @@ mod tests {
         ] {
             assert!(l.contains(&want), "missing {want:?} in\n{head}");
         }
-        assert_eq!(l.len(), 24, "{head}");
+        assert_eq!(l.len(), 25, "{head}");
         let growing = Response {
             status: Status::Ok,
             fields: Fields {

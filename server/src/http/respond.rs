@@ -477,6 +477,22 @@ fn pulled<'r>(
             },
         }),
         Lookup::Status { status, age } => answer(status, age.map_or(miss, stored_answer)),
+        Lookup::Redirect {
+            status,
+            location,
+            age,
+        } => Answer::Now(Response {
+            status,
+            fields: Fields {
+                content_length: Some(0),
+                location: Some(Box::new(location)),
+                // The edge keeps it only as long as the origin allowed; viewers ask again.
+                cache_control: Some(CacheControl::NoStore),
+                tier: Some(stored_answer(age)),
+                ..base(req, close)
+            },
+            body: Body::Empty,
+        }),
         Lookup::Broken => {
             let mut r = Response::error(Status::BadGateway, base(req, true), !is_head);
             r.fields.tier = Some(miss);

@@ -54,6 +54,9 @@ pub struct Fields<'a> {
     pub accept_ranges: bool,
     pub cache_control: Option<CacheControl>,
     pub content_range: Option<ContentRange>,
+    /// `Location` of a redirect an origin answered with (edge tier), as viewers must see it.
+    /// Boxed: rare, and it would make every response value larger.
+    pub location: Option<Box<Bytes>>,
     /// `Allow`: the methods of the port that answered (405, OPTIONS).
     pub allow: Option<Methods>,
     /// `WWW-Authenticate` with the ingest port's bearer challenge (its 401).

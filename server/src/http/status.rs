@@ -8,7 +8,12 @@ pub enum Status {
     Created,
     NoContent,
     PartialContent,
+    MovedPermanently,
+    Found,
+    SeeOther,
     NotModified,
+    TemporaryRedirect,
+    PermanentRedirect,
     BadRequest,
     Unauthorized,
     Forbidden,
@@ -37,7 +42,7 @@ struct Row {
     body: &'static [u8],
 }
 
-const ROWS: [Row; 24] = [
+const ROWS: [Row; 29] = [
     row(Status::Ok, 200, b"HTTP/1.1 200 OK\r\n", b""),
     row(Status::Created, 201, b"HTTP/1.1 201 Created\r\n", b""),
     row(Status::NoContent, 204, b"HTTP/1.1 204 No Content\r\n", b""),
@@ -48,9 +53,29 @@ const ROWS: [Row; 24] = [
         b"",
     ),
     row(
+        Status::MovedPermanently,
+        301,
+        b"HTTP/1.1 301 Moved Permanently\r\n",
+        b"",
+    ),
+    row(Status::Found, 302, b"HTTP/1.1 302 Found\r\n", b""),
+    row(Status::SeeOther, 303, b"HTTP/1.1 303 See Other\r\n", b""),
+    row(
         Status::NotModified,
         304,
         b"HTTP/1.1 304 Not Modified\r\n",
+        b"",
+    ),
+    row(
+        Status::TemporaryRedirect,
+        307,
+        b"HTTP/1.1 307 Temporary Redirect\r\n",
+        b"",
+    ),
+    row(
+        Status::PermanentRedirect,
+        308,
+        b"HTTP/1.1 308 Permanent Redirect\r\n",
         b"",
     ),
     row(
@@ -207,6 +232,19 @@ impl Status {
     /// Short plain-text body for error statuses (empty for the others).
     pub fn error_body(self) -> &'static [u8] {
         self.row().body
+    }
+
+    /// The redirect an origin answered with (RFC 9110 15.4), passed on to viewers.
+    pub fn redirect(code: u16) -> Option<Status> {
+        match code {
+            301 | 302 | 303 | 307 | 308 => ROWS.iter().find(|r| r.code == code).map(|r| r.status),
+            _ => None,
+        }
+    }
+
+    /// Heuristically cacheable when the origin gives no freshness (RFC 9110 15.4.2, 15.4.9).
+    pub fn is_permanent_redirect(self) -> bool {
+        matches!(self, Status::MovedPermanently | Status::PermanentRedirect)
     }
 
     pub fn is_error(self) -> bool {

@@ -470,6 +470,37 @@ fn attempt(
             }
             return Ok(());
         }
+        code @ (301 | 302 | 303 | 307 | 308) => {
+            let location =
+                super::origin::edge_location(&t.opts.origins, origin, head.field("location"));
+            let ok = drain(&mut s, &mut buf, &head);
+            if ok {
+                slot.keep(s);
+            }
+            let (Some(status), Some(location)) = (Status::redirect(code), location) else {
+                say!(
+                    "corestream: origin {} answered {code} for /{} without a usable Location",
+                    origin.authority,
+                    String::from_utf8_lossy(&job.path)
+                );
+                return Err(Failure::Final(Status::BadGateway));
+            };
+            // Passed on, as nginx, Varnish and CDNs do: a playlist's relative URIs resolve
+            // against the URL the player was sent to, which following the redirect here and
+            // serving the target's body under the old path would break. Kept as long as the
+            // origin says, a permanent one heuristically like an object, a temporary one only
+            // for the requests that waited for this fetch.
+            let policy = head.policy();
+            let ttl = match policy.lifetime {
+                _ if policy.no_store => Duration::ZERO,
+                Some(l) => l.saturating_sub(policy.age),
+                None if status.is_permanent_redirect() => default_lifetime(job.kind),
+                None => Duration::ZERO,
+            };
+            t.forget(&job.path);
+            t.remember(&job.key, Remembered::Redirect(status, location.into()), ttl);
+            return Ok(());
+        }
         500..=599 => {
             return Err(Failure::Next(
                 Status::BadGateway,

@@ -72,6 +72,8 @@ enum Remembered {
     Status(Status),
     /// The response to a blocking LL-HLS playlist request, for its identical followers.
     Playlist(Bytes),
+    /// The origin redirected: this status, with the `Location` viewers are given.
+    Redirect(Status, Bytes),
     /// The last fetch broke off mid-body. A new request fetches again; a held one woken
     /// after the failure gets 502 instead, or held requests would refetch in a loop from an
     /// origin that fails every body at once.
@@ -84,6 +86,13 @@ pub enum Lookup {
     Hit { age: u64 },
     /// The origin's answer to this blocking playlist request, remembered `age` seconds ago.
     Playlist { body: Bytes, age: u64 },
+    /// The origin's redirect (`fetch::edge_location` made its Location the edge's own where
+    /// it pointed into the origin), remembered `age` seconds ago.
+    Redirect {
+        status: Status,
+        location: Bytes,
+        age: u64,
+    },
     /// The origin's answer was this status (a 404 remembered, or a failure), remembered
     /// `age` seconds ago (None: not an answer of the origin's).
     Status { status: Status, age: Option<u64> },
@@ -118,7 +127,7 @@ struct Outcomes {
 impl Remembered {
     fn bytes(&self) -> u64 {
         match self {
-            Remembered::Playlist(b) => b.len() as u64,
+            Remembered::Playlist(b) | Remembered::Redirect(_, b) => b.len() as u64,
             _ => 0,
         }
     }
@@ -355,6 +364,11 @@ impl Tier {
                         },
                         Remembered::Playlist(b) => Lookup::Playlist {
                             body: b.clone(),
+                            age,
+                        },
+                        Remembered::Redirect(status, location) => Lookup::Redirect {
+                            status: *status,
+                            location: location.clone(),
                             age,
                         },
                         Remembered::Broken => Lookup::Broken,

@@ -238,6 +238,80 @@ pub fn order(origins: &[Origin], path: &[u8]) -> Vec<usize> {
     v.into_iter().map(|(_, i)| i).collect()
 }
 
+/// Longest `Location` passed on to viewers (the default --max-uri-bytes).
+const MAX_LOCATION: usize = 4096;
+
+/// The `Location` viewers get for a redirect from `answered` (one of `origins`). A URL into
+/// an origin's prefix becomes the edge's own path, so viewers stay on the edge (as nginx's
+/// `proxy_redirect default` does); an absolute path outside the answering origin's prefix
+/// becomes that origin's URL, since the edge has no name for it; relative references and
+/// other sites pass unchanged (a relative one resolves against the edge's URL as it would
+/// have against the origin's). None: no usable Location (missing, empty, too long, or with
+/// spaces or control characters, which could split the head).
+pub fn edge_location(origins: &[Origin], answered: &Origin, loc: Option<&[u8]>) -> Option<Vec<u8>> {
+    let loc = loc?.trim_ascii();
+    if loc.is_empty() || loc.len() > MAX_LOCATION || loc.iter().any(|&b| b <= b' ' || b == 0x7f) {
+        return None;
+    }
+    let scheme = |name: &[u8]| {
+        (loc.len() >= name.len() && loc[..name.len()].eq_ignore_ascii_case(name))
+            .then(|| &loc[name.len()..])
+    };
+    let (tls, rest) = if let Some(r) = scheme(b"http://") {
+        (Some(false), r)
+    } else if let Some(r) = scheme(b"https://") {
+        (Some(true), r)
+    } else if let Some(r) = loc.strip_prefix(b"//") {
+        (None, r)
+    } else if loc.starts_with(b"/") {
+        return Some(answered.edge_path(loc).unwrap_or_else(|| {
+            let scheme: &[u8] = if answered.tls {
+                b"https://"
+            } else {
+                b"http://"
+            };
+            [scheme, answered.authority.as_bytes(), loc].concat()
+        }));
+    } else {
+        return Some(loc.to_vec());
+    };
+    let end = rest
+        .iter()
+        .position(|b| matches!(b, b'/' | b'?' | b'#'))
+        .unwrap_or(rest.len());
+    let (authority, path) = rest.split_at(end);
+    origins
+        .iter()
+        .filter(|o| tls.is_none_or(|t| t == o.tls) && o.is_named_by(authority))
+        .find_map(|o| o.edge_path(path))
+        .or_else(|| Some(loc.to_vec()))
+}
+
+impl Origin {
+    /// The edge's path for `path` on this origin (`/`, `?` or `#` first, or nothing), when
+    /// it lies under the prefix.
+    fn edge_path(&self, path: &[u8]) -> Option<Vec<u8>> {
+        let rest = path.strip_prefix(self.prefix.as_bytes())?;
+        match rest.first() {
+            Some(b'/') => Some(rest.to_vec()),
+            None | Some(b'?' | b'#') => Some([b"/", rest].concat()),
+            Some(_) => None,
+        }
+    }
+
+    /// Whether a URL's authority (`host[:port]`, no user info) names this origin.
+    fn is_named_by(&self, authority: &[u8]) -> bool {
+        let Ok(a) = std::str::from_utf8(authority) else {
+            return false;
+        };
+        let (host, port) = match a.rsplit_once(':') {
+            Some((h, p)) if !h.starts_with('[') || h.ends_with(']') => (h, p.parse().ok()),
+            _ => (a, Some(if self.tls { 443 } else { 80 })),
+        };
+        !a.contains('@') && host.eq_ignore_ascii_case(&self.host) && port == Some(self.port)
+    }
+}
+
 impl Origin {
     /// A slot among `max` connections to this origin (with an idle connection if one is
     /// left), waiting up to `wait` for one to be freed; None if none was.
@@ -317,6 +391,74 @@ impl Origin {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn redirects_into_an_origin_stay_on_the_edge() {
+        let o = parse_list("http://Origin.example:8080/live, https://shield.example").unwrap();
+        let loc = |l: &str| {
+            edge_location(&o, &o[0], Some(l.as_bytes())).map(|v| String::from_utf8(v).unwrap())
+        };
+        let cases = [
+            // Into an origin's prefix: the edge's own path.
+            (
+                "http://origin.example:8080/live/a/b.m3u8?x=1",
+                "/a/b.m3u8?x=1",
+            ),
+            ("HTTP://ORIGIN.EXAMPLE:8080/live", "/"),
+            ("//origin.example:8080/live/c.ts", "/c.ts"),
+            ("https://shield.example/s/1.ts", "/s/1.ts"),
+            ("https://shield.example:443?q", "/?q"),
+            (" /live/a.m3u8 ", "/a.m3u8"),
+            // Outside the prefix: the origin's URL, which the edge has no name for.
+            (
+                "/elsewhere/a.m3u8",
+                "http://Origin.example:8080/elsewhere/a.m3u8",
+            ),
+            ("/lively/a.m3u8", "http://Origin.example:8080/lively/a.m3u8"),
+            // Other sites, other ports, another scheme, user info, relative references.
+            (
+                "https://cdn.example/live/a.ts",
+                "https://cdn.example/live/a.ts",
+            ),
+            (
+                "http://origin.example:8081/live/a.ts",
+                "http://origin.example:8081/live/a.ts",
+            ),
+            (
+                "https://origin.example:8080/live/a.ts",
+                "https://origin.example:8080/live/a.ts",
+            ),
+            ("http://shield.example/s.ts", "http://shield.example/s.ts"),
+            (
+                "http://u@origin.example:8080/live/a",
+                "http://u@origin.example:8080/live/a",
+            ),
+            ("b/c.m3u8", "b/c.m3u8"),
+            ("../x.m3u8?y", "../x.m3u8?y"),
+        ];
+        for (given, want) in cases {
+            assert_eq!(loc(given).as_deref(), Some(want), "{given}");
+        }
+        for bad in [
+            "",
+            "  ",
+            "/a b",
+            "/a\rSet-Cookie: x",
+            "/a\x7f",
+            &"/a".repeat(3000),
+        ] {
+            assert_eq!(loc(bad), None, "{bad:?}");
+        }
+        assert_eq!(edge_location(&o, &o[0], None), None);
+        let v6 = parse_list("http://[::1]:9000").unwrap();
+        let got = edge_location(&v6, &v6[0], Some(b"http://[::1]:9000/a")).unwrap();
+        assert_eq!(got, b"/a");
+        let bare = parse_list("http://[::1]").unwrap();
+        assert_eq!(
+            edge_location(&bare, &bare[0], Some(b"http://[::1]/a")).unwrap(),
+            b"/a"
+        );
+    }
 
     #[test]
     fn urls() {
