@@ -939,6 +939,7 @@ fn two_processes_on_one_port_and_cache_dir_make_one_upstream_request() {
     let mut s = Script::ok(&seg);
     s.delay = Duration::from_millis(300);
     s.split = Some((50_000, Duration::from_millis(300)));
+    s.fields = vec![("Cache-Control".into(), "public, max-age=600".into())];
     o.set("/live/shared.ts", s);
     let cache = media_root("tier-two-processes");
     let port = TcpListener::bind("127.0.0.1:0")
@@ -980,10 +981,12 @@ fn two_processes_on_one_port_and_cache_dir_make_one_upstream_request() {
         1,
         "one upstream request for the box"
     );
-    // Both processes now hold it.
-    for s in [&a, &b] {
-        let r = s.get("GET /live/shared.ts HTTP/1.1\r\nHost: e\r\n\r\n");
+    // Both processes now hold it, with the origin's Cache-Control (the one that followed
+    // took it from the leader's metadata; the kernel picks the process for each connection).
+    for _ in 0..10 {
+        let r = a.get("GET /live/shared.ts HTTP/1.1\r\nHost: e\r\n\r\n");
         assert_eq!(r.body, seg);
+        assert_eq!(r.header("cache-control"), Some("public, max-age=600"));
     }
     assert_eq!(o.count("/live/shared.ts"), 1);
     let _ = std::fs::remove_dir_all(&cache);
@@ -1565,5 +1568,123 @@ fn an_origin_redirect_reaches_viewers_with_a_location_on_the_edge() {
             format!("\nhttp://{}{moved}", e.addr)
         );
     }
+    let _ = std::fs::remove_dir_all(&cache);
+}
+
+#[test]
+fn viewers_get_the_origins_cache_control_not_the_edges() {
+    // The edge answered every pulled object with its own --cache-* policy: a key the origin
+    // marks `private, no-store` was to be kept two weeks by browsers and CDNs, a segment the
+    // origin gives 5 s as well, a `no-cache` playlist for a second.
+    let o = Origin::start();
+    let with = |body: &[u8], fields: &[(&str, &str)]| {
+        let mut s = Script::ok(body);
+        s.fields = fields
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        s
+    };
+    let mut slow = with(
+        &body(30_000, 1),
+        &[("Cache-Control", "max-age=5, must-revalidate")],
+    );
+    slow.delay = Duration::from_millis(300);
+    o.set("/c/seg.ts", slow);
+    o.set(
+        "/c/k.key",
+        with(
+            b"0123456789abcdef",
+            &[("Cache-Control", "private, no-store")],
+        ),
+    );
+    o.set(
+        "/c/p.m3u8",
+        with(b"#EXTM3U\n", &[("Cache-Control", "no-cache")]),
+    );
+    let expires = "Thu, 01 Jan 2099 00:00:00 GMT";
+    o.set("/c/exp.ts", with(b"e", &[("Expires", expires)]));
+    o.set("/c/none.ts", with(b"n", &[]));
+    let mut r0 = with(b"r", &[("Cache-Control", "max-age=0")]);
+    r0.etag = Some("\"r1\"".into());
+    o.set("/c/r.ts", r0.clone());
+    let cache = media_root("tier-cache-control");
+    let e = edge(&o.url(), &cache, &[]);
+    let get = |path: &str| e.get(&format!("GET {path} HTTP/1.1\r\nHost: e\r\n\r\n"));
+
+    // Held for the fetch (the origin's bytes as they arrive), then a stored copy, a HEAD and
+    // a 304: all say what the origin said, the hit with its Age.
+    let held: Vec<_> = (0..3)
+        .map(|_| {
+            let addr = e.addr;
+            thread::spawn(move || {
+                let mut c = TcpStream::connect(addr).unwrap();
+                c.write_all(b"GET /c/seg.ts HTTP/1.1\r\nHost: e\r\n\r\n")
+                    .unwrap();
+                read_response(&mut c, false).unwrap()
+            })
+        })
+        .collect();
+    for h in held {
+        let r = h.join().unwrap();
+        assert_eq!(r.status, 200);
+        assert_eq!(
+            r.header("cache-control"),
+            Some("max-age=5, must-revalidate")
+        );
+    }
+    let r = get("/c/seg.ts");
+    assert_eq!(
+        r.header("cache-control"),
+        Some("max-age=5, must-revalidate")
+    );
+    assert!(r.header("age").is_some());
+    assert_eq!(r.header("cache-status"), Some("corestream; hit"));
+    let head = e.get("HEAD /c/seg.ts HTTP/1.1\r\nHost: e\r\n\r\n");
+    assert_eq!(
+        head.header("cache-control"),
+        Some("max-age=5, must-revalidate")
+    );
+    let tag = r.header("etag").unwrap().to_string();
+    let r = e.get(&format!(
+        "GET /c/seg.ts HTTP/1.1\r\nHost: e\r\nIf-None-Match: {tag}\r\n\r\n"
+    ));
+    assert_eq!(r.status, 304);
+    assert_eq!(
+        r.header("cache-control"),
+        Some("max-age=5, must-revalidate")
+    );
+    assert_eq!(o.count("/c/seg.ts"), 1);
+
+    for _ in 0..2 {
+        let r = get("/c/k.key");
+        assert_eq!(r.body, b"0123456789abcdef");
+        assert_eq!(r.header("cache-control"), Some("private, no-store"));
+        let r = get("/c/p.m3u8");
+        assert_eq!(r.body, b"#EXTM3U\n");
+        assert_eq!(r.header("cache-control"), Some("no-cache"));
+        let r = get("/c/exp.ts");
+        assert_eq!(r.header("expires"), Some(expires));
+        assert_eq!(r.header("cache-control"), None);
+        // Nothing from the origin: the edge's own policy for the kind.
+        assert_eq!(
+            get("/c/none.ts").header("cache-control"),
+            Some("max-age=1209600")
+        );
+    }
+
+    // A 304 that says something new replaces what was stored (RFC 9111 4.3.4).
+    assert_eq!(get("/c/r.ts").header("cache-control"), Some("max-age=0"));
+    let mut r30 = r0;
+    r30.fields = vec![("Cache-Control".into(), "max-age=30".into())];
+    o.set("/c/r.ts", r30);
+    let r = get("/c/r.ts");
+    assert_eq!(r.body, b"r");
+    assert_eq!(r.header("cache-control"), Some("max-age=30"));
+    let log = o.log.lock().unwrap().clone();
+    assert!(
+        log.iter().any(|(p, inm)| p == "/c/r.ts" && inm.is_some()),
+        "{log:?}"
+    );
     let _ = std::fs::remove_dir_all(&cache);
 }

@@ -105,8 +105,8 @@ pub fn encode(r: &Response<'_>, env: &Env<'_>, out: &mut Vec<u8>) {
         }
         None => {}
     }
-    if let Some(l) = &f.location {
-        field(out, b"Location", l);
+    if let Some(block) = &f.upstream {
+        out.extend_from_slice(block);
     }
     if let Some(methods) = f.allow {
         field(out, b"Allow", methods.list().as_bytes());
@@ -297,7 +297,9 @@ mod tests {
                     last: 99,
                     size: 1000,
                 }),
-                location: Some(Box::new(bytes::Bytes::from_static(b"/moved.ts"))),
+                upstream: Some(Box::new(bytes::Bytes::from_static(
+                    b"Location: /moved.ts\r\n",
+                ))),
                 allow: Some(crate::http::response::Methods::Viewer),
                 cors: Some(Cors {
                     origin: Some(b"https://a.example"),

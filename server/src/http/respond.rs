@@ -288,8 +288,23 @@ fn growing_fields<'r>(req: &Request<'r>, close: bool, g: &Growing) -> Fields<'r>
             collapsed: req.collapsed,
         }),
         content_type: Some(g.content_type),
-        cache_control: Some(CacheControl::Kind(g.kind)),
+        cache_control: g.passed.is_none().then_some(CacheControl::Kind(g.kind)),
+        upstream: g.passed.clone().map(Box::new),
         ..base(req, close)
+    }
+}
+
+/// The origin's freshness fields instead of this edge's `--cache-*` (edge tier), on the
+/// answers that carry the object (a 304 says what a 200 would, RFC 9110 15.4.5).
+fn pass_on(r: &mut Response<'_>, passed: Option<Bytes>) {
+    if let Some(p) = passed {
+        if matches!(
+            r.status,
+            Status::Ok | Status::PartialContent | Status::NotModified
+        ) {
+            r.fields.cache_control = None;
+            r.fields.upstream = Some(Box::new(p));
+        }
     }
 }
 
@@ -410,7 +425,7 @@ fn pulled<'r>(
         req.held_since,
     );
     for _ in 0..2 {
-        let Lookup::Hit { age } = lookup else {
+        let Lookup::Hit { age, passed } = lookup else {
             break;
         };
         let fd = t.cache_fd.as_raw_fd();
@@ -458,24 +473,29 @@ fn pulled<'r>(
             continue;
         };
         r.fields.tier = Some(stored_answer(age));
+        pass_on(&mut r, passed);
         return Answer::Now(r);
     }
     match lookup {
-        Lookup::Playlist { body, age } => Answer::Now(Response {
-            status: Status::Ok,
-            fields: Fields {
-                content_type: Some(content_type),
-                content_length: Some(body.len() as u64),
-                cache_control: Some(CacheControl::Kind(kind)),
-                tier: Some(stored_answer(age)),
-                ..base(req, close)
-            },
-            body: if is_head {
-                Body::Empty
-            } else {
-                Body::Bytes(body)
-            },
-        }),
+        Lookup::Playlist { body, age, passed } => {
+            let mut r = Response {
+                status: Status::Ok,
+                fields: Fields {
+                    content_type: Some(content_type),
+                    content_length: Some(body.len() as u64),
+                    cache_control: Some(CacheControl::Kind(kind)),
+                    tier: Some(stored_answer(age)),
+                    ..base(req, close)
+                },
+                body: if is_head {
+                    Body::Empty
+                } else {
+                    Body::Bytes(body)
+                },
+            };
+            pass_on(&mut r, passed);
+            Answer::Now(r)
+        }
         Lookup::Status { status, age } => answer(status, age.map_or(miss, stored_answer)),
         Lookup::Redirect {
             status,
@@ -485,7 +505,7 @@ fn pulled<'r>(
             status,
             fields: Fields {
                 content_length: Some(0),
-                location: Some(Box::new(location)),
+                upstream: Some(Box::new(location)),
                 // The edge keeps it only as long as the origin allowed; viewers ask again.
                 cache_control: Some(CacheControl::NoStore),
                 tier: Some(stored_answer(age)),

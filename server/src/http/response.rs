@@ -54,9 +54,10 @@ pub struct Fields<'a> {
     pub accept_ranges: bool,
     pub cache_control: Option<CacheControl>,
     pub content_range: Option<ContentRange>,
-    /// `Location` of a redirect an origin answered with (edge tier), as viewers must see it.
-    /// Boxed: rare, and it would make every response value larger.
-    pub location: Option<Box<Bytes>>,
+    /// Fields the edge tier passes on from the origin, encoded once when its answer arrived:
+    /// its `Cache-Control` and `Expires` (then `cache_control` is None), or a redirect's
+    /// `Location`. Boxed: it would make every response value larger.
+    pub upstream: Option<Box<Bytes>>,
     /// `Allow`: the methods of the port that answered (405, OPTIONS).
     pub allow: Option<Methods>,
     /// `WWW-Authenticate` with the ingest port's bearer challenge (its 401).

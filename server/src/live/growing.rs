@@ -12,6 +12,7 @@
 
 use crate::http::mime::Kind;
 use crate::net::notify::Inboxes;
+use bytes::Bytes;
 use corestream_common::sync::lock;
 use std::collections::HashMap;
 use std::os::fd::OwnedFd;
@@ -38,6 +39,8 @@ pub struct Growing {
     pub declared: Option<u64>,
     /// Pulled from an origin (the edge tier), not pushed to the ingest port.
     pub upstream: bool,
+    /// The origin's freshness fields, passed on to viewers (`Fields::upstream`).
+    pub passed: Option<Bytes>,
     written: AtomicU64,
     state: AtomicU8,
     /// One flag per worker: some connection of that worker is sending this object.
@@ -58,6 +61,7 @@ impl Growing {
             kind,
             declared,
             upstream: false,
+            passed: None,
             written: AtomicU64::new(0),
             state: AtomicU8::new(State::Open as u8),
             followers: (0..workers.max(1))
@@ -67,8 +71,10 @@ impl Growing {
     }
 
     /// Mark an object the edge tier pulls from an origin.
-    pub fn pulled(mut self) -> Growing {
+    /// Pulled from an origin, whose freshness fields (if any) viewers get.
+    pub fn pulled(mut self, passed: Option<Bytes>) -> Growing {
         self.upstream = true;
+        self.passed = passed;
         self
     }
 

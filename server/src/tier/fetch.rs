@@ -13,6 +13,7 @@ use crate::http::Status;
 use crate::ingest::store::Upload;
 use crate::live::growing::{Growing, State};
 use crate::shared::Shared;
+use bytes::Bytes;
 use corestream_common::deadline::By;
 use corestream_common::sync::lock;
 use std::io::{self, ErrorKind, Read, Write};
@@ -203,6 +204,21 @@ impl Head {
         fresh::policy(self.fields.iter().map(|(n, v)| (n.as_str(), v.as_slice())))
     }
 
+    /// Its freshness fields as viewers get them: a cache sends the stored response's own
+    /// fields with `Age` (RFC 9111 4), so a player, a CDN or another edge in front keeps an
+    /// object as long as the origin said, not as long as this edge's `--cache-*` would.
+    fn passed_on(&self) -> Option<Bytes> {
+        encode_fields(self.fields.iter().filter_map(|(n, v)| {
+            if n.eq_ignore_ascii_case("cache-control") {
+                Some(("Cache-Control", v.as_slice()))
+            } else if n.eq_ignore_ascii_case("expires") {
+                Some(("Expires", v.as_slice()))
+            } else {
+                None
+            }
+        }))
+    }
+
     /// Its ETag and Last-Modified.
     fn validators(&self) -> Validators {
         (
@@ -210,6 +226,32 @@ impl Head {
             self.field("last-modified").map(<[u8]>::to_vec),
         )
     }
+}
+
+/// Longest block of fields passed on from an origin's answer.
+const MAX_PASSED: usize = 4096;
+
+/// `Name: value` lines for viewers from an origin's values (`Fields::upstream`). None when
+/// there are none, when they are too long, or when one holds a control character that
+/// could end the head early.
+pub(super) fn encode_fields<'a>(
+    fields: impl IntoIterator<Item = (&'static str, &'a [u8])>,
+) -> Option<Bytes> {
+    let mut out = Vec::new();
+    for (name, value) in fields {
+        let value = value.trim_ascii();
+        if value.is_empty() {
+            continue;
+        }
+        if value.iter().any(|&b| (b < b' ' && b != b'\t') || b == 0x7f) {
+            return None;
+        }
+        out.extend_from_slice(name.as_bytes());
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(value);
+        out.extend_from_slice(b"\r\n");
+    }
+    (!out.is_empty() && out.len() <= MAX_PASSED).then(|| out.into())
 }
 
 /// Interim (1xx) responses skipped before a final one; an origin that sends more would hold
@@ -449,7 +491,12 @@ fn attempt(
         200 if job.query.is_some() => blocking_playlist(t, &mut s, &mut buf, &head, job)?,
         200 => store(t, shared, &mut s, &mut buf, &head, job, lead)?,
         304 if job.revalidate.is_some() => {
-            if !t.refresh(&job.path, &head.policy(), head.validators()) {
+            if !t.refresh(
+                &job.path,
+                &head.policy(),
+                head.validators(),
+                head.passed_on(),
+            ) {
                 if drain(&mut s, &mut buf, &head) {
                     slot.keep(s);
                 }
@@ -472,7 +519,8 @@ fn attempt(
         }
         code @ (301 | 302 | 303 | 307 | 308) => {
             let location =
-                super::origin::edge_location(&t.opts.origins, origin, head.field("location"));
+                super::origin::edge_location(&t.opts.origins, origin, head.field("location"))
+                    .and_then(|l| encode_fields([("Location", &l[..])]));
             let ok = drain(&mut s, &mut buf, &head);
             if ok {
                 slot.keep(s);
@@ -498,7 +546,7 @@ fn attempt(
                 None => Duration::ZERO,
             };
             t.forget(&job.path);
-            t.remember(&job.key, Remembered::Redirect(status, location.into()), ttl);
+            t.remember(&job.key, Remembered::Redirect(status, location), ttl);
             return Ok(());
         }
         500..=599 => {
@@ -563,7 +611,11 @@ fn blocking_playlist(
         .filter(|d| *d > 0.0)
         .unwrap_or(1.0);
     let ttl = Duration::from_secs_f64((6.0 * target).min(60.0));
-    t.remember(&job.key, Remembered::Playlist(body.into()), ttl);
+    t.remember(
+        &job.key,
+        Remembered::Playlist(body.into(), head.passed_on()),
+        ttl,
+    );
     Ok(head.keep_alive)
 }
 
@@ -571,12 +623,22 @@ fn blocking_playlist(
 /// the viewers held for its fetch still get it. Objects other than playlists were followed
 /// as they arrived; a playlist is answered from its remembered body once they are woken (a
 /// zero TTL: no new request gets it), or each would fetch again.
-pub(super) fn hand_to_waiters(t: &Tier, key: &[u8], kind: Kind, file: RawFd, size: u64) {
+pub(super) fn hand_to_waiters(
+    t: &Tier,
+    key: &[u8],
+    (kind, passed): (Kind, Option<Bytes>),
+    file: RawFd,
+    size: u64,
+) {
     if kind != Kind::Playlist || size > MAX_PLAYLIST {
         return;
     }
     if let Ok(body) = crate::net::fsys::read_exact_size(file, size) {
-        t.remember(key, Remembered::Playlist(body.into()), Duration::ZERO);
+        t.remember(
+            key,
+            Remembered::Playlist(body.into(), passed),
+            Duration::ZERO,
+        );
     }
 }
 
@@ -592,6 +654,7 @@ fn store(
     lead: &mut Option<Lead>,
 ) -> Result<bool, Failure> {
     let policy = head.policy();
+    let passed = head.passed_on();
     // Leading for the box: the bytes go into the shared file the other processes follow.
     let lead = lead.take();
     let opened = match lead.as_ref().map(|l| l.file.try_clone()) {
@@ -617,7 +680,8 @@ fn store(
     let growing = match up.file.try_clone() {
         Ok(f) => {
             let g = Arc::new(
-                Growing::new(f, job.content_type, job.kind, declared, shared.cfg.workers).pulled(),
+                Growing::new(f, job.content_type, job.kind, declared, shared.cfg.workers)
+                    .pulled(passed.clone()),
             );
             shared.growing.begin(&job.path, g.clone());
             Some(g)
@@ -672,7 +736,13 @@ fn store(
     let (etag, last_modified) = head.validators();
     let storable = !policy.no_store && size <= t.opts.max_bytes;
     if !storable {
-        hand_to_waiters(t, &job.key, job.kind, up.file.as_raw_fd(), size);
+        hand_to_waiters(
+            t,
+            &job.key,
+            (job.kind, passed.clone()),
+            up.file.as_raw_fd(),
+            size,
+        );
     }
     if storable {
         let entry = Entry {
@@ -682,6 +752,7 @@ fn store(
             lifetime,
             etag: etag.clone(),
             last_modified: last_modified.clone(),
+            passed: passed.clone(),
         };
         match up.commit() {
             Ok(_) => t.store(&job.path, entry),
@@ -696,6 +767,7 @@ fn store(
         age: policy.age,
         etag,
         last_modified,
+        passed,
         stored: storable,
     }));
     if let Some(g) = &growing {

@@ -64,15 +64,18 @@ pub(crate) struct Entry {
     pub(crate) lifetime: Duration,
     pub(crate) etag: Option<Vec<u8>>,
     pub(crate) last_modified: Option<Vec<u8>>,
+    /// The origin's `Cache-Control` and `Expires`, encoded for viewers (`fetch::passed_on`).
+    pub(crate) passed: Option<Bytes>,
 }
 
 /// An answer remembered for a while instead of asking the origin again.
 #[derive(Clone)]
 enum Remembered {
     Status(Status),
-    /// The response to a blocking LL-HLS playlist request, for its identical followers.
-    Playlist(Bytes),
-    /// The origin redirected: this status, with the `Location` viewers are given.
+    /// The response to a blocking LL-HLS playlist request, for its identical followers, and
+    /// the origin's freshness fields.
+    Playlist(Bytes, Option<Bytes>),
+    /// The origin redirected: this status, with the `Location` field viewers are given.
     Redirect(Status, Bytes),
     /// The last fetch broke off mid-body. A new request fetches again; a held one woken
     /// after the failure gets 502 instead, or held requests would refetch in a loop from an
@@ -82,12 +85,17 @@ enum Remembered {
 
 /// What the cache says about a request.
 pub enum Lookup {
-    /// Stored and fresh: serve the file at the request path beneath `cache_fd`, this old.
-    Hit { age: u64 },
+    /// Stored and fresh: serve the file at the request path beneath `cache_fd`, this old,
+    /// with the origin's freshness fields.
+    Hit { age: u64, passed: Option<Bytes> },
     /// The origin's answer to this blocking playlist request, remembered `age` seconds ago.
-    Playlist { body: Bytes, age: u64 },
-    /// The origin's redirect (`fetch::edge_location` made its Location the edge's own where
-    /// it pointed into the origin), remembered `age` seconds ago.
+    Playlist {
+        body: Bytes,
+        age: u64,
+        passed: Option<Bytes>,
+    },
+    /// The origin's redirect, remembered `age` seconds ago: its `Location` field, which
+    /// `origin::edge_location` made the edge's own where it pointed into the origin.
     Redirect {
         status: Status,
         location: Bytes,
@@ -127,7 +135,8 @@ struct Outcomes {
 impl Remembered {
     fn bytes(&self) -> u64 {
         match self {
-            Remembered::Playlist(b) | Remembered::Redirect(_, b) => b.len() as u64,
+            Remembered::Playlist(b, p) => (b.len() + p.as_ref().map_or(0, Bytes::len)) as u64,
+            Remembered::Redirect(_, b) => b.len() as u64,
             _ => 0,
         }
     }
@@ -362,9 +371,10 @@ impl Tier {
                             status: *s,
                             age: Some(age),
                         },
-                        Remembered::Playlist(b) => Lookup::Playlist {
+                        Remembered::Playlist(b, passed) => Lookup::Playlist {
                             body: b.clone(),
                             age,
+                            passed: passed.clone(),
                         },
                         Remembered::Redirect(status, location) => Lookup::Redirect {
                             status: *status,
@@ -394,7 +404,10 @@ impl Tier {
                     // their wait ended in a 504.
                     if age < e.lifetime || held_since.is_some_and(|s| e.stored >= s) {
                         count(&self.stats.hits);
-                        return Lookup::Hit { age: age.as_secs() };
+                        return Lookup::Hit {
+                            age: age.as_secs(),
+                            passed: e.passed.clone(),
+                        };
                     }
                     if e.etag.is_some() || e.last_modified.is_some() {
                         revalidate = Some((e.etag.clone(), e.last_modified.clone()));
@@ -547,7 +560,13 @@ impl Tier {
     /// what was stored, what it leaves out stays (RFC 9111 4.3.4): a 304 with no
     /// Cache-Control keeps the lifetime the 200 gave (it fell to the 60 s default, so a
     /// `no-cache` object went unvalidated for a minute), and a new validator is kept.
-    fn refresh(&self, path: &[u8], policy: &fresh::Policy, (etag, lm): Validators) -> bool {
+    fn refresh(
+        &self,
+        path: &[u8],
+        policy: &fresh::Policy,
+        (etag, lm): Validators,
+        passed: Option<Bytes>,
+    ) -> bool {
         let mut idx = lock(&self.index);
         match idx.map.get_mut(path) {
             Some(e) => {
@@ -559,6 +578,10 @@ impl Tier {
                 }
                 if lm.is_some() {
                     e.last_modified = lm;
+                }
+                // RFC 9111 4.3.4: what the 304 says replaces what was stored.
+                if passed.is_some() {
+                    e.passed = passed;
                 }
                 true
             }
@@ -719,7 +742,7 @@ mod tests {
             let at = now + Duration::from_micros(u64::from(i));
             o.insert(
                 key.as_bytes(),
-                Remembered::Playlist(body.clone()),
+                Remembered::Playlist(body.clone(), None),
                 later,
                 at,
             );

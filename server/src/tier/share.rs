@@ -14,6 +14,7 @@ use crate::ingest::store::Upload;
 use crate::live::growing::{Growing, State};
 use crate::net::fsys;
 use crate::shared::Shared;
+use bytes::Bytes;
 use corestream_common::sync::lock;
 use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify};
 use std::collections::HashMap;
@@ -86,9 +87,21 @@ pub struct Meta {
     pub age: Duration,
     pub etag: Option<Vec<u8>>,
     pub last_modified: Option<Vec<u8>>,
+    /// The origin's freshness fields for viewers (`fetch::encode_fields`).
+    pub passed: Option<Bytes>,
     /// False: complete, but not to be kept (`no-store`, `private`, over --cache-max-bytes).
     /// The followers' viewers get it whole; no process stores or adopts it.
     pub stored: bool,
+}
+
+/// Bytes from the hex digits `finish` wrote.
+fn unhex(v: &[u8]) -> Option<Vec<u8>> {
+    if !v.len().is_multiple_of(2) {
+        return None;
+    }
+    v.chunks(2)
+        .map(|p| u8::from_str_radix(std::str::from_utf8(p).ok()?, 16).ok())
+        .collect()
 }
 
 fn cname(s: &str) -> Option<CString> {
@@ -221,6 +234,7 @@ impl Share {
             age: Duration::ZERO,
             etag: None,
             last_modified: None,
+            passed: None,
             stored: true,
         };
         for line in text.split(|&b| b == b'\n') {
@@ -235,6 +249,8 @@ impl Share {
                 b"age_s" => m.age = Duration::from_secs(num()?),
                 b"etag" => m.etag = Some(v.to_vec()),
                 b"last_modified" => m.last_modified = Some(v.to_vec()),
+                // Hex: the block has line ends of its own.
+                b"passed" => m.passed = Some(unhex(v)?.into()),
                 b"stored" => m.stored = v != b"0",
                 _ => {}
             }
@@ -262,6 +278,7 @@ impl Share {
                 lifetime: meta.lifetime,
                 etag: meta.etag,
                 last_modified: meta.last_modified,
+                passed: meta.passed,
             },
         );
         true
@@ -310,6 +327,13 @@ impl Share {
             u8::from(m.stored)
         )
         .into_bytes();
+        if let Some(p) = &m.passed {
+            text.extend_from_slice(b"passed ");
+            for b in p.iter() {
+                text.extend_from_slice(format!("{b:02x}").as_bytes());
+            }
+            text.push(b'\n');
+        }
         for (k, v) in [("etag", &m.etag), ("last_modified", &m.last_modified)] {
             if let Some(v) = v {
                 text.extend_from_slice(k.as_bytes());
@@ -350,7 +374,10 @@ impl Share {
         if f.growing.is_none() && size > 0 {
             if let Ok(fd) = f.file.try_clone() {
                 let g = Arc::new(
-                    Growing::new(fd, f.content_type, f.job_kind, None, shared.cfg.workers).pulled(),
+                    // The leader publishes the origin's fields with the complete object: until
+                    // then this process's viewers get the edge's own Cache-Control.
+                    Growing::new(fd, f.content_type, f.job_kind, None, shared.cfg.workers)
+                        .pulled(None),
                 );
                 shared.growing.begin(&f.path, g.clone());
                 f.growing = Some(g);
@@ -380,7 +407,13 @@ impl Share {
                     // Whole, but not to be kept: its viewers here get it all the same (they
                     // were closed as for a failed fetch).
                     if let Ok(size) = size {
-                        super::fetch::hand_to_waiters(t, &f.key, f.job_kind, fd.as_raw_fd(), size);
+                        super::fetch::hand_to_waiters(
+                            t,
+                            &f.key,
+                            (f.job_kind, meta.passed.clone()),
+                            fd.as_raw_fd(),
+                            size,
+                        );
                     }
                     size.is_ok()
                 }
