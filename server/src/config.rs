@@ -114,7 +114,8 @@ pub struct Cli {
     )]
     pub cors_origins: String,
 
-    /// Cache-Control for playlists and manifests (.m3u8, .mpd).
+    /// Cache-Control for playlists and manifests (.m3u8, .mpd). Objects pulled from an
+    /// --origin carry the origin's own Cache-Control and Expires; this only when it sends none.
     #[arg(
         long,
         env = "CORESTREAM_CACHE_PLAYLIST",
@@ -123,7 +124,8 @@ pub struct Cli {
     )]
     pub cache_playlist: String,
 
-    /// Cache-Control for media segments, init segments, keys and subtitles.
+    /// Cache-Control for media segments, init segments, keys and subtitles (pulled ones: only
+    /// when the origin sends none of its own).
     #[arg(
         long,
         env = "CORESTREAM_CACHE_SEGMENT",
@@ -132,7 +134,8 @@ pub struct Cli {
     )]
     pub cache_segment: String,
 
-    /// Cache-Control for other files (pages, scripts, JSON).
+    /// Cache-Control for other files (pages, scripts, JSON; pulled ones: only when the origin
+    /// sends none of its own).
     #[arg(
         long,
         env = "CORESTREAM_CACHE_OTHER",
