@@ -972,6 +972,11 @@ fn two_processes_on_one_port_and_cache_dir_make_one_upstream_request() {
     for c in &mut conns {
         let (head, got) = read_whole(c);
         assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+        // The follower's viewers too, while the object arrives.
+        assert!(
+            head.contains("Cache-Control: public, max-age=600\r\n"),
+            "{head}"
+        );
         assert_eq!(got, seg);
     }
     let served = |s: &Server| s.metric("corestream_tier_requests_total{result=\"miss\"}");

@@ -607,6 +607,28 @@ pub fn kind_at(dir: RawFd, name: &CStr) -> io::Result<bool> {
     Ok(st.st_mode & libc::S_IFMT == libc::S_IFDIR)
 }
 
+/// fsetxattr(2): attach `value` to the open file under `name` (a `user.` attribute).
+pub fn set_xattr(fd: RawFd, name: &CStr, value: &[u8]) -> io::Result<()> {
+    // SAFETY: name is NUL-terminated, value a valid readable slice of its length.
+    let r = unsafe { libc::fsetxattr(fd, name.as_ptr(), value.as_ptr().cast(), value.len(), 0) };
+    if r < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// fgetxattr(2): the value of the open file's attribute `name`, if it is at most `max` bytes.
+pub fn get_xattr(fd: RawFd, name: &CStr, max: usize) -> io::Result<Vec<u8>> {
+    let mut buf = vec![0u8; max];
+    // SAFETY: name is NUL-terminated; buf is a valid writable buffer of its length.
+    let n = unsafe { libc::fgetxattr(fd, name.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
+    if n < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    buf.truncate(n as usize);
+    Ok(buf)
+}
+
 /// pwrite(2) all of `buf` at `offset`.
 pub fn pwrite_all(fd: RawFd, mut buf: &[u8], mut offset: u64) -> io::Result<()> {
     while !buf.is_empty() {

@@ -229,7 +229,7 @@ impl Head {
 }
 
 /// Longest block of fields passed on from an origin's answer.
-const MAX_PASSED: usize = 4096;
+pub(super) const MAX_PASSED: usize = 4096;
 
 /// `Name: value` lines for viewers from an origin's values (`Fields::upstream`). None when
 /// there are none, when they are too long, or when one holds a control character that
@@ -657,6 +657,9 @@ fn store(
     let passed = head.passed_on();
     // Leading for the box: the bytes go into the shared file the other processes follow.
     let lead = lead.take();
+    if let (Some(l), Some(p)) = (&lead, &passed) {
+        let _ = crate::net::fsys::set_xattr(l.file.as_raw_fd(), super::share::PASSED_XATTR, p);
+    }
     let opened = match lead.as_ref().map(|l| l.file.try_clone()) {
         Some(Ok(f)) => Upload::with_file(t.cache_fd.as_raw_fd(), &job.path, f, 0),
         _ => Upload::begin(t.cache_fd.as_raw_fd(), &job.path),

@@ -18,11 +18,15 @@ use bytes::Bytes;
 use corestream_common::sync::lock;
 use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify};
 use std::collections::HashMap;
-use std::ffi::CString;
+use std::ffi::{CStr, CString};
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+
+/// The origin's fields for viewers (`fetch::encode_fields`), on the shared file from before
+/// its first byte: the other processes' viewers get them while the object arrives.
+pub const PASSED_XATTR: &CStr = c"user.corestream.passed";
 
 /// How long a completed `.done` (and its `.meta`) stays for processes that ask just after.
 const KEEP_DONE: Duration = Duration::from_secs(10);
@@ -374,10 +378,14 @@ impl Share {
         if f.growing.is_none() && size > 0 {
             if let Ok(fd) = f.file.try_clone() {
                 let g = Arc::new(
-                    // The leader publishes the origin's fields with the complete object: until
-                    // then this process's viewers get the edge's own Cache-Control.
-                    Growing::new(fd, f.content_type, f.job_kind, None, shared.cfg.workers)
-                        .pulled(None),
+                    // Set by the leader before its first byte (where the file system keeps
+                    // user attributes; elsewhere the edge's own Cache-Control until the
+                    // object is complete and its metadata says).
+                    Growing::new(fd, f.content_type, f.job_kind, None, shared.cfg.workers).pulled(
+                        fsys::get_xattr(f.file.as_raw_fd(), PASSED_XATTR, super::fetch::MAX_PASSED)
+                            .ok()
+                            .map(Bytes::from),
+                    ),
                 );
                 shared.growing.begin(&f.path, g.clone());
                 f.growing = Some(g);
