@@ -231,6 +231,22 @@ fn edge_command(origin: &str, cache: &Path, extra: &[&str]) -> Command {
     c
 }
 
+/// `n` viewers ask for `path` at once, each on its own connection: their responses.
+fn at_once(addr: SocketAddr, n: usize, path: &str) -> Vec<common::Response> {
+    let req = format!("GET {path} HTTP/1.1\r\nHost: e\r\n\r\n");
+    let viewers: Vec<_> = (0..n)
+        .map(|_| {
+            let req = req.clone();
+            thread::spawn(move || {
+                let mut c = TcpStream::connect(addr).unwrap();
+                c.write_all(req.as_bytes()).unwrap();
+                read_response(&mut c, false).unwrap()
+            })
+        })
+        .collect();
+    viewers.into_iter().map(|v| v.join().unwrap()).collect()
+}
+
 fn body(n: usize, seed: u8) -> Vec<u8> {
     (0..n).map(|i| (i as u8).wrapping_mul(31) ^ seed).collect()
 }
@@ -1498,19 +1514,7 @@ fn an_origin_redirect_reaches_viewers_with_a_location_on_the_edge() {
 
     // Viewers held for the fetch all get the temporary redirect, from one upstream request;
     // a later request asks the origin again (a 302 without freshness is not kept).
-    let viewers: Vec<_> = (0..5)
-        .map(|_| {
-            let addr = e.addr;
-            thread::spawn(move || {
-                let mut c = TcpStream::connect(addr).unwrap();
-                c.write_all(b"GET /old.m3u8 HTTP/1.1\r\nHost: e\r\n\r\n")
-                    .unwrap();
-                read_response(&mut c, false).unwrap()
-            })
-        })
-        .collect();
-    for v in viewers {
-        let r = v.join().unwrap();
+    for r in at_once(e.addr, 5, "/old.m3u8") {
         assert_eq!(r.status, 302);
         assert_eq!(r.header("location"), Some("/new.m3u8"));
         assert_eq!(r.header("content-length"), Some("0"));
@@ -1619,19 +1623,7 @@ fn viewers_get_the_origins_cache_control_not_the_edges() {
 
     // Held for the fetch (the origin's bytes as they arrive), then a stored copy, a HEAD and
     // a 304: all say what the origin said, the hit with its Age.
-    let held: Vec<_> = (0..3)
-        .map(|_| {
-            let addr = e.addr;
-            thread::spawn(move || {
-                let mut c = TcpStream::connect(addr).unwrap();
-                c.write_all(b"GET /c/seg.ts HTTP/1.1\r\nHost: e\r\n\r\n")
-                    .unwrap();
-                read_response(&mut c, false).unwrap()
-            })
-        })
-        .collect();
-    for h in held {
-        let r = h.join().unwrap();
+    for r in at_once(e.addr, 3, "/c/seg.ts") {
         assert_eq!(r.status, 200);
         assert_eq!(
             r.header("cache-control"),
