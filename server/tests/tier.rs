@@ -1614,7 +1614,10 @@ fn viewers_get_the_origins_cache_control_not_the_edges() {
     let expires = "Thu, 01 Jan 2099 00:00:00 GMT";
     o.set("/c/exp.ts", with(b"e", &[("Expires", expires)]));
     o.set("/c/none.ts", with(b"n", &[]));
-    let mut r0 = with(b"r", &[("Cache-Control", "max-age=0")]);
+    let mut r0 = with(
+        b"r",
+        &[("Cache-Control", "max-age=0"), ("Expires", expires)],
+    );
     r0.etag = Some("\"r1\"".into());
     o.set("/c/r.ts", r0.clone());
     let cache = media_root("tier-cache-control");
@@ -1670,7 +1673,8 @@ fn viewers_get_the_origins_cache_control_not_the_edges() {
         );
     }
 
-    // A 304 that says something new replaces what was stored (RFC 9111 4.3.4).
+    // A 304 that says something new replaces what was stored, field by field (RFC 9111
+    // 4.3.4): its Cache-Control, and the Expires it does not repeat stays.
     assert_eq!(get("/c/r.ts").header("cache-control"), Some("max-age=0"));
     let mut r30 = r0;
     r30.fields = vec![("Cache-Control".into(), "max-age=30".into())];
@@ -1678,6 +1682,7 @@ fn viewers_get_the_origins_cache_control_not_the_edges() {
     let r = get("/c/r.ts");
     assert_eq!(r.body, b"r");
     assert_eq!(r.header("cache-control"), Some("max-age=30"));
+    assert_eq!(r.header("expires"), Some(expires));
     let log = o.log.lock().unwrap().clone();
     assert!(
         log.iter().any(|(p, inm)| p == "/c/r.ts" && inm.is_some()),

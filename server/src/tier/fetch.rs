@@ -254,6 +254,21 @@ pub(super) fn encode_fields<'a>(
     (!out.is_empty() && out.len() <= MAX_PASSED).then(|| out.into())
 }
 
+/// A stored block of passed-on fields updated by a 304's (RFC 9111 4.3.4): each field the 304
+/// carries replaces the stored ones of its name, the others stay.
+pub(super) fn update_fields(stored: &[u8], new: &[u8]) -> Bytes {
+    let name = |line: &[u8]| line.split(|&b| b == b':').next().unwrap_or(line).to_vec();
+    let replaced: Vec<Vec<u8>> = new.split_inclusive(|&b| b == b'\n').map(name).collect();
+    let mut out: Vec<u8> = stored
+        .split_inclusive(|&b| b == b'\n')
+        .filter(|line| !replaced.contains(&name(line)))
+        .flatten()
+        .copied()
+        .collect();
+    out.extend_from_slice(new);
+    out.into()
+}
+
 /// Interim (1xx) responses skipped before a final one; an origin that sends more would hold
 /// the fetch thread for as long as it kept sending them.
 const MAX_INTERIM: usize = 16;

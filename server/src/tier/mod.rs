@@ -580,8 +580,11 @@ impl Tier {
                     e.last_modified = lm;
                 }
                 // RFC 9111 4.3.4: what the 304 says replaces what was stored.
-                if passed.is_some() {
-                    e.passed = passed;
+                if let Some(new) = passed {
+                    e.passed = Some(match &e.passed {
+                        Some(old) => fetch::update_fields(old, &new),
+                        None => new,
+                    });
                 }
                 true
             }
