@@ -1504,6 +1504,14 @@ fn an_origin_redirect_reaches_viewers_with_a_location_on_the_edge() {
             &[("Cache-Control", "max-age=0")],
         ),
     );
+    o.set(
+        "/live/month.ts",
+        redirect(
+            301,
+            Some("/live/m.ts".into()),
+            &[("Cache-Control", "max-age=2592000")],
+        ),
+    );
     o.set("/live/none.ts", redirect(302, None, &[]));
     o.set(
         "/live/split.ts",
@@ -1545,6 +1553,12 @@ fn an_origin_redirect_reaches_viewers_with_a_location_on_the_edge() {
         assert_eq!(r.header("location"), Some("https://cdn.example/a.m3u8"));
         assert_eq!(o.count("/live/keep.m3u8"), n);
     }
+    // The origin's freshness reaches viewers with it; without any they are told not to keep it.
+    let r = e.get("GET /month.ts HTTP/1.1\r\nHost: e\r\n\r\n");
+    assert_eq!(r.header("location"), Some("/m.ts"));
+    assert_eq!(r.header("cache-control"), Some("max-age=2592000"));
+    let r = e.get("GET /perm.ts HTTP/1.1\r\nHost: e\r\n\r\n");
+    assert_eq!(r.header("cache-control"), Some("no-store"));
     // Without a usable Location there is nothing to pass on.
     assert_eq!(
         e.get("GET /none.ts HTTP/1.1\r\nHost: e\r\n\r\n").status,

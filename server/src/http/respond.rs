@@ -499,15 +499,16 @@ fn pulled<'r>(
         Lookup::Status { status, age } => answer(status, age.map_or(miss, stored_answer)),
         Lookup::Redirect {
             status,
-            location,
+            fields,
+            passed,
             age,
         } => Answer::Now(Response {
             status,
             fields: Fields {
                 content_length: Some(0),
-                upstream: Some(Box::new(location)),
-                // The edge keeps it only as long as the origin allowed; viewers ask again.
-                cache_control: Some(CacheControl::NoStore),
+                upstream: Some(Box::new(fields)),
+                // Without the origin's word, viewers ask again (as the edge will).
+                cache_control: (!passed).then_some(CacheControl::NoStore),
                 tier: Some(stored_answer(age)),
                 ..base(req, close)
             },

@@ -561,7 +561,11 @@ fn attempt(
                 None => Duration::ZERO,
             };
             t.forget(&job.path);
-            t.remember(&job.key, Remembered::Redirect(status, location), ttl);
+            let (fields, passed) = match head.passed_on() {
+                Some(p) => ([&location[..], &p[..]].concat().into(), true),
+                None => (location, false),
+            };
+            t.remember(&job.key, Remembered::Redirect(status, fields, passed), ttl);
             return Ok(());
         }
         500..=599 => {

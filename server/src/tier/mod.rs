@@ -75,8 +75,9 @@ enum Remembered {
     /// The response to a blocking LL-HLS playlist request, for its identical followers, and
     /// the origin's freshness fields.
     Playlist(Bytes, Option<Bytes>),
-    /// The origin redirected: this status, with the `Location` field viewers are given.
-    Redirect(Status, Bytes),
+    /// The origin redirected: this status, with the fields viewers are given (`Location`,
+    /// and the origin's `Cache-Control`/`Expires` when the flag says it sent any).
+    Redirect(Status, Bytes, bool),
     /// The last fetch broke off mid-body. A new request fetches again; a held one woken
     /// after the failure gets 502 instead, or held requests would refetch in a loop from an
     /// origin that fails every body at once.
@@ -95,10 +96,12 @@ pub enum Lookup {
         passed: Option<Bytes>,
     },
     /// The origin's redirect, remembered `age` seconds ago: its `Location` field, which
-    /// `origin::edge_location` made the edge's own where it pointed into the origin.
+    /// `origin::edge_location` made the edge's own where it pointed into the origin, and its
+    /// freshness fields if `passed` (else the edge says `no-store`).
     Redirect {
         status: Status,
-        location: Bytes,
+        fields: Bytes,
+        passed: bool,
         age: u64,
     },
     /// The origin's answer was this status (a 404 remembered, or a failure), remembered
@@ -136,7 +139,7 @@ impl Remembered {
     fn bytes(&self) -> u64 {
         match self {
             Remembered::Playlist(b, p) => (b.len() + p.as_ref().map_or(0, Bytes::len)) as u64,
-            Remembered::Redirect(_, b) => b.len() as u64,
+            Remembered::Redirect(_, b, _) => b.len() as u64,
             _ => 0,
         }
     }
@@ -376,9 +379,10 @@ impl Tier {
                             age,
                             passed: passed.clone(),
                         },
-                        Remembered::Redirect(status, location) => Lookup::Redirect {
+                        Remembered::Redirect(status, fields, passed) => Lookup::Redirect {
                             status: *status,
-                            location: location.clone(),
+                            fields: fields.clone(),
+                            passed: *passed,
                             age,
                         },
                         Remembered::Broken => Lookup::Broken,
