@@ -1,6 +1,7 @@
 //! Property tests for the pure pieces of the request path: Range evaluation and the
 //! Content-Range the server writes from it, target decoding (never escapes the root),
-//! conditional decisions, and HTTP-date formatting. Each property states an invariant
+//! conditional decisions, HTTP-date formatting, and the fields the edge tier passes on from
+//! an origin (never able to split a response head). Each property states an invariant
 //! against an independent oracle (arithmetic, a civil-calendar conversion, or the
 //! filesystem), not the implementation restated.
 
@@ -585,4 +586,59 @@ fn date_cache_changes_only_on_new_second() {
     c.update(t + Duration::from_secs(1));
     assert_ne!(c.get(), first.as_slice());
     assert_eq!(c.get(), oracle(1_700_000_001).as_bytes());
+}
+
+// ---------------------------------------------------------------- origin fields for viewers
+
+fn origin_lines(block: &[u8]) -> Vec<&[u8]> {
+    block.split_inclusive(|&b| b == b'\n').collect::<Vec<_>>()
+}
+
+proptest! {
+    #![proptest_config(cfg())]
+
+    /// Whatever an origin puts in Location, the edge panics not, and what it gives viewers
+    /// cannot end the head or start a field of its own.
+    #[test]
+    fn a_location_never_splits_the_head(loc in proptest::collection::vec(any::<u8>(), 0..120),
+                                         prefix in "(/[a-z]{1,5}){0,2}") {
+        let origins = crate::tier::origin::parse_list(&format!("http://o.example:8080{prefix}"))
+            .map_err(TestCaseError::fail)?;
+        if let Some(v) = crate::tier::origin::edge_location(&origins, &origins[0], Some(&loc)) {
+            prop_assert!(!v.is_empty());
+            prop_assert!(v.iter().all(|&b| b > b' ' && b != 0x7f), "{:?}", String::from_utf8_lossy(&v));
+            let block = crate::tier::fetch::encode_fields([("Location", &v[..])]);
+            let block = block.ok_or_else(|| TestCaseError::fail("a usable Location was not encoded"))?;
+            prop_assert_eq!(origin_lines(&block).len(), 1);
+        }
+    }
+
+    /// Cache-Control and Expires values of any bytes: the block holds one well-formed line
+    /// per value kept, or nothing; a 304's block updates it line by line.
+    #[test]
+    fn passed_fields_are_whole_lines(values in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..30), 1..4),
+                                     newer in proptest::collection::vec(any::<u8>(), 1..30)) {
+        let named = |v: &[Vec<u8>]| -> Vec<(&'static str, Vec<u8>)> {
+            v.iter().enumerate().map(|(i, v)| (if i % 2 == 0 { "Cache-Control" } else { "Expires" }, v.clone())).collect()
+        };
+        let fields = named(&values);
+        let block = crate::tier::fetch::encode_fields(fields.iter().map(|(n, v)| (*n, &v[..])));
+        if let Some(block) = &block {
+            for line in origin_lines(block) {
+                prop_assert!(line.ends_with(b"\r\n"));
+                prop_assert!(line.starts_with(b"Cache-Control: ") || line.starts_with(b"Expires: "));
+                let inner = &line[..line.len() - 2];
+                prop_assert!(!inner.iter().any(|&b| b == b'\r' || b == b'\n'));
+            }
+            if let Some(new) = crate::tier::fetch::encode_fields([("Cache-Control", &newer[..])]) {
+                let merged = crate::tier::fetch::update_fields(block, &new);
+                let lines = origin_lines(&merged);
+                prop_assert!(lines.iter().filter(|l| l.starts_with(b"Cache-Control: ")).count() == 1);
+                prop_assert_eq!(lines.last().copied(), Some(&new[..]));
+                let expires_before = origin_lines(block).iter().filter(|l| l.starts_with(b"Expires: ")).count();
+                let expires_after = lines.iter().filter(|l| l.starts_with(b"Expires: ")).count();
+                prop_assert_eq!(expires_before, expires_after);
+            }
+        }
+    }
 }

@@ -234,7 +234,7 @@ pub(super) const MAX_PASSED: usize = 4096;
 /// `Name: value` lines for viewers from an origin's values (`Fields::upstream`). None when
 /// there are none, when they are too long, or when one holds a control character that
 /// could end the head early.
-pub(super) fn encode_fields<'a>(
+pub(crate) fn encode_fields<'a>(
     fields: impl IntoIterator<Item = (&'static str, &'a [u8])>,
 ) -> Option<Bytes> {
     let mut out = Vec::new();
@@ -256,7 +256,7 @@ pub(super) fn encode_fields<'a>(
 
 /// A stored block of passed-on fields updated by a 304's (RFC 9111 4.3.4): each field the 304
 /// carries replaces the stored ones of its name, the others stay.
-pub(super) fn update_fields(stored: &[u8], new: &[u8]) -> Bytes {
+pub(crate) fn update_fields(stored: &[u8], new: &[u8]) -> Bytes {
     let name = |line: &[u8]| line.split(|&b| b == b':').next().unwrap_or(line).to_vec();
     let replaced: Vec<Vec<u8>> = new.split_inclusive(|&b| b == b'\n').map(name).collect();
     let mut out: Vec<u8> = stored
