@@ -1628,6 +1628,8 @@ fn viewers_get_the_origins_cache_control_not_the_edges() {
     let expires = "Thu, 01 Jan 2099 00:00:00 GMT";
     o.set("/c/exp.ts", with(b"e", &[("Expires", expires)]));
     o.set("/c/none.ts", with(b"n", &[]));
+    let long = format!("private, no-store, x=\"{}\"", "a".repeat(5000));
+    o.set("/c/long.ts", with(b"l", &[("Cache-Control", &long)]));
     let mut r0 = with(
         b"r",
         &[("Cache-Control", "max-age=0"), ("Expires", expires)],
@@ -1680,6 +1682,8 @@ fn viewers_get_the_origins_cache_control_not_the_edges() {
         let r = get("/c/exp.ts");
         assert_eq!(r.header("expires"), Some(expires));
         assert_eq!(r.header("cache-control"), None);
+        // Too long to pass on: not the edge's two weeks, but nothing kept.
+        assert_eq!(get("/c/long.ts").header("cache-control"), Some("no-store"));
         // Nothing from the origin: the edge's own policy for the kind.
         assert_eq!(
             get("/c/none.ts").header("cache-control"),

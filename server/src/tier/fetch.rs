@@ -207,16 +207,28 @@ impl Head {
     /// Its freshness fields as viewers get them: a cache sends the stored response's own
     /// fields with `Age` (RFC 9111 4), so a player, a CDN or another edge in front keeps an
     /// object as long as the origin said, not as long as this edge's `--cache-*` would.
+    /// Fields it sent that cannot be passed on (too long, control characters) make it
+    /// `no-store`: what they said is unknown, and this edge's own policy could keep for two
+    /// weeks what the origin marked private.
     fn passed_on(&self) -> Option<Bytes> {
-        encode_fields(self.fields.iter().filter_map(|(n, v)| {
-            if n.eq_ignore_ascii_case("cache-control") {
-                Some(("Cache-Control", v.as_slice()))
-            } else if n.eq_ignore_ascii_case("expires") {
-                Some(("Expires", v.as_slice()))
-            } else {
-                None
-            }
-        }))
+        let freshness: Vec<(&'static str, &[u8])> = self
+            .fields
+            .iter()
+            .filter_map(|(n, v)| {
+                if n.eq_ignore_ascii_case("cache-control") {
+                    Some(("Cache-Control", v.as_slice()))
+                } else if n.eq_ignore_ascii_case("expires") {
+                    Some(("Expires", v.as_slice()))
+                } else {
+                    None
+                }
+            })
+            .collect();
+        if freshness.iter().all(|(_, v)| v.trim_ascii().is_empty()) {
+            return None;
+        }
+        encode_fields(freshness)
+            .or_else(|| Some(Bytes::from_static(b"Cache-Control: no-store\r\n")))
     }
 
     /// Its ETag and Last-Modified.
