@@ -955,7 +955,10 @@ fn two_processes_on_one_port_and_cache_dir_make_one_upstream_request() {
     let mut s = Script::ok(&seg);
     s.delay = Duration::from_millis(300);
     s.split = Some((50_000, Duration::from_millis(300)));
-    s.fields = vec![("Cache-Control".into(), "public, max-age=600".into())];
+    s.fields = vec![
+        ("Cache-Control".into(), "public, max-age=600".into()),
+        ("Age".into(), "30".into()),
+    ];
     o.set("/live/shared.ts", s);
     let cache = media_root("tier-two-processes");
     let port = TcpListener::bind("127.0.0.1:0")
@@ -988,9 +991,13 @@ fn two_processes_on_one_port_and_cache_dir_make_one_upstream_request() {
     for c in &mut conns {
         let (head, got) = read_whole(c);
         assert!(head.starts_with("HTTP/1.1 200"), "{head}");
-        // The follower's viewers too, while the object arrives.
+        // The follower's viewers too, while the object arrives, and the Age it came with.
         assert!(
             head.contains("Cache-Control: public, max-age=600\r\n"),
+            "{head}"
+        );
+        assert!(
+            head.contains("\r\nAge: 30\r\n") || head.contains("\r\nAge: 31\r\n"),
             "{head}"
         );
         assert_eq!(got, seg);
@@ -1628,6 +1635,15 @@ fn viewers_get_the_origins_cache_control_not_the_edges() {
     let expires = "Thu, 01 Jan 2099 00:00:00 GMT";
     o.set("/c/exp.ts", with(b"e", &[("Expires", expires)]));
     o.set("/c/none.ts", with(b"n", &[]));
+    // A shield's stored copy, 40 s old: followed as it arrives, and whole at once.
+    let shield_copy = [("Cache-Control", "max-age=100"), ("Age", "40")];
+    let mut aged = with(&body(50_000, 2), &shield_copy);
+    aged.delay = Duration::from_millis(200);
+    aged.split = Some((10_000, Duration::from_millis(300)));
+    o.set("/c/aged.ts", aged);
+    let mut aged_small = with(b"a", &shield_copy);
+    aged_small.delay = Duration::from_millis(300);
+    o.set("/c/aged-small.ts", aged_small);
     let long = format!("private, no-store, x=\"{}\"", "a".repeat(5000));
     o.set("/c/long.ts", with(b"l", &[("Cache-Control", &long)]));
     let mut r0 = with(
@@ -1671,6 +1687,25 @@ fn viewers_get_the_origins_cache_control_not_the_edges() {
         Some("max-age=5, must-revalidate")
     );
     assert_eq!(o.count("/c/seg.ts"), 1);
+
+    // The viewers that wait for a shield's stored copy are told how old it is, as later
+    // hits are (RFC 9111 5.1), once each.
+    let ages = |r: &common::Response| {
+        r.headers
+            .iter()
+            .filter(|(n, _)| n.eq_ignore_ascii_case("age"))
+            .map(|(_, v)| v.parse::<u64>().unwrap())
+            .collect::<Vec<_>>()
+    };
+    for path in ["/c/aged.ts", "/c/aged-small.ts"] {
+        for r in at_once(e.addr, 2, path) {
+            assert_eq!(r.header("cache-control"), Some("max-age=100"));
+            assert!(matches!(ages(&r)[..], [40 | 41]), "{path}: {:?}", r.headers);
+        }
+        let r = get(path);
+        assert_eq!(r.header("cache-status"), Some("corestream; hit"));
+        assert!(matches!(ages(&r)[..], [40..=42]), "{path}: {:?}", r.headers);
+    }
 
     for _ in 0..2 {
         let r = get("/c/k.key");

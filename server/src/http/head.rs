@@ -162,7 +162,11 @@ pub fn encode(r: &Response<'_>, env: &Env<'_>, out: &mut Vec<u8>) {
             number_field(out, b"Age", u64::from(age));
             out.extend_from_slice(b"Via: 1.1 corestream\r\nCache-Status: corestream; hit\r\n");
         }
-        Some(super::response::TierStatus::Miss { collapsed }) => {
+        Some(super::response::TierStatus::Miss { collapsed, age }) => {
+            // Forwarded, but not new: an origin's stored copy (a shield's) says how old.
+            if age > 0 {
+                number_field(out, b"Age", u64::from(age));
+            }
             out.extend_from_slice(b"Via: 1.1 corestream\r\nCache-Status: corestream; fwd=miss");
             if collapsed {
                 out.extend_from_slice(b"; collapsed");

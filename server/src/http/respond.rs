@@ -286,6 +286,7 @@ fn growing_fields<'r>(req: &Request<'r>, close: bool, g: &Growing) -> Fields<'r>
     Fields {
         tier: g.upstream.then_some(TierStatus::Miss {
             collapsed: req.collapsed,
+            age: g.age(),
         }),
         content_type: Some(g.content_type),
         cache_control: g.passed.is_none().then_some(CacheControl::Kind(g.kind)),
@@ -395,6 +396,7 @@ fn pulled<'r>(
     let is_head = req.method() == Method::Head;
     let miss = TierStatus::Miss {
         collapsed: req.collapsed,
+        age: 0,
     };
     let answer = |status: Status, tier: TierStatus| {
         let mut r = Response::error(status, base(req, close), !is_head);
@@ -405,10 +407,14 @@ fn pulled<'r>(
     // RFC 9211: a stored copy or a remembered answer given to a new request is a hit; a
     // held request that waited for the forward was part of the miss.
     let stored_answer = |age: u64| {
+        let age = u32::try_from(age).unwrap_or(u32::MAX);
         if cx.rerun {
-            miss
+            TierStatus::Miss {
+                collapsed: req.collapsed,
+                age,
+            }
         } else {
-            TierStatus::Hit(u32::try_from(age).unwrap_or(u32::MAX))
+            TierStatus::Hit(age)
         }
     };
     let query = if kind == Kind::Playlist {

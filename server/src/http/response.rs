@@ -102,7 +102,8 @@ pub enum TierStatus {
     /// A stored copy, this many seconds old (`Age`).
     Hit(u32),
     /// Forwarded to the origin; `collapsed`: waited for a forward another request started.
-    Miss { collapsed: bool },
+    /// `age`: of the origin's answer (its own `Age`, and the time since), when it has one.
+    Miss { collapsed: bool, age: u32 },
 }
 
 /// The ingest port's challenge (RFC 6750 3).

@@ -18,6 +18,7 @@ use std::collections::HashMap;
 use std::os::fd::OwnedFd;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, AtomicUsize, Ordering::SeqCst};
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 /// Where an object's writer stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -41,6 +42,9 @@ pub struct Growing {
     pub upstream: bool,
     /// The origin's freshness fields, passed on to viewers (`Fields::upstream`).
     pub passed: Option<Bytes>,
+    /// When the origin's answer was new (its `Age` before it arrived): viewers are told
+    /// how old it is now.
+    pub new_at: Option<Instant>,
     written: AtomicU64,
     state: AtomicU8,
     /// One flag per worker: some connection of that worker is sending this object.
@@ -62,6 +66,7 @@ impl Growing {
             declared,
             upstream: false,
             passed: None,
+            new_at: None,
             written: AtomicU64::new(0),
             state: AtomicU8::new(State::Open as u8),
             followers: (0..workers.max(1))
@@ -71,11 +76,20 @@ impl Growing {
     }
 
     /// Mark an object the edge tier pulls from an origin.
-    /// Pulled from an origin, whose freshness fields (if any) viewers get.
-    pub fn pulled(mut self, passed: Option<Bytes>) -> Growing {
+    /// Pulled from an origin, whose freshness fields (if any) viewers get, with the `Age`
+    /// its answer came with.
+    pub fn pulled(mut self, passed: Option<Bytes>, age: Duration) -> Growing {
         self.upstream = true;
         self.passed = passed;
+        self.new_at = Instant::now().checked_sub(age);
         self
+    }
+
+    /// Seconds since the origin's answer was new (`Age`).
+    pub fn age(&self) -> u32 {
+        self.new_at.map_or(0, |t| {
+            u32::try_from(t.elapsed().as_secs()).unwrap_or(u32::MAX)
+        })
     }
 
     /// Bytes readable now, and whether more will come. The length is read after the state,

@@ -688,8 +688,18 @@ fn store(
     let passed = head.passed_on();
     // Leading for the box: the bytes go into the shared file the other processes follow.
     let lead = lead.take();
-    if let (Some(l), Some(p)) = (&lead, &passed) {
-        let _ = crate::net::fsys::set_xattr(l.file.as_raw_fd(), super::share::PASSED_XATTR, p);
+    if let Some(l) = &lead {
+        if let Some(p) = &passed {
+            let _ = crate::net::fsys::set_xattr(l.file.as_raw_fd(), super::share::PASSED_XATTR, p);
+        }
+        let age = policy.age.as_secs();
+        if age > 0 {
+            let _ = crate::net::fsys::set_xattr(
+                l.file.as_raw_fd(),
+                super::share::AGE_XATTR,
+                age.to_string().as_bytes(),
+            );
+        }
     }
     let opened = match lead.as_ref().map(|l| l.file.try_clone()) {
         Some(Ok(f)) => Upload::with_file(t.cache_fd.as_raw_fd(), &job.path, f, 0),
@@ -715,7 +725,7 @@ fn store(
         Ok(f) => {
             let g = Arc::new(
                 Growing::new(f, job.content_type, job.kind, declared, shared.cfg.workers)
-                    .pulled(passed.clone()),
+                    .pulled(passed.clone(), policy.age),
             );
             shared.growing.begin(&job.path, g.clone());
             Some(g)

@@ -28,6 +28,9 @@ use std::time::{Duration, Instant};
 /// its first byte: the other processes' viewers get them while the object arrives.
 pub const PASSED_XATTR: &CStr = c"user.corestream.passed";
 
+/// The `Age` the origin's answer came with, in seconds (when not 0), beside `PASSED_XATTR`.
+pub const AGE_XATTR: &CStr = c"user.corestream.age";
+
 /// How long a completed `.done` (and its `.meta`) stays for processes that ask just after.
 const KEEP_DONE: Duration = Duration::from_secs(10);
 
@@ -385,6 +388,10 @@ impl Share {
                         fsys::get_xattr(f.file.as_raw_fd(), PASSED_XATTR, super::fetch::MAX_PASSED)
                             .ok()
                             .map(Bytes::from),
+                        fsys::get_xattr(f.file.as_raw_fd(), AGE_XATTR, 20)
+                            .ok()
+                            .and_then(|v| std::str::from_utf8(&v).ok()?.parse().ok())
+                            .map_or(Duration::ZERO, Duration::from_secs),
                     ),
                 );
                 shared.growing.begin(&f.path, g.clone());
